@@ -1,0 +1,1 @@
+#![allow(non_camel_case_types)]
