@@ -16,4 +16,7 @@ pub mod buffer;
 pub mod packet;
 
 #[cfg(feature = "dpdk")]
+pub mod worker;
+
+#[cfg(feature = "dpdk")]
 pub mod dpdk;

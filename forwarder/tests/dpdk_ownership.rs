@@ -1,0 +1,226 @@
+//! Ownership rules of the DPDK wrapper, on a real EAL with virtual devices:
+//! every mbuf that enters a burst, a port or a ring comes back to the pool.
+//!
+//! One EAL per test binary (DPDK allows one init per process), shared by
+//! the tests through a `OnceLock`; tests that touch a port take a lock.
+
+#![cfg(feature = "dpdk")]
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use forwarder::buffer::PacketBuf;
+use forwarder::dpdk::{self, Burst, Eal, Mempool, Port, PortConfig, QueueId, BURST_SIZE};
+
+struct Env {
+    _eal: Eal,
+    pool: Mempool,
+    null: Port,
+    ring: Port,
+}
+
+static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
+
+fn env() -> MutexGuard<'static, Env> {
+    let m = ENV.get_or_init(|| {
+        let prefix = format!("--file-prefix=ferrolb-test-{}", std::process::id());
+        let eal = Eal::init(&[
+            "-l",
+            "0-1",
+            "--no-huge",
+            "--no-pci",
+            "--no-telemetry",
+            prefix.as_str(),
+            "--log-level=lib.eal:error",
+            "--vdev=net_null0",
+            "--vdev=net_ring0",
+        ])
+        .expect("EAL init for tests (run as root with DPDK installed)");
+        let pool = Mempool::new("test_pool", 4095, 0, 0).expect("mempool");
+        let null = Port::by_name("net_null0").expect("net_null0");
+        let ring = Port::by_name("net_ring0").expect("net_ring0");
+        for p in [&null, &ring] {
+            p.configure(&PortConfig::default(), &pool)
+                .expect("configure");
+            p.start().expect("start");
+        }
+        Mutex::new(Env {
+            _eal: eal,
+            pool,
+            null,
+            ring,
+        })
+    });
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const Q: QueueId = QueueId(0);
+
+#[test]
+fn alloc_and_drop_return_every_mbuf() {
+    let e = env();
+    let base = e.pool.in_use();
+    let frames: Vec<_> = (0..100)
+        .map(|i| e.pool.alloc_with(&[i as u8; 60]).expect("alloc"))
+        .collect();
+    assert_eq!(e.pool.in_use(), base + 100);
+    assert_eq!(frames[7].data(), &[7u8; 60][..]);
+    drop(frames);
+    assert_eq!(e.pool.in_use(), base);
+}
+
+#[test]
+fn mbuf_grows_and_shrinks_within_its_room() {
+    let e = env();
+    let base = e.pool.in_use();
+    let mut m = e.pool.alloc_with(&[1, 2, 3, 4]).expect("alloc");
+    assert!(m.prepend(20));
+    assert_eq!(m.len(), 24);
+    assert!(m.adj(20));
+    assert_eq!(m.data(), &[1, 2, 3, 4]);
+    assert!(!m.prepend(4096), "headroom is 128 bytes");
+    assert!(!m.adj(5));
+    assert!(m.trim(2));
+    assert_eq!(m.data(), &[1, 2]);
+    assert_eq!(m.rss_hash(), None);
+    drop(m);
+    assert_eq!(e.pool.in_use(), base);
+}
+
+#[test]
+fn null_port_rx_and_tx_leak_nothing() {
+    let e = env();
+    let base = e.pool.in_use();
+    let mut rx = Burst::new();
+    let n = e.null.rx_burst(Q, &mut rx);
+    assert_eq!(n, BURST_SIZE, "net_null fills whole bursts");
+    assert_eq!(e.pool.in_use(), base + BURST_SIZE as u32);
+    // Half of them go out (the driver frees them), half are dropped here.
+    let mut tx = Burst::new();
+    for (i, m) in rx.drain().enumerate() {
+        if i % 2 == 0 {
+            tx.push(m).expect("room");
+        }
+    }
+    assert_eq!(e.null.tx_burst(Q, &mut tx), (BURST_SIZE / 2, 0));
+    assert!(tx.is_empty());
+    assert_eq!(e.pool.in_use(), base);
+}
+
+#[test]
+fn burst_refuses_a_33rd_frame_and_frees_on_drop() {
+    let e = env();
+    let base = e.pool.in_use();
+    {
+        let mut b = Burst::new();
+        for _ in 0..BURST_SIZE {
+            b.push(e.pool.alloc().expect("alloc")).expect("room");
+        }
+        let extra = e.pool.alloc().expect("alloc");
+        let back = b.push(extra).expect_err("full");
+        drop(back);
+        assert_eq!(e.pool.in_use(), base + BURST_SIZE as u32);
+        // A partly consumed drain frees the rest.
+        let mut d = b.drain();
+        let first = d.next().expect("first");
+        drop(d);
+        assert!(b.is_empty());
+        drop(first);
+    }
+    assert_eq!(e.pool.in_use(), base);
+}
+
+#[test]
+fn ring_port_loops_frames_back_intact() {
+    let e = env();
+    let base = e.pool.in_use();
+    let mut tx = Burst::new();
+    for i in 0..10u8 {
+        tx.push(e.pool.alloc_with(&[i; 64]).expect("alloc"))
+            .expect("room");
+    }
+    assert_eq!(e.ring.tx_burst(Q, &mut tx), (10, 0));
+    let mut rx = Burst::new();
+    assert_eq!(e.ring.rx_burst(Q, &mut rx), 10);
+    for (i, m) in rx.drain().enumerate() {
+        assert_eq!(m.data(), &[i as u8; 64][..]);
+    }
+    assert_eq!(e.pool.in_use(), base);
+}
+
+#[test]
+fn frames_the_driver_refuses_are_freed_not_leaked() {
+    let e = env();
+    let base = e.pool.in_use();
+    // Fill the ring until the driver refuses frames (bounded: the ring holds
+    // at most a few thousand).
+    let mut refused = 0;
+    let mut accepted = 0;
+    for _ in 0..200 {
+        let mut tx = Burst::new();
+        for _ in 0..BURST_SIZE {
+            match e.pool.alloc() {
+                Some(m) => tx.push(m).expect("room"),
+                None => break,
+            }
+        }
+        let (s, d) = e.ring.tx_burst(Q, &mut tx);
+        accepted += s;
+        refused += d;
+        if d > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "the ring never refused a frame");
+    assert_eq!(
+        e.pool.in_use(),
+        base + accepted as u32,
+        "refused frames were freed"
+    );
+    // Drain the ring: everything comes back.
+    let mut rx = Burst::new();
+    let mut got = 0;
+    for _ in 0..1000 {
+        let n = e.ring.rx_burst(Q, &mut rx);
+        if n == 0 {
+            break;
+        }
+        got += n;
+        rx.free_all();
+    }
+    assert_eq!(got, accepted);
+    assert_eq!(e.pool.in_use(), base);
+}
+
+#[test]
+fn panics_on_a_worker_lcore_are_caught_and_reported() {
+    let _e = env();
+    let lcores = dpdk::worker_lcores();
+    assert_eq!(lcores.len(), 1, "-l 0-1 gives one worker lcore");
+    dpdk::launch(lcores[0], || 7).expect("launch");
+    assert_eq!(dpdk::wait_lcore(lcores[0]), 7);
+    dpdk::launch(lcores[0], || panic!("boom on purpose")).expect("launch");
+    assert_eq!(dpdk::wait_lcore(lcores[0]), -1);
+    // The lcore is usable again.
+    dpdk::launch(lcores[0], || 0).expect("launch");
+    assert_eq!(dpdk::wait_lcore(lcores[0]), 0);
+}
+
+#[test]
+fn port_reports_mac_link_and_counters() {
+    let e = env();
+    let mac = e.null.mac().expect("mac");
+    assert_ne!(mac, [0; 6]);
+    assert!(e.null.link().is_ok());
+    let before = e.ring.stats().expect("stats");
+    let mut tx = Burst::new();
+    tx.push(e.pool.alloc_with(&[0u8; 60]).expect("alloc"))
+        .expect("room");
+    e.ring.tx_burst(Q, &mut tx);
+    let mut rx = Burst::new();
+    e.ring.rx_burst(Q, &mut rx);
+    rx.free_all();
+    let after = e.ring.stats().expect("stats");
+    assert_eq!(after.tx_packets, before.tx_packets + 1);
+    assert!(Port::by_name("net_nonexistent9").is_err());
+    assert!(dpdk::version().contains("22.11"), "{}", dpdk::version());
+}
