@@ -1,1 +1,4 @@
-//! ferrolb control plane.
+//! ferrolb's control plane: configuration, and (as they land) health
+//! checks, VRRP, the admin API and the snapshot the workers read.
+
+pub mod config;

@@ -1,0 +1,240 @@
+use super::*;
+
+/// The example of shared/DESIGN.md, the contract.
+const CONTRACT: &str = r#"
+[dataplane]
+eal_args = ["-l", "0-1", "--no-huge", "-m", "512", "--no-pci",
+            "--vdev=net_af_packet0,iface=lb0"]
+workers = 1
+conn_table_capacity = 65536
+idle_sleep = "50us"
+
+[[port]]
+name = "lan"
+device = "net_af_packet0"
+addresses = ["192.0.2.2/24"]
+gateway = "192.0.2.1"
+
+[[vip]]
+name = "web"
+address = "192.0.2.100"
+protocol = "tcp"
+port = 80
+mode = "dr"
+scheduler = "maglev"
+port_name = "lan"
+
+  [vip.persistence]
+  timeout = "300s"
+  netmask = 24
+
+  [vip.health]
+  type = "http"
+  path = "/ready.txt"
+  expect_status = 200
+  expect_body = "OK"
+  interval = "1s"
+  timeout = "500ms"
+  rise = 2
+  fall = 2
+
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 80
+  weight = 1
+  mac = "02:00:00:00:00:21"
+
+[ha]
+vrid = 51
+priority = 150
+advert_interval = "1s"
+preempt = true
+port_name = "lan"
+floating = ["198.51.100.1"]
+garp_interval = "60s"
+garp_elapse = "1200s"
+
+[admin]
+listen = "127.0.0.1:9080"
+"#;
+
+const MINIMAL: &str = r#"
+[dataplane]
+eal_args = ["--no-huge"]
+
+[[port]]
+name = "lan"
+device = "net_af_packet0"
+addresses = ["192.0.2.2/24"]
+"#;
+
+#[test]
+fn the_contract_example_loads() {
+    let c = parse("lb.toml", CONTRACT).expect("the contract example is valid");
+    assert_eq!(c.dataplane.workers, 1);
+    assert_eq!(c.dataplane.idle_sleep, Some(Duration::from_micros(50)));
+    assert_eq!(c.ports[0].tap, "fl-lan");
+    assert_eq!(c.ports[0].gateway, Some("192.0.2.1".parse().unwrap()));
+    let v = &c.vips[0];
+    assert_eq!(
+        (v.protocol, v.port, v.mode, v.scheduler),
+        (Protocol::Tcp, 80, Mode::Dr, Scheduler::Maglev)
+    );
+    assert_eq!(
+        v.persistence,
+        Some(Persistence {
+            timeout: Duration::from_secs(300),
+            netmask: 24
+        })
+    );
+    let h = v.health.as_ref().unwrap();
+    assert_eq!(
+        (h.kind, h.expect_body.as_deref(), h.timeout),
+        (HealthKind::Http, Some("OK"), Duration::from_millis(500))
+    );
+    assert_eq!(v.reals[0].mac, Some([2, 0, 0, 0, 0, 0x21]));
+    let ha = c.ha.unwrap();
+    assert_eq!(
+        (ha.vrid, ha.priority, ha.garp_elapse),
+        (51, 150, Duration::from_secs(1200))
+    );
+    assert_eq!(c.admin.listen, "127.0.0.1:9080".parse().unwrap());
+}
+
+#[test]
+fn defaults_fill_optional_keys() {
+    let c = parse("m.toml", MINIMAL).unwrap();
+    assert_eq!(c.dataplane.workers, 1);
+    assert_eq!(c.dataplane.conn_table_capacity, 65536);
+    assert_eq!(c.dataplane.idle_sleep, None);
+    assert!(c.vips.is_empty() && c.ha.is_none());
+    assert_eq!(c.admin.listen.to_string(), DEFAULT_ADMIN);
+}
+
+/// (description, text, expected (line, key, message fragment) for each error)
+type Case = (
+    &'static str,
+    String,
+    Vec<(usize, &'static str, &'static str)>,
+);
+
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+fn vip(body: &str) -> String {
+    with(&format!(
+        "\n[[vip]]\nname = \"web\"\naddress = \"192.0.2.100\"\nport = 80\n{body}"
+    ))
+}
+
+#[test]
+fn broken_configs_name_every_problem_with_line_and_key() {
+    let cases: Vec<Case> = vec![
+        ("syntax error", "[dataplane\n".into(), vec![(1, "", "")]),
+        (
+            "unknown keys everywhere are all reported",
+            with("bogus = 1\n[admin]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n")
+                .replace("device =", "colour = \"red\"\ndevice ="),
+            vec![(7, "port[0].colour", "unknown key"), (10, "port[0].bogus", "unknown key"), (13, "admin.lisen", "unknown key")],
+        ),
+        ("wrong type", MINIMAL.replace("eal_args = [\"--no-huge\"]", "eal_args = 5"), vec![(3, "", "invalid type")]),
+        ("no dataplane", "[[port]]\nname=\"a\"\ndevice=\"d\"\naddresses=[\"192.0.2.2/24\"]\n".into(), vec![(0, "dataplane", "required")]),
+        ("no port", "[dataplane]\neal_args=[\"x\"]\n".into(), vec![(0, "port", "at least one")]),
+        (
+            "bad addresses and prefixes",
+            MINIMAL.replace("[\"192.0.2.2/24\"]", "[\"192.0.2.2/33\", \"192.0.2.300/24\", \"192.0.2.3\"]"),
+            vec![(8, "port[0].addresses[0]", "prefix"), (8, "port[0].addresses[1]", "not an IP"), (8, "port[0].addresses[2]", "address/prefix")],
+        ),
+        ("gateway outside the port", with("gateway = \"203.0.113.1\"\n"), vec![(9, "port[0].gateway", "not inside")]),
+        ("workers out of range", MINIMAL.replace("eal_args", "workers = 0\neal_args"), vec![(3, "dataplane.workers", "out of range")]),
+        ("zero-unit duration", MINIMAL.replace("eal_args", "idle_sleep = \"50\"\neal_args"), vec![(3, "dataplane.idle_sleep", "no unit")]),
+        ("huge idle sleep", MINIMAL.replace("eal_args", "idle_sleep = \"1s\"\neal_args"), vec![(3, "dataplane.idle_sleep", "10ms")]),
+        (
+            "duplicate port names",
+            with("[[port]]\nname = \"lan\"\ndevice = \"x\"\naddresses = [\"198.51.100.2/24\"]\n"),
+            vec![(9, "port[1].tap", "used twice"), (10, "port[1].name", "used twice")],
+        ),
+        (
+            "DR with port translation",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\nport = 8080\n"),
+            vec![(16, "vip[0].real[0].port", "cannot translate")],
+        ),
+        (
+            "real outside every prefix without gateway",
+            vip("mode = \"nat\"\n[[vip.real]]\naddress = \"203.0.113.5\"\nport = 8080\n"),
+            vec![(16, "vip[0].real[0].address", "no port has a gateway")],
+        ),
+        (
+            "negative and huge weights",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\nweight = -1\n[[vip.real]]\naddress = \"192.0.2.22\"\nweight = 100000\n"),
+            vec![(16, "vip[0].real[0].weight", "out of range"), (19, "vip[0].real[1].weight", "out of range")],
+        ),
+        (
+            "unknown mode, scheduler, protocol and port name",
+            vip("mode = \"fast\"\nscheduler = \"best\"\nprotocol = \"sctp\"\nport_name = \"wan\"\n[[vip.real]]\naddress = \"192.0.2.21\"\n"),
+            vec![(14, "vip[0].mode", "not a mode"), (15, "vip[0].scheduler", "not a scheduler"), (16, "vip[0].protocol", "not a protocol"), (17, "vip[0].port_name", "no [[port]]")],
+        ),
+        (
+            "duplicate VIPs",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[[vip]]\nname = \"web2\"\naddress = \"192.0.2.100\"\nport = 80\n[[vip.real]]\naddress = \"192.0.2.22\"\n").to_string(),
+            vec![(18, "vip[1].address", "another VIP")],
+        ),
+        (
+            "zero health interval and bad rise",
+            vip("[vip.health]\ntype = \"tcp\"\ninterval = \"0s\"\nrise = 0\n[[vip.real]]\naddress = \"192.0.2.21\"\n"),
+            vec![(16, "vip[0].health.interval", "longer than zero"), (17, "vip[0].health.rise", "out of range")],
+        ),
+        ("HA without VIPs", with("[ha]\nvrid = 7\n"), vec![(9, "ha", "nothing to float")]),
+        ("HA vrid out of range", vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 300\n"), vec![(17, "ha.vrid", "out of range")]),
+        (
+            "admin on the network without a token",
+            with("[admin]\nlisten = \"0.0.0.0:9080\"\n"),
+            vec![(10, "admin.listen", "token")],
+        ),
+        ("VIP without reals", vip(""), vec![(0, "vip[0].real", "at least one")]),
+        ("bad MAC", vip("[[vip.real]]\naddress = \"192.0.2.21\"\nmac = \"02:00\"\n"), vec![(16, "vip[0].real[0].mac", "MAC")]),
+    ];
+    for (desc, text, want) in cases {
+        let errs = match parse("bad.toml", &text) {
+            Ok(_) => panic!("{desc}: accepted:\n{text}"),
+            Err(e) => e.0,
+        };
+        assert_eq!(errs.len(), want.len(), "{desc}: got {errs:#?}");
+        for (e, (line, key, msg)) in errs.iter().zip(&want) {
+            assert_eq!(e.file, "bad.toml", "{desc}");
+            if *line > 0 {
+                assert_eq!(e.line, Some(*line), "{desc}: {e}");
+            }
+            assert_eq!(e.key, *key, "{desc}: {e}");
+            assert!(e.message.contains(msg), "{desc}: {e} lacks {msg:?}");
+            let shown = e.to_string();
+            assert!(shown.starts_with("bad.toml"), "{shown}");
+        }
+    }
+}
+
+#[test]
+fn durations_take_units() {
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("50us"), Ok(Duration::from_micros(50)));
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert!(parse_duration("5").is_err());
+    assert!(parse_duration("fast").is_err());
+    assert!(parse_duration("5 parsecs").is_err());
+    assert!(parse_duration("99999999h").is_err());
+}
+
+#[test]
+fn cidr_contains() {
+    let c: Cidr = "192.0.2.0/24".parse().unwrap();
+    assert!(c.contains("192.0.2.200".parse().unwrap()));
+    assert!(!c.contains("192.0.3.1".parse().unwrap()));
+    assert!(!c.contains("2001:db8::1".parse().unwrap()));
+    let c6: Cidr = "2001:db8::2/64".parse().unwrap();
+    assert!(c6.contains("2001:db8::ffff".parse().unwrap()));
+    let all: Cidr = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains("203.0.113.9".parse().unwrap()));
+}
