@@ -92,6 +92,9 @@ fn main() {
     for lib in &dpdk.libs {
         println!("cargo:rustc-link-lib={lib}");
     }
+    // Bus drivers are plugins not named by libdpdk.pc; vdev hot-plug
+    // (rte_vdev_init, for the exception-path TAPs) lives in one of them.
+    println!("cargo:rustc-link-lib=rte_bus_vdev");
     for p in &dpdk.link_paths {
         println!("cargo:rustc-link-search=native={}", p.display());
     }

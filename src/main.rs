@@ -1,1 +1,88 @@
-fn main() {}
+//! The `ferrolb` command: run the balancer, validate configurations.
+
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (DPDK ",
+    env!("FERROLB_DPDK_VERSION"),
+    ", git ",
+    env!("FERROLB_GIT"),
+    ")"
+);
+
+/// ferrolb: a DPDK Layer-4 load balancer.
+#[derive(Parser)]
+#[command(name = "ferrolb", version = VERSION, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run in the foreground; SIGTERM/SIGINT stop it, SIGHUP reloads.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration: exit 0, or 1 with every error found.
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match control::config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} port(s), {} VIP(s), {} worker(s){})",
+                    config.display(),
+                    c.ports.len(),
+                    c.vips.len(),
+                    c.dataplane.workers,
+                    if c.ha.is_some() { ", HA" } else { "" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errs) => {
+                for e in &errs.0 {
+                    eprintln!("error: {e}");
+                }
+                eprintln!("{}: {} error(s)", config.display(), errs.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => {
+            init_logging();
+            match run::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERROLB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -2,3 +2,4 @@
 //! checks, VRRP, the admin API and the snapshot the workers read.
 
 pub mod config;
+pub mod kernel;

@@ -13,7 +13,12 @@
 //! * [`worker`] (feature `dpdk`): the poll loop.
 
 pub mod buffer;
+pub mod neigh;
 pub mod packet;
+pub mod pipeline;
+
+#[cfg(feature = "dpdk")]
+pub mod runtime;
 
 #[cfg(feature = "dpdk")]
 pub mod worker;

@@ -1,0 +1,273 @@
+//! Bringing the data plane up and down: EAL, the packet pool, data ports
+//! with their exception TAPs, and the worker lcores.
+//!
+//! Tear-down order is the reverse of set-up and is the same whether the
+//! data plane stops normally or start-up fails half-way ([`Dataplane`]'s
+//! `Drop`): stop the workers, stop and close the ports (closing a TAP
+//! removes its kernel interface), free the pool, clean up EAL.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::dpdk::{self, Eal, LcoreId, Mempool, Port, PortConfig, QueueId};
+use crate::neigh::NeighTable;
+use crate::packet::MacAddr;
+use crate::pipeline::PortView;
+use crate::worker::{Worker, WorkerPort, WorkerStats};
+
+/// Descriptors per RX and TX queue.
+const RING_DESC: u16 = 1024;
+/// Neighbour cache slots.
+const NEIGH_SLOTS: usize = 4096;
+
+/// One data port to bring up.
+#[derive(Debug, Clone)]
+pub struct PortSpec {
+    /// Config name (for messages).
+    pub name: String,
+    /// DPDK device name or PCI address.
+    pub device: String,
+    /// Kernel name of its exception TAP.
+    pub tap_iface: String,
+    /// The balancer's own addresses on it.
+    pub addrs: Vec<IpAddr>,
+    /// Next hops to keep resolved: (address, source address to ask from).
+    pub next_hops: Vec<(IpAddr, IpAddr)>,
+}
+
+/// Everything the data plane needs to start.
+#[derive(Debug, Clone)]
+pub struct DataplaneSpec {
+    /// Arguments for `rte_eal_init`.
+    pub eal_args: Vec<String>,
+    /// Worker lcores to run.
+    pub workers: u16,
+    /// Back-off when a poll finds nothing.
+    pub idle_sleep: Option<Duration>,
+    /// Mbufs in the pool (default: enough for every queue).
+    pub mbufs: Option<u32>,
+    /// Data ports.
+    pub ports: Vec<PortSpec>,
+    /// Configured neighbours (a real's `mac`).
+    pub static_neigh: Vec<(IpAddr, MacAddr)>,
+}
+
+/// Why the data plane did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// EAL refused its arguments.
+    #[error(transparent)]
+    Eal(#[from] dpdk::EalError),
+    /// A DPDK call failed.
+    #[error(transparent)]
+    Dpdk(#[from] dpdk::DpdkError),
+    /// Not enough lcores for the workers.
+    #[error("{workers} worker(s) need {need} lcores (one main + one per worker) but eal_args enable {have}: widen -l/--lcores or lower [dataplane].workers")]
+    Lcores {
+        /// Workers asked for.
+        workers: u16,
+        /// Lcores needed.
+        need: u32,
+        /// Lcores EAL enabled.
+        have: u32,
+    },
+    /// The configuration uses a device twice.
+    #[error("port {0:?}: {1}")]
+    Port(String, String),
+}
+
+/// A running data plane. Dropping it stops everything (see module docs).
+pub struct Dataplane {
+    stop: Arc<AtomicBool>,
+    lcores: Vec<LcoreId>,
+    ports: Vec<(Port, Port)>,
+    macs: Vec<MacAddr>,
+    stats: Vec<Arc<WorkerStats>>,
+    neigh: Arc<NeighTable>,
+    pool: Option<Arc<Mempool>>,
+    eal: Option<Eal>,
+}
+
+impl Dataplane {
+    /// Initialises EAL and brings up ports and workers.
+    pub fn start(spec: &DataplaneSpec) -> Result<Dataplane, StartError> {
+        let eal = Eal::init(&spec.eal_args)?;
+        let mut dp = Dataplane {
+            stop: Arc::new(AtomicBool::new(false)),
+            lcores: Vec::new(),
+            ports: Vec::new(),
+            macs: Vec::new(),
+            stats: Vec::new(),
+            neigh: Arc::new(NeighTable::new(NEIGH_SLOTS)),
+            pool: None,
+            eal: Some(eal),
+        };
+        dp.bring_up(spec)?;
+        Ok(dp)
+    }
+
+    fn bring_up(&mut self, spec: &DataplaneSpec) -> Result<(), StartError> {
+        let workers = spec.workers.max(1);
+        let lcores = dpdk::worker_lcores();
+        let have = lcores.len() as u32 + 1;
+        if lcores.len() < usize::from(workers) {
+            return Err(StartError::Lcores {
+                workers,
+                need: u32::from(workers) + 1,
+                have,
+            });
+        }
+        let queues = workers;
+        // Every queue's descriptors full, twice over (data port + TAP), plus
+        // per-lcore caches and room for frames in flight.
+        let per_port = 2 * u32::from(queues) * u32::from(RING_DESC) * 2;
+        let count = spec
+            .mbufs
+            .unwrap_or_else(|| (per_port * spec.ports.len() as u32 + 4096).next_power_of_two() - 1);
+        let pool = Arc::new(Mempool::new(
+            "ferrolb_pkt",
+            count,
+            256,
+            dpdk::current_socket() as i32,
+        )?);
+        self.pool = Some(Arc::clone(&pool));
+
+        let cfg = PortConfig {
+            rx_queues: queues,
+            tx_queues: queues,
+            rx_desc: RING_DESC,
+            tx_desc: RING_DESC,
+            promiscuous: true,
+        };
+        for (i, ps) in spec.ports.iter().enumerate() {
+            let nic = Port::by_name(&ps.device)?;
+            if self.ports.iter().any(|(p, _)| p.id() == nic.id()) {
+                return Err(StartError::Port(
+                    ps.name.clone(),
+                    format!("device {} is used by another [[port]]", ps.device),
+                ));
+            }
+            nic.configure(&cfg, &pool)?;
+            let mac = nic.mac()?;
+            let mac_s = MacAddr(mac).to_string();
+            let tap = dpdk::create_vdev(
+                &format!("net_tap{i}"),
+                &format!("iface={},mac={mac_s}", ps.tap_iface),
+            )?;
+            // Registered before configuring so a failure below still stops
+            // and closes both.
+            self.ports.push((nic.clone(), tap.clone()));
+            self.macs.push(MacAddr(mac));
+            tap.configure(
+                &PortConfig {
+                    promiscuous: false,
+                    ..cfg.clone()
+                },
+                &pool,
+            )?;
+            nic.start()?;
+            tap.start()?;
+        }
+        for &(ip, mac) in &spec.static_neigh {
+            self.neigh.set_static(ip, mac);
+        }
+
+        for (w, &lcore) in lcores.iter().take(usize::from(workers)).enumerate() {
+            let stats = Arc::new(WorkerStats::default());
+            self.stats.push(Arc::clone(&stats));
+            let ports = spec
+                .ports
+                .iter()
+                .zip(&self.ports)
+                .zip(&self.macs)
+                .map(|((ps, (nic, tap)), mac)| WorkerPort {
+                    nic: nic.clone(),
+                    tap: tap.clone(),
+                    view: PortView {
+                        mac: *mac,
+                        addrs: ps.addrs.clone(),
+                    },
+                    // One worker resolves next hops; the table is shared.
+                    next_hops: if w == 0 {
+                        ps.next_hops.clone()
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect();
+            let worker = Worker {
+                queue: QueueId(w as u16),
+                ports,
+                neigh: Arc::clone(&self.neigh),
+                pool: Arc::clone(&pool),
+                stop: Arc::clone(&self.stop),
+                stats,
+                idle_sleep: spec.idle_sleep,
+            };
+            dpdk::launch(lcore, move || worker.run()).map_err(|e| match e {
+                dpdk::LaunchError::Dpdk(d) => StartError::Dpdk(d),
+            })?;
+            self.lcores.push(lcore);
+        }
+        Ok(())
+    }
+
+    /// Per-worker counters.
+    pub fn stats(&self) -> &[Arc<WorkerStats>] {
+        &self.stats
+    }
+
+    /// The shared neighbour cache.
+    pub fn neigh(&self) -> &Arc<NeighTable> {
+        &self.neigh
+    }
+
+    /// Data ports and their TAPs, in config order.
+    pub fn ports(&self) -> &[(Port, Port)] {
+        &self.ports
+    }
+
+    /// MAC of each data port, in config order.
+    pub fn macs(&self) -> &[MacAddr] {
+        &self.macs
+    }
+
+    /// Mbufs in use (all pools): for leak checks.
+    pub fn mbufs_in_use(&self) -> u32 {
+        self.pool.as_ref().map_or(0, |p| p.in_use())
+    }
+
+    /// Stops workers and ports and cleans up EAL; returns the workers'
+    /// exit codes (0 = clean, -1 = panicked).
+    pub fn shutdown(mut self) -> Vec<i32> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Vec<i32> {
+        self.stop.store(true, Ordering::SeqCst);
+        let codes = self.lcores.drain(..).map(dpdk::wait_lcore).collect();
+        for (nic, tap) in self.ports.drain(..) {
+            for p in [&nic, &tap] {
+                if let Err(e) = p.stop() {
+                    tracing::warn!(error = %e, "stopping a port");
+                }
+                if let Err(e) = p.close() {
+                    tracing::warn!(error = %e, "closing a port");
+                }
+            }
+        }
+        self.pool.take();
+        self.eal.take();
+        codes
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        if self.eal.is_some() {
+            self.teardown();
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Test hosts for end-to-end tests: network namespaces, veth pairs and
+//! bridges made by the test and removed when it ends (also when it fails),
+//! and a ferrolb process that is killed if the test panics.
+//!
+//! Only documentation address ranges are used, and only inside the
+//! namespaces. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// End-to-end tests run one at a time (two cores; busy-polling workers).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails loudly unless the test runs as root (namespaces, DPDK).
+pub fn require_root() {
+    // SAFETY-free: geteuid has no preconditions, but avoid libc in tests:
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        uid, "0",
+        "end-to-end tests need root (network namespaces, DPDK): run them with sudo or as README says"
+    );
+}
+
+/// A short id unique to this process and call, for names of at most 15
+/// characters.
+pub fn uid() -> String {
+    format!(
+        "{}{}",
+        std::process::id() % 10000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command; returns (success, stdout+stderr).
+pub fn try_run(cmd: &str) -> (bool, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        let _ = try_run(&format!("ip netns del {name} 2>/dev/null"));
+        run(&format!("ip netns add {name}"));
+        run(&format!("ip -n {name} link set lo up"));
+        Netns {
+            name: name.to_string(),
+        }
+    }
+
+    /// Runs `cmd` inside the namespace.
+    pub fn exec(&self, cmd: &str) -> String {
+        run(&format!(
+            "ip netns exec {} sh -c '{}'",
+            self.name,
+            cmd.replace('\'', "'\\''")
+        ))
+    }
+
+    /// Runs `cmd` inside the namespace; (success, output).
+    pub fn try_exec(&self, cmd: &str) -> (bool, String) {
+        try_run(&format!(
+            "ip netns exec {} sh -c '{}'",
+            self.name,
+            cmd.replace('\'', "'\\''")
+        ))
+    }
+
+    /// The MAC of an interface in this namespace.
+    pub fn mac(&self, iface: &str) -> String {
+        std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+            .ok()
+            .filter(|_| false) // /sys shows the caller's namespace: ask ip instead
+            .unwrap_or_else(|| {
+                let out = run(&format!("ip -n {} -o link show dev {iface}", self.name));
+                out.split_whitespace()
+                    .skip_while(|w| *w != "link/ether")
+                    .nth(1)
+                    .expect("interface has a MAC")
+                    .to_string()
+            })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = try_run(&format!("ip netns del {}", self.name));
+    }
+}
+
+/// Joins two namespaces by a veth pair `a_if` (in `a`) — `b_if` (in `b`).
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+    run(&format!(
+        "ip link add {a_if} netns {} type veth peer name {b_if} netns {}",
+        a.name, b.name
+    ));
+    run(&format!("ip -n {} link set {a_if} up", a.name));
+    run(&format!("ip -n {} link set {b_if} up", b.name));
+    // The kernel's checksum offload would leave partial checksums that a
+    // packet socket (af_packet PMD) forwards as they are.
+    let _ = try_run(&format!(
+        "ip netns exec {} ethtool -K {a_if} tx off >/dev/null 2>&1",
+        a.name
+    ));
+    let _ = try_run(&format!(
+        "ip netns exec {} ethtool -K {b_if} tx off >/dev/null 2>&1",
+        b.name
+    ));
+}
+
+/// Waits until `f` holds, checking every 50 ms, at most `limit`.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The ferrolb binary under test.
+pub fn ferrolb_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ferrolb")
+}
+
+/// A running `ferrolb run` inside a namespace; killed on drop.
+pub struct Ferrolb {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Ferrolb {
+    /// Writes `config` to a file and starts ferrolb on it inside `ns`.
+    pub fn start(ns: &Netns, config: &str) -> Ferrolb {
+        let dir = std::env::temp_dir().join(format!("ferrolb-test-{}", uid()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cfg = dir.join("ferrolb.toml");
+        std::fs::File::create(&cfg)
+            .and_then(|mut f| f.write_all(config.as_bytes()))
+            .expect("write config");
+        let log = dir.join("ferrolb.log");
+        let logf = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, ferrolb_bin(), "run", "--config"])
+            .arg(&cfg)
+            .env("FERROLB_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("dup"))
+            .stderr(logf)
+            .spawn()
+            .expect("spawn ferrolb");
+        Ferrolb {
+            child: Some(child),
+            log,
+            config: cfg,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (bounded), panicking with the
+    /// log otherwise. Also fails at once if the process exits.
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) {
+        let ok = wait_for(limit, || {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!(
+                        "ferrolb exited ({st}) before logging {needle:?}:\n{}",
+                        self.log_text()
+                    );
+                }
+            }
+            self.log_text().contains(needle)
+        });
+        assert!(
+            ok,
+            "ferrolb did not log {needle:?} within {limit:?}:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Sends `signal` and waits (bounded) for exit: (status, time taken).
+    pub fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("running");
+        let t0 = Instant::now();
+        run(&format!("kill -{signal} {}", child.id()));
+        loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                return (st, t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ferrolb did not exit within {limit:?} of SIG{signal}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Ferrolb {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- ferrolb log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
