@@ -38,13 +38,21 @@ use std::str::FromStr;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket};
 pub use ethernet::{EtherType, EthernetFrame};
+pub use icmp::Icmpv4Packet;
+pub use icmpv6::{Icmpv6Packet, NaFlags};
 pub use ipv4::Ipv4Packet;
 pub use ipv6::{Ipv6Fragment, Ipv6Packet, Ipv6UpperLayer};
+pub use tcp::{TcpFlags, TcpPacket};
+pub use udp::UdpPacket;
 
 /// IP protocol numbers (IPv4 `protocol`, IPv6 `next header`).
 pub mod ip_proto {
