@@ -36,6 +36,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub mod arp;
+pub mod builder;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
