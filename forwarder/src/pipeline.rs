@@ -92,12 +92,12 @@ pub struct PortView {
 impl PortView {
     #[inline]
     fn owns_v4(&self, ip: Ipv4Addr) -> bool {
-        self.addrs.iter().any(|a| *a == IpAddr::V4(ip))
+        self.addrs.contains(&IpAddr::V4(ip))
     }
 
     #[inline]
     fn owns_v6(&self, ip: Ipv6Addr) -> bool {
-        self.addrs.iter().any(|a| *a == IpAddr::V6(ip))
+        self.addrs.contains(&IpAddr::V6(ip))
     }
 
     /// ff02::1 (all nodes) or the solicited-node group of an owned address.

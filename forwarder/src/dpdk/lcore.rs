@@ -33,10 +33,7 @@ unsafe extern "C" fn trampoline(arg: *mut c_void) -> i32 {
     // call of this function.
     let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
     // A panic must never unwind into C: catch it and report failure.
-    match catch_unwind(AssertUnwindSafe(move || job())) {
-        Ok(rc) => rc,
-        Err(_) => -1,
-    }
+    catch_unwind(AssertUnwindSafe(job)).unwrap_or(-1)
 }
 
 /// Runs `f` on worker lcore `lcore`; its return value (or -1 if it

@@ -281,11 +281,9 @@ impl NeighTable {
                     self.unlock(i);
                 }
             }
-            (None, Some((i, seq))) if create => {
-                if self.lock(i, seq) {
-                    self.write(i, k, pack(mac, STATE_REACHABLE), now_ms, 0);
-                    self.unlock(i);
-                }
+            (None, Some((i, seq))) if create && self.lock(i, seq) => {
+                self.write(i, k, pack(mac, STATE_REACHABLE), now_ms, 0);
+                self.unlock(i);
             }
             _ => {}
         }
