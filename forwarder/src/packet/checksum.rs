@@ -9,7 +9,10 @@
 //! A checksum computed from scratch over data that is not all zero is never
 //! `0xFFFF` (the folded sum is never `0`), so every checksum produced here
 //! has one canonical representation, and [`Incremental`] produces exactly
-//! the same value as recomputing.
+//! the same value as recomputing. (The one case it cannot tell apart: if
+//! the data, pseudo-header included, becomes all zero, which only an ICMPv4
+//! echo reply with zero id, sequence and data can, the update yields
+//! `0x0000` where recomputing yields `0xFFFF`.)
 //!
 //! UDP is the exception to "0 is an ordinary value": a UDP checksum field of
 //! 0 means "no checksum" (allowed over IPv4), so a computed 0 is sent as
