@@ -13,7 +13,9 @@
 //! * [`worker`] (feature `dpdk`): the poll loop.
 
 pub mod buffer;
+pub mod conntrack;
 pub mod packet;
+pub mod service;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
