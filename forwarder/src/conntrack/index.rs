@@ -73,9 +73,17 @@ impl Index {
         let mut b = self.home(h);
         for _ in 0..self.probe {
             let bk = &self.buckets[b];
-            for w in 0..WAYS {
-                if bk.tags[w] == tag && bk.slots[w] != NIL && is_match(bk.slots[w]) {
-                    return Some(bk.slots[w]);
+            // Branch-free tag scan into a bit mask, then check candidates.
+            let mut m = 0u32;
+            for (w, &t) in bk.tags.iter().enumerate() {
+                m |= u32::from(t == tag) << w;
+            }
+            while m != 0 {
+                let w = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let s = bk.slots[w];
+                if s != NIL && is_match(s) {
+                    return Some(s);
                 }
             }
             if bk.overflow == 0 {

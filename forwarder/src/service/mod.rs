@@ -294,6 +294,24 @@ impl Service {
         }
     }
 
+    /// Carries a worker's per-real active connection counts over to this
+    /// (new) version of a service: each count follows its real by address
+    /// and port; new reals start at 0. Allocates: call it when adopting a
+    /// snapshot, not per packet.
+    pub fn remap_counts(&self, old: &Service, old_counts: &[u32]) -> Vec<u32> {
+        let mut counts = vec![0u32; self.spec.reals.len()];
+        for (i, r) in old.reals().iter().enumerate() {
+            let c = old_counts.get(i).copied().unwrap_or(0);
+            if c == 0 {
+                continue;
+            }
+            if let Some(j) = self.resolve_real(RealIdx(i as u16), r.addr, r.port) {
+                counts[j.get()] += c;
+            }
+        }
+        counts
+    }
+
     /// Picks a real for a new flow with the service's scheduler (ignoring
     /// persistence). See [`Scheduler::pick`].
     #[inline]
@@ -637,6 +655,22 @@ pub(crate) mod tests {
         s.reals.remove(0);
         let svc3 = Service::build(s).unwrap();
         assert_eq!(svc3.resolve_real(RealIdx(2), r2.addr, r2.port), None);
+    }
+
+    #[test]
+    fn counts_follow_reals_across_snapshots() {
+        let mut s = spec(1, v4(1), 80, SchedulerKind::Wlc);
+        let old = Service::build(s.clone()).unwrap();
+        s.reals.swap(0, 3);
+        s.reals.remove(1);
+        s.reals.push(real(9, 1, RealState::Up));
+        let new = Service::build(s).unwrap();
+        // old reals: .1 .2 .3 .4 -> new: .4 .3 .1 .9
+        assert_eq!(
+            new.remap_counts(&old, &[10, 20, 30, 40]),
+            vec![40, 30, 10, 0]
+        );
+        assert_eq!(new.remap_counts(&old, &[]), vec![0; 4]);
     }
 
     #[test]
