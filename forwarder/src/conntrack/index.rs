@@ -94,6 +94,24 @@ impl Index {
         None
     }
 
+    /// Loads the home bucket of `h` (a safe stand-in for a prefetch: the
+    /// load is issued, nothing waits for it).
+    #[inline]
+    pub(super) fn touch(&self, h: u32) {
+        std::hint::black_box(self.buckets[self.home(h)].overflow);
+    }
+
+    /// The first slot in `h`'s home bucket whose tag matches, if any
+    /// (a candidate to prefetch; not a verified match).
+    #[inline]
+    pub(super) fn first_candidate(&self, h: u32) -> Option<u32> {
+        let bk = &self.buckets[self.home(h)];
+        let tag = h as u16;
+        (0..WAYS)
+            .find(|&w| bk.tags[w] == tag && bk.slots[w] != NIL)
+            .map(|w| bk.slots[w])
+    }
+
     /// Whether an insert of hash `h` would find a free way.
     #[inline]
     pub(super) fn has_room(&self, h: u32) -> bool {

@@ -975,6 +975,39 @@ impl ConnTable {
         PReply::new(key).hash(self.cfg.seed)
     }
 
+    /// Starts loading the forward index bucket of `hash` without waiting
+    /// for it (a plain load the CPU overlaps with other work; no `unsafe`
+    /// prefetch intrinsic). For a burst: hash + `prefetch` every packet,
+    /// then `prefetch_entry` every packet, then `lookup` every packet.
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        self.fwd.touch(hash);
+    }
+
+    /// Starts loading the entry a forward lookup of `hash` will most likely
+    /// compare (the first tag match in the home bucket). Best after
+    /// [`Self::prefetch`] of the same hash has had time to complete.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u32) {
+        if let Some(s) = self.fwd.first_candidate(hash) {
+            std::hint::black_box(self.entries[s as usize].expiry);
+        }
+    }
+
+    /// [`Self::prefetch`] for the reply index.
+    #[inline]
+    pub fn prefetch_reply(&self, hash: u32) {
+        self.rev.touch(hash);
+    }
+
+    /// [`Self::prefetch_entry`] for the reply index.
+    #[inline]
+    pub fn prefetch_reply_entry(&self, hash: u32) {
+        if let Some(s) = self.rev.first_candidate(hash) {
+            std::hint::black_box(self.entries[s as usize].expiry);
+        }
+    }
+
     /// The flow of `id`.
     #[inline]
     pub fn entry(&self, id: FlowId) -> &Entry {

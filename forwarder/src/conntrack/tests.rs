@@ -632,3 +632,20 @@ fn bytes_per_flow_10m() {
     assert!(bytes <= 1 << 30, "{bytes}");
     assert!(per_flow <= 107.0);
 }
+
+#[test]
+fn prefetch_calls_are_harmless() {
+    let mut t = ConnTable::with_capacity(100);
+    let k = key(1);
+    let v = val(State::Established, Nat::Nat);
+    let h = t.hash(&k);
+    t.prefetch(h);
+    t.prefetch_entry(h); // miss: no candidate
+    let id = ins(&mut t, 0, &k, &v).unwrap();
+    t.prefetch(h);
+    t.prefetch_entry(h);
+    let rh = t.hash_reply(&nat_reply(&k, &v));
+    t.prefetch_reply(rh);
+    t.prefetch_reply_entry(rh);
+    assert_eq!(t.lookup(1, &k, h), Lookup::Hit(id));
+}
