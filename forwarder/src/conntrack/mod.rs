@@ -100,6 +100,15 @@ impl L4 {
     }
 }
 
+impl From<crate::service::Proto> for L4 {
+    fn from(p: crate::service::Proto) -> Self {
+        match p {
+            crate::service::Proto::Tcp => L4::Tcp,
+            crate::service::Proto::Udp => L4::Udp,
+        }
+    }
+}
+
 /// Connection state (TCP states as seen by a balancer, plus one state for
 /// each connectionless protocol).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

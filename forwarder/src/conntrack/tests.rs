@@ -124,6 +124,8 @@ fn tcp_state_machine() {
     for &(p, f, s) in initial {
         assert_eq!(State::initial(p, f), s);
     }
+    assert_eq!(L4::from(crate::service::Proto::Udp), L4::Udp);
+    assert_eq!(L4::from(crate::service::Proto::Tcp), L4::Tcp);
     assert!(SynRecv.is_tcp_inactive() && !Established.is_tcp_inactive() && !Udp.is_tcp_inactive());
 }
 

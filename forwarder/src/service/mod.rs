@@ -497,6 +497,15 @@ impl VipTable {
             .map(|s| SchedState::new(s.scheduler()))
             .collect()
     }
+
+    /// Zeroed per-worker active connection counts (lc/wlc), one vector per
+    /// service in [`ServiceIdx`] order, one count per real.
+    pub fn new_conn_counts(&self) -> Vec<Vec<u32>> {
+        self.services
+            .iter()
+            .map(|s| vec![0; s.reals().len()])
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -570,6 +579,7 @@ pub(crate) mod tests {
         assert_eq!(t.by_id(3).unwrap().spec().port, 80);
         assert_eq!(t.generation(), 7);
         assert_eq!(t.new_sched_states().len(), 5);
+        assert_eq!(t.new_conn_counts()[0], vec![0; 4]);
         assert_eq!(
             t.get(t.lookup_idx(v4(2), Proto::Tcp, 80).unwrap())
                 .unwrap()
