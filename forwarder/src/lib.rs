@@ -8,20 +8,21 @@
 //!   incremental checksums.
 //! * [`service`]: the VIP table, schedulers and source-IP persistence.
 //! * [`conntrack`]: the per-worker flow table.
-//! * [`neigh`]: ARP / ND answers for owned addresses and the neighbour cache.
+//! * [`neigh`]: the neighbour cache and ARP requests.
+//! * [`pipeline`]: the verdict for each frame.
 //! * [`dpdk`] (feature `dpdk`): the only safe wrapper over `dpdk-sys`.
-//! * [`worker`] (feature `dpdk`): the poll loop.
+//! * [`worker`], [`runtime`] (feature `dpdk`): the poll loop and start-up.
 
 pub mod buffer;
+pub mod conntrack;
 pub mod neigh;
 pub mod packet;
 pub mod pipeline;
-
-#[cfg(feature = "dpdk")]
-pub mod runtime;
-
-#[cfg(feature = "dpdk")]
-pub mod worker;
+pub mod service;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+#[cfg(feature = "dpdk")]
+pub mod runtime;
+#[cfg(feature = "dpdk")]
+pub mod worker;

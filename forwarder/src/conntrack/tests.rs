@@ -1,0 +1,653 @@
+use super::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const SYN: TcpFlags = TcpFlags(TcpFlags::SYN);
+const ACK: TcpFlags = TcpFlags(TcpFlags::ACK);
+const SYNACK: TcpFlags = TcpFlags(TcpFlags::SYN | TcpFlags::ACK);
+const FIN: TcpFlags = TcpFlags(TcpFlags::FIN | TcpFlags::ACK);
+const RST: TcpFlags = TcpFlags(TcpFlags::RST);
+const NONE: TcpFlags = TcpFlags::NONE;
+
+fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+fn key(i: u32) -> FlowKey {
+    FlowKey {
+        service: 7,
+        client: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
+        client_port: 1024 + (i % 50_000) as u16,
+        vport: 80,
+        proto: L4::Tcp,
+    }
+}
+
+fn key6(i: u32) -> FlowKey {
+    FlowKey {
+        service: 9,
+        client: IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0,
+            0,
+            0,
+            0,
+            (i >> 16) as u16,
+            i as u16,
+        )),
+        client_port: 40000,
+        vport: 443,
+        proto: L4::Tcp,
+    }
+}
+
+fn val(state: State, nat: Nat) -> FlowValue {
+    FlowValue {
+        real: v4(10, 9, 0, 1),
+        real_port: 8080,
+        real_hint: RealIdx(3),
+        nat,
+        state,
+    }
+}
+
+fn ins(t: &mut ConnTable, now: u32, k: &FlowKey, v: &FlowValue) -> Result<FlowId, InsertError> {
+    let h = t.hash(k);
+    t.insert(now, k, h, v, |_| {})
+}
+
+fn find(t: &mut ConnTable, now: u32, k: &FlowKey) -> Lookup {
+    let h = t.hash(k);
+    t.lookup(now, k, h)
+}
+
+fn find_reply(t: &mut ConnTable, now: u32, k: &ReplyKey) -> Lookup {
+    let h = t.hash_reply(k);
+    t.lookup_reply(now, k, h)
+}
+
+fn nat_reply(k: &FlowKey, v: &FlowValue) -> ReplyKey {
+    ReplyKey::Nat {
+        real: v.real,
+        real_port: v.real_port,
+        client: k.client,
+        client_port: k.client_port,
+        proto: k.proto,
+    }
+}
+
+#[test]
+fn entry_is_one_cache_line() {
+    assert_eq!(std::mem::size_of::<Entry>(), 64);
+    assert_eq!(std::mem::align_of::<Entry>(), 64);
+}
+
+#[test]
+fn tcp_state_machine() {
+    use Dir::*;
+    use State::*;
+    let table: &[(State, Dir, TcpFlags, State)] = &[
+        (SynRecv, Client, SYN, SynRecv),
+        (SynRecv, Client, ACK, Established),
+        (SynRecv, Reply, SYNACK, SynRecv),
+        (SynRecv, Client, FIN, FinWait),
+        (SynRecv, Client, RST, Close),
+        (Established, Client, ACK, Established),
+        (Established, Client, NONE, Established),
+        (Established, Client, SYN, Established),
+        (Established, Client, FIN, FinWait),
+        (Established, Reply, FIN, CloseWait),
+        (Established, Reply, RST, Close),
+        (Established, Client, RST, Close),
+        (FinWait, Client, ACK, FinWait),
+        (FinWait, Reply, FIN, TimeWait),
+        (CloseWait, Client, FIN, TimeWait),
+        (CloseWait, Reply, ACK, CloseWait),
+        (TimeWait, Client, SYN, SynRecv),
+        (TimeWait, Client, ACK, TimeWait),
+        (Close, Client, SYN, SynRecv),
+        (Close, Client, ACK, Close),
+        (Udp, Client, RST, Udp),
+        (Icmp, Reply, FIN, Icmp),
+    ];
+    for &(from, dir, flags, to) in table {
+        assert_eq!(from.next(dir, flags), to, "{from:?} {dir:?} {flags:?}");
+    }
+    let initial: &[(L4, TcpFlags, State)] = &[
+        (L4::Tcp, SYN, SynRecv),
+        (L4::Tcp, ACK, Established),
+        (L4::Tcp, FIN, FinWait),
+        (L4::Tcp, RST, Close),
+        (L4::Udp, NONE, Udp),
+        (L4::Icmp, NONE, Icmp),
+    ];
+    for &(p, f, s) in initial {
+        assert_eq!(State::initial(p, f), s);
+    }
+    assert_eq!(L4::from(crate::service::Proto::Udp), L4::Udp);
+    assert_eq!(L4::from(crate::service::Proto::Tcp), L4::Tcp);
+    assert!(SynRecv.is_tcp_inactive() && !Established.is_tcp_inactive() && !Udp.is_tcp_inactive());
+}
+
+#[test]
+fn timeouts_defaults_and_scaling() {
+    let t = Timeouts::default();
+    let want = [
+        (State::SynRecv, 30),
+        (State::Established, 900),
+        (State::FinWait, 120),
+        (State::CloseWait, 60),
+        (State::TimeWait, 120),
+        (State::Close, 10),
+        (State::Udp, 300),
+        (State::Icmp, 60),
+    ];
+    for (s, secs) in want {
+        assert_eq!(t.for_state(s), secs);
+        assert_eq!(Timeouts::ipvs(1000).for_state(s), secs * 1000);
+    }
+    let huge = Timeouts {
+        established: u32::MAX,
+        ..t
+    };
+    assert_eq!(huge.for_state(State::Established), i32::MAX as u32);
+}
+
+#[test]
+fn insert_and_both_lookups_v4_v6() {
+    let mut t = ConnTable::with_capacity(1000);
+    let cases = [
+        (key(1), val(State::SynRecv, Nat::Nat)),
+        (key6(2), val(State::Established, Nat::Nat)),
+        (key(3), val(State::Udp, Nat::None)),
+        (
+            key6(4),
+            FlowValue {
+                real: "2001:db8::99".parse().unwrap(),
+                ..val(State::Established, Nat::Snat(61000))
+            },
+        ),
+        (
+            key(5),
+            FlowValue {
+                real: "2001:db8::98".parse().unwrap(),
+                ..val(State::Established, Nat::Nat)
+            },
+        ),
+    ];
+    for (k, v) in &cases {
+        let id = ins(&mut t, 0, k, v).unwrap();
+        let e = t.entry(id);
+        assert_eq!(e.key(), *k);
+        assert_eq!(
+            (e.real(), e.real_port(), e.real_hint(), e.nat(), e.state()),
+            (v.real, v.real_port, v.real_hint, v.nat, v.state)
+        );
+        assert_eq!(e.expiry(), Timeouts::default().for_state(v.state));
+    }
+    assert_eq!(t.len(), 5);
+    for (k, v) in &cases {
+        let id = find(&mut t, 1, k).hit().unwrap();
+        assert_eq!(t.entry(id).key(), *k);
+        match v.nat {
+            Nat::Nat => assert_eq!(find_reply(&mut t, 1, &nat_reply(k, v)), Lookup::Hit(id)),
+            Nat::Snat(p) => {
+                let rk = ReplyKey::Snat {
+                    real: v.real,
+                    real_port: v.real_port,
+                    local_port: p,
+                    proto: k.proto,
+                };
+                assert_eq!(find_reply(&mut t, 1, &rk), Lookup::Hit(id));
+                // The NAT form of the tuple does not match an SNAT flow.
+                assert_eq!(find_reply(&mut t, 1, &nat_reply(k, v)), Lookup::Miss);
+            }
+            Nat::None => assert_eq!(find_reply(&mut t, 1, &nat_reply(k, v)), Lookup::Miss),
+        }
+    }
+    // Near misses.
+    let mut k = key(1);
+    k.vport = 81;
+    assert_eq!(find(&mut t, 1, &k), Lookup::Miss);
+    let mut k = key(1);
+    k.service = 8;
+    assert_eq!(find(&mut t, 1, &k), Lookup::Miss);
+    let mut k = key(1);
+    k.proto = L4::Udp;
+    assert_eq!(find(&mut t, 1, &k), Lookup::Miss);
+    // v4 vs its v4-mapped v6 form are different clients.
+    let mut k = key(1);
+    if let IpAddr::V4(a) = k.client {
+        k.client = IpAddr::V6(a.to_ipv6_mapped());
+    }
+    assert_eq!(find(&mut t, 1, &k), Lookup::Miss);
+    t.check_invariants();
+}
+
+#[test]
+fn duplicates_and_reply_conflicts() {
+    let mut t = ConnTable::with_capacity(100);
+    let v = val(State::Established, Nat::Nat);
+    let id = ins(&mut t, 0, &key(1), &v).unwrap();
+    assert_eq!(ins(&mut t, 1, &key(1), &v), Err(InsertError::Exists(id)));
+    // Same client tuple to another service, NAT'ed to the same real: the
+    // real could not tell the replies apart.
+    let mut other = key(1);
+    other.service = 99;
+    assert_eq!(
+        ins(&mut t, 1, &other, &v),
+        Err(InsertError::ReplyConflict(id))
+    );
+    assert_eq!(t.counters().reply_conflicts, 1);
+    // ...fine without NAT, or to another real port.
+    assert!(ins(
+        &mut t,
+        1,
+        &other,
+        &FlowValue {
+            real_port: 8081,
+            ..v
+        }
+    )
+    .is_ok());
+    let mut other2 = key(1);
+    other2.service = 100;
+    assert!(ins(&mut t, 1, &other2, &val(State::Established, Nat::None)).is_ok());
+    // Expired duplicate is replaced and reported.
+    let mut freed = vec![];
+    let h = t.hash(&key(1));
+    let id2 = t.insert(2000, &key(1), h, &v, |f| freed.push(*f)).unwrap();
+    assert!(freed
+        .iter()
+        .any(|f| f.key == key(1) && f.reason == FreeReason::Expired));
+    assert_eq!(find(&mut t, 2001, &key(1)), Lookup::Hit(id2));
+    t.check_invariants();
+}
+
+#[test]
+fn lazy_expiry_on_lookup() {
+    let mut t = ConnTable::with_capacity(10);
+    let k = key(1);
+    let v = val(State::SynRecv, Nat::Nat);
+    let id = ins(&mut t, 100, &k, &v).unwrap();
+    assert_eq!(find(&mut t, 129, &k), Lookup::Hit(id));
+    assert_eq!(find_reply(&mut t, 129, &nat_reply(&k, &v)), Lookup::Hit(id));
+    match find(&mut t, 130, &k) {
+        Lookup::Expired(f) => {
+            assert_eq!(
+                (f.key, f.state, f.reason, f.real_hint),
+                (k, State::SynRecv, FreeReason::Expired, RealIdx(3))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(find(&mut t, 130, &k), Lookup::Miss);
+    assert_eq!(find_reply(&mut t, 130, &nat_reply(&k, &v)), Lookup::Miss);
+    assert_eq!(t.len(), 0);
+    assert_eq!(t.counters().expiries, 1);
+    // Expiry through the reply lookup too.
+    let id = ins(&mut t, 200, &k, &v).unwrap();
+    assert_eq!(find_reply(&mut t, 229, &nat_reply(&k, &v)), Lookup::Hit(id));
+    assert!(matches!(
+        find_reply(&mut t, 230, &nat_reply(&k, &v)),
+        Lookup::Expired(_)
+    ));
+    t.check_invariants();
+}
+
+#[test]
+fn touch_drives_state_and_expiry() {
+    let mut t = ConnTable::with_capacity(10);
+    let k = key(1);
+    let id = ins(&mut t, 0, &k, &val(State::SynRecv, Nat::Nat)).unwrap();
+    assert_eq!(t.by_state()[State::SynRecv as usize], 1);
+    let steps: &[(u32, Dir, TcpFlags, State, u32)] = &[
+        (5, Dir::Reply, SYNACK, State::SynRecv, 35),
+        (6, Dir::Client, ACK, State::Established, 906),
+        (500, Dir::Client, NONE, State::Established, 1400),
+        (600, Dir::Reply, FIN, State::CloseWait, 660),
+        (610, Dir::Client, FIN, State::TimeWait, 730),
+        (700, Dir::Client, SYN, State::SynRecv, 730),
+        (701, Dir::Client, RST, State::Close, 711),
+    ];
+    for &(now, dir, flags, st, exp) in steps {
+        assert_eq!(t.touch(id, now, dir, flags), st);
+        assert_eq!(t.entry(id).expiry(), exp);
+        assert_eq!(t.by_state()[st as usize], 1);
+        assert_eq!(t.by_state().iter().sum::<u32>(), 1);
+    }
+    assert!(find(&mut t, 710, &k).hit().is_some());
+    assert!(matches!(find(&mut t, 711, &k), Lookup::Expired(_)));
+}
+
+#[test]
+fn sweep_is_incremental_and_reports() {
+    let mut t = ConnTable::with_capacity(100);
+    for i in 0..100 {
+        let st = if i % 2 == 0 {
+            State::Udp
+        } else {
+            State::Established
+        };
+        ins(&mut t, 0, &key(i), &val(st, Nat::Nat)).unwrap();
+    }
+    // Nothing expired yet.
+    assert_eq!(t.sweep(299, 1000, |_| panic!("nothing expired")), 0);
+    // UDP (300) expired, TCP (900) not: a budget of 10 examines 10 slots.
+    let mut freed = vec![];
+    assert_eq!(t.sweep(300, 10, |f| freed.push(*f)), 5);
+    assert!(freed
+        .iter()
+        .all(|f| f.state == State::Udp && f.reason == FreeReason::Expired));
+    let mut total = 5;
+    while total < 50 {
+        let n = t.sweep(300, 10, |_| {});
+        assert!(n <= 10);
+        total += n;
+    }
+    assert_eq!(t.len(), 50);
+    assert_eq!(t.counters().expiries, 50);
+    assert_eq!(t.sweep(300, 1000, |_| {}), 0);
+    assert_eq!(t.sweep(900, 1000, |_| {}), 50);
+    assert!(t.is_empty());
+    t.check_invariants();
+}
+
+fn fill(t: &mut ConnTable, n: u32, now: u32, state: State) {
+    for i in 0..n {
+        ins(t, now, &key(i), &val(state, Nat::Nat)).unwrap();
+    }
+}
+
+fn small(cap: u32, evict_established: bool) -> ConnTable {
+    ConnTable::new(Config {
+        evict_scan: cap,
+        evict_established,
+        ..Config::new(cap)
+    })
+}
+
+#[test]
+fn eviction_prefers_half_open_then_oldest() {
+    let mut t = small(16, true);
+    fill(&mut t, 16, 0, State::Established);
+    // Replace three flows with half-open ones of different ages.
+    for (i, now) in [(3u32, 10u32), (7, 5), (11, 20)] {
+        let id = find(&mut t, now, &key(i)).hit().unwrap();
+        t.remove(id).unwrap();
+        ins(&mut t, now, &key(i), &val(State::SynRecv, Nat::Nat)).unwrap();
+    }
+    // Refresh every established flow except key 0 (the oldest).
+    for i in 1..16 {
+        if let Some(id) = find(&mut t, 25, &key(i)).hit() {
+            if t.entry(id).state() == State::Established {
+                t.touch(id, 25, Dir::Client, ACK);
+            }
+        }
+    }
+    let mut order = vec![];
+    for n in 0..4 {
+        let mut freed = vec![];
+        let h = t.hash(&key(100 + n));
+        t.insert(
+            26,
+            &key(100 + n),
+            h,
+            &val(State::Established, Nat::Nat),
+            |f| freed.push(*f),
+        )
+        .unwrap();
+        assert_eq!(freed.len(), 1);
+        assert_eq!(freed[0].reason, FreeReason::Evicted);
+        order.push((freed[0].key, freed[0].state));
+    }
+    assert_eq!(
+        order,
+        vec![
+            (key(7), State::SynRecv), // oldest half-open
+            (key(3), State::SynRecv),
+            (key(11), State::SynRecv),
+            (key(0), State::Established), // then the least recently seen
+        ]
+    );
+    assert_eq!(t.counters().evictions, 4);
+    assert_eq!(t.counters().evictions_established, 1);
+    assert_eq!(t.len(), 16);
+    t.check_invariants();
+}
+
+#[test]
+fn eviction_class_order() {
+    // Expired < SynRecv < closing < UDP < established.
+    let states = [
+        State::Established,
+        State::Udp,
+        State::TimeWait,
+        State::SynRecv,
+    ];
+    let mut t = small(5, true);
+    for (i, s) in states.iter().enumerate() {
+        ins(&mut t, 0, &key(i as u32), &val(*s, Nat::None)).unwrap();
+    }
+    // An entry that is already expired at the time of the insert, though
+    // it sorts last by state.
+    let mut k = key(4);
+    k.proto = L4::Udp;
+    ins(&mut t, 0, &k, &val(State::Established, Nat::None)).unwrap();
+    let id = find(&mut t, 0, &k).hit().unwrap();
+    t.touch(id, 0, Dir::Client, RST); // Close, 10 s
+    let mut order = vec![];
+    for n in 0..5u32 {
+        let mut freed = vec![];
+        let kk = key(50 + n);
+        let h = t.hash(&kk);
+        t.insert(11, &kk, h, &val(State::Established, Nat::None), |f| {
+            freed.push(*f)
+        })
+        .unwrap();
+        order.push((freed[0].state, freed[0].reason));
+    }
+    assert_eq!(
+        order,
+        vec![
+            (State::Close, FreeReason::Expired),
+            (State::SynRecv, FreeReason::Evicted),
+            (State::TimeWait, FreeReason::Evicted),
+            (State::Udp, FreeReason::Evicted),
+            (State::Established, FreeReason::Evicted),
+        ]
+    );
+}
+
+#[test]
+fn full_of_established_fails_when_protected() {
+    let mut t = small(8, false);
+    fill(&mut t, 8, 0, State::Established);
+    let k = key(100);
+    assert_eq!(
+        ins(&mut t, 1, &k, &val(State::SynRecv, Nat::Nat)),
+        Err(InsertError::Full)
+    );
+    assert_eq!(t.counters().insert_failures, 1);
+    assert_eq!(t.len(), 8);
+    // One half-open in the neighbourhood: it goes, established ones stay.
+    let id = find(&mut t, 1, &key(5)).hit().unwrap();
+    t.remove(id);
+    ins(&mut t, 1, &key(5), &val(State::SynRecv, Nat::Nat)).unwrap();
+    ins(&mut t, 2, &k, &val(State::SynRecv, Nat::Nat)).unwrap();
+    assert_eq!(find(&mut t, 2, &key(5)), Lookup::Miss);
+    assert_eq!(t.counters().evictions_established, 0);
+    // Expired established flows can always go.
+    assert!(ins(&mut t, 901, &key(101), &val(State::Established, Nat::Nat)).is_ok());
+    t.check_invariants();
+}
+
+#[test]
+fn bounded_neighbourhood_scan() {
+    // A big table, full, scan window 4: only 4 candidates are examined.
+    let mut t = ConnTable::new(Config {
+        evict_scan: 4,
+        evict_established: false,
+        ..Config::new(64)
+    });
+    fill(&mut t, 64, 0, State::Established);
+    // A half-open far from the cursor is not found.
+    let id = find(&mut t, 0, &key(40)).hit().unwrap();
+    t.remove(id);
+    let id = ins(&mut t, 0, &key(40), &val(State::SynRecv, Nat::None)).unwrap();
+    assert_eq!(id.0, 40); // LIFO free list reuses the slot
+    assert_eq!(
+        ins(&mut t, 1, &key(200), &val(State::SynRecv, Nat::None)),
+        Err(InsertError::Full)
+    );
+    // The cursor advances by the window each time: it gets there.
+    let mut ok = false;
+    for n in 0..16 {
+        if ins(&mut t, 1, &key(201 + n), &val(State::SynRecv, Nat::None)).is_ok() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok);
+    assert_eq!(find(&mut t, 1, &key(40)), Lookup::Miss);
+}
+
+#[test]
+fn index_window_full_evicts_in_window() {
+    // All keys collide on one caller-supplied hash: the 8-bucket probe
+    // window (80 ways) fills before the slab does.
+    let mut t = ConnTable::new(Config {
+        evict_established: false,
+        ..Config::new(10_000)
+    });
+    let h = 0xdead_beef;
+    let v = val(State::Established, Nat::None);
+    for i in 0..80 {
+        let st = if i == 33 {
+            State::SynRecv
+        } else {
+            State::Established
+        };
+        t.insert(0, &key(i), h, &FlowValue { state: st, ..v }, |_| panic!())
+            .unwrap();
+    }
+    let mut freed = vec![];
+    t.insert(1, &key(80), h, &v, |f| freed.push(*f)).unwrap();
+    assert_eq!(freed.len(), 1);
+    assert_eq!(freed[0].key, key(33));
+    assert_eq!(t.insert(1, &key(81), h, &v, |_| {}), Err(InsertError::Full));
+    for i in (0..81).filter(|&i| i != 33) {
+        assert!(t.lookup(1, &key(i), h).hit().is_some(), "{i}");
+    }
+    t.check_invariants();
+}
+
+#[test]
+fn caller_hash_is_used_consistently() {
+    // e.g. an RSS hash: only consistency matters, even a poor one.
+    let mut t = ConnTable::with_capacity(1000);
+    let rss = |i: u32| i.wrapping_mul(2_654_435_761) & 0xffff_0000;
+    for i in 0..900 {
+        t.insert(
+            0,
+            &key(i),
+            rss(i),
+            &val(State::Established, Nat::Nat),
+            |_| {},
+        )
+        .unwrap();
+    }
+    for i in 0..900 {
+        let id = t.lookup(1, &key(i), rss(i)).hit().unwrap();
+        assert_eq!(t.entry(id).key(), key(i));
+        let v = val(State::Established, Nat::Nat);
+        assert!(find_reply(&mut t, 1, &nat_reply(&key(i), &v))
+            .hit()
+            .is_some());
+    }
+    t.check_invariants();
+    assert_eq!(t.sweep(10_000, 1000, |_| {}), 900);
+    t.check_invariants();
+}
+
+#[test]
+fn time_wraps_around() {
+    let mut t = ConnTable::with_capacity(10);
+    let start = u32::MAX - 10;
+    let id = ins(&mut t, start, &key(1), &val(State::Close, Nat::None)).unwrap();
+    assert_eq!(t.entry(id).expiry(), start.wrapping_add(10));
+    assert!(find(&mut t, start.wrapping_add(9), &key(1)).hit().is_some());
+    assert_eq!(t.sweep(start.wrapping_add(9), 10, |_| {}), 0);
+    assert_eq!(t.sweep(start.wrapping_add(10), 10, |_| {}), 1);
+}
+
+#[test]
+fn no_allocation_after_creation() {
+    // By construction: the slab and indexes are boxed slices allocated in
+    // `new`; nothing ever replaces them. Check their addresses and sizes
+    // survive heavy churn at full load.
+    let mut t = small(512, true);
+    let p = (t.entries.as_ptr(), t.memory_bytes());
+    for round in 0..20u32 {
+        for i in 0..600 {
+            let k = key(round * 1000 + i);
+            let _ = ins(
+                &mut t,
+                round * 40,
+                &k,
+                &val(State::SynRecv, Nat::Snat(i as u16)),
+            );
+        }
+        t.sweep(round * 40, 64, |_| {});
+        assert!(t.len() <= 512);
+    }
+    assert_eq!((t.entries.as_ptr(), t.memory_bytes()), p);
+    t.check_invariants();
+}
+
+#[test]
+fn remove_and_hint_update() {
+    let mut t = ConnTable::with_capacity(4);
+    let id = ins(&mut t, 0, &key(1), &val(State::Established, Nat::Nat)).unwrap();
+    t.set_real_hint(id, RealIdx(9));
+    assert_eq!(t.entry(id).real_hint(), RealIdx(9));
+    let f = t.remove(id).unwrap();
+    assert_eq!((f.reason, f.real_hint), (FreeReason::Removed, RealIdx(9)));
+    assert_eq!(t.remove(id), None);
+    assert_eq!(t.counters().removals, 1);
+    assert_eq!(find(&mut t, 0, &key(1)), Lookup::Miss);
+}
+
+#[test]
+fn bytes_per_flow_10m() {
+    let n = 10_000_000u32;
+    let t = ConnTable::with_capacity(n);
+    let bytes = t.memory_bytes();
+    let per_flow = bytes as f64 / f64::from(n);
+    println!(
+        "conntrack memory for {n} flows: {bytes} bytes ({:.1} MiB), {per_flow:.2} bytes/flow all-in \
+         (entry 64 + forward index {:.2} + reply index {:.2})",
+        bytes as f64 / (1 << 20) as f64,
+        t.fwd.bytes() as f64 / f64::from(n),
+        t.rev.bytes() as f64 / f64::from(n),
+    );
+    assert!(bytes <= 1 << 30, "{bytes}");
+    assert!(per_flow <= 107.0);
+}
+
+#[test]
+fn prefetch_calls_are_harmless() {
+    let mut t = ConnTable::with_capacity(100);
+    let k = key(1);
+    let v = val(State::Established, Nat::Nat);
+    let h = t.hash(&k);
+    t.prefetch(h);
+    t.prefetch_entry(h); // miss: no candidate
+    let id = ins(&mut t, 0, &k, &v).unwrap();
+    t.prefetch(h);
+    t.prefetch_entry(h);
+    let rh = t.hash_reply(&nat_reply(&k, &v));
+    t.prefetch_reply(rh);
+    t.prefetch_reply_entry(rh);
+    assert_eq!(t.lookup(1, &k, h), Lookup::Hit(id));
+}
