@@ -1,0 +1,315 @@
+//! Frames the balancer answers itself or passes to its kernel: ARP and
+//! neighbour discovery for owned addresses and VIPs, echo requests to a
+//! VIP, and ICMP "too big" for tunnelled packets that would not fit.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use super::{DropReason, IpInfo, Outcome, PortInfo};
+use crate::buffer::PacketBuf;
+use crate::neigh::NeighTable;
+use crate::packet::arp::{ArpOperation, ArpPacket};
+use crate::packet::checksum;
+use crate::packet::ethernet::EthernetFrame;
+use crate::packet::icmp::Icmpv4Packet;
+use crate::packet::icmpv6::{self, Icmpv6Packet, NaFlags};
+use crate::packet::{ip_proto, MacAddr};
+
+/// ARP: requests for an owned address or VIP of this port are answered in
+/// place; replies to the kernel's own requests go to the kernel. Every
+/// ARP aimed at us teaches the neighbour cache; a gratuitous ARP refreshes
+/// an existing entry.
+pub fn handle_local_arp(
+    frame: &mut [u8],
+    port: &PortInfo,
+    neigh: &NeighTable,
+    now_ms: u64,
+) -> Outcome {
+    let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
+        return Outcome::Dropped(DropReason::Malformed);
+    };
+    let Ok(mut arp) = ArpPacket::new_checked(eth.payload_mut()) else {
+        return Outcome::Dropped(DropReason::Malformed);
+    };
+    let sender_ip = arp.sender_proto_addr();
+    let sender_mac = arp.sender_hw_addr();
+    let target = IpAddr::V4(arp.target_proto_addr());
+    let for_us = port.answers_for(target);
+    if !sender_ip.is_unspecified() {
+        neigh.learn(IpAddr::V4(sender_ip), sender_mac, now_ms, for_us);
+    }
+    if !for_us {
+        return Outcome::Dropped(DropReason::ArpNotOurs);
+    }
+    match arp.operation() {
+        ArpOperation::REQUEST => {
+            if !arp.make_reply(port.mac) {
+                return Outcome::Dropped(DropReason::Malformed);
+            }
+            eth.set_dst(sender_mac);
+            eth.set_src(port.mac);
+            Outcome::Answered
+        }
+        ArpOperation::REPLY if port.is_self(target) => Outcome::ToKernel,
+        ArpOperation::REPLY => Outcome::Dropped(DropReason::ArpNotOurs),
+        _ => Outcome::Dropped(DropReason::Malformed),
+    }
+}
+
+/// ff02::1:ffXX:XXXX for `a`.
+fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
+    let o = a.octets();
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    )
+}
+
+/// Neighbour discovery and multicast for the port. Returns `None` when the
+/// frame is ordinary ICMPv6 for the rest of the pipeline.
+pub(super) fn handle_nd<B: PacketBuf>(
+    buf: &mut B,
+    ip: &IpInfo,
+    port: &PortInfo,
+    neigh: &NeighTable,
+    now_ms: u64,
+) -> Option<Outcome> {
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (ip.src, ip.dst) else {
+        return None;
+    };
+    let l4 = ip.l4?;
+    let frame = buf.data();
+    let Ok(icmp) = Icmpv6Packet::new_checked(&frame[l4..]) else {
+        return Some(Outcome::Dropped(DropReason::Malformed));
+    };
+    let ty = icmp.msg_type();
+    if ty == icmpv6::NEIGHBOR_SOLICIT || ty == icmpv6::NEIGHBOR_ADVERT {
+        let Some(target) = icmp.target_addr() else {
+            return Some(Outcome::Dropped(DropReason::Malformed));
+        };
+        let ours = port.answers_for(IpAddr::V6(target));
+        if ty == icmpv6::NEIGHBOR_SOLICIT {
+            if let Some(mac) = icmp.source_lladdr() {
+                if !src.is_unspecified() {
+                    neigh.learn(IpAddr::V6(src), mac, now_ms, ours);
+                }
+            }
+            if !ours {
+                return Some(Outcome::Dropped(DropReason::ArpNotOurs));
+            }
+            if port.is_self(IpAddr::V6(target)) {
+                return Some(Outcome::ToKernel);
+            }
+            return Some(answer_ns(buf, src, target, port.mac));
+        }
+        // An advertisement: learn it; the kernel wants those for itself.
+        if let Some(mac) = icmp.target_lladdr() {
+            neigh.learn(
+                IpAddr::V6(target),
+                mac,
+                now_ms,
+                port.is_self(IpAddr::V6(dst)),
+            );
+        }
+        return Some(if port.is_self(IpAddr::V6(dst)) || dst.is_multicast() {
+            Outcome::ToKernel
+        } else {
+            Outcome::Dropped(DropReason::ArpNotOurs)
+        });
+    }
+    if dst.is_multicast() {
+        // All-nodes and our solicited-node groups reach the kernel (router
+        // advertisements, MLD queries); the rest is not for us.
+        let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        let ours = dst == all_nodes
+            || port
+                .addrs
+                .iter()
+                .any(|(a, _)| matches!(a, IpAddr::V6(a) if solicited_node(*a) == dst));
+        return Some(if ours {
+            Outcome::ToKernel
+        } else {
+            Outcome::Dropped(DropReason::NotOurs)
+        });
+    }
+    None
+}
+
+/// Turns a neighbour solicitation for a VIP into the advertisement, in place.
+fn answer_ns<B: PacketBuf>(
+    buf: &mut B,
+    asker: Ipv6Addr,
+    target: Ipv6Addr,
+    our_mac: MacAddr,
+) -> Outcome {
+    // Solicited NA: 40 (IPv6) + 24 (NA) + 8 (target link-layer option).
+    const NA_LEN: usize = 14 + 40 + 32;
+    let asker_mac = EthernetFrame::new_unchecked(buf.data()).src();
+    let have = buf.len();
+    let ok = if have < NA_LEN {
+        buf.append(NA_LEN - have)
+    } else {
+        buf.trim(have - NA_LEN)
+    };
+    if !ok {
+        return Outcome::Dropped(DropReason::NoHeadroom);
+    }
+    let (dst, flags) = if asker.is_unspecified() {
+        // DAD probe: answer to all nodes, not solicited (RFC 4861 §7.2.4).
+        (
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            NaFlags(NaFlags::OVERRIDE.0),
+        )
+    } else {
+        (asker, NaFlags(NaFlags::SOLICITED.0 | NaFlags::OVERRIDE.0))
+    };
+    let f = buf.data_mut();
+    f[0..6].copy_from_slice(&asker_mac.0);
+    f[6..12].copy_from_slice(&our_mac.0);
+    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let h = &mut f[14..54];
+    h.fill(0);
+    h[0] = 0x60;
+    h[4..6].copy_from_slice(&32u16.to_be_bytes());
+    h[6] = ip_proto::ICMPV6;
+    h[7] = 255; // ND messages must carry hop limit 255 (RFC 4861 §7.1.2)
+    h[8..24].copy_from_slice(&target.octets());
+    h[24..40].copy_from_slice(&dst.octets());
+    if icmpv6::emit_neighbour_advertisement(
+        &mut f[54..],
+        &target,
+        &dst,
+        &target,
+        flags,
+        Some(our_mac),
+    )
+    .is_err()
+    {
+        return Outcome::Dropped(DropReason::Malformed);
+    }
+    Outcome::Answered
+}
+
+/// Answers an echo request to a VIP in place; other ICMP to a VIP is
+/// dropped (errors about flows are handled before this).
+pub(super) fn answer_echo<B: PacketBuf>(buf: &mut B, ip: &IpInfo, our_mac: MacAddr) -> Outcome {
+    let Some(l4) = ip.l4 else {
+        return Outcome::Dropped(DropReason::Fragment);
+    };
+    let total_end = (14 + ip.total_len).min(buf.len());
+    let f = buf.data_mut();
+    let ok = if ip.proto == ip_proto::ICMP {
+        match Icmpv4Packet::new_checked(&mut f[l4..total_end]) {
+            Ok(mut p) => p.echo_request_to_reply(),
+            Err(_) => return Outcome::Dropped(DropReason::Malformed),
+        }
+    } else {
+        match Icmpv6Packet::new_checked(&mut f[l4..total_end]) {
+            Ok(mut p) => p.echo_request_to_reply(),
+            Err(_) => return Outcome::Dropped(DropReason::Malformed),
+        }
+    };
+    if !ok {
+        return Outcome::Dropped(DropReason::Unsupported);
+    }
+    // Swap addresses (the pseudo-header sum does not change) and MACs.
+    let (a, b, n) = if ip.src.is_ipv4() {
+        (14 + 12, 14 + 16, 4)
+    } else {
+        (14 + 8, 14 + 24, 16)
+    };
+    let mut tmp = [0u8; 16];
+    tmp[..n].copy_from_slice(&f[a..a + n]);
+    f.copy_within(b..b + n, a);
+    f[b..b + n].copy_from_slice(&tmp[..n]);
+    let client_mac: [u8; 6] = [f[6], f[7], f[8], f[9], f[10], f[11]];
+    f[0..6].copy_from_slice(&client_mac);
+    f[6..12].copy_from_slice(&our_mac.0);
+    Outcome::Answered
+}
+
+/// Replaces a packet that is too big to tunnel with an ICMP
+/// "fragmentation needed" (IPv4) / "packet too big" (IPv6) to its sender,
+/// from the address it was sent to, quoting as much of it as fits in the
+/// minimum MTU. Built in place.
+pub(super) fn too_big<B: PacketBuf>(
+    buf: &mut B,
+    ip: &IpInfo,
+    mtu: u16,
+    our_mac: MacAddr,
+) -> Outcome {
+    let v6 = ip.src.is_ipv6();
+    let (hdr, limit) = if v6 { (40 + 8, 1280) } else { (20 + 8, 576) };
+    let quoted = ip.total_len.min(buf.len() - 14).min(limit - hdr);
+    // Keep only the quoted part of the original, then make room in front.
+    let have = buf.len();
+    if !buf.trim(have - (14 + quoted)) || !buf.prepend(hdr) {
+        return Outcome::Dropped(DropReason::NoHeadroom);
+    }
+    let f = buf.data_mut();
+    let client_mac: [u8; 6] = [
+        f[hdr + 6],
+        f[hdr + 7],
+        f[hdr + 8],
+        f[hdr + 9],
+        f[hdr + 10],
+        f[hdr + 11],
+    ];
+    f[0..6].copy_from_slice(&client_mac);
+    f[6..12].copy_from_slice(&our_mac.0);
+    f[12..14].copy_from_slice(&(if v6 { 0x86ddu16 } else { 0x0800u16 }).to_be_bytes());
+    let total = hdr + quoted;
+    let (icmp_at, ty) = if v6 {
+        (14 + 40, icmpv6::PACKET_TOO_BIG)
+    } else {
+        (14 + 20, 3u8)
+    };
+    {
+        let h = &mut f[14..icmp_at];
+        h.fill(0);
+        match (ip.src, ip.dst) {
+            (IpAddr::V4(client), IpAddr::V4(vip)) => {
+                h[0] = 0x45;
+                h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+                h[8] = 64;
+                h[9] = ip_proto::ICMP;
+                h[12..16].copy_from_slice(&vip.octets());
+                h[16..20].copy_from_slice(&client.octets());
+                let c = checksum::finish(checksum::sum_bytes(h));
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            (IpAddr::V6(client), IpAddr::V6(vip)) => {
+                h[0] = 0x60;
+                h[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+                h[6] = ip_proto::ICMPV6;
+                h[7] = 64;
+                h[8..24].copy_from_slice(&vip.octets());
+                h[24..40].copy_from_slice(&client.octets());
+            }
+            _ => return Outcome::Dropped(DropReason::Malformed),
+        }
+    }
+    let icmp = &mut f[icmp_at..14 + total];
+    icmp[0] = ty;
+    icmp[1] = if v6 { 0 } else { 4 }; // fragmentation needed and DF set
+    icmp[2..8].fill(0);
+    if v6 {
+        icmp[4..8].copy_from_slice(&u32::from(mtu).to_be_bytes());
+    } else {
+        icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    }
+    let pseudo = match (ip.src, ip.dst) {
+        (IpAddr::V6(client), IpAddr::V6(vip)) => {
+            checksum::pseudo_header_v6(&vip, &client, ip_proto::ICMPV6, icmp.len() as u32)
+        }
+        _ => 0,
+    };
+    let c = checksum::transport_checksum(pseudo, icmp, 2);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    Outcome::Answered
+}

@@ -1,0 +1,843 @@
+//! The verdict for each frame: pure Rust, no DPDK, unit-testable.
+//!
+//! A frame from a data port ends in exactly one [`Outcome`]: answered in
+//! place (ARP / neighbour discovery for an owned address, ping to a VIP),
+//! handed to the kernel through the exception path (anything addressed to
+//! the balancer itself), forwarded to a real server or back to a client,
+//! or dropped with a [`DropReason`]. The worker turns outcomes into TX
+//! bursts and counters; nothing here touches a queue, a clock or a lock,
+//! and nothing allocates.
+//!
+//! One linear path of small steps, each returning a verdict or going on:
+//! parse → owned address? → VIP? (connection table → persistence →
+//! scheduler → rewrite for DR / NAT / TUN) → NAT reply? → drop.
+//!
+//! What the control plane decides lives in an immutable [`Snapshot`]
+//! (services, scheduler tables, routes to reals, owned addresses); what a
+//! worker learns lives in its own [`Tables`] (connections, persistence,
+//! scheduler cursors, per-real active counts), which survive snapshot swaps
+//! ([`Tables::adopt`]).
+
+mod local;
+pub mod rewrite;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::buffer::PacketBuf;
+use crate::conntrack::{self, ConnTable, Dir, FlowKey, FlowValue, Lookup, Nat, ReplyKey, L4};
+use crate::neigh::{NeighTable, Resolve};
+use crate::packet::ethernet::{EtherType, EthernetFrame};
+use crate::packet::ipv4::Ipv4Packet;
+use crate::packet::ipv6::Ipv6Packet;
+use crate::packet::{ip_proto, MacAddr};
+use crate::service::{self, Mode, PersistTable, Proto, RealIdx, RealState, SchedState, VipTable};
+
+pub use local::handle_local_arp;
+use rewrite::Side;
+
+/// Ticks per second of the connection and persistence tables (ms).
+pub const TICK_HZ: u32 = 1000;
+
+/// Why a frame was dropped. Every drop is counted under one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Too short or inconsistent at some layer.
+    Malformed = 0,
+    /// 802.1Q/802.1ad tagged (no VLAN is configured).
+    VlanTagged,
+    /// An EtherType the balancer does not handle.
+    UnknownEtherType,
+    /// ARP / ND not about an address this node owns.
+    ArpNotOurs,
+    /// IP traffic for an address this node neither owns nor balances.
+    NotOurs,
+    /// The transmit queue refused the frame.
+    TxFull,
+    /// An mbuf chain (frames over one buffer are not supported).
+    MultiSegment,
+    /// A VIP with no real able to take a new flow.
+    NoReal,
+    /// The connection table could not make room.
+    ConnTableFull,
+    /// The next hop's MAC is not known yet (a request was sent).
+    NeighMiss,
+    /// TTL / hop limit would reach zero.
+    TtlExceeded,
+    /// No port reaches the destination.
+    NoRoute,
+    /// An IP fragment the balancer cannot place.
+    Fragment,
+    /// A protocol or message the VIP does not serve.
+    Unsupported,
+    /// Not enough headroom to encapsulate.
+    NoHeadroom,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 15;
+    /// All reasons, in counter order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Malformed,
+        DropReason::VlanTagged,
+        DropReason::UnknownEtherType,
+        DropReason::ArpNotOurs,
+        DropReason::NotOurs,
+        DropReason::TxFull,
+        DropReason::MultiSegment,
+        DropReason::NoReal,
+        DropReason::ConnTableFull,
+        DropReason::NeighMiss,
+        DropReason::TtlExceeded,
+        DropReason::NoRoute,
+        DropReason::Fragment,
+        DropReason::Unsupported,
+        DropReason::NoHeadroom,
+    ];
+
+    /// Stable snake_case name, for metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::VlanTagged => "vlan_tagged",
+            DropReason::UnknownEtherType => "unknown_ethertype",
+            DropReason::ArpNotOurs => "arp_not_ours",
+            DropReason::NotOurs => "not_ours",
+            DropReason::TxFull => "tx_full",
+            DropReason::MultiSegment => "multi_segment",
+            DropReason::NoReal => "no_real",
+            DropReason::ConnTableFull => "conn_table_full",
+            DropReason::NeighMiss => "neigh_miss",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::NoRoute => "no_route",
+            DropReason::Fragment => "fragment",
+            DropReason::Unsupported => "unsupported",
+            DropReason::NoHeadroom => "no_headroom",
+        }
+    }
+}
+
+/// What becomes of one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Rewritten in place as a reply: send it back out the port it came in.
+    Answered,
+    /// For the balancer itself: hand it to the kernel (exception path).
+    ToKernel,
+    /// Send out data port `port` (index into the snapshot's ports).
+    Forward {
+        /// Output port index.
+        port: u16,
+    },
+    /// Dropped and counted.
+    Dropped(DropReason),
+}
+
+/// One data port as the pipeline sees it.
+#[derive(Debug, Clone, Default)]
+pub struct PortInfo {
+    /// The port's MAC (also its exception TAP's MAC).
+    pub mac: MacAddr,
+    /// The balancer's own addresses on this port, with prefix lengths.
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// Next hop for IPv4 destinations outside every prefix.
+    pub gateway_v4: Option<Ipv4Addr>,
+    /// Next hop for IPv6 destinations outside every prefix.
+    pub gateway_v6: Option<Ipv6Addr>,
+    /// VIP addresses this port answers ARP / ND for (while active).
+    pub vips: Vec<IpAddr>,
+    /// Largest IP packet the port sends (tunnel MTU checks).
+    pub mtu: u16,
+}
+
+impl PortInfo {
+    /// Whether `ip` is one of the balancer's own addresses here.
+    #[inline]
+    pub fn is_self(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|(a, _)| *a == ip)
+    }
+
+    /// Whether the port answers ARP / ND for `ip` (own address or VIP).
+    #[inline]
+    pub fn answers_for(&self, ip: IpAddr) -> bool {
+        self.is_self(ip) || self.vips.contains(&ip)
+    }
+
+    /// The own address whose prefix holds `ip`, if any.
+    #[inline]
+    pub fn connected(&self, ip: IpAddr) -> Option<IpAddr> {
+        self.addrs
+            .iter()
+            .find(|(a, p)| same_prefix(*a, ip, *p))
+            .map(|(a, _)| *a)
+    }
+}
+
+/// Whether `a` and `b` share their first `prefix` bits.
+#[inline]
+pub fn same_prefix(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
+            u32::from(a) & m == u32::from(b) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
+            u128::from(a) & m == u128::from(b) & m
+        }
+        _ => false,
+    }
+}
+
+/// Where a packet to some address leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Output port index.
+    pub port: u16,
+    /// Next hop whose MAC the frame needs.
+    pub next_hop: IpAddr,
+    /// The balancer's own address on that port, of the same family (the
+    /// source of tunnels and requests).
+    pub src: IpAddr,
+}
+
+/// Everything the control plane decides, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every snapshot.
+    pub generation: u64,
+    /// Data ports.
+    pub ports: Vec<PortInfo>,
+    /// Services.
+    pub vips: VipTable,
+    /// Route to every real, per service index and real index.
+    real_routes: Vec<Vec<Option<Route>>>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot and precomputes the route to every real.
+    pub fn new(generation: u64, ports: Vec<PortInfo>, vips: VipTable) -> Snapshot {
+        let mut s = Snapshot {
+            generation,
+            ports,
+            vips,
+            real_routes: Vec::new(),
+        };
+        s.real_routes = s
+            .vips
+            .services()
+            .iter()
+            .map(|svc| svc.reals().iter().map(|r| s.route(r.addr)).collect())
+            .collect();
+        s
+    }
+
+    /// Where packets to `ip` leave: a connected prefix first, else a
+    /// port's gateway of the same family.
+    pub fn route(&self, ip: IpAddr) -> Option<Route> {
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(src) = p.connected(ip) {
+                return Some(Route {
+                    port: i as u16,
+                    next_hop: ip,
+                    src,
+                });
+            }
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            let gw = match ip {
+                IpAddr::V4(_) => p.gateway_v4.map(IpAddr::V4),
+                IpAddr::V6(_) => p.gateway_v6.map(IpAddr::V6),
+            };
+            if let Some(gw) = gw {
+                if let Some(src) = p.connected(gw) {
+                    return Some(Route {
+                        port: i as u16,
+                        next_hop: gw,
+                        src,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// The precomputed route to real `r` of service index `s`.
+    #[inline]
+    pub fn real_route(&self, s: usize, r: RealIdx) -> Option<Route> {
+        self.real_routes
+            .get(s)
+            .and_then(|v| v.get(r.get()))
+            .copied()
+            .flatten()
+    }
+
+    /// Every next hop the data plane must keep resolved (reals and
+    /// gateways), with the port and source address to ask from.
+    pub fn next_hops(&self) -> Vec<Route> {
+        let mut out: Vec<Route> = Vec::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            for gw in [p.gateway_v4.map(IpAddr::V4), p.gateway_v6.map(IpAddr::V6)]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(src) = p.connected(gw) {
+                    out.push(Route {
+                        port: i as u16,
+                        next_hop: gw,
+                        src,
+                    });
+                }
+            }
+        }
+        for r in self.real_routes.iter().flatten().flatten() {
+            if !out.iter().any(|o| o.next_hop == r.next_hop) {
+                out.push(*r);
+            }
+        }
+        out
+    }
+}
+
+/// Neighbour requests the pipeline wants sent (bounded; overflow is
+/// dropped, the next packet asks again).
+#[derive(Debug, Default)]
+pub struct NeighRequests {
+    items: [Option<Route>; 8],
+    len: usize,
+}
+
+impl NeighRequests {
+    fn push(&mut self, r: Route) {
+        if self.len < self.items.len() {
+            self.items[self.len] = Some(r);
+            self.len += 1;
+        }
+    }
+
+    /// Takes the requests out.
+    pub fn drain(&mut self) -> impl Iterator<Item = Route> + '_ {
+        let n = std::mem::take(&mut self.len);
+        self.items[..n].iter_mut().filter_map(Option::take)
+    }
+}
+
+/// Per-service counters of one worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceCounters {
+    /// Packets forwarded, client → real.
+    pub packets_in: u64,
+    /// Bytes forwarded, client → real.
+    pub bytes_in: u64,
+    /// Packets translated back, real → client (NAT).
+    pub packets_out: u64,
+    /// Bytes translated back (NAT).
+    pub bytes_out: u64,
+    /// New flows.
+    pub new_flows: u64,
+    /// Per real (same index as the service's reals): packets, bytes, new flows.
+    pub reals: Vec<[u64; 3]>,
+}
+
+/// Per-time context of one burst.
+pub struct Ctx<'a> {
+    /// The snapshot in force.
+    pub snap: &'a Snapshot,
+    /// The shared neighbour cache.
+    pub neigh: &'a NeighTable,
+    /// Milliseconds since the worker started.
+    pub now_ms: u64,
+    /// Next hops to resolve, filled by the pipeline.
+    pub requests: &'a mut NeighRequests,
+}
+
+/// A worker's own tables; they outlive snapshots.
+pub struct Tables {
+    /// Connections.
+    pub conn: ConnTable,
+    /// Source-IP persistence cache.
+    pub persist: PersistTable,
+    sched: Vec<SchedState>,
+    /// Active flows per service index and real index.
+    pub active: Vec<Vec<u32>>,
+    /// Counters per service index.
+    pub counters: Vec<ServiceCounters>,
+    generation: u64,
+}
+
+/// Persistence entries per worker.
+const PERSIST_CAPACITY: usize = 65536;
+
+impl Tables {
+    /// Tables for `conn_capacity` flows, shaped for `snap`.
+    pub fn new(conn_capacity: u32, snap: &Snapshot) -> Tables {
+        let mut cfg = conntrack::Config::new(conn_capacity);
+        cfg.timeouts = conntrack::Timeouts::ipvs(TICK_HZ);
+        Tables {
+            conn: ConnTable::new(cfg),
+            persist: PersistTable::new(PERSIST_CAPACITY, TICK_HZ),
+            sched: snap.vips.new_sched_states(),
+            active: snap.vips.new_conn_counts(),
+            counters: snap
+                .vips
+                .services()
+                .iter()
+                .map(|s| ServiceCounters {
+                    reals: vec![[0; 3]; s.reals().len()],
+                    ..Default::default()
+                })
+                .collect(),
+            generation: snap.generation,
+        }
+    }
+
+    /// The generation of the snapshot these tables are shaped for.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Reshapes the tables for `new` (called between bursts, when the
+    /// control plane publishes a snapshot; allocates). Connections are
+    /// kept: each remembers its real by address, so it keeps that real if
+    /// the real is still in its service.
+    pub fn adopt(&mut self, old: &Snapshot, new: &Snapshot) {
+        let mut active = Vec::with_capacity(new.vips.services().len());
+        let mut counters = Vec::with_capacity(new.vips.services().len());
+        for svc in new.vips.services() {
+            let old_idx = old.vips.services().iter().position(|o| o.id() == svc.id());
+            match old_idx {
+                Some(oi) => {
+                    let o = &old.vips.services()[oi];
+                    active.push(svc.remap_counts(o, &self.active[oi]));
+                    let oc = &self.counters[oi];
+                    let mut c = ServiceCounters {
+                        reals: vec![[0; 3]; svc.reals().len()],
+                        ..oc.clone()
+                    };
+                    for (ri, r) in o.reals().iter().enumerate() {
+                        if let Some(nj) = svc.resolve_real(RealIdx(ri as u16), r.addr, r.port) {
+                            c.reals[nj.get()] = oc.reals[ri];
+                        }
+                    }
+                    counters.push(c);
+                }
+                None => {
+                    active.push(vec![0; svc.reals().len()]);
+                    counters.push(ServiceCounters {
+                        reals: vec![[0; 3]; svc.reals().len()],
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        self.active = active;
+        self.counters = counters;
+        self.sched = new.vips.new_sched_states();
+        self.generation = new.generation;
+    }
+
+    /// Expires idle flows (at most `budget` slots examined).
+    pub fn sweep(&mut self, snap: &Snapshot, now_ms: u64, budget: u32) -> u32 {
+        let active = &mut self.active;
+        self.conn
+            .sweep(now_ms as u32, budget, |f| release(snap, active, f))
+    }
+
+    /// Decides the fate of one frame that arrived on data port `in_port`.
+    pub fn handle<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let Some(port) = ctx.snap.ports.get(usize::from(in_port)) else {
+            return Outcome::Dropped(DropReason::NoRoute);
+        };
+        let frame = buf.data();
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return Outcome::Dropped(DropReason::Malformed);
+        };
+        if eth.tag_count() > 0 {
+            return Outcome::Dropped(DropReason::VlanTagged);
+        }
+        let ip = match eth.ethertype() {
+            EtherType::ARP => {
+                return local::handle_local_arp(buf.data_mut(), port, ctx.neigh, ctx.now_ms);
+            }
+            EtherType::IPV4 => match parse_v4(frame) {
+                Ok(ip) => ip,
+                Err(r) => return Outcome::Dropped(r),
+            },
+            EtherType::IPV6 => match parse_v6(frame) {
+                Ok(ip) => ip,
+                Err(r) => return Outcome::Dropped(r),
+            },
+            _ => return Outcome::Dropped(DropReason::UnknownEtherType),
+        };
+
+        // Neighbour discovery: answered for VIPs, passed up for own addresses.
+        if ip.proto == ip_proto::ICMPV6 {
+            if let Some(o) = local::handle_nd(buf, &ip, port, ctx.neigh, ctx.now_ms) {
+                return o;
+            }
+        }
+        if port.is_self(ip.dst) {
+            return Outcome::ToKernel;
+        }
+        if ip.frag_later {
+            return Outcome::Dropped(DropReason::Fragment);
+        }
+        match ip.proto {
+            ip_proto::TCP | ip_proto::UDP => self.handle_l4(buf, &ip, port, ctx),
+            ip_proto::ICMP | ip_proto::ICMPV6 => {
+                if ctx.snap.ports.iter().any(|p| p.vips.contains(&ip.dst)) {
+                    local::answer_echo(buf, &ip, port.mac)
+                } else {
+                    Outcome::Dropped(DropReason::NotOurs)
+                }
+            }
+            _ => Outcome::Dropped(if is_vip_addr(ctx.snap, ip.dst) {
+                DropReason::Unsupported
+            } else {
+                DropReason::NotOurs
+            }),
+        }
+    }
+
+    fn handle_l4<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        ip: &IpInfo,
+        port: &PortInfo,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let f = buf.data();
+        let Some(l4) = ip.l4 else {
+            return Outcome::Dropped(DropReason::Malformed);
+        };
+        let min = if ip.proto == ip_proto::TCP { 20 } else { 8 };
+        if f.len() < l4 + min {
+            return Outcome::Dropped(DropReason::Malformed);
+        }
+        let sport = u16::from_be_bytes([f[l4], f[l4 + 1]]);
+        let dport = u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]);
+        let flags = if ip.proto == ip_proto::TCP {
+            conntrack::TcpFlags(f[l4 + 13])
+        } else {
+            conntrack::TcpFlags::NONE
+        };
+        let Some(proto) = Proto::from_number(ip.proto) else {
+            return Outcome::Dropped(DropReason::Unsupported);
+        };
+        let snap = ctx.snap;
+        if let Some(si) = snap.vips.lookup_idx(ip.dst, proto, dport) {
+            return self.to_real(buf, ip, si.0 as usize, sport, dport, flags, port, ctx);
+        }
+        // A reply from a real of a NAT service?
+        let key = ReplyKey::Nat {
+            real: ip.src,
+            real_port: sport,
+            client: ip.dst,
+            client_port: dport,
+            proto: proto.into(),
+        };
+        let now = ctx.now_ms as u32;
+        let h = self.conn.hash_reply(&key);
+        let id = match self.conn.lookup_reply(now, &key, h) {
+            Lookup::Hit(id) => id,
+            Lookup::Expired(fr) => {
+                release(snap, &mut self.active, &fr);
+                return Outcome::Dropped(DropReason::NotOurs);
+            }
+            Lookup::Miss => return Outcome::Dropped(DropReason::NotOurs),
+        };
+        let e = *self.conn.entry(id);
+        let Some(si) = snap
+            .vips
+            .services()
+            .iter()
+            .position(|s| s.id() == e.service())
+        else {
+            return Outcome::Dropped(DropReason::NotOurs);
+        };
+        let vip = snap.vips.services()[si].spec().vip;
+        self.conn.touch(id, now, Dir::Reply, flags);
+        let frame = buf.data_mut();
+        if !rewrite::decrement_ttl(frame, 14) {
+            return Outcome::Dropped(DropReason::TtlExceeded);
+        }
+        rewrite::translate(
+            frame,
+            14,
+            Some(l4),
+            ip.proto,
+            Side::Src,
+            vip,
+            Some(e.vport()),
+        );
+        let c = &mut self.counters[si];
+        c.packets_out += 1;
+        c.bytes_out += frame.len() as u64;
+        let Some(route) = snap.route(ip.dst) else {
+            return Outcome::Dropped(DropReason::NoRoute);
+        };
+        send(buf, route, snap, ctx)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn to_real<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        ip: &IpInfo,
+        si: usize,
+        sport: u16,
+        dport: u16,
+        flags: conntrack::TcpFlags,
+        in_port: &PortInfo,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let snap = ctx.snap;
+        let svc = &snap.vips.services()[si];
+        let now = ctx.now_ms as u32;
+        let l4p: L4 = svc.spec().proto.into();
+        let key = FlowKey {
+            service: svc.id(),
+            client: ip.src,
+            client_port: sport,
+            vport: dport,
+            proto: l4p,
+        };
+        let h = self.conn.hash(&key);
+        let mut real: Option<RealIdx> = None;
+        match self.conn.lookup(now, &key, h) {
+            Lookup::Hit(id) => {
+                let e = *self.conn.entry(id);
+                match svc.resolve_real(e.real_hint(), e.real(), e.real_port()) {
+                    Some(r)
+                        if matches!(
+                            svc.reals()[r.get()].state,
+                            RealState::Up | RealState::Drain
+                        ) =>
+                    {
+                        if r != e.real_hint() {
+                            self.conn.set_real_hint(id, r);
+                        }
+                        self.conn.touch(id, now, Dir::Client, flags);
+                        real = Some(r);
+                    }
+                    // The real went down, was disabled or removed: the flow
+                    // is rescheduled on this packet.
+                    _ => {
+                        if let Some(fr) = self.conn.remove(id) {
+                            release(snap, &mut self.active, &fr);
+                        }
+                    }
+                }
+            }
+            Lookup::Expired(fr) => release(snap, &mut self.active, &fr),
+            Lookup::Miss => {}
+        }
+        let real = match real {
+            Some(r) => r,
+            None => {
+                let fh = service::hash::flow_hash(ip.src, sport, ip.dst, dport, ip.proto);
+                let Some(r) = svc.select(
+                    now,
+                    fh,
+                    ip.src,
+                    &mut self.sched[si],
+                    &self.active[si],
+                    &mut self.persist,
+                ) else {
+                    return Outcome::Dropped(DropReason::NoReal);
+                };
+                let rs = &svc.reals()[r.get()];
+                let nat = if svc.mode() == Mode::Nat {
+                    Nat::Nat
+                } else {
+                    Nat::None
+                };
+                let value = FlowValue {
+                    real: rs.addr,
+                    real_port: if svc.mode() == Mode::Nat && rs.port != 0 {
+                        rs.port
+                    } else {
+                        dport
+                    },
+                    real_hint: r,
+                    nat,
+                    state: conntrack::State::initial(l4p, flags),
+                };
+                let active = &mut self.active;
+                match self
+                    .conn
+                    .insert(now, &key, h, &value, |fr| release(snap, active, fr))
+                {
+                    Ok(_) => {}
+                    Err(_) => return Outcome::Dropped(DropReason::ConnTableFull),
+                }
+                if let Some(a) = self.active[si].get_mut(r.get()) {
+                    *a += 1;
+                }
+                let c = &mut self.counters[si];
+                c.new_flows += 1;
+                if let Some(rc) = c.reals.get_mut(r.get()) {
+                    rc[2] += 1;
+                }
+                // NAT replies go back to the client: learn its MAC now (new
+                // flows only) when it sits on a connected prefix.
+                if nat == Nat::Nat && in_port.connected(ip.src).is_some() {
+                    let src_mac = EthernetFrame::new_unchecked(buf.data()).src();
+                    ctx.neigh.learn(ip.src, src_mac, ctx.now_ms, true);
+                }
+                r
+            }
+        };
+        let rs = &svc.reals()[real.get()];
+        let len = buf.len() as u64;
+        let c = &mut self.counters[si];
+        c.packets_in += 1;
+        c.bytes_in += len;
+        if let Some(rc) = c.reals.get_mut(real.get()) {
+            rc[0] += 1;
+            rc[1] += len;
+        }
+        let Some(route) = snap.real_route(si, real) else {
+            return Outcome::Dropped(DropReason::NoRoute);
+        };
+        match svc.mode() {
+            Mode::Dr => send(buf, route, snap, ctx),
+            Mode::Nat => {
+                let frame = buf.data_mut();
+                if !rewrite::decrement_ttl(frame, 14) {
+                    return Outcome::Dropped(DropReason::TtlExceeded);
+                }
+                let port = if rs.port != 0 { rs.port } else { dport };
+                rewrite::translate(frame, 14, ip.l4, ip.proto, Side::Dst, rs.addr, Some(port));
+                send(buf, route, snap, ctx)
+            }
+            Mode::Tun => {
+                let mtu = usize::from(snap.ports[usize::from(route.port)].mtu);
+                let outer = if rs.addr.is_ipv4() { 20 } else { 40 };
+                if ip.total_len + outer > mtu && ip.dont_frag {
+                    return local::too_big(buf, ip, (mtu - outer) as u16, in_port.mac);
+                }
+                if !rewrite::encapsulate(buf, route.src, rs.addr) {
+                    return Outcome::Dropped(DropReason::NoHeadroom);
+                }
+                send(buf, route, snap, ctx)
+            }
+        }
+    }
+}
+
+/// Lowers the active count of a freed flow's real.
+fn release(snap: &Snapshot, active: &mut [Vec<u32>], f: &conntrack::Freed) {
+    if let Some(si) = snap
+        .vips
+        .services()
+        .iter()
+        .position(|s| s.id() == f.key.service)
+    {
+        let svc = &snap.vips.services()[si];
+        if let Some(r) = svc.resolve_real(f.real_hint, f.real, f.real_port) {
+            if let Some(a) = active.get_mut(si).and_then(|v| v.get_mut(r.get())) {
+                *a = a.saturating_sub(1);
+            }
+        }
+    }
+}
+
+fn is_vip_addr(snap: &Snapshot, ip: IpAddr) -> bool {
+    snap.ports.iter().any(|p| p.vips.contains(&ip))
+}
+
+/// Sets the Ethernet addresses for `route` and picks the output port;
+/// asks for the next hop's MAC if it is unknown.
+#[inline]
+fn send<B: PacketBuf>(buf: &mut B, route: Route, snap: &Snapshot, ctx: &mut Ctx<'_>) -> Outcome {
+    let mac = match ctx.neigh.resolve(route.next_hop, ctx.now_ms) {
+        Resolve::Known { mac, refresh } => {
+            if refresh {
+                ctx.requests.push(route);
+            }
+            mac
+        }
+        Resolve::Request => {
+            ctx.requests.push(route);
+            return Outcome::Dropped(DropReason::NeighMiss);
+        }
+        Resolve::Pending => return Outcome::Dropped(DropReason::NeighMiss),
+    };
+    let our = snap.ports[usize::from(route.port)].mac;
+    let f = buf.data_mut();
+    f[0..6].copy_from_slice(&mac.0);
+    f[6..12].copy_from_slice(&our.0);
+    Outcome::Forward { port: route.port }
+}
+
+/// What the classifier learnt about an IP packet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IpInfo {
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
+    /// Upper-layer protocol.
+    pub(crate) proto: u8,
+    /// Offset of the L4 header in the frame (None for later fragments).
+    pub(crate) l4: Option<usize>,
+    /// A fragment other than the first.
+    pub(crate) frag_later: bool,
+    /// Length of the IP packet (header + payload).
+    pub(crate) total_len: usize,
+    /// IPv4 DF (IPv6 never fragments in flight).
+    pub(crate) dont_frag: bool,
+}
+
+fn parse_v4(frame: &[u8]) -> Result<IpInfo, DropReason> {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?;
+    let frag_later = ip.frag_offset() != 0;
+    Ok(IpInfo {
+        src: IpAddr::V4(ip.src()),
+        dst: IpAddr::V4(ip.dst()),
+        proto: ip.protocol(),
+        l4: if frag_later {
+            None
+        } else {
+            Some(14 + ip.header_len())
+        },
+        frag_later,
+        total_len: usize::from(ip.total_len()),
+        dont_frag: ip.dont_frag(),
+    })
+}
+
+fn parse_v6(frame: &[u8]) -> Result<IpInfo, DropReason> {
+    let ip = Ipv6Packet::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?;
+    let up = ip.upper_layer().map_err(|_| DropReason::Malformed)?;
+    let frag_later = up.fragment.is_some_and(|f| f.offset != 0);
+    Ok(IpInfo {
+        src: IpAddr::V6(ip.src()),
+        dst: IpAddr::V6(ip.dst()),
+        proto: up.protocol,
+        l4: if frag_later {
+            None
+        } else {
+            Some(14 + up.offset)
+        },
+        frag_later,
+        total_len: 40 + usize::from(ip.payload_len()),
+        dont_frag: true,
+    })
+}
+
+#[cfg(test)]
+mod tests;

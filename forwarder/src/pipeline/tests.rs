@@ -1,0 +1,811 @@
+//! Packet-level tests of the pipeline: tables of {description, input frame,
+//! expected output frame, expected outcome}. Expected frames are built
+//! from scratch by the packet builder, so byte equality also proves the
+//! incremental checksum updates equal a full recomputation.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::*;
+use crate::buffer::TestBuffer;
+use crate::packet::builder::{self, FrameSpec};
+use crate::packet::tcp::TcpFlags as WireFlags;
+use crate::packet::{EtherType, Icmpv4Packet, Icmpv6Packet};
+use crate::service::{Persistence, Real, SchedulerKind, ServiceSpec};
+
+const LB: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 2]);
+const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 1]);
+const GW_MAC: MacAddr = MacAddr([0x02, 0x99, 0, 0, 0, 1]);
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+fn real_mac(i: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, 0x20 + i])
+}
+
+const VIP4: &str = "192.0.2.100";
+const VIP6: &str = "2001:db8::100";
+const CLIENT4: &str = "203.0.113.10"; // via the gateway
+const CLIENT6: &str = "2001:db8:ffff::10";
+
+fn port_info() -> PortInfo {
+    PortInfo {
+        mac: LB,
+        addrs: vec![
+            (IpAddr::V4(v4("192.0.2.2")), 24),
+            (IpAddr::V6(v6("2001:db8::2")), 64),
+        ],
+        gateway_v4: Some(v4("192.0.2.1")),
+        gateway_v6: Some(v6("2001:db8::1")),
+        vips: vec![IpAddr::V4(v4(VIP4)), IpAddr::V6(v6(VIP6))],
+        mtu: 1500,
+    }
+}
+
+fn reals4(n: u8, port: u16) -> Vec<Real> {
+    (1..=n)
+        .map(|i| Real {
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20 + i)),
+            port,
+            weight: 1,
+            state: RealState::Up,
+            neigh: 0,
+        })
+        .collect()
+}
+
+fn svc(id: u32, vip: &str, proto: Proto, port: u16, mode: Mode, reals: Vec<Real>) -> ServiceSpec {
+    ServiceSpec {
+        id,
+        name: format!("s{id}"),
+        vip: vip.parse().unwrap(),
+        proto,
+        port,
+        mode,
+        scheduler: SchedulerKind::Maglev,
+        persistence: None,
+        reals,
+    }
+}
+
+fn snapshot(specs: Vec<ServiceSpec>) -> Snapshot {
+    Snapshot::new(1, vec![port_info()], VipTable::build(specs, 1).unwrap())
+}
+
+/// A neighbour table that knows the gateways, the reals and nothing else.
+fn neigh() -> NeighTable {
+    let t = NeighTable::new(256);
+    t.set_static(IpAddr::V4(v4("192.0.2.1")), GW_MAC);
+    t.set_static(IpAddr::V6(v6("2001:db8::1")), GW_MAC);
+    for i in 1..=5u8 {
+        t.set_static(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20 + i)), real_mac(i));
+        t.set_static(
+            IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0x20 + u16::from(i),
+            )),
+            real_mac(i),
+        );
+    }
+    t
+}
+
+struct Rig {
+    snap: Snapshot,
+    neigh: NeighTable,
+    tables: Tables,
+    reqs: NeighRequests,
+    now: u64,
+}
+
+impl Rig {
+    fn new(specs: Vec<ServiceSpec>) -> Rig {
+        let snap = snapshot(specs);
+        let tables = Tables::new(65536, &snap);
+        Rig {
+            snap,
+            neigh: neigh(),
+            tables,
+            reqs: NeighRequests::default(),
+            now: 1000,
+        }
+    }
+
+    fn run(&mut self, frame: &[u8]) -> (Outcome, Vec<u8>) {
+        let mut b = TestBuffer::new(frame);
+        let mut ctx = Ctx {
+            snap: &self.snap,
+            neigh: &self.neigh,
+            now_ms: self.now,
+            requests: &mut self.reqs,
+        };
+        let o = self.tables.handle(&mut b, 0, &mut ctx);
+        (o, b.to_vec())
+    }
+
+    /// The real (last octet - 20) a forwarded frame went to, by MAC.
+    fn real_of(out: &[u8]) -> u8 {
+        out[5] - 0x20
+    }
+}
+
+fn tcp4(src: &str, sport: u16, dst: &str, dport: u16, flags: WireFlags) -> FrameSpec<Ipv4Addr> {
+    FrameSpec {
+        src_mac: GW_MAC,
+        dst_mac: LB,
+        src: v4(src),
+        dst: v4(dst),
+        src_port: sport,
+        dst_port: dport,
+        tcp_flags: flags,
+        payload: b"hello".to_vec(),
+        ..FrameSpec::default()
+    }
+}
+
+fn tcp6(src: &str, sport: u16, dst: &str, dport: u16) -> FrameSpec<Ipv6Addr> {
+    FrameSpec {
+        src_mac: GW_MAC,
+        dst_mac: LB,
+        src: v6(src),
+        dst: v6(dst),
+        src_port: sport,
+        dst_port: dport,
+        payload: b"hello6".to_vec(),
+        ..FrameSpec::default()
+    }
+}
+
+#[test]
+fn forwarding_table() {
+    struct Case {
+        desc: &'static str,
+        specs: Vec<ServiceSpec>,
+        input: Vec<u8>,
+        expect: Box<dyn Fn(&[u8]) -> Vec<u8>>,
+        outcome: Outcome,
+    }
+    let syn = tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN);
+    let cases = vec![
+        Case {
+            desc: "DR: only the MACs change",
+            specs: vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80))],
+            input: builder::tcp4(&syn),
+            expect: Box::new(|inp| {
+                let mut e = inp.to_vec();
+                e[0..6].copy_from_slice(&real_mac(1).0);
+                e[6..12].copy_from_slice(&LB.0);
+                e
+            }),
+            outcome: Outcome::Forward { port: 0 },
+        },
+        Case {
+            desc: "NAT: VIP:80 becomes real:8080, TTL - 1, checksums updated",
+            specs: vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Nat, reals4(1, 8080))],
+            input: builder::tcp4(&syn),
+            expect: Box::new(|_| {
+                builder::tcp4(&FrameSpec {
+                    src_mac: LB,
+                    dst_mac: real_mac(1),
+                    dst: v4("192.0.2.21"),
+                    dst_port: 8080,
+                    ttl: 63,
+                    ..tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN)
+                })
+            }),
+            outcome: Outcome::Forward { port: 0 },
+        },
+        Case {
+            desc: "NAT UDP: translated with its checksum",
+            specs: vec![svc(2, VIP4, Proto::Udp, 53, Mode::Nat, reals4(1, 5353))],
+            input: builder::udp4(&FrameSpec {
+                dst_port: 53,
+                ..syn.clone()
+            }),
+            expect: Box::new(|_| {
+                builder::udp4(&FrameSpec {
+                    src_mac: LB,
+                    dst_mac: real_mac(1),
+                    dst: v4("192.0.2.21"),
+                    dst_port: 5353,
+                    ttl: 63,
+                    ..tcp4(CLIENT4, 40000, VIP4, 53, WireFlags::SYN)
+                })
+            }),
+            outcome: Outcome::Forward { port: 0 },
+        },
+        Case {
+            desc: "wildcard port service keeps the client's destination port",
+            specs: vec![svc(1, VIP4, Proto::Tcp, 0, Mode::Dr, reals4(1, 0))],
+            input: builder::tcp4(&FrameSpec {
+                dst_port: 4433,
+                ..syn.clone()
+            }),
+            expect: Box::new(|inp| {
+                let mut e = inp.to_vec();
+                e[0..6].copy_from_slice(&real_mac(1).0);
+                e[6..12].copy_from_slice(&LB.0);
+                e
+            }),
+            outcome: Outcome::Forward { port: 0 },
+        },
+        Case {
+            desc: "TUN: IPv4-in-IPv4 from the port address to the real",
+            specs: vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Tun, reals4(1, 80))],
+            input: builder::tcp4(&FrameSpec {
+                dont_frag: true,
+                ..syn.clone()
+            }),
+            expect: Box::new(|inp| {
+                let inner = &inp[14..];
+                let inner_len = u16::from_be_bytes([inner[2], inner[3]]) as usize;
+                let mut e = Vec::new();
+                e.extend_from_slice(&real_mac(1).0);
+                e.extend_from_slice(&LB.0);
+                e.extend_from_slice(&[0x08, 0x00]);
+                let mut h = [0u8; 20];
+                h[0] = 0x45;
+                h[2..4].copy_from_slice(&((inner_len + 20) as u16).to_be_bytes());
+                h[6] = 0x40;
+                h[8] = 64;
+                h[9] = 4;
+                h[12..16].copy_from_slice(&[192, 0, 2, 2]);
+                h[16..20].copy_from_slice(&[192, 0, 2, 21]);
+                let c = crate::packet::checksum::finish(crate::packet::checksum::sum_bytes(&h));
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                e.extend_from_slice(&h);
+                e.extend_from_slice(&inner[..inner_len]);
+                e
+            }),
+            outcome: Outcome::Forward { port: 0 },
+        },
+        Case {
+            desc: "IPv6 DR",
+            specs: vec![svc(
+                3,
+                VIP6,
+                Proto::Tcp,
+                80,
+                Mode::Dr,
+                vec![Real {
+                    addr: "2001:db8::21".parse().unwrap(),
+                    port: 80,
+                    weight: 1,
+                    state: RealState::Up,
+                    neigh: 0,
+                }],
+            )],
+            input: builder::tcp6(&tcp6(CLIENT6, 40000, VIP6, 80)),
+            expect: Box::new(|inp| {
+                let mut e = inp.to_vec();
+                e[0..6].copy_from_slice(&real_mac(1).0);
+                e[6..12].copy_from_slice(&LB.0);
+                e
+            }),
+            outcome: Outcome::Forward { port: 0 },
+        },
+        Case {
+            desc: "IPv6 NAT: pseudo-header checksum follows the new address",
+            specs: vec![svc(
+                3,
+                VIP6,
+                Proto::Tcp,
+                80,
+                Mode::Nat,
+                vec![Real {
+                    addr: "2001:db8::21".parse().unwrap(),
+                    port: 8080,
+                    weight: 1,
+                    state: RealState::Up,
+                    neigh: 0,
+                }],
+            )],
+            input: builder::tcp6(&tcp6(CLIENT6, 40000, VIP6, 80)),
+            expect: Box::new(|_| {
+                builder::tcp6(&FrameSpec {
+                    src_mac: LB,
+                    dst_mac: real_mac(1),
+                    dst: v6("2001:db8::21"),
+                    dst_port: 8080,
+                    ttl: 63,
+                    ..tcp6(CLIENT6, 40000, VIP6, 80)
+                })
+            }),
+            outcome: Outcome::Forward { port: 0 },
+        },
+        Case {
+            desc: "IPv6-in-IPv6 tunnel",
+            specs: vec![svc(
+                3,
+                VIP6,
+                Proto::Tcp,
+                80,
+                Mode::Tun,
+                vec![Real {
+                    addr: "2001:db8::21".parse().unwrap(),
+                    port: 80,
+                    weight: 1,
+                    state: RealState::Up,
+                    neigh: 0,
+                }],
+            )],
+            input: builder::tcp6(&tcp6(CLIENT6, 40000, VIP6, 80)),
+            expect: Box::new(|inp| {
+                let inner = &inp[14..];
+                let inner_len = 40 + u16::from_be_bytes([inner[4], inner[5]]) as usize;
+                let mut e = Vec::new();
+                e.extend_from_slice(&real_mac(1).0);
+                e.extend_from_slice(&LB.0);
+                e.extend_from_slice(&[0x86, 0xdd]);
+                let mut h = [0u8; 40];
+                h[0] = 0x60;
+                h[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
+                h[6] = 41;
+                h[7] = 64;
+                h[8..24].copy_from_slice(&v6("2001:db8::2").octets());
+                h[24..40].copy_from_slice(&v6("2001:db8::21").octets());
+                e.extend_from_slice(&h);
+                e.extend_from_slice(&inner[..inner_len]);
+                e
+            }),
+            outcome: Outcome::Forward { port: 0 },
+        },
+        Case {
+            desc: "TTL 1 through NAT is dropped",
+            specs: vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Nat, reals4(1, 8080))],
+            input: builder::tcp4(&FrameSpec {
+                ttl: 1,
+                ..syn.clone()
+            }),
+            expect: Box::new(|inp| inp.to_vec()),
+            outcome: Outcome::Dropped(DropReason::TtlExceeded),
+        },
+        Case {
+            desc: "no eligible real: dropped and counted",
+            specs: vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, {
+                let mut r = reals4(2, 80);
+                r[0].weight = 0;
+                r[1].state = RealState::Down;
+                r
+            })],
+            input: builder::tcp4(&syn),
+            expect: Box::new(|inp| inp.to_vec()),
+            outcome: Outcome::Dropped(DropReason::NoReal),
+        },
+        Case {
+            desc: "a port the VIP does not serve is not ours",
+            specs: vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80))],
+            input: builder::tcp4(&FrameSpec {
+                dst_port: 81,
+                ..syn.clone()
+            }),
+            expect: Box::new(|inp| inp.to_vec()),
+            outcome: Outcome::Dropped(DropReason::NotOurs),
+        },
+        Case {
+            desc: "ping to a VIP is answered",
+            specs: vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80))],
+            input: builder::icmp4_echo(
+                &FrameSpec {
+                    src_mac: CLIENT_MAC,
+                    ..syn.clone()
+                },
+                7,
+                1,
+            ),
+            expect: Box::new(|inp| {
+                let mut e = inp.to_vec();
+                // Compare the meaningful parts below instead.
+                e[0..6].copy_from_slice(&CLIENT_MAC.0);
+                e
+            }),
+            outcome: Outcome::Answered,
+        },
+    ];
+    for c in cases {
+        let mut rig = Rig::new(c.specs);
+        let (o, out) = rig.run(&c.input);
+        assert_eq!(o, c.outcome, "{}", c.desc);
+        if c.desc.starts_with("ping") {
+            let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+            assert_eq!((ip.src(), ip.dst()), (v4(VIP4), v4(CLIENT4)), "{}", c.desc);
+            let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+            assert_eq!(icmp.msg_type(), crate::packet::icmp::ECHO_REPLY);
+            assert!(icmp.verify_checksum() && ip.verify_checksum(), "{}", c.desc);
+            assert_eq!(&out[0..6], &CLIENT_MAC.0);
+            continue;
+        }
+        assert_eq!(out, (c.expect)(&c.input), "{}", c.desc);
+    }
+}
+
+#[test]
+fn nat_replies_are_translated_back_to_the_vip() {
+    let mut rig = Rig::new(vec![svc(
+        1,
+        VIP4,
+        Proto::Tcp,
+        80,
+        Mode::Nat,
+        reals4(1, 8080),
+    )]);
+    let (o, _) = rig.run(&builder::tcp4(&tcp4(
+        CLIENT4,
+        40000,
+        VIP4,
+        80,
+        WireFlags::SYN,
+    )));
+    assert_eq!(o, Outcome::Forward { port: 0 });
+    // The real answers the client directly (its gateway is the balancer).
+    let reply = FrameSpec {
+        src_mac: real_mac(1),
+        dst_mac: LB,
+        src: v4("192.0.2.21"),
+        dst: v4(CLIENT4),
+        src_port: 8080,
+        dst_port: 40000,
+        tcp_flags: WireFlags(WireFlags::SYN.0 | WireFlags::ACK.0),
+        payload: b"world".to_vec(),
+        ..FrameSpec::default()
+    };
+    let (o, out) = rig.run(&builder::tcp4(&reply));
+    assert_eq!(o, Outcome::Forward { port: 0 });
+    let expected = builder::tcp4(&FrameSpec {
+        src_mac: LB,
+        dst_mac: GW_MAC, // the client is off-link: via the gateway
+        src: v4(VIP4),
+        src_port: 80,
+        ttl: 63,
+        ..reply.clone()
+    });
+    assert_eq!(out, expected);
+    assert_eq!(rig.tables.counters[0].packets_out, 1);
+    // A reply for a flow the balancer never saw is not ours.
+    let stray = FrameSpec {
+        dst_port: 40001,
+        ..reply
+    };
+    assert_eq!(
+        rig.run(&builder::tcp4(&stray)).0,
+        Outcome::Dropped(DropReason::NotOurs)
+    );
+}
+
+#[test]
+fn a_packet_too_big_to_tunnel_gets_fragmentation_needed() {
+    let mut rig = Rig::new(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Tun, reals4(1, 80))]);
+    let big = FrameSpec {
+        dont_frag: true,
+        payload: vec![7u8; 1460],
+        ..tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::ACK)
+    };
+    let input = builder::tcp4(&big);
+    let (o, out) = rig.run(&input);
+    assert_eq!(o, Outcome::Answered);
+    assert_eq!(&out[0..6], &GW_MAC.0, "back to the sender's MAC");
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(
+        (ip.src(), ip.dst(), ip.protocol()),
+        (v4(VIP4), v4(CLIENT4), 1)
+    );
+    assert!(usize::from(ip.total_len()) <= 576);
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!((icmp.msg_type(), icmp.code()), (3, 4));
+    assert_eq!(icmp.next_hop_mtu(), Some(1480));
+    assert!(icmp.verify_checksum());
+    assert_eq!(
+        &icmp.data()[..20],
+        &input[14..34],
+        "quotes the original header"
+    );
+    // Without DF, it is tunnelled (the outer packet may be fragmented).
+    let (o, _) = rig.run(&builder::tcp4(&FrameSpec {
+        dont_frag: false,
+        ..big
+    }));
+    assert_eq!(o, Outcome::Forward { port: 0 });
+}
+
+#[test]
+fn arp_and_nd_for_vips_are_answered_by_the_data_plane() {
+    let mut rig = Rig::new(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80))]);
+    let ask = |target: &str| {
+        builder::arp_request(&FrameSpec {
+            src_mac: CLIENT_MAC,
+            src: v4("192.0.2.9"),
+            dst: v4(target),
+            ..FrameSpec::default()
+        })
+    };
+    for (target, want) in [
+        (VIP4, Outcome::Answered),
+        ("192.0.2.2", Outcome::Answered),
+        ("192.0.2.77", Outcome::Dropped(DropReason::ArpNotOurs)),
+    ] {
+        let (o, out) = rig.run(&ask(target));
+        assert_eq!(o, want, "ARP for {target}");
+        if o == Outcome::Answered {
+            let arp = crate::packet::ArpPacket::new_checked(&out[14..]).unwrap();
+            assert_eq!(arp.sender_hw_addr(), LB);
+            assert_eq!(arp.sender_proto_addr(), v4(target));
+            assert_eq!(&out[0..6], &CLIENT_MAC.0);
+        }
+    }
+    // Neighbour solicitation for the IPv6 VIP: answered with an NA.
+    let ns = builder::neighbour_solicitation(&FrameSpec {
+        src_mac: CLIENT_MAC,
+        src: v6("2001:db8::9"),
+        dst: v6(VIP6),
+        ..FrameSpec::default()
+    });
+    let (o, out) = rig.run(&ns);
+    assert_eq!(o, Outcome::Answered);
+    let ip = Ipv6Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(
+        (ip.src(), ip.dst(), ip.hop_limit()),
+        (v6(VIP6), v6("2001:db8::9"), 255)
+    );
+    let up = ip.upper_layer().unwrap();
+    let icmp = Icmpv6Packet::new_checked(ip.upper_payload(&up)).unwrap();
+    assert_eq!(icmp.msg_type(), crate::packet::icmpv6::NEIGHBOR_ADVERT);
+    assert_eq!(icmp.target_addr(), Some(v6(VIP6)));
+    assert_eq!(icmp.target_lladdr(), Some(LB));
+    assert!(icmp.na_flags().is_some_and(|f| f.is_solicited()));
+    assert!(icmp.verify_checksum(ip.pseudo_header(&up)));
+    assert_eq!(&out[0..6], &CLIENT_MAC.0);
+    // For the port's own IPv6 address the kernel answers.
+    let ns_self = builder::neighbour_solicitation(&FrameSpec {
+        src_mac: CLIENT_MAC,
+        src: v6("2001:db8::9"),
+        dst: v6("2001:db8::2"),
+        ..FrameSpec::default()
+    });
+    assert_eq!(rig.run(&ns_self).0, Outcome::ToKernel);
+}
+
+#[test]
+fn own_addresses_go_to_the_kernel_and_strangers_are_dropped() {
+    let mut rig = Rig::new(vec![]);
+    let to = |dst: &str| {
+        builder::icmp4_echo(
+            &FrameSpec {
+                dst: v4(dst),
+                ..FrameSpec::default()
+            },
+            1,
+            1,
+        )
+    };
+    assert_eq!(rig.run(&to("192.0.2.2")).0, Outcome::ToKernel);
+    assert_eq!(
+        rig.run(&to("192.0.2.77")).0,
+        Outcome::Dropped(DropReason::NotOurs)
+    );
+    let mut tagged = to("192.0.2.2");
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+    assert_eq!(rig.run(&tagged).0, Outcome::Dropped(DropReason::VlanTagged));
+    let mut bad_ihl = to("192.0.2.2");
+    bad_ihl[14] = 0x44;
+    assert_eq!(rig.run(&bad_ihl).0, Outcome::Dropped(DropReason::Malformed));
+    let mut other = vec![0u8; 60];
+    other[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+    assert_eq!(
+        rig.run(&other).0,
+        Outcome::Dropped(DropReason::UnknownEtherType)
+    );
+    // IPv6: all-nodes goes up, another node's solicited group does not.
+    let m = |dst: &str| {
+        builder::icmp6_echo(
+            &FrameSpec {
+                dst: v6(dst),
+                ..FrameSpec::default()
+            },
+            1,
+            1,
+        )
+    };
+    assert_eq!(rig.run(&m("ff02::1")).0, Outcome::ToKernel);
+    assert_eq!(rig.run(&m("ff02::1:ff00:2")).0, Outcome::ToKernel);
+    assert_eq!(
+        rig.run(&m("ff02::1:ff00:99")).0,
+        Outcome::Dropped(DropReason::NotOurs)
+    );
+}
+
+#[test]
+fn every_prefix_of_every_frame_is_handled_without_panic() {
+    let specs = vec![
+        svc(1, VIP4, Proto::Tcp, 80, Mode::Nat, reals4(2, 8080)),
+        svc(2, VIP4, Proto::Udp, 53, Mode::Tun, reals4(2, 53)),
+    ];
+    let mut rig = Rig::new(specs);
+    let syn = tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN);
+    let frames = vec![
+        builder::tcp4(&syn),
+        builder::udp4(&FrameSpec {
+            dst_port: 53,
+            ..syn.clone()
+        }),
+        builder::tcp6(&tcp6(CLIENT6, 1, VIP6, 80)),
+        builder::icmp4_echo(&syn, 1, 1),
+        builder::arp_request(&FrameSpec::default()),
+        builder::neighbour_solicitation(&FrameSpec {
+            dst: v6(VIP6),
+            ..FrameSpec::default()
+        }),
+    ];
+    for f in frames {
+        for n in 0..=f.len() {
+            let _ = rig.run(&f[..n]);
+        }
+    }
+}
+
+#[test]
+fn later_fragments_without_state_are_dropped_not_misrouted() {
+    let mut rig = Rig::new(vec![svc(2, VIP4, Proto::Udp, 53, Mode::Dr, reals4(2, 53))]);
+    let dgram = builder::udp4(&FrameSpec {
+        dst_port: 53,
+        payload: vec![1; 3000],
+        ..tcp4(CLIENT4, 1, VIP4, 53, WireFlags::SYN)
+    });
+    let frags = builder::ipv4_fragments(&dgram, 1500).unwrap();
+    assert!(frags.len() >= 2);
+    assert_eq!(rig.run(&frags[1]).0, Outcome::Dropped(DropReason::Fragment));
+}
+
+#[test]
+fn weights_shape_the_split_and_weight_zero_gets_nothing() {
+    let mut reals = reals4(3, 80);
+    reals[0].weight = 3;
+    reals[1].weight = 1;
+    reals[2].weight = 0;
+    let mut rig = Rig::new(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals)]);
+    let mut hits = [0u32; 4];
+    for i in 0..4000u32 {
+        let client = Ipv4Addr::from(0xCB00_7100 + (i % 200));
+        let f = builder::tcp4(&tcp4(
+            &client.to_string(),
+            10000 + (i / 200) as u16,
+            VIP4,
+            80,
+            WireFlags::SYN,
+        ));
+        let (o, out) = rig.run(&f);
+        assert_eq!(o, Outcome::Forward { port: 0 });
+        hits[usize::from(Rig::real_of(&out))] += 1;
+    }
+    assert_eq!(hits[3], 0, "weight 0 took flows: {hits:?}");
+    let ratio = f64::from(hits[1]) / f64::from(hits[2]);
+    assert!((2.5..3.5).contains(&ratio), "3:1 weights gave {hits:?}");
+    assert_eq!(rig.tables.active[0].iter().sum::<u32>(), 4000);
+}
+
+#[test]
+fn persistence_keeps_a_client_group_on_one_real() {
+    let mut spec = svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(5, 80));
+    spec.persistence = Some(Persistence {
+        timeout_secs: 300,
+        v4_prefix: 24,
+        v6_prefix: 64,
+    });
+    let mut rig = Rig::new(vec![spec]);
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..100u16 {
+        let client = if i % 2 == 0 {
+            "203.0.113.10"
+        } else {
+            "203.0.113.77"
+        };
+        let (o, out) = rig.run(&builder::tcp4(&tcp4(
+            client,
+            20000 + i,
+            VIP4,
+            80,
+            WireFlags::SYN,
+        )));
+        assert_eq!(o, Outcome::Forward { port: 0 });
+        seen.insert(Rig::real_of(&out));
+    }
+    assert_eq!(seen.len(), 1, "one /24 went to {seen:?}");
+}
+
+#[test]
+fn established_flows_keep_their_real_across_snapshots_and_follow_admin_states() {
+    let mut rig = Rig::new(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(2, 80))]);
+    let syn = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN));
+    let ack = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::ACK));
+    let (_, out) = rig.run(&syn);
+    let first = Rig::real_of(&out);
+
+    let swap = |rig: &mut Rig, reals: Vec<Real>, generation: u64| {
+        let new = Snapshot::new(
+            generation,
+            vec![port_info()],
+            VipTable::build(
+                vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals)],
+                generation,
+            )
+            .unwrap(),
+        );
+        rig.tables.adopt(&rig.snap, &new);
+        rig.snap = new;
+    };
+    // Add three reals: the flow stays where it is.
+    swap(&mut rig, reals4(5, 80), 2);
+    for _ in 0..10 {
+        let (o, out) = rig.run(&ack);
+        assert_eq!(o, Outcome::Forward { port: 0 });
+        assert_eq!(Rig::real_of(&out), first);
+    }
+    // Drain it: established flows continue.
+    let mut r = reals4(5, 80);
+    r[usize::from(first) - 1].state = RealState::Drain;
+    swap(&mut rig, r.clone(), 3);
+    assert_eq!(Rig::real_of(&rig.run(&ack).1), first);
+    // New flows avoid it.
+    for p in 0..50 {
+        let (_, out) = rig.run(&builder::tcp4(&tcp4(
+            CLIENT4,
+            41000 + p,
+            VIP4,
+            80,
+            WireFlags::SYN,
+        )));
+        assert_ne!(Rig::real_of(&out), first);
+    }
+    // Down: the flow is rescheduled on its next packet.
+    r[usize::from(first) - 1].state = RealState::Down;
+    swap(&mut rig, r, 4);
+    let (o, out) = rig.run(&ack);
+    assert_eq!(o, Outcome::Forward { port: 0 });
+    assert_ne!(Rig::real_of(&out), first);
+}
+
+#[test]
+fn an_unresolved_next_hop_is_asked_for_and_counted() {
+    let mut reals = reals4(1, 80);
+    reals[0].addr = "192.0.2.99".parse().unwrap(); // no static MAC
+    let mut rig = Rig::new(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals)]);
+    let syn = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN));
+    assert_eq!(rig.run(&syn).0, Outcome::Dropped(DropReason::NeighMiss));
+    let asked: Vec<_> = rig.reqs.drain().collect();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].next_hop, "192.0.2.99".parse::<IpAddr>().unwrap());
+    assert_eq!(asked[0].src, "192.0.2.2".parse::<IpAddr>().unwrap());
+    // Once the real answers ARP, the flow goes through.
+    rig.neigh
+        .learn("192.0.2.99".parse().unwrap(), real_mac(5), rig.now, true);
+    assert_eq!(rig.run(&syn).0, Outcome::Forward { port: 0 });
+}
+
+#[test]
+fn flows_expire_and_release_their_real() {
+    let mut rig = Rig::new(vec![svc(2, VIP4, Proto::Udp, 53, Mode::Dr, reals4(1, 53))]);
+    let q = builder::udp4(&FrameSpec {
+        dst_port: 53,
+        ..tcp4(CLIENT4, 5000, VIP4, 53, WireFlags::SYN)
+    });
+    rig.run(&q);
+    assert_eq!(rig.tables.active[0][0], 1);
+    rig.now += 301_000; // past the UDP timeout
+    let snap = &rig.snap;
+    let mut freed = 0;
+    for _ in 0..100 {
+        freed += rig.tables.sweep(snap, rig.now, 4096);
+    }
+    assert_eq!(freed, 1);
+    assert_eq!(rig.tables.active[0][0], 0);
+    assert_eq!(EtherType::IPV4, EtherType(0x0800));
+}
