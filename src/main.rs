@@ -38,6 +38,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Services, real servers, states, weights, flows and packets.
+    Status {
+        /// The admin API address ([admin].listen).
+        #[arg(long, default_value = control::config::DEFAULT_ADMIN)]
+        admin: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +66,13 @@ fn main() -> ExitCode {
                     eprintln!("error: {e}");
                 }
                 eprintln!("{}: {} error(s)", config.display(), errs.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Status { admin } => match run::status(&admin) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -1,71 +1,62 @@
-//! `ferrolb run`: bring the data plane up from a configuration, wait for
-//! signals, and bring it down cleanly.
+//! `ferrolb run`: bring the data plane up from a configuration, serve the
+//! admin API, reload on SIGHUP, and bring everything down cleanly on
+//! SIGTERM / SIGINT.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use control::config::{self, Config};
 use forwarder::packet::MacAddr;
+use forwarder::pipeline::{DropReason, Snapshot};
 use forwarder::runtime::{Dataplane, DataplaneSpec, PortSpec};
+use forwarder::service::RealState;
+use forwarder::worker::WorkerShared;
+use serde_json::{json, Value};
 
 /// How often the control loop wakes up.
 const TICK: Duration = Duration::from_millis(50);
 
 /// The data-plane description of a configuration.
 pub fn spec(cfg: &Config) -> DataplaneSpec {
-    let ports = cfg
-        .ports
-        .iter()
-        .map(|p| {
-            // Next hops this port must reach: its gateway and every real on
-            // one of its prefixes, asked from the port address in that prefix.
-            let mut hops: Vec<IpAddr> = p.gateway.into_iter().collect();
-            for v in &cfg.vips {
-                for r in &v.reals {
-                    if r.mac.is_none() {
-                        hops.push(r.address);
-                    }
-                }
-            }
-            let mut seen = HashSet::new();
-            let next_hops = hops
-                .into_iter()
-                .filter(|h| seen.insert(*h))
-                .filter_map(|h| {
-                    p.addresses
-                        .iter()
-                        .find(|c| c.contains(h))
-                        .map(|c| (h, c.addr))
-                })
-                .collect();
-            PortSpec {
-                name: p.name.clone(),
-                device: p.device.clone(),
-                tap_iface: p.tap.clone(),
-                addrs: p.addresses.iter().map(|c| c.addr).collect(),
-                next_hops,
-            }
-        })
-        .collect();
-    let static_neigh = cfg
-        .vips
-        .iter()
-        .flat_map(|v| v.reals.iter())
-        .filter_map(|r| r.mac.map(|m| (r.address, MacAddr(m))))
-        .collect();
     DataplaneSpec {
         eal_args: cfg.dataplane.eal_args.clone(),
         workers: cfg.dataplane.workers,
         idle_sleep: cfg.dataplane.idle_sleep,
         mbufs: cfg.dataplane.mbufs,
-        ports,
-        static_neigh,
+        conn_capacity: cfg.dataplane.conn_table_capacity,
+        ports: cfg
+            .ports
+            .iter()
+            .map(|p| PortSpec {
+                name: p.name.clone(),
+                device: p.device.clone(),
+                tap_iface: p.tap.clone(),
+            })
+            .collect(),
+        static_neigh: static_neigh(cfg),
     }
+}
+
+fn static_neigh(cfg: &Config) -> Vec<(IpAddr, MacAddr)> {
+    cfg.vips
+        .iter()
+        .flat_map(|v| v.reals.iter())
+        .filter_map(|r| r.mac.map(|m| (r.address, MacAddr(m))))
+        .collect()
+}
+
+/// What the control loop and the API share.
+struct State {
+    cfg: Config,
+    snap: Arc<Snapshot>,
+    workers: Vec<Arc<WorkerShared>>,
+    reloads: u64,
+    last_reload_error: Option<String>,
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -87,15 +78,17 @@ pub fn run(path: &Path) -> Result<()> {
             })?;
         }
     }
-    let dp = Dataplane::start(&spec(&cfg)).context("starting the data plane")?;
+    let dspec = spec(&cfg);
+    let mut dp = Dataplane::start(&dspec).context("starting the data plane")?;
+    let snap = Arc::new(
+        control::snapshot::build(&cfg, 1, dp.macs(), &|_, _, _| RealState::Up)
+            .map_err(|e| anyhow!("building the forwarding tables: {e}"))?,
+    );
+    dp.run(&dspec, Arc::clone(&snap))
+        .context("starting the workers")?;
     for (p, (nic, _)) in cfg.ports.iter().zip(dp.ports()) {
-        if let Err(e) = control::kernel::configure_tap(&p.tap, &p.addresses) {
-            let codes = dp.shutdown();
-            return Err(anyhow!(e)).context(format!(
-                "exception path of port {:?} (workers ended {codes:?})",
-                p.name
-            ));
-        }
+        control::kernel::configure_tap(&p.tap, &p.addresses)
+            .with_context(|| format!("exception path of port {:?}", p.name))?;
         let link = nic.link().map(|l| {
             if l.up {
                 format!("up {} Mb/s", l.speed_mbps)
@@ -112,25 +105,53 @@ pub fn run(path: &Path) -> Result<()> {
             "port up"
         );
     }
+    let state = Arc::new(Mutex::new(State {
+        cfg: cfg.clone(),
+        snap,
+        workers: dp.workers().to_vec(),
+        reloads: 0,
+        last_reload_error: None,
+    }));
+    let api = {
+        let st = Arc::clone(&state);
+        let neigh = Arc::clone(dp.neigh());
+        let handler: Arc<control::api::Handler> = Arc::new(
+            move |method: &str, path: &str, _body: &[u8]| match (method, path) {
+                ("GET", "/api/v1/status") => {
+                    let s = st.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut v = status_json(&s);
+                    v["neighbours"] = neigh
+                        .entries()
+                        .iter()
+                        .map(|e| json!({"ip": e.ip.to_string(), "mac": e.mac.map(|m| m.to_string()), "permanent": e.permanent}))
+                        .collect();
+                    (
+                        200,
+                        "application/json",
+                        serde_json::to_vec_pretty(&v).unwrap_or_default(),
+                    )
+                }
+                _ => (404, "text/plain", b"not found\n".to_vec()),
+            },
+        );
+        control::api::Server::start(cfg.admin.listen, handler)
+            .with_context(|| format!("admin API on {}", cfg.admin.listen))?
+    };
     tracing::info!(
         workers = cfg.dataplane.workers,
         version = forwarder::dpdk::version(),
         vips = cfg.vips.len(),
+        admin = %api.addr(),
         "ferrolb running"
     );
 
     let mut known: HashSet<(IpAddr, MacAddr)> = HashSet::new();
+    let mut generation = 1u64;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(TICK);
         if reload.swap(false, Ordering::Relaxed) {
-            match config::load(path) {
-                Ok(_) => {
-                    tracing::info!(file = %path.display(), "SIGHUP: configuration is valid; ports and addresses apply at restart")
-                }
-                Err(e) => {
-                    tracing::error!(file = %path.display(), "SIGHUP: configuration rejected, keeping the running one:\n{e}")
-                }
-            }
+            generation += 1;
+            do_reload(path, &dp, &state, generation);
         }
         for e in dp.neigh().entries() {
             if let Some(mac) = e.mac {
@@ -142,20 +163,226 @@ pub fn run(path: &Path) -> Result<()> {
     }
 
     tracing::info!("stopping");
-    let stats = dp.stats().to_vec();
+    drop(api);
+    let workers = dp.workers().to_vec();
     let codes = dp.shutdown();
-    let sum =
-        |f: fn(&forwarder::worker::WorkerStats) -> u64| stats.iter().map(|s| f(s)).sum::<u64>();
+    let sum = |f: fn(&WorkerShared) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
     tracing::info!(
-        rx = sum(|s| s.rx.load(Ordering::Relaxed)),
-        tx = sum(|s| s.tx.load(Ordering::Relaxed)),
-        answered = sum(|s| s.answered.load(Ordering::Relaxed)),
-        to_kernel = sum(|s| s.to_kernel.load(Ordering::Relaxed)),
-        from_kernel = sum(|s| s.from_kernel.load(Ordering::Relaxed)),
+        rx = sum(|w| w.stats.rx.load(Ordering::Relaxed)),
+        tx = sum(|w| w.stats.tx.load(Ordering::Relaxed)),
+        forwarded = sum(|w| w.stats.forwarded.load(Ordering::Relaxed)),
+        answered = sum(|w| w.stats.answered.load(Ordering::Relaxed)),
+        to_kernel = sum(|w| w.stats.to_kernel.load(Ordering::Relaxed)),
+        from_kernel = sum(|w| w.stats.from_kernel.load(Ordering::Relaxed)),
         "stopped"
     );
     if codes.iter().any(|c| *c != 0) {
         return Err(anyhow!("a worker failed (exit codes {codes:?})"));
+    }
+    Ok(())
+}
+
+/// Re-reads the file; a valid one replaces the services (flows to reals
+/// that remain keep their real), an invalid one changes nothing.
+fn do_reload(path: &Path, dp: &Dataplane, state: &Mutex<State>, generation: u64) {
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(file = %path.display(), "reload rejected, keeping the running configuration:\n{e}");
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.last_reload_error = Some(e.to_string());
+            return;
+        }
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if new.ports != s.cfg.ports || new.dataplane != s.cfg.dataplane {
+        tracing::warn!("reload: [dataplane] and [[port]] changes take effect at the next restart");
+    }
+    let snap = match control::snapshot::build(&new, generation, dp.macs(), &|_, _, _| RealState::Up)
+    {
+        Ok(sn) => Arc::new(sn),
+        Err(e) => {
+            tracing::error!("reload rejected: {e}");
+            s.last_reload_error = Some(e);
+            return;
+        }
+    };
+    for (ip, mac) in static_neigh(&new) {
+        dp.neigh().set_static(ip, mac);
+    }
+    dp.publish(Arc::clone(&snap));
+    s.snap = snap;
+    s.cfg.vips = new.vips;
+    s.reloads += 1;
+    s.last_reload_error = None;
+    tracing::info!(generation, vips = s.cfg.vips.len(), "reloaded");
+}
+
+fn status_json(s: &State) -> Value {
+    let snap = &s.snap;
+    let services = snap.vips.services();
+    // Sum the workers' figures that are shaped for the current snapshot.
+    let mut pk = vec![[0u64; 5]; services.len()];
+    let mut reals: Vec<Vec<[u64; 4]>> = services
+        .iter()
+        .map(|sv| vec![[0; 4]; sv.reals().len()])
+        .collect();
+    let mut drops = [0u64; DropReason::COUNT];
+    let mut flows = 0;
+    for w in &s.workers {
+        for (d, a) in drops.iter_mut().zip(&w.stats.drops) {
+            *d += a.load(Ordering::Relaxed);
+        }
+        flows += w.stats.flows.load(Ordering::Relaxed);
+        let r = w.services.lock().unwrap_or_else(|e| e.into_inner());
+        if r.generation != snap.generation {
+            continue;
+        }
+        for (i, c) in r.counters.iter().enumerate().take(services.len()) {
+            pk[i][0] += c.packets_in;
+            pk[i][1] += c.bytes_in;
+            pk[i][2] += c.packets_out;
+            pk[i][3] += c.bytes_out;
+            pk[i][4] += c.new_flows;
+            for (j, rc) in c.reals.iter().enumerate().take(reals[i].len()) {
+                reals[i][j][0] += rc[0];
+                reals[i][j][1] += rc[1];
+                reals[i][j][2] += rc[2];
+            }
+        }
+        for (i, a) in r.active.iter().enumerate().take(services.len()) {
+            for (j, n) in a.iter().enumerate().take(reals[i].len()) {
+                reals[i][j][3] += u64::from(*n);
+            }
+        }
+    }
+    let vips: Vec<Value> = services
+        .iter()
+        .enumerate()
+        .map(|(i, sv)| {
+            let cfgv = s.cfg.vips.iter().find(|v| v.name == sv.spec().name);
+            json!({
+                "name": sv.spec().name,
+                "address": sv.spec().vip.to_string(),
+                "protocol": format!("{:?}", sv.spec().proto).to_lowercase(),
+                "port": sv.spec().port,
+                "mode": format!("{:?}", sv.mode()).to_lowercase(),
+                "scheduler": format!("{:?}", sv.spec().scheduler).to_lowercase(),
+                "persistence": cfgv.and_then(|v| v.persistence).map(|p| json!({"timeout_s": p.timeout.as_secs(), "netmask": p.netmask})),
+                "packets_in": pk[i][0], "bytes_in": pk[i][1],
+                "packets_out": pk[i][2], "bytes_out": pk[i][3],
+                "new_flows": pk[i][4],
+                "active_flows": reals[i].iter().map(|r| r[3]).sum::<u64>(),
+                "reals": sv.reals().iter().enumerate().map(|(j, r)| json!({
+                    "address": r.addr.to_string(),
+                    "port": r.port,
+                    "weight": r.weight,
+                    "state": format!("{:?}", r.state).to_lowercase(),
+                    "packets": reals[i][j][0],
+                    "bytes": reals[i][j][1],
+                    "new_flows": reals[i][j][2],
+                    "active_flows": reals[i][j][3],
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let w: Vec<Value> = s
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let st = &w.stats;
+            json!({
+                "worker": i,
+                "rx": st.rx.load(Ordering::Relaxed), "tx": st.tx.load(Ordering::Relaxed),
+                "forwarded": st.forwarded.load(Ordering::Relaxed), "answered": st.answered.load(Ordering::Relaxed),
+                "to_kernel": st.to_kernel.load(Ordering::Relaxed), "from_kernel": st.from_kernel.load(Ordering::Relaxed),
+                "polls": st.polls.load(Ordering::Relaxed), "idle_polls": st.idle_polls.load(Ordering::Relaxed),
+                "busy_cycles": st.busy_cycles.load(Ordering::Relaxed),
+                "flows": st.flows.load(Ordering::Relaxed),
+                "generation": st.generation.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    json!({
+        "generation": snap.generation,
+        "reloads": s.reloads,
+        "last_reload_error": s.last_reload_error,
+        "flows": flows,
+        "vips": vips,
+        "workers": w,
+        "drops": DropReason::ALL.iter().map(|r| (r.name().to_string(), json!(drops[*r as usize]))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// `ferrolb status`: an `ipvsadm -L -n`-like table from the admin API.
+pub fn status(admin: &str) -> Result<()> {
+    let (code, body) =
+        control::api::request(admin, "GET", "/api/v1/status").map_err(|e| anyhow!(e))?;
+    if code != 200 {
+        return Err(anyhow!(
+            "the admin API on {admin} answered {code}: {}",
+            body.trim()
+        ));
+    }
+    let v: Value =
+        serde_json::from_str(&body).context("the admin API answered something that is not JSON")?;
+    println!(
+        "ferrolb: generation {}, {} flow(s), {} reload(s)",
+        v["generation"], v["flows"], v["reloads"]
+    );
+    println!("Prot LocalAddress:Port Scheduler Mode        Flows     InPkts    OutPkts");
+    println!("  -> RemoteAddress:Port           Weight State     ActiveConn   NewConns    Packets      Bytes");
+    for vip in v["vips"].as_array().into_iter().flatten() {
+        let addr = vip["address"].as_str().unwrap_or("");
+        let addr = if addr.contains(':') {
+            format!("[{addr}]")
+        } else {
+            addr.to_string()
+        };
+        println!(
+            "{:<4} {:<27} {:<9} {:<4} {:>10} {:>10} {:>10}   {}{}",
+            vip["protocol"].as_str().unwrap_or("").to_uppercase(),
+            format!("{addr}:{}", vip["port"]),
+            vip["scheduler"].as_str().unwrap_or(""),
+            vip["mode"].as_str().unwrap_or(""),
+            vip["active_flows"],
+            vip["packets_in"],
+            vip["packets_out"],
+            vip["name"].as_str().unwrap_or(""),
+            vip["persistence"]
+                .as_object()
+                .map(|p| format!(" persistent {}s /{}", p["timeout_s"], p["netmask"]))
+                .unwrap_or_default(),
+        );
+        for r in vip["reals"].as_array().into_iter().flatten() {
+            let ra = r["address"].as_str().unwrap_or("");
+            let ra = if ra.contains(':') {
+                format!("[{ra}]")
+            } else {
+                ra.to_string()
+            };
+            println!(
+                "  -> {:<27} {:>6} {:<9} {:>10} {:>10} {:>10} {:>10}",
+                format!("{ra}:{}", r["port"]),
+                r["weight"],
+                r["state"].as_str().unwrap_or(""),
+                r["active_flows"],
+                r["new_flows"],
+                r["packets"],
+                r["bytes"],
+            );
+        }
+    }
+    let drops: Vec<String> = v["drops"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    if !drops.is_empty() {
+        println!("drops: {}", drops.join(" "));
     }
     Ok(())
 }

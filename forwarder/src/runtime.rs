@@ -14,8 +14,8 @@ use std::time::Duration;
 use crate::dpdk::{self, Eal, LcoreId, Mempool, Port, PortConfig, QueueId};
 use crate::neigh::NeighTable;
 use crate::packet::MacAddr;
-use crate::pipeline::PortView;
-use crate::worker::{Worker, WorkerPort, WorkerStats};
+use crate::pipeline::Snapshot;
+use crate::worker::{SharedSnapshot, Worker, WorkerPort, WorkerShared};
 
 /// Descriptors per RX and TX queue.
 const RING_DESC: u16 = 1024;
@@ -31,10 +31,6 @@ pub struct PortSpec {
     pub device: String,
     /// Kernel name of its exception TAP.
     pub tap_iface: String,
-    /// The balancer's own addresses on it.
-    pub addrs: Vec<IpAddr>,
-    /// Next hops to keep resolved: (address, source address to ask from).
-    pub next_hops: Vec<(IpAddr, IpAddr)>,
 }
 
 /// Everything the data plane needs to start.
@@ -48,7 +44,9 @@ pub struct DataplaneSpec {
     pub idle_sleep: Option<Duration>,
     /// Mbufs in the pool (default: enough for every queue).
     pub mbufs: Option<u32>,
-    /// Data ports.
+    /// Flows per worker.
+    pub conn_capacity: u32,
+    /// Data ports, in the order of the snapshot's ports.
     pub ports: Vec<PortSpec>,
     /// Configured neighbours (a real's `mac`).
     pub static_neigh: Vec<(IpAddr, MacAddr)>,
@@ -84,14 +82,16 @@ pub struct Dataplane {
     lcores: Vec<LcoreId>,
     ports: Vec<(Port, Port)>,
     macs: Vec<MacAddr>,
-    stats: Vec<Arc<WorkerStats>>,
+    shared: Vec<Arc<WorkerShared>>,
     neigh: Arc<NeighTable>,
+    snapshot: Option<Arc<SharedSnapshot>>,
     pool: Option<Arc<Mempool>>,
     eal: Option<Eal>,
 }
 
 impl Dataplane {
-    /// Initialises EAL and brings up ports and workers.
+    /// Initialises EAL and brings up the ports (not yet the workers: the
+    /// first snapshot needs the ports' MACs, see [`Dataplane::run`]).
     pub fn start(spec: &DataplaneSpec) -> Result<Dataplane, StartError> {
         let eal = Eal::init(&spec.eal_args)?;
         let mut dp = Dataplane {
@@ -99,20 +99,20 @@ impl Dataplane {
             lcores: Vec::new(),
             ports: Vec::new(),
             macs: Vec::new(),
-            stats: Vec::new(),
+            shared: Vec::new(),
             neigh: Arc::new(NeighTable::new(NEIGH_SLOTS)),
+            snapshot: None,
             pool: None,
             eal: Some(eal),
         };
-        dp.bring_up(spec)?;
+        dp.bring_up_ports(spec)?;
         Ok(dp)
     }
 
-    fn bring_up(&mut self, spec: &DataplaneSpec) -> Result<(), StartError> {
+    fn bring_up_ports(&mut self, spec: &DataplaneSpec) -> Result<(), StartError> {
         let workers = spec.workers.max(1);
-        let lcores = dpdk::worker_lcores();
-        let have = lcores.len() as u32 + 1;
-        if lcores.len() < usize::from(workers) {
+        let have = dpdk::worker_lcores().len() as u32 + 1;
+        if have < u32::from(workers) + 1 {
             return Err(StartError::Lcores {
                 workers,
                 need: u32::from(workers) + 1,
@@ -151,10 +151,9 @@ impl Dataplane {
             }
             nic.configure(&cfg, &pool)?;
             let mac = nic.mac()?;
-            let mac_s = MacAddr(mac).to_string();
             let tap = dpdk::create_vdev(
                 &format!("net_tap{i}"),
-                &format!("iface={},mac={mac_s}", ps.tap_iface),
+                &format!("iface={},mac={}", ps.tap_iface, MacAddr(mac)),
             )?;
             // Registered before configuring so a failure below still stops
             // and closes both.
@@ -173,38 +172,40 @@ impl Dataplane {
         for &(ip, mac) in &spec.static_neigh {
             self.neigh.set_static(ip, mac);
         }
+        Ok(())
+    }
 
-        for (w, &lcore) in lcores.iter().take(usize::from(workers)).enumerate() {
-            let stats = Arc::new(WorkerStats::default());
-            self.stats.push(Arc::clone(&stats));
-            let ports = spec
-                .ports
-                .iter()
-                .zip(&self.ports)
-                .zip(&self.macs)
-                .map(|((ps, (nic, tap)), mac)| WorkerPort {
-                    nic: nic.clone(),
-                    tap: tap.clone(),
-                    view: PortView {
-                        mac: *mac,
-                        addrs: ps.addrs.clone(),
-                    },
-                    // One worker resolves next hops; the table is shared.
-                    next_hops: if w == 0 {
-                        ps.next_hops.clone()
-                    } else {
-                        Vec::new()
-                    },
-                })
-                .collect();
+    /// Launches the workers on `snap`, the first snapshot.
+    pub fn run(&mut self, spec: &DataplaneSpec, snap: Arc<Snapshot>) -> Result<(), StartError> {
+        let pool = self.pool.clone().expect("ports are up");
+        let shared_snap = Arc::new(SharedSnapshot::new(snap));
+        self.snapshot = Some(Arc::clone(&shared_snap));
+        let lcores = dpdk::worker_lcores();
+        for (w, &lcore) in lcores
+            .iter()
+            .take(usize::from(spec.workers.max(1)))
+            .enumerate()
+        {
+            let shared = Arc::new(WorkerShared::default());
+            self.shared.push(Arc::clone(&shared));
             let worker = Worker {
                 queue: QueueId(w as u16),
-                ports,
+                ports: self
+                    .ports
+                    .iter()
+                    .map(|(nic, tap)| WorkerPort {
+                        nic: nic.clone(),
+                        tap: tap.clone(),
+                    })
+                    .collect(),
                 neigh: Arc::clone(&self.neigh),
                 pool: Arc::clone(&pool),
                 stop: Arc::clone(&self.stop),
-                stats,
+                snapshot: Arc::clone(&shared_snap),
+                shared,
                 idle_sleep: spec.idle_sleep,
+                conn_capacity: spec.conn_capacity,
+                resolver: w == 0,
             };
             dpdk::launch(lcore, move || worker.run()).map_err(|e| match e {
                 dpdk::LaunchError::Dpdk(d) => StartError::Dpdk(d),
@@ -214,9 +215,21 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Per-worker counters.
-    pub fn stats(&self) -> &[Arc<WorkerStats>] {
-        &self.stats
+    /// Publishes a new snapshot; workers adopt it between bursts.
+    pub fn publish(&self, snap: Arc<Snapshot>) {
+        if let Some(s) = &self.snapshot {
+            s.publish(snap);
+        }
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.as_ref().map(|s| s.load())
+    }
+
+    /// What each worker shares (counters, per-service figures).
+    pub fn workers(&self) -> &[Arc<WorkerShared>] {
+        &self.shared
     }
 
     /// The shared neighbour cache.
@@ -234,7 +247,7 @@ impl Dataplane {
         &self.macs
     }
 
-    /// Mbufs in use (all pools): for leak checks.
+    /// Mbufs in use: for leak checks.
     pub fn mbufs_in_use(&self) -> u32 {
         self.pool.as_ref().map_or(0, |p| p.in_use())
     }

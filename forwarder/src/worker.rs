@@ -4,27 +4,66 @@
 //! TAP. Per pass it receives a burst from each data port (verdicts from
 //! [`crate::pipeline`]) and a burst from each TAP (frames the kernel sends
 //! go out the data port unchanged), then flushes its TX bursts. It never
-//! blocks, allocates or locks; the only syscall is the optional idle
-//! back-off (`idle_sleep`) when a whole pass found nothing.
+//! blocks and never allocates per packet; the only syscall is the optional
+//! idle back-off (`idle_sleep`) when a whole pass found nothing.
 //!
-//! Counters are plain integers in the worker's own memory, published to
-//! [`WorkerStats`] with relaxed stores every few hundred passes and when
-//! idle, so the control plane can read them without slowing the loop.
+//! Between bursts it adopts a new [`Snapshot`] when the control plane has
+//! published one (one relaxed load per pass notices it), keeps the next
+//! hops resolved, and sweeps expired flows a few slots at a time.
+//!
+//! Counters are plain integers in the worker's own memory, published with
+//! relaxed stores (and, for per-service figures, through a `try_lock` that
+//! never waits) every few hundred passes and when idle.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use crate::buffer::PacketBuf;
 use crate::dpdk::{self, Burst, Mempool, Port, QueueId};
 use crate::neigh::{self, NeighTable, Resolve};
-use crate::pipeline::{self, DropReason, Outcome, PortView};
+use crate::pipeline::{
+    Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
+};
 
 /// How often a worker republishes its counters (passes).
 const PUBLISH_EVERY: u32 = 256;
 /// How often housekeeping (next-hop resolution) runs.
 const HOUSEKEEPING_MS: u64 = 100;
+/// Connection-table slots examined per pass by the expiry sweep.
+const SWEEP_BUDGET: u32 = 64;
+
+/// The snapshot the control plane publishes to every worker.
+pub struct SharedSnapshot {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+}
+
+impl SharedSnapshot {
+    /// Starts with `snap`.
+    pub fn new(snap: Arc<Snapshot>) -> SharedSnapshot {
+        let generation = AtomicU64::new(snap.generation);
+        SharedSnapshot {
+            current: ArcSwap::new(snap),
+            generation,
+        }
+    }
+
+    /// Publishes `snap`; workers adopt it between bursts.
+    pub fn publish(&self, snap: Arc<Snapshot>) {
+        let g = snap.generation;
+        self.current.store(snap);
+        self.generation.store(g, Ordering::Release);
+    }
+
+    /// The snapshot in force.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+}
 
 /// One data port as a worker sees it.
 pub struct WorkerPort {
@@ -32,11 +71,6 @@ pub struct WorkerPort {
     pub nic: Port,
     /// Its exception-path TAP.
     pub tap: Port,
-    /// Addresses and MAC the port answers for.
-    pub view: PortView,
-    /// Next hops to keep resolved (gateway, reals), with the source
-    /// address to ask from.
-    pub next_hops: Vec<(IpAddr, IpAddr)>,
 }
 
 /// Counters of one worker, readable by the control plane.
@@ -47,7 +81,7 @@ pub struct WorkerStats {
     pub rx: AtomicU64,
     /// Frames sent on data ports.
     pub tx: AtomicU64,
-    /// Frames answered in place (ARP).
+    /// Frames answered in place (ARP, ND, echo, ICMP errors).
     pub answered: AtomicU64,
     /// Frames handed to the kernel.
     pub to_kernel: AtomicU64,
@@ -55,8 +89,8 @@ pub struct WorkerStats {
     pub from_kernel: AtomicU64,
     /// Frames forwarded.
     pub forwarded: AtomicU64,
-    /// ARP requests this worker sent to resolve next hops.
-    pub arp_requests: AtomicU64,
+    /// ARP / ND requests this worker sent to resolve next hops.
+    pub neigh_requests: AtomicU64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [AtomicU64; DropReason::COUNT],
     /// Loop passes.
@@ -65,6 +99,30 @@ pub struct WorkerStats {
     pub idle_polls: AtomicU64,
     /// TSC cycles spent in passes that found frames.
     pub busy_cycles: AtomicU64,
+    /// Flows in the connection table.
+    pub flows: AtomicU64,
+    /// Generation of the snapshot the worker runs.
+    pub generation: AtomicU64,
+}
+
+/// Per-service figures of one worker, for status and metrics.
+#[derive(Default, Clone)]
+pub struct ServiceReport {
+    /// Generation these figures are shaped for.
+    pub generation: u64,
+    /// Per service index: counters.
+    pub counters: Vec<ServiceCounters>,
+    /// Per service index and real index: active flows.
+    pub active: Vec<Vec<u32>>,
+}
+
+/// What a worker shares with the control plane.
+#[derive(Default)]
+pub struct WorkerShared {
+    /// Loop and frame counters.
+    pub stats: WorkerStats,
+    /// Per-service counters (updated with `try_lock`, never waited on).
+    pub services: Mutex<ServiceReport>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -75,7 +133,7 @@ struct Local {
     to_kernel: u64,
     from_kernel: u64,
     forwarded: u64,
-    arp_requests: u64,
+    neigh_requests: u64,
     drops: [u64; DropReason::COUNT],
     polls: u64,
     idle_polls: u64,
@@ -90,7 +148,8 @@ impl Local {
         s.to_kernel.store(self.to_kernel, Ordering::Relaxed);
         s.from_kernel.store(self.from_kernel, Ordering::Relaxed);
         s.forwarded.store(self.forwarded, Ordering::Relaxed);
-        s.arp_requests.store(self.arp_requests, Ordering::Relaxed);
+        s.neigh_requests
+            .store(self.neigh_requests, Ordering::Relaxed);
         for (a, v) in s.drops.iter().zip(self.drops) {
             a.store(v, Ordering::Relaxed);
         }
@@ -104,18 +163,24 @@ impl Local {
 pub struct Worker {
     /// The queue this worker owns on every port.
     pub queue: QueueId,
-    /// Data ports, each with its TAP.
+    /// Data ports, each with its TAP, in snapshot port order.
     pub ports: Vec<WorkerPort>,
     /// The shared neighbour cache.
     pub neigh: Arc<NeighTable>,
-    /// Pool for frames the worker creates (ARP requests).
+    /// Pool for frames the worker creates (ARP / ND requests).
     pub pool: Arc<Mempool>,
     /// Set by the control plane to stop the loop.
     pub stop: Arc<AtomicBool>,
+    /// What the control plane publishes.
+    pub snapshot: Arc<SharedSnapshot>,
     /// Where counters are published.
-    pub stats: Arc<WorkerStats>,
+    pub shared: Arc<WorkerShared>,
     /// Back-off when a pass finds nothing.
     pub idle_sleep: Option<Duration>,
+    /// Flows per worker.
+    pub conn_capacity: u32,
+    /// Whether this worker keeps next hops resolved (one worker does).
+    pub resolver: bool,
 }
 
 impl Worker {
@@ -125,29 +190,60 @@ impl Worker {
         let per_ms = (hz / 1000).max(1);
         let start = dpdk::rdtsc();
         let q = self.queue;
+        let mut snap = self.snapshot.load();
+        let mut tables = Tables::new(self.conn_capacity, &snap);
+        let mut hops = if self.resolver {
+            snap.next_hops()
+        } else {
+            Vec::new()
+        };
+        let mut report = ServiceReport::default();
         let mut local = Local::default();
+        let mut requests = NeighRequests::default();
         let mut rx = Burst::new();
-        // One TX burst per data port, one per TAP.
         let mut tx_nic: Vec<Burst> = self.ports.iter().map(|_| Burst::new()).collect();
         let mut tx_tap: Vec<Burst> = self.ports.iter().map(|_| Burst::new()).collect();
         let mut since_publish = 0u32;
         let mut next_housekeeping = 0u64;
+        self.shared
+            .stats
+            .generation
+            .store(snap.generation, Ordering::Relaxed);
 
         while !self.stop.load(Ordering::Relaxed) {
+            // A new snapshot? Adopt it between bursts; flows are kept.
+            if self.snapshot.generation.load(Ordering::Acquire) != snap.generation {
+                let new = self.snapshot.load();
+                tables.adopt(&snap, &new);
+                if self.resolver {
+                    hops = new.next_hops();
+                }
+                snap = new;
+                self.shared
+                    .stats
+                    .generation
+                    .store(snap.generation, Ordering::Relaxed);
+            }
             let t0 = dpdk::rdtsc();
-            let now_ms = (t0.wrapping_sub(start)) / per_ms;
+            let now_ms = t0.wrapping_sub(start) / per_ms;
             let mut got = 0usize;
 
             for (i, wp) in self.ports.iter().enumerate() {
                 let n = wp.nic.rx_burst(q, &mut rx);
                 got += n;
                 local.rx += n as u64;
+                let mut ctx = Ctx {
+                    snap: &snap,
+                    neigh: &self.neigh,
+                    now_ms,
+                    requests: &mut requests,
+                };
                 for mut m in rx.drain() {
                     if m.segments() != 1 {
                         local.drops[DropReason::MultiSegment as usize] += 1;
                         continue;
                     }
-                    match pipeline::handle_frame(&mut m, &wp.view, &self.neigh, now_ms) {
+                    match tables.handle(&mut m, i as u16, &mut ctx) {
                         Outcome::Answered => {
                             local.answered += 1;
                             push(&mut tx_nic[i], m, &mut local);
@@ -158,13 +254,17 @@ impl Worker {
                         }
                         Outcome::Forward { port } => {
                             local.forwarded += 1;
-                            let p = usize::from(port).min(tx_nic.len() - 1);
-                            push(&mut tx_nic[p], m, &mut local);
+                            match tx_nic.get_mut(usize::from(port)) {
+                                Some(b) => push(b, m, &mut local),
+                                None => local.drops[DropReason::NoRoute as usize] += 1,
+                            }
                         }
                         Outcome::Dropped(r) => local.drops[r as usize] += 1,
                     }
-                    if tx_nic[i].is_full() {
-                        flush(&wp.nic, q, &mut tx_nic[i], &mut local, true);
+                    for (j, b) in tx_nic.iter_mut().enumerate() {
+                        if b.is_full() {
+                            flush(&self.ports[j].nic, q, b, &mut local, true);
+                        }
                     }
                     if tx_tap[i].is_full() {
                         flush(&wp.tap, q, &mut tx_tap[i], &mut local, false);
@@ -182,10 +282,24 @@ impl Worker {
                 }
             }
 
+            // Next hops the pipeline found unresolved, and the periodic round.
+            for r in requests.drain() {
+                self.solicit(&snap, r, &mut tx_nic, &mut local);
+            }
             if now_ms >= next_housekeeping {
                 next_housekeeping = now_ms + HOUSEKEEPING_MS;
-                self.resolve_next_hops(now_ms, &mut tx_nic, &mut local);
+                for r in &hops {
+                    let ask = match self.neigh.resolve(r.next_hop, now_ms) {
+                        Resolve::Request => true,
+                        Resolve::Known { refresh, .. } => refresh,
+                        Resolve::Pending => false,
+                    };
+                    if ask {
+                        self.solicit(&snap, *r, &mut tx_nic, &mut local);
+                    }
+                }
             }
+            tables.sweep(&snap, now_ms, SWEEP_BUDGET);
 
             for (i, wp) in self.ports.iter().enumerate() {
                 if !tx_nic[i].is_empty() {
@@ -200,52 +314,74 @@ impl Worker {
             since_publish += 1;
             if got == 0 {
                 local.idle_polls += 1;
-                if since_publish >= PUBLISH_EVERY {
-                    local.publish(&self.stats);
-                    since_publish = 0;
-                }
+            } else {
+                local.busy_cycles += dpdk::rdtsc().wrapping_sub(t0);
+            }
+            if since_publish >= PUBLISH_EVERY {
+                since_publish = 0;
+                local.publish(&self.shared.stats);
+                self.shared
+                    .stats
+                    .flows
+                    .store(tables.conn.len() as u64, Ordering::Relaxed);
+                publish_services(&self.shared, &tables, &mut report);
+            }
+            if got == 0 {
                 if let Some(d) = self.idle_sleep {
                     std::thread::sleep(d);
                 }
-            } else {
-                local.busy_cycles += dpdk::rdtsc().wrapping_sub(t0);
-                if since_publish >= PUBLISH_EVERY {
-                    local.publish(&self.stats);
-                    since_publish = 0;
-                }
             }
         }
-        local.publish(&self.stats);
+        local.publish(&self.shared.stats);
+        self.shared
+            .stats
+            .flows
+            .store(tables.conn.len() as u64, Ordering::Relaxed);
+        publish_services(&self.shared, &tables, &mut report);
         0
     }
 
-    /// Sends a (rate-limited) ARP request for every next hop that needs one.
-    fn resolve_next_hops(&self, now_ms: u64, tx_nic: &mut [Burst], local: &mut Local) {
-        for (i, wp) in self.ports.iter().enumerate() {
-            for &(hop, src) in &wp.next_hops {
-                let ask = match self.neigh.resolve(hop, now_ms) {
-                    Resolve::Request => true,
-                    Resolve::Known { refresh, .. } => refresh,
-                    Resolve::Pending => false,
-                };
-                let (IpAddr::V4(hop4), IpAddr::V4(src4)) = (hop, src) else {
-                    continue; // IPv6 neighbour discovery arrives with the IPv6 data path
-                };
-                if !ask || tx_nic[i].is_full() {
-                    continue;
-                }
-                let Some(mut m) = self.pool.alloc() else {
-                    continue;
-                };
-                if !m.append(60) {
-                    continue;
-                }
-                if neigh::write_arp_request(m.data_mut(), wp.view.mac, src4, hop4).is_some() {
-                    local.arp_requests += 1;
-                    push(&mut tx_nic[i], m, local);
-                }
-            }
+    /// Sends an ARP request (IPv4) or neighbour solicitation (IPv6) for
+    /// `r.next_hop` out `r.port`.
+    fn solicit(&self, snap: &Snapshot, r: Route, tx_nic: &mut [Burst], local: &mut Local) {
+        let Some(port) = snap.ports.get(usize::from(r.port)) else {
+            return;
+        };
+        let Some(b) = tx_nic.get_mut(usize::from(r.port)) else {
+            return;
+        };
+        if b.is_full() {
+            return;
         }
+        let Some(mut m) = self.pool.alloc() else {
+            return;
+        };
+        let written = match (r.next_hop, r.src) {
+            (IpAddr::V4(hop), IpAddr::V4(src)) => {
+                m.append(60) && neigh::write_arp_request(m.data_mut(), port.mac, src, hop).is_some()
+            }
+            (IpAddr::V6(hop), IpAddr::V6(src)) => {
+                m.append(86)
+                    && neigh::write_neighbour_solicitation(m.data_mut(), port.mac, src, hop)
+                        .is_some()
+            }
+            _ => false,
+        };
+        if written {
+            local.neigh_requests += 1;
+            push(b, m, local);
+        }
+    }
+}
+
+/// Copies per-service counters out if the control plane is not reading
+/// them right now (never waits).
+fn publish_services(shared: &WorkerShared, tables: &Tables, scratch: &mut ServiceReport) {
+    scratch.generation = tables.generation();
+    scratch.counters.clone_from(&tables.counters);
+    scratch.active.clone_from(&tables.active);
+    if let Ok(mut g) = shared.services.try_lock() {
+        std::mem::swap(&mut *g, scratch);
     }
 }
 

@@ -271,3 +271,115 @@ impl Drop for Ferrolb {
         }
     }
 }
+
+/// A Linux bridge in a namespace of its own: the lab's switch.
+pub struct Switch {
+    pub ns: Netns,
+    pub id: String,
+    ports: u32,
+}
+
+impl Switch {
+    pub fn new(id: &str) -> Switch {
+        let ns = Netns::new(&format!("fls{id}"));
+        ns.exec("ip link add br0 type bridge && ip link set br0 up");
+        // No IGMP/MLD snooping surprises; forward immediately.
+        let _ = ns.try_exec("echo 0 > /sys/class/net/br0/bridge/multicast_snooping");
+        Switch {
+            ns,
+            id: id.to_string(),
+            ports: 0,
+        }
+    }
+
+    /// Plugs `host` into the bridge with interface `iface` on its side.
+    pub fn plug(&mut self, host: &Netns, iface: &str) {
+        self.ports += 1;
+        let sw_if = format!("s{}p{}", self.id, self.ports);
+        veth(&self.ns, &sw_if, host, iface);
+        self.ns.exec(&format!("ip link set {sw_if} master br0"));
+    }
+}
+
+/// Makes `ns` a direct-routing real server for `vips` (held on lo, never
+/// announced: arp_ignore=1, arp_announce=2).
+pub fn dr_real(ns: &Netns, iface: &str, vips: &[&str]) {
+    ns.exec(&format!(
+        "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+         net.ipv4.conf.{iface}.arp_ignore=1 net.ipv4.conf.{iface}.arp_announce=2"
+    ));
+    for v in vips {
+        let plen = if v.contains(':') { 128 } else { 32 };
+        let nodad = if v.contains(':') { " nodad" } else { "" };
+        ns.exec(&format!("ip addr add {v}/{plen} dev lo{nodad}"));
+    }
+}
+
+/// An nginx inside a namespace, stopped on drop. Every answer names the
+/// server and echoes the client's address: `NAME from CLIENT`.
+pub struct Nginx {
+    ns_name: String,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    pub fn start(ns: &Netns, name: &str, port: u16) -> Nginx {
+        let dir = std::env::temp_dir().join(format!("ferrolb-nginx-{}", uid()));
+        std::fs::create_dir_all(&dir).expect("nginx dir");
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon on;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n access_log {d}/access.log;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
+             fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n keepalive_timeout 120s;\n\
+             keepalive_requests 100000;\n\
+             server {{ listen {port} reuseport; listen [::]:{port} reuseport;\n\
+             location / {{ default_type text/plain; return 200 \"{name} from $remote_addr\\n\"; }} }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
+        ns.exec(&format!("nginx -c {d}/nginx.conf"));
+        Nginx {
+            ns_name: ns.name.clone(),
+            dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.dir.join("nginx.pid")).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<u32>() {
+            let _ = try_run(&format!("kill -QUIT {pid}"));
+            let _ = wait_for(Duration::from_secs(3), || {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+            let _ = try_run(&format!("kill -9 {pid} 2>/dev/null"));
+        }
+        let _ = &self.ns_name;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `n` curl requests from `ns` to `url` (each a new connection);
+/// returns how many answers each server name gave, and failures.
+pub fn curl_spread(
+    ns: &Netns,
+    url: &str,
+    n: usize,
+    extra: &str,
+) -> (std::collections::BTreeMap<String, usize>, usize) {
+    let script =
+        format!("for i in $(seq 1 {n}); do curl -s -m 3 {extra} {url} || echo FAILED; echo; done");
+    let out = ns.exec(&script);
+    let mut m = std::collections::BTreeMap::new();
+    let mut failed = 0;
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        if line.contains("FAILED") {
+            failed += 1;
+            continue;
+        }
+        let name = line.split_whitespace().next().unwrap_or("").to_string();
+        *m.entry(name).or_insert(0) += 1;
+    }
+    (m, failed)
+}

@@ -358,6 +358,50 @@ pub fn write_arp_request(
     Some(LEN)
 }
 
+/// Writes a neighbour solicitation for `target` (to its solicited-node
+/// multicast group, with our link-layer address) into `frame`, which must
+/// be at least 86 bytes; returns the frame length.
+pub fn write_neighbour_solicitation(
+    frame: &mut [u8],
+    our_mac: MacAddr,
+    our_ip: std::net::Ipv6Addr,
+    target: std::net::Ipv6Addr,
+) -> Option<usize> {
+    const LEN: usize = 14 + 40 + 32;
+    let f = frame.get_mut(..LEN)?;
+    let o = target.octets();
+    let group = std::net::Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    );
+    let g = group.octets();
+    f.fill(0);
+    f[0..6].copy_from_slice(&[0x33, 0x33, g[12], g[13], g[14], g[15]]);
+    f[6..12].copy_from_slice(&our_mac.0);
+    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&32u16.to_be_bytes());
+    f[20] = 58; // ICMPv6
+    f[21] = 255;
+    f[22..38].copy_from_slice(&our_ip.octets());
+    f[38..54].copy_from_slice(&g);
+    crate::packet::icmpv6::emit_neighbour_solicitation(
+        &mut f[54..],
+        &our_ip,
+        &group,
+        &target,
+        Some(our_mac),
+    )
+    .ok()?;
+    Some(LEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,6 +550,26 @@ mod tests {
         for w in writers {
             w.join().unwrap();
         }
+    }
+
+    #[test]
+    fn neighbour_solicitation_is_well_formed() {
+        let mut buf = [0u8; 100];
+        let ours: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let target: std::net::Ipv6Addr = "2001:db8::21".parse().unwrap();
+        let n = write_neighbour_solicitation(&mut buf, M1, ours, target).unwrap();
+        let ip = crate::packet::Ipv6Packet::new_checked(&buf[14..n]).unwrap();
+        assert_eq!(
+            ip.dst(),
+            "ff02::1:ff00:21".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        assert_eq!(ip.hop_limit(), 255);
+        let up = ip.upper_layer().unwrap();
+        let icmp = crate::packet::Icmpv6Packet::new_checked(ip.upper_payload(&up)).unwrap();
+        assert_eq!(icmp.target_addr(), Some(target));
+        assert_eq!(icmp.source_lladdr(), Some(M1));
+        assert!(icmp.verify_checksum(ip.pseudo_header(&up)));
+        assert_eq!(&buf[0..6], &[0x33, 0x33, 0xff, 0, 0, 0x21]);
     }
 
     #[test]

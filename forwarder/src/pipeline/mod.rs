@@ -332,7 +332,7 @@ impl NeighRequests {
 }
 
 /// Per-service counters of one worker.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ServiceCounters {
     /// Packets forwarded, client → real.
     pub packets_in: u64,
@@ -346,6 +346,25 @@ pub struct ServiceCounters {
     pub new_flows: u64,
     /// Per real (same index as the service's reals): packets, bytes, new flows.
     pub reals: Vec<[u64; 3]>,
+}
+
+impl Clone for ServiceCounters {
+    fn clone(&self) -> Self {
+        let mut c = ServiceCounters::default();
+        c.clone_from(self);
+        c
+    }
+
+    /// Reuses `self`'s buffers: publishing counters allocates nothing once
+    /// the shapes match.
+    fn clone_from(&mut self, o: &Self) {
+        self.packets_in = o.packets_in;
+        self.bytes_in = o.bytes_in;
+        self.packets_out = o.packets_out;
+        self.bytes_out = o.bytes_out;
+        self.new_flows = o.new_flows;
+        self.reals.clone_from(&o.reals);
+    }
 }
 
 /// Per-time context of one burst.
@@ -540,7 +559,7 @@ impl Tables {
         };
         let snap = ctx.snap;
         if let Some(si) = snap.vips.lookup_idx(ip.dst, proto, dport) {
-            return self.to_real(buf, ip, si.0 as usize, sport, dport, flags, port, ctx);
+            return self.forward_to_real(buf, ip, si.0 as usize, sport, dport, flags, port, ctx);
         }
         // A reply from a real of a NAT service?
         let key = ReplyKey::Nat {
@@ -594,7 +613,7 @@ impl Tables {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn to_real<B: PacketBuf>(
+    fn forward_to_real<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         ip: &IpInfo,

@@ -165,13 +165,15 @@ fn tcp6(src: &str, sport: u16, dst: &str, dport: u16) -> FrameSpec<Ipv6Addr> {
     }
 }
 
+type Expect = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
 #[test]
 fn forwarding_table() {
     struct Case {
         desc: &'static str,
         specs: Vec<ServiceSpec>,
         input: Vec<u8>,
-        expect: Box<dyn Fn(&[u8]) -> Vec<u8>>,
+        expect: Expect,
         outcome: Outcome,
     }
     let syn = tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN);

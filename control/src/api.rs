@@ -1,0 +1,214 @@
+//! The admin HTTP API: a small HTTP/1.1 server on `[admin].listen`.
+//!
+//! Requests are bounded (headers and body at most [`MAX_REQUEST`] bytes,
+//! read within [`IO_TIMEOUT`]) and handled one at a time on the API's own
+//! thread, so a slow or hostile client costs the data plane nothing.
+//! Routes are served by a [`Handler`]: a function from (method, path,
+//! body) to (status, content type, body).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request accepted.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// Time a client has to send its request.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A response: status code, content type, body.
+pub type Response = (u16, &'static str, Vec<u8>);
+
+/// Serves one request.
+pub type Handler = dyn Fn(&str, &str, &[u8]) -> Response + Send + Sync;
+
+/// A running API server; stops when dropped.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `addr` and serves `handler` on a thread of its own.
+    pub fn start(addr: SocketAddr, handler: Arc<Handler>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("ferrolb-api".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((conn, _)) => serve(conn, &*handler),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "admin API accept");
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                }
+            })?;
+        Ok(Server {
+            stop,
+            addr,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        _ => "Error",
+    }
+}
+
+fn respond(conn: &mut TcpStream, (code, ctype, body): Response) {
+    let head = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reason(code),
+        body.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&body);
+}
+
+fn serve(mut conn: TcpStream, handler: &Handler) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        if buf.len() > MAX_REQUEST {
+            return respond(
+                &mut conn,
+                (413, "text/plain", b"request too large\n".to_vec()),
+            );
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let (Some(method), Some(path)) = (first.next(), first.next()) else {
+        return respond(
+            &mut conn,
+            (400, "text/plain", b"bad request line\n".to_vec()),
+        );
+    };
+    let length = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if length > MAX_REQUEST {
+        return respond(
+            &mut conn,
+            (413, "text/plain", b"request too large\n".to_vec()),
+        );
+    }
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    body.truncate(length);
+    let resp = handler(method, path, &body);
+    respond(&mut conn, resp);
+}
+
+/// A blocking GET (or POST) for the CLI: returns (status, body).
+pub fn request(addr: &str, method: &str, path: &str) -> Result<(u16, String), String> {
+    let sock: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not address:port"))?;
+    let mut conn = TcpStream::connect_timeout(&sock, IO_TIMEOUT)
+        .map_err(|e| format!("no ferrolb daemon answering on {addr} ({e}); is `ferrolb run` up, and is --admin right?"))?;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes())
+        .map_err(|e| format!("sending to {addr}: {e}"))?;
+    let mut out = Vec::new();
+    conn.take(16 * 1024 * 1024)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("reading from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed response")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("malformed status line")?;
+    Ok((code, body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serves_routes_and_bounds_requests() {
+        let h: Arc<Handler> = Arc::new(|m: &str, p: &str, _b: &[u8]| match (m, p) {
+            ("GET", "/hello") => (200, "text/plain", b"hi".to_vec()),
+            _ => (404, "text/plain", b"no".to_vec()),
+        });
+        let s = Server::start("127.0.0.1:0".parse().unwrap(), h).unwrap();
+        let a = s.addr().to_string();
+        assert_eq!(request(&a, "GET", "/hello").unwrap(), (200, "hi".into()));
+        assert_eq!(request(&a, "GET", "/nope").unwrap().0, 404);
+        // An oversized request is refused, and the server keeps serving.
+        let mut c = TcpStream::connect(s.addr()).unwrap();
+        let big = format!(
+            "POST /hello HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_REQUEST + 1
+        );
+        c.write_all(big.as_bytes()).unwrap();
+        let mut r = String::new();
+        let _ = c.read_to_string(&mut r);
+        assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+        // Garbage is a 400, not a crash.
+        let mut c = TcpStream::connect(s.addr()).unwrap();
+        c.write_all(b"\x00\x01\r\n\r\n").unwrap();
+        let mut r = String::new();
+        let _ = c.read_to_string(&mut r);
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+        assert_eq!(request(&a, "GET", "/hello").unwrap().0, 200);
+        assert!(request("127.0.0.1:1", "GET", "/")
+            .unwrap_err()
+            .contains("no ferrolb daemon"));
+    }
+}

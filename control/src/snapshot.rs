@@ -1,0 +1,198 @@
+//! Builds the immutable forwarding snapshot the workers read, from a
+//! validated configuration, the ports' MACs and the real servers' current
+//! states (health checks and admin actions).
+//!
+//! Service ids are derived from (VIP address, protocol, port), so a reload
+//! that keeps a VIP keeps its id, and the workers' connection tables, which
+//! key flows by service id, keep every established flow.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use forwarder::packet::MacAddr;
+use forwarder::pipeline::{PortInfo, Snapshot};
+use forwarder::service::{self, Persistence, Real, RealState, ServiceSpec, VipTable};
+
+use crate::config::{self, Config};
+
+/// Port MTU assumed for tunnel checks (standard Ethernet).
+pub const DEFAULT_MTU: u16 = 1500;
+
+/// A stable service id for (address, protocol, port).
+pub fn service_id(addr: IpAddr, proto: config::Protocol, port: u16) -> u32 {
+    // FNV-1a over the key bytes: fixed, documented, no seed.
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |b: u8| {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    };
+    match addr {
+        IpAddr::V4(a) => a.octets().iter().for_each(|b| eat(*b)),
+        IpAddr::V6(a) => a.octets().iter().for_each(|b| eat(*b)),
+    }
+    eat(if proto == config::Protocol::Tcp {
+        6
+    } else {
+        17
+    });
+    port.to_be_bytes().iter().for_each(|b| eat(*b));
+    h
+}
+
+/// Builds a snapshot. `state_of(vip_name, real_addr, real_port)` gives each
+/// real's state (`Up` when the caller knows nothing else).
+pub fn build(
+    cfg: &Config,
+    generation: u64,
+    macs: &[MacAddr],
+    state_of: &dyn Fn(&str, IpAddr, u16) -> RealState,
+) -> Result<Snapshot, String> {
+    let mut ports: Vec<PortInfo> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PortInfo {
+            mac: macs.get(i).copied().unwrap_or_default(),
+            addrs: p.addresses.iter().map(|c| (c.addr, c.prefix)).collect(),
+            gateway_v4: p.gateway.and_then(|g| match g {
+                IpAddr::V4(g) => Some(g),
+                IpAddr::V6(_) => None,
+            }),
+            gateway_v6: p.gateway.and_then(|g| match g {
+                IpAddr::V6(g) => Some(g),
+                IpAddr::V4(_) => None,
+            }),
+            vips: Vec::new(),
+            mtu: DEFAULT_MTU,
+        })
+        .collect();
+    let mut specs = Vec::with_capacity(cfg.vips.len());
+    let mut ids = HashSet::new();
+    for v in &cfg.vips {
+        if let Some(pi) = cfg.ports.iter().position(|p| p.name == v.port_name) {
+            if !ports[pi].vips.contains(&v.address) {
+                ports[pi].vips.push(v.address);
+            }
+        }
+        // Ids are unique within a snapshot: probe on the (unlikely) clash.
+        let mut id = service_id(v.address, v.protocol, v.port);
+        while !ids.insert(id) {
+            id = id.wrapping_add(1);
+        }
+        specs.push(ServiceSpec {
+            id,
+            name: v.name.clone(),
+            vip: v.address,
+            proto: match v.protocol {
+                config::Protocol::Tcp => service::Proto::Tcp,
+                config::Protocol::Udp => service::Proto::Udp,
+            },
+            port: v.port,
+            mode: match v.mode {
+                config::Mode::Dr => service::Mode::Dr,
+                config::Mode::Nat => service::Mode::Nat,
+                config::Mode::Tun => service::Mode::Tun,
+            },
+            scheduler: match v.scheduler {
+                config::Scheduler::Maglev => service::SchedulerKind::Maglev,
+                config::Scheduler::Wrr => service::SchedulerKind::Wrr,
+                config::Scheduler::Wlc => service::SchedulerKind::Wlc,
+                config::Scheduler::Rr => service::SchedulerKind::Rr,
+                config::Scheduler::Lc => service::SchedulerKind::Lc,
+                config::Scheduler::Sh => service::SchedulerKind::Sh,
+            },
+            persistence: v.persistence.map(|p| Persistence {
+                timeout_secs: p.timeout.as_secs().clamp(1, u64::from(u32::MAX)) as u32,
+                v4_prefix: if v.address.is_ipv4() { p.netmask } else { 32 },
+                v6_prefix: if v.address.is_ipv6() { p.netmask } else { 128 },
+            }),
+            reals: v
+                .reals
+                .iter()
+                .map(|r| Real {
+                    addr: r.address,
+                    port: r.port,
+                    weight: r.weight,
+                    state: state_of(&v.name, r.address, r.port),
+                    neigh: 0,
+                })
+                .collect(),
+        });
+    }
+    let vips = VipTable::build(specs, generation).map_err(|e| e.to_string())?;
+    Ok(Snapshot::new(generation, ports, vips))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"
+[dataplane]
+eal_args = ["--no-huge"]
+[[port]]
+name = "lan"
+device = "net_null0"
+addresses = ["192.0.2.2/24", "2001:db8::2/64"]
+gateway = "192.0.2.1"
+[[vip]]
+name = "web"
+address = "192.0.2.100"
+port = 80
+mode = "nat"
+  [vip.persistence]
+  netmask = 24
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 8080
+  [[vip.real]]
+  address = "192.0.2.22"
+  port = 8080
+  weight = 3
+[[vip]]
+name = "web6"
+address = "2001:db8::100"
+port = 80
+  [[vip.real]]
+  address = "2001:db8::21"
+"#;
+
+    #[test]
+    fn a_config_becomes_a_snapshot_with_stable_ids() {
+        let cfg = config::parse("t.toml", CFG).unwrap();
+        let mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        let s = build(&cfg, 7, &[mac], &|_, a, _| {
+            if a == "192.0.2.22".parse::<IpAddr>().unwrap() {
+                RealState::Drain
+            } else {
+                RealState::Up
+            }
+        })
+        .unwrap();
+        assert_eq!(s.generation, 7);
+        assert_eq!(s.ports[0].mac, mac);
+        assert_eq!(s.ports[0].vips.len(), 2);
+        assert_eq!(s.ports[0].gateway_v4, Some("192.0.2.1".parse().unwrap()));
+        let web = s
+            .vips
+            .lookup("192.0.2.100".parse().unwrap(), service::Proto::Tcp, 80)
+            .unwrap();
+        assert_eq!(web.mode(), service::Mode::Nat);
+        assert_eq!(web.reals()[1].state, RealState::Drain);
+        assert_eq!(web.reals()[1].weight, 3);
+        assert_eq!(web.persistence().unwrap().v4_prefix, 24);
+        // The same VIP gets the same id in every snapshot.
+        let again = build(&cfg, 8, &[mac], &|_, _, _| RealState::Up).unwrap();
+        let web2 = again
+            .vips
+            .lookup("192.0.2.100".parse().unwrap(), service::Proto::Tcp, 80)
+            .unwrap();
+        assert_eq!(web.id(), web2.id());
+        assert_eq!(
+            web.id(),
+            service_id("192.0.2.100".parse().unwrap(), config::Protocol::Tcp, 80)
+        );
+        // Routes to reals are precomputed.
+        assert_eq!(s.next_hops().len(), 4, "gateway + three reals");
+    }
+}
