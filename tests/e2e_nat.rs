@@ -1,0 +1,157 @@
+//! NAT end to end, two arms: clients on one port, reals on the other with
+//! their default gateway at the balancer's internal address.
+//!
+//! ```text
+//!  client 198.51.100.1 ── wan ─ [ferrolb 198.51.100.2 | 192.0.2.2] ─ lan ── [switch] ── reals 192.0.2.21-22
+//!                         VIP 198.51.100.100:80 -> reals :8080, VIP :53/udp -> reals :5353
+//! ```
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const UDP_ECHO: &str = r#"
+import socket, sys, time
+name = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+s.settimeout(1.0)
+end = time.time() + 120
+while time.time() < end:
+    try:
+        data, peer = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    s.sendto(name.encode() + b" " + data + b" from " + peer[0].encode(), peer)
+"#;
+
+const UDP_CLIENT: &str = r#"
+import socket
+ok = 0; names = set()
+for i in range(20):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2.0)
+    s.sendto(b"ping%d" % i, ("198.51.100.100", 53))
+    data, peer = s.recvfrom(2048)
+    assert peer == ("198.51.100.100", 53), peer
+    assert (b"ping%d" % i) in data, data
+    assert data.endswith(b"from 198.51.100.1"), data
+    names.add(data.split()[0]); ok += 1
+    s.close()
+print("OK", ok, b",".join(sorted(names)).decode())
+"#;
+
+#[test]
+fn nat_two_arm_tcp_and_udp() {
+    require_root();
+    let _g = serial();
+    let id = uid();
+    let mut sw = Switch::new(&id);
+    let client = Netns::new(&format!("flc{id}"));
+    let lb = Netns::new(&format!("flb{id}"));
+    veth(&client, "eth0", &lb, "wan0");
+    sw.plug(&lb, "lan0");
+    client.exec("ip addr add 198.51.100.1/24 dev eth0");
+    let mut reals = Vec::new();
+    let mut nginx = Vec::new();
+    let dir = std::env::temp_dir().join(format!("ferrolb-nat-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("echo.py"), UDP_ECHO).unwrap();
+    std::fs::write(dir.join("client.py"), UDP_CLIENT).unwrap();
+    let mut echoes = Vec::new();
+    for i in 1..=2 {
+        let r = Netns::new(&format!("flr{i}{id}"));
+        sw.plug(&r, "eth0");
+        r.exec(&format!("ip addr add 192.0.2.2{i}/24 dev eth0 && ip route add default via 192.0.2.2"));
+        nginx.push(Nginx::start(&r, &format!("real{i}"), 8080));
+        echoes.push(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &r.name, "python3"])
+                .arg(dir.join("echo.py"))
+                .arg(format!("real{i}"))
+                .spawn()
+                .unwrap(),
+        );
+        reals.push(r);
+    }
+    let config = format!(
+        r#"
+[dataplane]
+eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}",
+            "--vdev=net_af_packet0,iface=wan0", "--vdev=net_af_packet1,iface=lan0"]
+idle_sleep = "100us"
+
+[[port]]
+name = "wan"
+device = "net_af_packet0"
+addresses = ["198.51.100.2/24"]
+
+[[port]]
+name = "lan"
+device = "net_af_packet1"
+addresses = ["192.0.2.2/24"]
+
+[[vip]]
+name = "web"
+address = "198.51.100.100"
+port = 80
+mode = "nat"
+port_name = "wan"
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 8080
+  [[vip.real]]
+  address = "192.0.2.22"
+  port = 8080
+
+[[vip]]
+name = "dns"
+address = "198.51.100.100"
+protocol = "udp"
+port = 53
+mode = "nat"
+port_name = "wan"
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 5353
+  [[vip.real]]
+  address = "192.0.2.22"
+  port = 5353
+"#
+    );
+    let mut p = Ferrolb::start(&lb, &config);
+    p.wait_log("ferrolb running", Duration::from_secs(30));
+    p.wait_log("neighbour resolved ip=192.0.2.22", Duration::from_secs(5));
+
+    // TCP: the client talks to the VIP only; the reals see the client.
+    let (spread, failed) = curl_spread(&client, "http://198.51.100.100/", 40, "");
+    eprintln!("NAT TCP: {spread:?}, {failed} failed");
+    assert_eq!(failed, 0, "{}", p.log_text());
+    assert_eq!(spread.len(), 2, "{spread:?}");
+    let body = client.exec("curl -s -m 3 http://198.51.100.100/");
+    assert!(body.ends_with("from 198.51.100.1\n"), "the real did not see the client's address: {body:?}");
+    let route = client.exec("ip route");
+    assert!(!route.contains("192.0.2."), "the client must not know the real network: {route}");
+
+    // UDP: replies come back from the VIP and port the client asked.
+    let out = client.exec(&format!("python3 {}", dir.join("client.py").display()));
+    eprintln!("NAT UDP: {out}");
+    assert!(out.starts_with("OK 20"), "{out}");
+
+    let status = lb.exec(&format!("{} status", ferrolb_bin()));
+    eprintln!("{status}");
+    let web = status.lines().find(|l| l.contains("198.51.100.100:80 ")).expect("web listed");
+    let cols: Vec<&str> = web.split_whitespace().collect();
+    let out_pkts: u64 = cols[6].parse().unwrap();
+    assert!(out_pkts > 0, "no replies translated: {web}");
+
+    let (st, _) = p.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success(), "{}", p.log_text());
+    for mut e in echoes {
+        let _ = e.kill();
+        let _ = e.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
