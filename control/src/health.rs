@@ -54,6 +54,26 @@
 //! the checker (or [`HealthChecker::stop`]) cancels every check and joins
 //! the thread at once.
 //!
+//! # Use
+//!
+//! ```no_run
+//! use control::health::{targets_from_config, HealthChecker};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = control::config::load("lb.toml".as_ref())?;
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let hc = HealthChecker::start(targets_from_config(&cfg), move |ev| {
+//!     let _ = tx.send(ev); // e.g. to the thread that rebuilds the snapshot
+//! })?;
+//! // On reload: hc.update(targets_from_config(&new_cfg));
+//! // For the admin API: hc.status();
+//! for ev in rx.iter().take(1) {
+//!     println!("{} {} is {}: {}", ev.vip, ev.addr, ev.state, ev.reason);
+//! }
+//! hc.stop();
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The callback runs on the checker's thread: keep it short (e.g. send on
 //! a channel); a slow callback delays checks, a panicking one is logged and
 //! the checker goes on.

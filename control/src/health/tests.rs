@@ -244,6 +244,29 @@ fn tcp_listener_that_never_accepts_is_up() {
     drop(listener);
 }
 
+/// A server whose accept queue is full drops the SYN, as a blackhole does:
+/// the connect times out (all on loopback).
+#[test]
+fn tcp_full_accept_queue_is_a_connect_timeout() {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // SAFETY: a valid listening socket; listen() again only sets the backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    // Fill the queue until a connect no longer completes (bounded).
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(fillers.len() < 16, "the accept queue never filled");
+    let (ev, _) = first_event(target("web", addr, check(HealthKind::Tcp, 300, 200, 1, 1)));
+    assert_eq!(ev.state, State::Down);
+    assert_eq!(ev.reason, "connect: timeout after 200ms");
+}
+
 #[test]
 fn pending_state_before_the_first_check() {
     let addr = closed_tcp_port();
@@ -814,12 +837,13 @@ fn update_keeps_unchanged_starts_new_and_stops_removed() {
 #[test]
 fn a_removed_and_readded_target_starts_afresh() {
     let closed = closed_tcp_port();
-    let t = target("web", closed, check(HealthKind::Tcp, 30, 1000, 1, 1));
+    let t = target("web", closed, check(HealthKind::Tcp, 200, 1000, 1, 2));
     let (hc, rx) = start(vec![t.clone()]);
     assert_eq!(next_event(&rx).state, State::Down);
     hc.update(vec![]);
     assert!(hc.status().is_empty());
     hc.update(vec![t]);
+    // Pending again: a verdict takes two failures, 200 ms apart.
     let st = hc.status().remove(0);
     assert!(st.pending && st.total_checks <= 1, "{st:?}");
     assert_eq!(next_event(&rx).state, State::Down);
