@@ -23,9 +23,9 @@
 //! After the first verdict, going up takes `rise` consecutive successes and
 //! going down `fall` consecutive failures. This sends no traffic to a real
 //! nobody has seen alive (keepalived's default is to start reals *up*,
-//! which sends traffic to dead servers until `fall` checks failed) and
-//! blackholes nothing longer than one check. Kind `none` is up at once and
-//! sends nothing.
+//! which sends traffic to dead servers until `fall` checks failed), and a
+//! live real waits only for its first check, which comes within one
+//! interval of being added. Kind `none` is up at once and sends nothing.
 //!
 //! # Scheduling
 //!
@@ -33,7 +33,8 @@
 //! target is one task that sleeps to its next slot, runs its check and
 //! records the result. Targets added together are staggered evenly over
 //! their interval (the i-th of n starts at `i * interval / n`), so 1,000
-//! targets at 1 s make one connect per millisecond, not a burst; a target
+//! targets at 1 s make about one connect per millisecond (tokio's timer
+//! has millisecond slots), not a burst of 1,000; a target
 //! keeps its phase afterwards (slots missed while a check overran are
 //! skipped, not run back to back).
 //!
