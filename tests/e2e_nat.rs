@@ -64,7 +64,9 @@ fn nat_two_arm_tcp_and_udp() {
     for i in 1..=2 {
         let r = Netns::new(&format!("flr{i}{id}"));
         sw.plug(&r, "eth0");
-        r.exec(&format!("ip addr add 192.0.2.2{i}/24 dev eth0 && ip route add default via 192.0.2.2"));
+        r.exec(&format!(
+            "ip addr add 192.0.2.2{i}/24 dev eth0 && ip route add default via 192.0.2.2"
+        ));
         nginx.push(Nginx::start(&r, &format!("real{i}"), 8080));
         echoes.push(
             std::process::Command::new("ip")
@@ -131,9 +133,15 @@ port_name = "wan"
     assert_eq!(failed, 0, "{}", p.log_text());
     assert_eq!(spread.len(), 2, "{spread:?}");
     let body = client.exec("curl -s -m 3 http://198.51.100.100/");
-    assert!(body.ends_with("from 198.51.100.1\n"), "the real did not see the client's address: {body:?}");
+    assert!(
+        body.ends_with("from 198.51.100.1\n"),
+        "the real did not see the client's address: {body:?}"
+    );
     let route = client.exec("ip route");
-    assert!(!route.contains("192.0.2."), "the client must not know the real network: {route}");
+    assert!(
+        !route.contains("192.0.2."),
+        "the client must not know the real network: {route}"
+    );
 
     // UDP: replies come back from the VIP and port the client asked.
     let out = client.exec(&format!("python3 {}", dir.join("client.py").display()));
@@ -142,7 +150,10 @@ port_name = "wan"
 
     let status = lb.exec(&format!("{} status", ferrolb_bin()));
     eprintln!("{status}");
-    let web = status.lines().find(|l| l.contains("198.51.100.100:80 ")).expect("web listed");
+    let web = status
+        .lines()
+        .find(|l| l.contains("198.51.100.100:80 "))
+        .expect("web listed");
     let cols: Vec<&str> = web.split_whitespace().collect();
     let out_pkts: u64 = cols[6].parse().unwrap();
     assert!(out_pkts > 0, "no replies translated: {web}");
