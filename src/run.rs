@@ -50,6 +50,30 @@ fn static_neigh(cfg: &Config) -> Vec<(IpAddr, MacAddr)> {
         .collect()
 }
 
+/// Health of each real: (VIP name, real address, real port) -> state.
+type Health = Arc<Mutex<std::collections::HashMap<(String, IpAddr, u16), RealState>>>;
+
+/// A real's state: Down until its first successful check when the VIP has
+/// health checks, Up otherwise or once a check passed.
+fn state_of(cfg: &Config, health: &Health) -> impl Fn(&str, IpAddr, u16) -> RealState {
+    let checked: HashSet<String> = cfg
+        .vips
+        .iter()
+        .filter(|v| {
+            v.health
+                .as_ref()
+                .is_some_and(|h| h.kind != config::HealthKind::None)
+        })
+        .map(|v| v.name.clone())
+        .collect();
+    let map = health.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    move |vip: &str, addr: IpAddr, port: u16| match map.get(&(vip.to_string(), addr, port)) {
+        Some(s) => *s,
+        None if checked.contains(vip) => RealState::Down,
+        None => RealState::Up,
+    }
+}
+
 /// What the control loop and the API share.
 struct State {
     cfg: Config,
@@ -80,8 +104,9 @@ pub fn run(path: &Path) -> Result<()> {
     }
     let dspec = spec(&cfg);
     let mut dp = Dataplane::start(&dspec).context("starting the data plane")?;
+    let health: Health = Arc::default();
     let snap = Arc::new(
-        control::snapshot::build(&cfg, 1, dp.macs(), &|_, _, _| RealState::Up)
+        control::snapshot::build(&cfg, 1, dp.macs(), &state_of(&cfg, &health))
             .map_err(|e| anyhow!("building the forwarding tables: {e}"))?,
     );
     dp.run(&dspec, Arc::clone(&snap))
@@ -137,6 +162,16 @@ pub fn run(path: &Path) -> Result<()> {
         control::api::Server::start(cfg.admin.listen, handler)
             .with_context(|| format!("admin API on {}", cfg.admin.listen))?
     };
+    // Health checks leave from the balancer's own addresses, through the
+    // exception path; every change of state rebuilds the snapshot.
+    let (events_tx, events) = std::sync::mpsc::channel::<control::health::Event>();
+    let checker = control::health::HealthChecker::start(
+        control::health::targets_from_config(&cfg),
+        move |e| {
+            let _ = events_tx.send(e);
+        },
+    )
+    .context("starting the health checker")?;
     tracing::info!(
         workers = cfg.dataplane.workers,
         version = forwarder::dpdk::version(),
@@ -151,7 +186,40 @@ pub fn run(path: &Path) -> Result<()> {
         std::thread::sleep(TICK);
         if reload.swap(false, Ordering::Relaxed) {
             generation += 1;
-            do_reload(path, &dp, &state, generation);
+            if let Some(new_cfg) = do_reload(path, &dp, &state, &health, generation) {
+                checker.update(control::health::targets_from_config(&new_cfg));
+            }
+        }
+        let mut changed = false;
+        while let Ok(e) = events.try_recv() {
+            let st = match e.state {
+                control::health::State::Up => RealState::Up,
+                control::health::State::Down => RealState::Down,
+            };
+            let key = (e.vip.clone(), e.addr.ip(), e.addr.port());
+            let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
+            if h.insert(key, st) != Some(st) {
+                changed = true;
+            }
+        }
+        if changed {
+            generation += 1;
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            match control::snapshot::build(
+                &s.cfg,
+                generation,
+                dp.macs(),
+                &state_of(&s.cfg, &health),
+            ) {
+                Ok(sn) => {
+                    let sn = Arc::new(sn);
+                    dp.publish(Arc::clone(&sn));
+                    s.snap = sn;
+                }
+                Err(e) => {
+                    tracing::error!("rebuilding the forwarding tables after a health change: {e}")
+                }
+            }
         }
         for e in dp.neigh().entries() {
             if let Some(mac) = e.mac {
@@ -163,6 +231,7 @@ pub fn run(path: &Path) -> Result<()> {
     }
 
     tracing::info!("stopping");
+    checker.stop();
     drop(api);
     let workers = dp.workers().to_vec();
     let codes = dp.shutdown();
@@ -184,27 +253,33 @@ pub fn run(path: &Path) -> Result<()> {
 
 /// Re-reads the file; a valid one replaces the services (flows to reals
 /// that remain keep their real), an invalid one changes nothing.
-fn do_reload(path: &Path, dp: &Dataplane, state: &Mutex<State>, generation: u64) {
+fn do_reload(
+    path: &Path,
+    dp: &Dataplane,
+    state: &Mutex<State>,
+    health: &Health,
+    generation: u64,
+) -> Option<Config> {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(file = %path.display(), "reload rejected, keeping the running configuration:\n{e}");
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
             s.last_reload_error = Some(e.to_string());
-            return;
+            return None;
         }
     };
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     if new.ports != s.cfg.ports || new.dataplane != s.cfg.dataplane {
         tracing::warn!("reload: [dataplane] and [[port]] changes take effect at the next restart");
     }
-    let snap = match control::snapshot::build(&new, generation, dp.macs(), &|_, _, _| RealState::Up)
+    let snap = match control::snapshot::build(&new, generation, dp.macs(), &state_of(&new, health))
     {
         Ok(sn) => Arc::new(sn),
         Err(e) => {
             tracing::error!("reload rejected: {e}");
             s.last_reload_error = Some(e);
-            return;
+            return None;
         }
     };
     for (ip, mac) in static_neigh(&new) {
@@ -212,10 +287,11 @@ fn do_reload(path: &Path, dp: &Dataplane, state: &Mutex<State>, generation: u64)
     }
     dp.publish(Arc::clone(&snap));
     s.snap = snap;
-    s.cfg.vips = new.vips;
+    s.cfg.vips = new.vips.clone();
     s.reloads += 1;
     s.last_reload_error = None;
     tracing::info!(generation, vips = s.cfg.vips.len(), "reloaded");
+    Some(new)
 }
 
 fn status_json(s: &State) -> Value {

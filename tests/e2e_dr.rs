@@ -18,7 +18,7 @@ struct Lab {
     client: Netns,
     lb: Netns,
     reals: Vec<Netns>,
-    _nginx: Vec<Nginx>,
+    nginx: Vec<Nginx>,
     id: String,
     port_mac: String,
 }
@@ -49,7 +49,7 @@ fn lab() -> Lab {
         client,
         lb,
         reals,
-        _nginx: nginx,
+        nginx,
         id,
         port_mac,
     }
@@ -328,4 +328,74 @@ fn tun_sends_ipip_with_the_right_outer_addresses() {
         seen, 3,
         "every real should get IP-in-IP from 192.0.2.2 with the client's packet inside"
     );
+}
+
+/// The state column of each real of `vip_addr` in `ferrolb status`.
+fn real_states(lb: &Netns) -> Vec<String> {
+    let (ok, out) = lb.try_exec(&format!("{} status", ferrolb_bin()));
+    if !ok {
+        return Vec::new();
+    }
+    out.lines()
+        .filter(|l| l.contains("-> 192.0.2.2"))
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn health_checks_take_a_dead_real_out_and_bring_it_back() {
+    require_root();
+    let _g = serial();
+    let mut l = lab();
+    let cfg = config(&l.id, [1, 1, 1], false).replace(
+        "scheduler = \"maglev\"\n",
+        "scheduler = \"maglev\"\n  [vip.health]\n  type = \"http\"\n  path = \"/\"\n  expect_status = 200\n  expect_body = \"real\"\n  interval = \"500ms\"\n  timeout = \"300ms\"\n  rise = 2\n  fall = 2\n",
+    );
+    let mut lb = Ferrolb::start(&l.lb, &cfg);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    let all_up = wait_for(Duration::from_secs(10), || {
+        real_states(&l.lb) == ["up", "up", "up"]
+    });
+    assert!(
+        all_up,
+        "reals did not come up: {:?}\n{}",
+        real_states(&l.lb),
+        lb.log_text()
+    );
+
+    // Stop nginx on real3: down within interval x fall + one interval.
+    let t0 = std::time::Instant::now();
+    let n3 = l.nginx.pop().expect("three nginx");
+    drop(n3);
+    let down = wait_for(Duration::from_secs(6), || {
+        real_states(&l.lb).get(2).map(String::as_str) == Some("down")
+    });
+    let took = t0.elapsed();
+    eprintln!("real3 marked down {took:?} after its nginx stopped");
+    assert!(down, "{:?}\n{}", real_states(&l.lb), lb.log_text());
+    assert!(
+        took < Duration::from_millis(1500 + 1000),
+        "took {took:?} (limit 1.5 s + 1 s slack)"
+    );
+    assert!(
+        lb.log_text().contains("real3") || lb.log_text().contains("192.0.2.23"),
+        "state change not logged"
+    );
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 30, "");
+    eprintln!("with real3 down: {spread:?}");
+    assert_eq!(failed, 0, "{spread:?}");
+    assert!(!spread.contains_key("real3"), "{spread:?}");
+
+    // Start it again: back after `rise` good checks.
+    l.nginx.push(Nginx::start(&l.reals[2], "real3", 80));
+    let up = wait_for(Duration::from_secs(6), || {
+        real_states(&l.lb).get(2).map(String::as_str) == Some("up")
+    });
+    assert!(up, "{:?}", real_states(&l.lb));
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 45, "");
+    eprintln!("with real3 back: {spread:?}");
+    assert_eq!(failed, 0);
+    assert!(spread.get("real3").copied().unwrap_or(0) > 0, "{spread:?}");
+    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success());
 }
