@@ -9,8 +9,17 @@
 //! and nothing allocates.
 //!
 //! One linear path of small steps, each returning a verdict or going on:
-//! parse → owned address? → VIP? (connection table → persistence →
-//! scheduler → rewrite for DR / NAT / TUN) → NAT reply? → drop.
+//! parse → later fragment? (fragment table) → own address? (hairpin
+//! reply, else kernel) → VIP? (connection table → persistence →
+//! scheduler → rewrite for DR / NAT / TUN) → NAT reply? → ICMP error
+//! about a flow? → drop.
+//!
+//! * [`frag`]: later fragments of a datagram go where its first went.
+//! * [`icmp`]: ICMP errors about tracked flows (PMTU discovery) reach the
+//!   flow's real, or its client, translated like the flow.
+//! * [`hairpin`]: a real that connects to its own VIP (or a NAT client on
+//!   a real's own link) is source-NATed so both legs cross the balancer;
+//!   DR and TUN avoid sending a real its own flow.
 //!
 //! What the control plane decides lives in an immutable [`Snapshot`]
 //! (services, scheduler tables, routes to reals, owned addresses); what a
@@ -18,8 +27,12 @@
 //! scheduler cursors, per-real active counts), which survive snapshot swaps
 //! ([`Tables::adopt`]).
 
+pub mod frag;
+mod hairpin;
+mod icmp;
 mod local;
 pub mod rewrite;
+pub mod snat;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -32,8 +45,10 @@ use crate::packet::ipv6::Ipv6Packet;
 use crate::packet::{ip_proto, MacAddr};
 use crate::service::{self, Mode, PersistTable, Proto, RealIdx, RealState, SchedState, VipTable};
 
+use frag::{Frag, FragFwd, FragKey, FragTable, FragValue};
 pub use local::handle_local_arp;
 use rewrite::Side;
+use snat::SnatPorts;
 
 /// Ticks per second of the connection and persistence tables (ms).
 pub const TICK_HZ: u32 = 1000;
@@ -72,11 +87,15 @@ pub enum DropReason {
     Unsupported,
     /// Not enough headroom to encapsulate.
     NoHeadroom,
+    /// An ICMP error to a VIP about no tracked flow.
+    IcmpNoFlow,
+    /// A hairpin flow found no free source-NAT port.
+    NoSnatPort,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 17;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -94,6 +113,8 @@ impl DropReason {
         DropReason::Fragment,
         DropReason::Unsupported,
         DropReason::NoHeadroom,
+        DropReason::IcmpNoFlow,
+        DropReason::NoSnatPort,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -114,6 +135,8 @@ impl DropReason {
             DropReason::Fragment => "fragment",
             DropReason::Unsupported => "unsupported",
             DropReason::NoHeadroom => "no_headroom",
+            DropReason::IcmpNoFlow => "icmp_no_flow",
+            DropReason::NoSnatPort => "no_snat_port",
         }
     }
 }
@@ -390,6 +413,10 @@ pub struct Tables {
     pub active: Vec<Vec<u32>>,
     /// Counters per service index.
     pub counters: Vec<ServiceCounters>,
+    /// Where the later fragments of datagrams in flight go.
+    frags: FragTable,
+    /// Local ports of source-NAT (hairpin) flows.
+    snat: SnatPorts,
     generation: u64,
 }
 
@@ -397,8 +424,19 @@ pub struct Tables {
 const PERSIST_CAPACITY: usize = 65536;
 
 impl Tables {
-    /// Tables for `conn_capacity` flows, shaped for `snap`.
+    /// Tables for `conn_capacity` flows, shaped for `snap`, with the
+    /// default source-NAT port range ([`snat::DEFAULT_SNAT_PORTS`]).
     pub fn new(conn_capacity: u32, snap: &Snapshot) -> Tables {
+        Self::with_snat_ports(conn_capacity, snap, snat::DEFAULT_SNAT_PORTS)
+    }
+
+    /// Tables whose hairpin flows take local ports from `snat_ports`
+    /// (give each worker sharing an address a disjoint range).
+    pub fn with_snat_ports(
+        conn_capacity: u32,
+        snap: &Snapshot,
+        snat_ports: std::ops::RangeInclusive<u16>,
+    ) -> Tables {
         let mut cfg = conntrack::Config::new(conn_capacity);
         cfg.timeouts = conntrack::Timeouts::ipvs(TICK_HZ);
         Tables {
@@ -415,8 +453,20 @@ impl Tables {
                     ..Default::default()
                 })
                 .collect(),
+            frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
+            snat: SnatPorts::new(snat_ports),
             generation: snap.generation,
         }
+    }
+
+    /// The fragment table (counters, occupancy).
+    pub fn frags(&self) -> &FragTable {
+        &self.frags
+    }
+
+    /// The source-NAT port pool.
+    pub fn snat_ports(&self) -> &SnatPorts {
+        &self.snat
     }
 
     /// The generation of the snapshot these tables are shaped for.
@@ -460,15 +510,29 @@ impl Tables {
         }
         self.active = active;
         self.counters = counters;
+        // Fragments in flight follow their service and real to their new
+        // indexes (or are forgotten with them).
+        let (olds, news) = (old.vips.services(), new.vips.services());
+        self.frags.remap(|v| {
+            let o = olds.get(v.si as usize)?;
+            let r = o.reals().get(v.real.get())?;
+            let ni = news.iter().position(|s| s.id() == o.id())?;
+            let nr = news[ni].resolve_real(v.real, r.addr, r.port)?;
+            Some(FragValue {
+                si: ni as u32,
+                real: nr,
+                fwd: v.fwd,
+            })
+        });
         self.sched = new.vips.new_sched_states();
         self.generation = new.generation;
     }
 
     /// Expires idle flows (at most `budget` slots examined).
     pub fn sweep(&mut self, snap: &Snapshot, now_ms: u64, budget: u32) -> u32 {
-        let active = &mut self.active;
+        let (active, snat) = (&mut self.active, &mut self.snat);
         self.conn
-            .sweep(now_ms as u32, budget, |f| release(snap, active, f))
+            .sweep(now_ms as u32, budget, |f| release(snap, active, snat, f))
     }
 
     /// Decides the fate of one frame that arrived on data port `in_port`.
@@ -509,15 +573,23 @@ impl Tables {
                 return o;
             }
         }
-        if port.is_self(ip.dst) {
-            return Outcome::ToKernel;
-        }
+        // Later fragments go where their first fragment went.
         if ip.frag_later {
-            return Outcome::Dropped(DropReason::Fragment);
+            return self.later_fragment(buf, &ip, port, ctx);
+        }
+        if port.is_self(ip.dst) {
+            // Replies of hairpin (source-NAT) flows come to our own address.
+            if let Some(o) = self.snat_reply(buf, &ip, ctx) {
+                return o;
+            }
+            return Outcome::ToKernel;
         }
         match ip.proto {
             ip_proto::TCP | ip_proto::UDP => self.handle_l4(buf, &ip, port, ctx),
             ip_proto::ICMP | ip_proto::ICMPV6 => {
+                if let Some(o) = self.icmp_error(buf, &ip, port, ctx) {
+                    return o;
+                }
                 if ctx.snap.ports.iter().any(|p| p.vips.contains(&ip.dst)) {
                     local::answer_echo(buf, &ip, port.mac)
                 } else {
@@ -571,14 +643,30 @@ impl Tables {
         };
         let now = ctx.now_ms as u32;
         let h = self.conn.hash_reply(&key);
-        let id = match self.conn.lookup_reply(now, &key, h) {
-            Lookup::Hit(id) => id,
+        match self.conn.lookup_reply(now, &key, h) {
+            Lookup::Hit(id) => self.to_client(buf, ip, id, flags, ctx),
             Lookup::Expired(fr) => {
-                release(snap, &mut self.active, &fr);
-                return Outcome::Dropped(DropReason::NotOurs);
+                release(snap, &mut self.active, &mut self.snat, &fr);
+                Outcome::Dropped(DropReason::NotOurs)
             }
-            Lookup::Miss => return Outcome::Dropped(DropReason::NotOurs),
-        };
+            Lookup::Miss => Outcome::Dropped(DropReason::NotOurs),
+        }
+    }
+
+    /// Translates a reply of flow `id` (NAT: `real:rport -> client:cport`;
+    /// SNAT: `real:rport -> local:lport`) back to `VIP:vport ->
+    /// client:cport` and sends it to the client. Without an L4 header
+    /// (not called so) only addresses would change.
+    fn to_client<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        ip: &IpInfo,
+        id: conntrack::FlowId,
+        flags: conntrack::TcpFlags,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let snap = ctx.snap;
+        let now = ctx.now_ms as u32;
         let e = *self.conn.entry(id);
         let Some(si) = snap
             .vips
@@ -594,19 +682,38 @@ impl Tables {
         if !rewrite::decrement_ttl(frame, 14) {
             return Outcome::Dropped(DropReason::TtlExceeded);
         }
-        rewrite::translate(
-            frame,
-            14,
-            Some(l4),
-            ip.proto,
-            Side::Src,
-            vip,
-            Some(e.vport()),
-        );
+        rewrite::translate(frame, 14, ip.l4, ip.proto, Side::Src, vip, Some(e.vport()));
+        let snat_client = if let Nat::Snat(_) = e.nat() {
+            let c = e.client();
+            rewrite::translate(
+                frame,
+                14,
+                ip.l4,
+                ip.proto,
+                Side::Dst,
+                c,
+                Some(e.client_port()),
+            );
+            Some(c)
+        } else {
+            None
+        };
+        if let Some(fr) = ip.frag.filter(Frag::is_first) {
+            let key = FragKey::new(ip.src, ip.dst, ip.proto, fr.ident);
+            let fwd = FragFwd::ToClient {
+                client: snat_client,
+            };
+            let v = FragValue {
+                si: si as u32,
+                real: e.real_hint(),
+                fwd,
+            };
+            self.frags.insert(now, &key, v, u32::from(fr.len));
+        }
         let c = &mut self.counters[si];
         c.packets_out += 1;
         c.bytes_out += frame.len() as u64;
-        let Some(route) = snap.route(ip.dst) else {
+        let Some(route) = snap.route(e.client()) else {
             return Outcome::Dropped(DropReason::NoRoute);
         };
         send(buf, route, snap, ctx)
@@ -636,7 +743,8 @@ impl Tables {
             proto: l4p,
         };
         let h = self.conn.hash(&key);
-        let mut real: Option<RealIdx> = None;
+        // The real, and the local port of a source-NAT flow.
+        let mut bound: Option<(RealIdx, Option<u16>)> = None;
         match self.conn.lookup(now, &key, h) {
             Lookup::Hit(id) => {
                 let e = *self.conn.entry(id);
@@ -651,25 +759,29 @@ impl Tables {
                             self.conn.set_real_hint(id, r);
                         }
                         self.conn.touch(id, now, Dir::Client, flags);
-                        real = Some(r);
+                        let snat = match e.nat() {
+                            Nat::Snat(p) => Some(p),
+                            _ => None,
+                        };
+                        bound = Some((r, snat));
                     }
                     // The real went down, was disabled or removed: the flow
                     // is rescheduled on this packet.
                     _ => {
                         if let Some(fr) = self.conn.remove(id) {
-                            release(snap, &mut self.active, &fr);
+                            release(snap, &mut self.active, &mut self.snat, &fr);
                         }
                     }
                 }
             }
-            Lookup::Expired(fr) => release(snap, &mut self.active, &fr),
+            Lookup::Expired(fr) => release(snap, &mut self.active, &mut self.snat, &fr),
             Lookup::Miss => {}
         }
-        let real = match real {
-            Some(r) => r,
+        let (real, snat) = match bound {
+            Some(b) => b,
             None => {
                 let fh = service::hash::flow_hash(ip.src, sport, ip.dst, dport, ip.proto);
-                let Some(r) = svc.select(
+                let Some(mut r) = svc.select(
                     now,
                     fh,
                     ip.src,
@@ -679,15 +791,34 @@ impl Tables {
                 ) else {
                     return Outcome::Dropped(DropReason::NoReal);
                 };
-                let rs = &svc.reals()[r.get()];
-                let nat = if svc.mode() == Mode::Nat {
-                    Nat::Nat
+                let mode = svc.mode();
+                // Hairpin. DR / TUN: a real is not sent its own flow while
+                // another can take it. NAT: a flow whose replies would
+                // bypass the balancer is source-NATed.
+                if mode != Mode::Nat && svc.reals()[r.get()].addr == ip.src {
+                    if let Some(o) =
+                        hairpin::pick_other(svc, &mut self.sched[si], &self.active[si], fh, ip.src)
+                    {
+                        r = o;
+                    }
+                }
+                let snat = if mode == Mode::Nat && hairpin::needs_snat(snap, si, r, ip.src) {
+                    match self.snat.alloc() {
+                        Some(p) => Some(p),
+                        None => return Outcome::Dropped(DropReason::NoSnatPort),
+                    }
                 } else {
-                    Nat::None
+                    None
+                };
+                let rs = &svc.reals()[r.get()];
+                let nat = match (mode, snat) {
+                    (Mode::Nat, Some(p)) => Nat::Snat(p),
+                    (Mode::Nat, None) => Nat::Nat,
+                    _ => Nat::None,
                 };
                 let value = FlowValue {
                     real: rs.addr,
-                    real_port: if svc.mode() == Mode::Nat && rs.port != 0 {
+                    real_port: if mode == Mode::Nat && rs.port != 0 {
                         rs.port
                     } else {
                         dport
@@ -696,13 +827,16 @@ impl Tables {
                     nat,
                     state: conntrack::State::initial(l4p, flags),
                 };
-                let active = &mut self.active;
-                match self
+                let (active, pool) = (&mut self.active, &mut self.snat);
+                if self
                     .conn
-                    .insert(now, &key, h, &value, |fr| release(snap, active, fr))
+                    .insert(now, &key, h, &value, |fr| release(snap, active, pool, fr))
+                    .is_err()
                 {
-                    Ok(_) => {}
-                    Err(_) => return Outcome::Dropped(DropReason::ConnTableFull),
+                    if let Some(p) = snat {
+                        self.snat.free(p);
+                    }
+                    return Outcome::Dropped(DropReason::ConnTableFull);
                 }
                 if let Some(a) = self.active[si].get_mut(r.get()) {
                     *a += 1;
@@ -714,14 +848,52 @@ impl Tables {
                 }
                 // NAT replies go back to the client: learn its MAC now (new
                 // flows only) when it sits on a connected prefix.
-                if nat == Nat::Nat && in_port.connected(ip.src).is_some() {
+                if nat != Nat::None && in_port.connected(ip.src).is_some() {
                     let src_mac = EthernetFrame::new_unchecked(buf.data()).src();
                     ctx.neigh.learn(ip.src, src_mac, ctx.now_ms, true);
                 }
-                r
+                (r, snat)
             }
         };
-        let rs = &svc.reals()[real.get()];
+        // The first fragment of a datagram: its later fragments follow.
+        if let Some(fr) = ip.frag.filter(Frag::is_first) {
+            let key = FragKey::new(ip.src, ip.dst, ip.proto, fr.ident);
+            let fwd = FragFwd::ToReal {
+                snat: snat.is_some(),
+            };
+            let v = FragValue {
+                si: si as u32,
+                real,
+                fwd,
+            };
+            self.frags.insert(now, &key, v, u32::from(fr.len));
+        }
+        self.deliver(buf, ip, si, real, dport, snat, in_port, ctx)
+    }
+
+    /// Counts and sends a client → real packet of service `si` to `real`,
+    /// in the service's mode. NAT: the destination becomes the real (and
+    /// its port, or `vport` for a real without one); with `snat`, the
+    /// source becomes the balancer's address facing the real (and that
+    /// port). A packet without an L4 header (a later fragment) has only
+    /// its addresses rewritten, and any `snat` port is ignored.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        ip: &IpInfo,
+        si: usize,
+        real: RealIdx,
+        vport: u16,
+        snat: Option<u16>,
+        in_port: &PortInfo,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let snap = ctx.snap;
+        let svc = &snap.vips.services()[si];
+        let Some(rs) = svc.reals().get(real.get()) else {
+            return Outcome::Dropped(DropReason::NoReal);
+        };
         let len = buf.len() as u64;
         let c = &mut self.counters[si];
         c.packets_in += 1;
@@ -740,14 +912,28 @@ impl Tables {
                 if !rewrite::decrement_ttl(frame, 14) {
                     return Outcome::Dropped(DropReason::TtlExceeded);
                 }
-                let port = if rs.port != 0 { rs.port } else { dport };
+                let port = if rs.port != 0 { rs.port } else { vport };
                 rewrite::translate(frame, 14, ip.l4, ip.proto, Side::Dst, rs.addr, Some(port));
+                if let Some(lport) = snat {
+                    rewrite::translate(
+                        frame,
+                        14,
+                        ip.l4,
+                        ip.proto,
+                        Side::Src,
+                        route.src,
+                        Some(lport),
+                    );
+                }
                 send(buf, route, snap, ctx)
             }
             Mode::Tun => {
                 let mtu = usize::from(snap.ports[usize::from(route.port)].mtu);
                 let outer = if rs.addr.is_ipv4() { 20 } else { 40 };
-                if ip.total_len + outer > mtu && ip.dont_frag {
+                // Never answer an ICMP error with an ICMP error (RFC 1122
+                // 3.2.2): errors too big to tunnel go as they are.
+                let is_icmp = matches!(ip.proto, ip_proto::ICMP | ip_proto::ICMPV6);
+                if ip.total_len + outer > mtu && ip.dont_frag && !is_icmp {
                     return local::too_big(buf, ip, (mtu - outer) as u16, in_port.mac);
                 }
                 if !rewrite::encapsulate(buf, route.src, rs.addr) {
@@ -759,8 +945,12 @@ impl Tables {
     }
 }
 
-/// Lowers the active count of a freed flow's real.
-fn release(snap: &Snapshot, active: &mut [Vec<u32>], f: &conntrack::Freed) {
+/// Lowers the active count of a freed flow's real and returns its
+/// source-NAT port to the pool.
+fn release(snap: &Snapshot, active: &mut [Vec<u32>], snat: &mut SnatPorts, f: &conntrack::Freed) {
+    if let Nat::Snat(p) = f.nat {
+        snat.free(p);
+    }
     if let Some(si) = snap
         .vips
         .services()
@@ -819,6 +1009,9 @@ pub(crate) struct IpInfo {
     pub(crate) total_len: usize,
     /// IPv4 DF (IPv6 never fragments in flight).
     pub(crate) dont_frag: bool,
+    /// Fragment facts, for every fragment of a fragmented datagram (the
+    /// first with MF set included; not for IPv6 atomic fragments).
+    pub(crate) frag: Option<Frag>,
 }
 
 fn parse_v4(frame: &[u8]) -> Result<IpInfo, DropReason> {
@@ -836,6 +1029,12 @@ fn parse_v4(frame: &[u8]) -> Result<IpInfo, DropReason> {
         frag_later,
         total_len: usize::from(ip.total_len()),
         dont_frag: ip.dont_frag(),
+        frag: ip.is_fragment().then(|| Frag {
+            ident: u32::from(ip.ident()),
+            offset: ip.frag_offset(),
+            more: ip.more_frags(),
+            len: ip.total_len() - ip.header_len() as u16,
+        }),
     })
 }
 
@@ -843,6 +1042,7 @@ fn parse_v6(frame: &[u8]) -> Result<IpInfo, DropReason> {
     let ip = Ipv6Packet::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?;
     let up = ip.upper_layer().map_err(|_| DropReason::Malformed)?;
     let frag_later = up.fragment.is_some_and(|f| f.offset != 0);
+    let total_len = 40 + usize::from(ip.payload_len());
     Ok(IpInfo {
         src: IpAddr::V6(ip.src()),
         dst: IpAddr::V6(ip.dst()),
@@ -853,8 +1053,20 @@ fn parse_v6(frame: &[u8]) -> Result<IpInfo, DropReason> {
             Some(14 + up.offset)
         },
         frag_later,
-        total_len: 40 + usize::from(ip.payload_len()),
+        total_len,
         dont_frag: true,
+        // Data length counted from the upper-layer offset: with extension
+        // headers after the Fragment header, the first fragment's data is
+        // undercounted, so its entry lives to its deadline (never less).
+        frag: up
+            .fragment
+            .filter(|f| f.offset != 0 || f.more)
+            .map(|f| Frag {
+                ident: f.ident,
+                offset: f.offset,
+                more: f.more,
+                len: total_len.saturating_sub(up.offset) as u16,
+            }),
     })
 }
 

@@ -77,9 +77,14 @@ pub fn translate(
     let (old_a, new_a) = (&old_a[..a_len], &new_a[..a_len]);
 
     // Transport header: the pseudo-header covers the addresses, and the
-    // port is part of the segment.
+    // port is part of the segment. The port changes even when the
+    // checksum is not in the buffer (the 8 bytes of a TCP header that an
+    // ICMP error quotes).
     if let (Some(l4), Some(field)) = (l4, l4_csum_field(proto)) {
         let p_off = l4 + if side == Side::Src { 0 } else { 2 };
+        let port = port
+            .filter(|_| proto != ip_proto::ICMPV6 && p_off + 2 <= frame.len())
+            .map(|p| (rd16(frame, p_off), p));
         let c_off = l4 + field;
         if c_off + 2 <= frame.len() {
             let old_c = rd16(frame, c_off);
@@ -89,12 +94,13 @@ pub fn translate(
                 Incremental::new(old_c)
             };
             let mut inc = inc.remove_bytes(old_a).add_bytes(new_a);
-            if let Some(p) = port.filter(|_| proto != ip_proto::ICMPV6) {
-                let old_p = rd16(frame, p_off);
+            if let Some((old_p, p)) = port {
                 inc = inc.remove_u16(old_p).add_u16(p);
-                wr16(frame, p_off, p);
             }
             wr16(frame, c_off, inc.finish());
+        }
+        if let Some((_, p)) = port {
+            wr16(frame, p_off, p);
         }
     }
     if !v6 {
@@ -106,6 +112,70 @@ pub fn translate(
         wr16(frame, l3 + 10, c);
     }
     frame[a_off..a_off + a_len].copy_from_slice(new_a);
+    true
+}
+
+/// Where an ICMP error and the packet it quotes sit in a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    /// Offset of the ICMP / ICMPv6 header.
+    pub icmp: usize,
+    /// End of the ICMP message (the end of the outer IP packet).
+    pub end: usize,
+    /// Offset of the quoted IP header.
+    pub l3: usize,
+    /// Offset of the quoted TCP / UDP header; its 4 port bytes are
+    /// present, the rest may be cut off.
+    pub l4: usize,
+    /// The quoted protocol (TCP or UDP).
+    pub proto: u8,
+}
+
+/// Translates one side (address and port) of the packet quoted by an ICMP
+/// error, in place: the quoted IPv4 header checksum and the quoted TCP/UDP
+/// checksum (when the quote reaches it) are updated as for a packet on the
+/// wire, and the ICMP checksum, which covers all of those bytes, is
+/// updated for each changed field. Returns `false`, unchanged, on a family
+/// mismatch.
+pub fn translate_quoted(frame: &mut [u8], q: &Quote, side: Side, addr: IpAddr, port: u16) -> bool {
+    let v6 = frame[q.l3] >> 4 == 6;
+    let a_len = if v6 { 16 } else { 4 };
+    let a_off = q.l3
+        + match (v6, side) {
+            (false, Side::Src) => 12,
+            (false, Side::Dst) => 16,
+            (true, Side::Src) => 8,
+            (true, Side::Dst) => 24,
+        };
+    let c_off = q.l4 + l4_csum_field(q.proto).unwrap_or(0);
+    // Every 16-bit field translate may change (all at even offsets of
+    // the ICMP message, as the quote starts 8 bytes into it).
+    let fields: [(usize, usize); 4] = [
+        (a_off, a_len),
+        (q.l3 + 10, if v6 { 0 } else { 2 }),
+        (q.l4 + if side == Side::Src { 0 } else { 2 }, 2),
+        (c_off, if c_off + 2 <= q.end { 2 } else { 0 }),
+    ];
+    let mut old = [[0u8; 16]; 4];
+    for (o, &(at, n)) in old.iter_mut().zip(&fields) {
+        o[..n].copy_from_slice(&frame[at..at + n]);
+    }
+    if !translate(
+        &mut frame[..q.end],
+        q.l3,
+        Some(q.l4),
+        q.proto,
+        side,
+        addr,
+        Some(port),
+    ) {
+        return false;
+    }
+    let mut inc = Incremental::new(rd16(frame, q.icmp + 2));
+    for (o, &(at, n)) in old.iter().zip(&fields).filter(|(_, f)| f.1 > 0) {
+        inc = inc.remove_bytes(&o[..n]).add_bytes(&frame[at..at + n]);
+    }
+    wr16(frame, q.icmp + 2, inc.finish());
     true
 }
 
