@@ -148,6 +148,18 @@ port_name = "wan"
     eprintln!("NAT UDP: {out}");
     assert!(out.starts_with("OK 20"), "{out}");
 
+    // Hairpin: a real connects to its own VIP. Whether it is balanced to
+    // itself or to its neighbour, both legs pass through the balancer
+    // (source NAT to the balancer's internal address) and it gets answers.
+    let (hair, hfailed) = curl_spread(&reals[0], "http://198.51.100.100/", 20, "");
+    eprintln!("hairpin from real1: {hair:?}, {hfailed} failed");
+    assert_eq!(hfailed, 0, "{}", p.log_text());
+    let body = reals[0].exec("curl -s -m 3 http://198.51.100.100/");
+    assert!(
+        body.ends_with("from 192.0.2.2\n"),
+        "hairpin flows are source-NATed: {body:?}"
+    );
+
     let status = lb.exec(&format!("{} status", ferrolb_bin()));
     eprintln!("{status}");
     let web = status
