@@ -644,7 +644,7 @@ impl Tables {
         let now = ctx.now_ms as u32;
         let h = self.conn.hash_reply(&key);
         match self.conn.lookup_reply(now, &key, h) {
-            Lookup::Hit(id) => self.to_client(buf, ip, id, flags, ctx),
+            Lookup::Hit(id) => self.reply_to_client(buf, ip, id, flags, ctx),
             Lookup::Expired(fr) => {
                 release(snap, &mut self.active, &mut self.snat, &fr);
                 Outcome::Dropped(DropReason::NotOurs)
@@ -657,7 +657,7 @@ impl Tables {
     /// SNAT: `real:rport -> local:lport`) back to `VIP:vport ->
     /// client:cport` and sends it to the client. Without an L4 header
     /// (not called so) only addresses would change.
-    fn to_client<B: PacketBuf>(
+    fn reply_to_client<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         ip: &IpInfo,
