@@ -126,7 +126,7 @@ impl Tables {
         let now = ctx.now_ms as u32;
         let h = self.conn.hash_reply(&key);
         match self.conn.lookup_reply(now, &key, h) {
-            Lookup::Hit(id) => Some(self.to_client(buf, ip, id, flags, ctx)),
+            Lookup::Hit(id) => Some(self.reply_to_client(buf, ip, id, flags, ctx)),
             Lookup::Expired(fr) => {
                 super::release(ctx.snap, &mut self.active, &mut self.snat, &fr);
                 None

@@ -612,7 +612,7 @@ impl Tables {
         };
         let snap = ctx.snap;
         if let Some(si) = snap.vips.lookup_idx(ip.dst, proto, dport) {
-            return self.to_real(buf, ip, si.0 as usize, sport, dport, flags, port, ctx);
+            return self.balance(buf, ip, si.0 as usize, sport, dport, flags, port, ctx);
         }
         // A reply from a real of a NAT service?
         let key = ReplyKey::Nat {
@@ -625,7 +625,7 @@ impl Tables {
         let now = ctx.now_ms as u32;
         let h = self.conn.hash_reply(&key);
         match self.conn.lookup_reply(now, &key, h) {
-            Lookup::Hit(id) => self.to_client(buf, ip, id, flags, ctx),
+            Lookup::Hit(id) => self.reply_to_client(buf, ip, id, flags, ctx),
             Lookup::Expired(fr) => {
                 release(snap, &mut self.active, &mut self.snat, &fr);
                 Outcome::Dropped(DropReason::NotOurs)
@@ -638,7 +638,7 @@ impl Tables {
     /// SNAT: `real:rport -> local:lport`) back to `VIP:vport ->
     /// client:cport` and sends it to the client. Without an L4 header
     /// (not called so) only addresses would change.
-    fn to_client<B: PacketBuf>(
+    fn reply_to_client<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         ip: &IpInfo,
@@ -701,7 +701,7 @@ impl Tables {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn to_real<B: PacketBuf>(
+    fn balance<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         ip: &IpInfo,
