@@ -631,7 +631,7 @@ impl Tables {
         };
         let snap = ctx.snap;
         if let Some(si) = snap.vips.lookup_idx(ip.dst, proto, dport) {
-            return self.forward_to_real(buf, ip, si.0 as usize, sport, dport, flags, port, ctx);
+            return self.balance(buf, ip, si.0 as usize, sport, dport, flags, port, ctx);
         }
         // A reply from a real of a NAT service?
         let key = ReplyKey::Nat {
@@ -720,7 +720,7 @@ impl Tables {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn forward_to_real<B: PacketBuf>(
+    fn balance<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         ip: &IpInfo,

@@ -157,7 +157,7 @@ pub fn translate_quoted(frame: &mut [u8], q: &Quote, side: Side, addr: IpAddr, p
         (c_off, if c_off + 2 <= q.end { 2 } else { 0 }),
     ];
     let mut old = [[0u8; 16]; 4];
-    for (o, &(at, n)) in old.iter_mut().zip(&fields) {
+    for (o, &(at, n)) in old.iter_mut().zip(&fields).filter(|(_, f)| f.1 > 0) {
         o[..n].copy_from_slice(&frame[at..at + n]);
     }
     if !translate(

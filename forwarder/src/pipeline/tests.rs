@@ -12,6 +12,9 @@ use crate::packet::tcp::TcpFlags as WireFlags;
 use crate::packet::{EtherType, Icmpv4Packet, Icmpv6Packet};
 use crate::service::{Persistence, Real, SchedulerKind, ServiceSpec};
 
+mod flows;
+mod props;
+
 const LB: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 2]);
 const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 1]);
 const GW_MAC: MacAddr = MacAddr([0x02, 0x99, 0, 0, 0, 1]);
@@ -120,6 +123,19 @@ impl Rig {
         }
     }
 
+    /// A rig with a small connection table (cheap to build per case).
+    fn small(specs: Vec<ServiceSpec>) -> Rig {
+        let snap = snapshot(specs);
+        let tables = Tables::new(1024, &snap);
+        Rig {
+            snap,
+            neigh: neigh(),
+            tables,
+            reqs: NeighRequests::default(),
+            now: 1000,
+        }
+    }
+
     fn run(&mut self, frame: &[u8]) -> (Outcome, Vec<u8>) {
         let mut b = TestBuffer::new(frame);
         let mut ctx = Ctx {
@@ -165,6 +181,7 @@ fn tcp6(src: &str, sport: u16, dst: &str, dport: u16) -> FrameSpec<Ipv6Addr> {
     }
 }
 
+/// Builds a case's expected output from its input.
 type Expect = Box<dyn Fn(&[u8]) -> Vec<u8>>;
 
 #[test]

@@ -1,0 +1,328 @@
+//! Per-packet cost of the pipeline (`Tables::handle`), DR and NAT, on the
+//! hit path (an established flow) and the new-flow path (scheduler +
+//! insert), with 4,096 and 1,000,000 established flows in the table.
+//!
+//! `cargo bench -p forwarder --no-default-features --bench pipeline --
+//!  --warm-up-time 1 --measurement-time 3`
+//!
+//! Method. The flows are inserted first (one ACK each, so they start
+//! established). Each measured packet is one of 4,096 pre-built frames
+//! held in `TestBuffer`s, used in rotation; the hit frames belong to
+//! flows spread at random over the whole table, so with a million flows
+//! the table's memory misses the cache as under real traffic. Handling
+//! rewrites a frame in place, so each one's pristine bytes are copied back
+//! before it is handled: `restore_copy` measures that copy alone, over the
+//! same rotation, to be subtracted from the other figures. The new-flow
+//! frames come from 4,096 clients not in the table; after every 4,096
+//! packets (outside the timed region) their flows are removed again and
+//! the frames are rebuilt for the next 4,096 of a million new clients,
+//! so every timed packet creates a flow in a cold index bucket and the
+//! table stays at its size. (The slab slots freed by the removal are
+//! reused at once, so they are warmer than under real churn.) Time per
+//! iteration is time per packet.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use forwarder::buffer::{PacketBuf, TestBuffer};
+use forwarder::conntrack::{FlowKey, Lookup, L4};
+use forwarder::neigh::NeighTable;
+use forwarder::packet::builder::{self, FrameSpec};
+use forwarder::packet::{MacAddr, TcpFlags};
+use forwarder::pipeline::{Ctx, NeighRequests, Outcome, PortInfo, Snapshot, Tables};
+use forwarder::service::{Mode, Proto, Real, RealState, SchedulerKind, ServiceSpec, VipTable};
+
+const LB: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 2]);
+const GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const REALS: u8 = 16;
+/// Frames in rotation (and packets per untimed clean-up).
+const ROT: usize = 4096;
+const NOW: u64 = 1_000;
+
+fn snapshot(mode: Mode) -> Snapshot {
+    let port = PortInfo {
+        mac: LB,
+        addrs: vec![(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 24)],
+        gateway_v4: Some(GW),
+        gateway_v6: None,
+        vips: vec![IpAddr::V4(VIP)],
+        mtu: 1500,
+    };
+    let reals = (1..=REALS)
+        .map(|i| Real {
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100 + i)),
+            port: if mode == Mode::Nat { 8080 } else { 80 },
+            weight: 1,
+            state: RealState::Up,
+            neigh: 0,
+        })
+        .collect();
+    let spec = ServiceSpec {
+        id: 1,
+        name: "web".into(),
+        vip: IpAddr::V4(VIP),
+        proto: Proto::Tcp,
+        port: 80,
+        mode,
+        scheduler: SchedulerKind::Maglev,
+        persistence: None,
+        reals,
+    };
+    Snapshot::new(1, vec![port], VipTable::build(vec![spec], 1).unwrap())
+}
+
+fn neigh() -> NeighTable {
+    let t = NeighTable::new(256);
+    t.set_static(IpAddr::V4(GW), MacAddr([0x02, 0x99, 0, 0, 0, 1]));
+    for i in 1..=REALS {
+        t.set_static(
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100 + i)),
+            MacAddr([0x02, 0, 0, 0, 0, i]),
+        );
+    }
+    t
+}
+
+/// Client `i` of the established set (`base` 10/8) or of the new set
+/// (`base` 11/8): an address and a port.
+fn client(base: u32, i: u32) -> (Ipv4Addr, u16) {
+    let i = i % (1 << 20);
+    (Ipv4Addr::from(base + (i >> 4)), 20_000 + (i & 15) as u16)
+}
+
+fn frame(c: (Ipv4Addr, u16), flags: TcpFlags) -> Vec<u8> {
+    builder::tcp4(&FrameSpec {
+        src_mac: MacAddr([0x02, 0x99, 0, 0, 0, 1]),
+        dst_mac: LB,
+        src: c.0,
+        src_port: c.1,
+        dst: VIP,
+        dst_port: 80,
+        tcp_flags: flags,
+        ..FrameSpec::default()
+    })
+}
+
+/// xorshift64: a fixed pseudo-random order of flows.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (((self.0 >> 32) * u64::from(n)) >> 32) as u32
+    }
+}
+
+struct Setup {
+    snap: Snapshot,
+    neigh: NeighTable,
+    tables: Tables,
+    reqs: NeighRequests,
+}
+
+impl Setup {
+    fn new(mode: Mode, flows: u32) -> Setup {
+        let snap = snapshot(mode);
+        // Twice the flows, as a deployment would size it: the bounded
+        // index probe then (almost) never has to evict while populating.
+        let tables = Tables::new(2 * flows + 2 * ROT as u32, &snap);
+        let mut s = Setup {
+            snap,
+            neigh: neigh(),
+            tables,
+            reqs: NeighRequests::default(),
+        };
+        for i in 0..flows {
+            let f = frame(client(0x0a00_0000, i), TcpFlags::ACK);
+            let o = s.handle(&mut TestBuffer::new(&f));
+            assert!(matches!(o, Outcome::Forward { .. }), "populate: {o:?}");
+        }
+        let n = s.tables.conn.len();
+        assert!(
+            n + (flows as usize) / 10_000 >= flows as usize,
+            "{n} of {flows} flows"
+        );
+        s
+    }
+
+    fn handle(&mut self, b: &mut TestBuffer) -> Outcome {
+        let mut ctx = Ctx {
+            snap: &self.snap,
+            neigh: &self.neigh,
+            now_ms: NOW,
+            requests: &mut self.reqs,
+        };
+        self.tables.handle(b, 0, &mut ctx)
+    }
+
+    /// Removes the flow of new-set client `i` (outside the timed region).
+    fn forget(&mut self, i: u32) {
+        let i = i % (1 << 20);
+        let (addr, port) = client(0x0b00_0000, i);
+        let key = FlowKey {
+            service: 1,
+            client: IpAddr::V4(addr),
+            client_port: port,
+            vport: 80,
+            proto: L4::Tcp,
+        };
+        let h = self.tables.conn.hash(&key);
+        if let Lookup::Hit(id) = self.tables.conn.lookup(NOW as u32, &key, h) {
+            if let Some(fr) = self.tables.conn.remove(id) {
+                let a = &mut self.tables.active[0][fr.real_hint.get()];
+                *a = a.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Pristine frames and their working buffers.
+struct Rotation {
+    pristine: Vec<Vec<u8>>,
+    bufs: Vec<TestBuffer>,
+}
+
+impl Rotation {
+    fn new(frames: Vec<Vec<u8>>) -> Rotation {
+        let bufs = frames.iter().map(|f| TestBuffer::new(f)).collect();
+        Rotation {
+            pristine: frames,
+            bufs,
+        }
+    }
+
+    /// Copies frame `i`'s pristine bytes back (DR and NAT rewrite in
+    /// place without changing the length).
+    #[inline]
+    fn restore(&mut self, i: usize) -> &mut TestBuffer {
+        let b = &mut self.bufs[i];
+        b.data_mut().copy_from_slice(&self.pristine[i]);
+        b
+    }
+}
+
+/// Times `iters` packets in chunks of [`ROT`]; `after_chunk` runs untimed.
+fn timed<S>(
+    iters: u64,
+    state: &mut S,
+    mut packet: impl FnMut(&mut S, usize),
+    mut after_chunk: impl FnMut(&mut S, usize),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0u64;
+    while done < iters {
+        let n = (iters - done).min(ROT as u64) as usize;
+        let t = Instant::now();
+        for i in 0..n {
+            packet(state, i);
+        }
+        total += t.elapsed();
+        after_chunk(state, n);
+        done += n as u64;
+    }
+    total
+}
+
+fn pipeline(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    // The copy that restores a frame, alone.
+    {
+        let frames = (0..ROT as u32)
+            .map(|i| frame(client(0x0a00_0000, i), TcpFlags::ACK))
+            .collect();
+        let mut rot = Rotation::new(frames);
+        g.bench_function("restore_copy", |b| {
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    &mut rot,
+                    |rot, i| {
+                        black_box(rot.restore(i));
+                    },
+                    |_, _| {},
+                )
+            })
+        });
+    }
+    for flows in [4_096u32, 1_000_000] {
+        for (mode, name) in [(Mode::Dr, "dr"), (Mode::Nat, "nat")] {
+            let s = Setup::new(mode, flows);
+            let populated = s.tables.conn.len();
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            let hits = (0..ROT)
+                .map(|_| frame(client(0x0a00_0000, rng.below(flows)), TcpFlags::ACK))
+                .collect();
+            let hit_rot = Rotation::new(hits);
+            let news = (0..ROT as u32)
+                .map(|i| frame(client(0x0b00_0000, i), TcpFlags::SYN))
+                .collect();
+            let new_rot = Rotation::new(news);
+            // Which 4,096 of the new clients the new-flow frames are.
+            let epoch = 0u32;
+            let mut st = (s, hit_rot, new_rot, epoch);
+            g.bench_with_input(
+                BenchmarkId::new(format!("{name}_hit"), flows),
+                &flows,
+                |b, _| {
+                    b.iter_custom(|iters| {
+                        timed(
+                            iters,
+                            &mut st,
+                            |(s, rot, _, _), i| {
+                                let o = s.handle(rot.restore(i));
+                                debug_assert!(matches!(o, Outcome::Forward { .. }));
+                                black_box(o);
+                            },
+                            |_, _| {},
+                        )
+                    })
+                },
+            );
+            g.bench_with_input(
+                BenchmarkId::new(format!("{name}_new"), flows),
+                &flows,
+                |b, _| {
+                    b.iter_custom(|iters| {
+                        timed(
+                            iters,
+                            &mut st,
+                            |(s, _, rot, _), i| {
+                                let o = s.handle(rot.restore(i));
+                                debug_assert!(matches!(o, Outcome::Forward { .. }));
+                                black_box(o);
+                            },
+                            |(s, _, rot, epoch), n| {
+                                let base = epoch.wrapping_mul(ROT as u32);
+                                for i in 0..n as u32 {
+                                    s.forget(base + i);
+                                }
+                                *epoch = epoch.wrapping_add(1);
+                                let base = epoch.wrapping_mul(ROT as u32);
+                                for (i, p) in rot.pristine.iter_mut().enumerate() {
+                                    *p = frame(client(0x0b00_0000, base + i as u32), TcpFlags::SYN);
+                                }
+                            },
+                        )
+                    })
+                },
+            );
+            let s = &mut st.0;
+            let base = st.3.wrapping_mul(ROT as u32);
+            for i in 0..ROT as u32 {
+                s.forget(base + i);
+            }
+            // New flows were removed again (a hit frame of a flow evicted
+            // while populating, if any, re-inserted it).
+            let n = s.tables.conn.len();
+            assert!((populated..populated + 64).contains(&n), "{n} flows");
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
