@@ -14,6 +14,7 @@ PACKAGES=(
     libdpdk-dev dpdk pkg-config clang libclang-dev build-essential
     # tests and demo: namespaces, captures, real servers and clients
     iproute2 iputils-ping arping ethtool tcpdump nginx-light curl python3 procps
+    python3-prometheus-client chromium
 )
 
 missing=()

@@ -40,10 +40,45 @@ enum Command {
     },
     /// Services, real servers, states, weights, flows and packets.
     Status {
-        /// The admin API address ([admin].listen).
-        #[arg(long, default_value = control::config::DEFAULT_ADMIN)]
-        admin: String,
+        #[command(flatten)]
+        api: Api,
     },
+    /// Drain, enable or disable a real server of a VIP.
+    Real {
+        /// drain: no new flows, established ones continue; enable: back to
+        /// normal; disable: no traffic, its flows move on their next packet.
+        #[arg(value_enum)]
+        action: RealAction,
+        /// The VIP's name.
+        vip: String,
+        /// The real's address (ADDR, or ADDR:PORT / [ADDR]:PORT).
+        real: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Re-read the configuration file of the running daemon.
+    Reload {
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+/// How to reach the daemon's admin API.
+#[derive(clap::Args)]
+struct Api {
+    /// The admin API address ([admin].listen).
+    #[arg(long, default_value = control::config::DEFAULT_ADMIN)]
+    admin: String,
+    /// Bearer token ([admin].token), also read from FERROLB_TOKEN.
+    #[arg(long, env = "FERROLB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RealAction {
+    Drain,
+    Enable,
+    Disable,
 }
 
 fn main() -> ExitCode {
@@ -69,13 +104,30 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Status { admin } => match run::status(&admin) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Status { api } => cli_result(run::status(&api.admin, api.token.as_deref())),
+        Command::Real {
+            action,
+            vip,
+            real,
+            api,
+        } => {
+            let action = match action {
+                RealAction::Drain => "drain",
+                RealAction::Enable => "enable",
+                RealAction::Disable => "disable",
+            };
+            let path = format!(
+                "/api/v1/vips/{}/reals/{}/{action}",
+                run::escape(&vip),
+                run::escape(&real)
+            );
+            cli_result(run::post(&api.admin, api.token.as_deref(), &path))
+        }
+        Command::Reload { api } => cli_result(run::post(
+            &api.admin,
+            api.token.as_deref(),
+            "/api/v1/reload",
+        )),
         Command::Run { config } => {
             init_logging();
             match run::run(&config) {
@@ -85,6 +137,16 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn cli_result(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

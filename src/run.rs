@@ -2,11 +2,11 @@
 //! admin API, reload on SIGHUP, and bring everything down cleanly on
 //! SIGTERM / SIGINT.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -50,12 +50,43 @@ fn static_neigh(cfg: &Config) -> Vec<(IpAddr, MacAddr)> {
         .collect()
 }
 
-/// Health of each real: (VIP name, real address, real port) -> state.
-type Health = Arc<Mutex<std::collections::HashMap<(String, IpAddr, u16), RealState>>>;
+/// A real: (VIP name, real address, real port).
+type RealKey = (String, IpAddr, u16);
 
-/// A real's state: Down until its first successful check when the VIP has
-/// health checks, Up otherwise or once a check passed.
-fn state_of(cfg: &Config, health: &Health) -> impl Fn(&str, IpAddr, u16) -> RealState {
+/// Health of each real.
+type Health = Arc<Mutex<HashMap<RealKey, RealState>>>;
+
+/// Operator actions on a real.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// No new flows; established flows continue.
+    Drain,
+    /// Back to normal.
+    Enable,
+    /// No traffic; its flows are rescheduled on their next packet.
+    Disable,
+}
+
+/// Work the API hands to the control loop (which owns the data plane).
+enum Cmd {
+    Reload(mpsc::Sender<Result<String, String>>),
+    Real {
+        vip: String,
+        real: String,
+        action: Action,
+        reply: mpsc::Sender<Result<String, String>>,
+    },
+}
+
+/// A real's state: Disabled or Drain by operator action; otherwise from
+/// its health checks (Down until its first successful check when the VIP
+/// has checks), Up when nothing says otherwise. Disabled wins over Down,
+/// Down over Drain.
+fn state_of(
+    cfg: &Config,
+    health: &Health,
+    admin: &HashMap<RealKey, Action>,
+) -> impl Fn(&str, IpAddr, u16) -> RealState {
     let checked: HashSet<String> = cfg
         .vips
         .iter()
@@ -67,10 +98,20 @@ fn state_of(cfg: &Config, health: &Health) -> impl Fn(&str, IpAddr, u16) -> Real
         .map(|v| v.name.clone())
         .collect();
     let map = health.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    move |vip: &str, addr: IpAddr, port: u16| match map.get(&(vip.to_string(), addr, port)) {
-        Some(s) => *s,
-        None if checked.contains(vip) => RealState::Down,
-        None => RealState::Up,
+    let admin = admin.clone();
+    move |vip: &str, addr: IpAddr, port: u16| {
+        let key = (vip.to_string(), addr, port);
+        let health = match map.get(&key) {
+            Some(s) => *s,
+            None if checked.contains(vip) => RealState::Down,
+            None => RealState::Up,
+        };
+        match (admin.get(&key), health) {
+            (Some(Action::Disable), _) => RealState::Disabled,
+            (_, RealState::Down) => RealState::Down,
+            (Some(Action::Drain), _) => RealState::Drain,
+            _ => health,
+        }
     }
 }
 
@@ -81,6 +122,164 @@ struct State {
     workers: Vec<Arc<WorkerShared>>,
     reloads: u64,
     last_reload_error: Option<String>,
+    admin: HashMap<RealKey, Action>,
+    health: Vec<control::health::TargetStatus>,
+}
+
+/// The control loop's own state.
+struct Control<'a> {
+    path: &'a Path,
+    dp: &'a Dataplane,
+    state: &'a Mutex<State>,
+    health: Health,
+    checker: &'a control::health::HealthChecker,
+    generation: u64,
+}
+
+impl Control<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rebuilds the snapshot from the configuration in force and the
+    /// reals' states, and publishes it.
+    fn republish(&mut self, s: &mut State) -> Result<(), String> {
+        self.generation += 1;
+        let sn = control::snapshot::build(
+            &s.cfg,
+            self.generation,
+            self.dp.macs(),
+            &state_of(&s.cfg, &self.health, &s.admin),
+        )?;
+        let sn = Arc::new(sn);
+        self.dp.publish(Arc::clone(&sn));
+        s.snap = sn;
+        Ok(())
+    }
+
+    /// Re-reads the file; a valid one replaces the services (flows to reals
+    /// that remain keep their real), an invalid one changes nothing.
+    fn reload(&mut self) -> Result<String, String> {
+        let new = match config::load(self.path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(file = %self.path.display(), "reload rejected, keeping the running configuration:\n{e}");
+                self.lock().last_reload_error = Some(e.to_string());
+                return Err(format!(
+                    "reload rejected, the running configuration is unchanged:\n{e}"
+                ));
+            }
+        };
+        let st = self.state;
+        let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+        if new.ports != s.cfg.ports || new.dataplane != s.cfg.dataplane {
+            tracing::warn!(
+                "reload: [dataplane] and [[port]] changes take effect at the next restart"
+            );
+        }
+        let old = std::mem::replace(&mut s.cfg.vips, new.vips.clone());
+        // Operator actions follow their real while it stays configured.
+        let present: HashSet<RealKey> = new
+            .vips
+            .iter()
+            .flat_map(|v| {
+                v.reals
+                    .iter()
+                    .map(move |r| (v.name.clone(), r.address, r.port))
+            })
+            .collect();
+        s.admin.retain(|k, _| present.contains(k));
+        if let Err(e) = self.republish(&mut s) {
+            s.cfg.vips = old;
+            tracing::error!("reload rejected: {e}");
+            s.last_reload_error = Some(e.clone());
+            return Err(e);
+        }
+        for (ip, mac) in static_neigh(&new) {
+            self.dp.neigh().set_static(ip, mac);
+        }
+        self.checker
+            .update(control::health::targets_from_config(&new));
+        s.reloads += 1;
+        s.last_reload_error = None;
+        let msg = format!(
+            "reloaded: generation {}, {} VIP(s)",
+            self.generation,
+            s.cfg.vips.len()
+        );
+        tracing::info!(
+            generation = self.generation,
+            vips = s.cfg.vips.len(),
+            "reloaded"
+        );
+        Ok(msg)
+    }
+
+    /// Drains, enables or disables the reals of `vip` matching `real`
+    /// (`ADDR` or `ADDR:PORT`, IPv6 as `[ADDR]:PORT`).
+    fn real_action(&mut self, vip: &str, real: &str, action: Action) -> Result<String, String> {
+        let (addr, port): (IpAddr, Option<u16>) = if let Ok(a) = real.parse::<IpAddr>() {
+            (a, None)
+        } else if let Ok(sa) = real.parse::<std::net::SocketAddr>() {
+            (sa.ip(), Some(sa.port()))
+        } else {
+            return Err(format!("{real:?} is not an address (ADDR or ADDR:PORT)"));
+        };
+        let st = self.state;
+        let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(v) = s.cfg.vips.iter().find(|v| v.name == vip) else {
+            let names: Vec<&str> = s.cfg.vips.iter().map(|v| v.name.as_str()).collect();
+            return Err(format!("no VIP named {vip:?} (VIPs: {})", names.join(", ")));
+        };
+        let keys: Vec<RealKey> = v
+            .reals
+            .iter()
+            .filter(|r| r.address == addr && port.is_none_or(|p| p == r.port))
+            .map(|r| (v.name.clone(), r.address, r.port))
+            .collect();
+        if keys.is_empty() {
+            return Err(format!("VIP {vip:?} has no real {real}"));
+        }
+        for k in &keys {
+            match action {
+                Action::Enable => s.admin.remove(k),
+                a => s.admin.insert(k.clone(), a),
+            };
+        }
+        self.republish(&mut s)?;
+        let what = match action {
+            Action::Drain => "drained",
+            Action::Enable => "enabled",
+            Action::Disable => "disabled",
+        };
+        for (_, a, p) in &keys {
+            tracing::info!(vip, real = %std::net::SocketAddr::new(*a, *p), action = what, "operator action");
+        }
+        Ok(format!("{vip}: {real} {what}"))
+    }
+
+    /// Applies health events; republishes when a state changed.
+    fn health_events(&mut self, events: &mpsc::Receiver<control::health::Event>) {
+        let mut changed = false;
+        while let Ok(e) = events.try_recv() {
+            let st = match e.state {
+                control::health::State::Up => RealState::Up,
+                control::health::State::Down => RealState::Down,
+            };
+            let key = (e.vip.clone(), e.addr.ip(), e.addr.port());
+            let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            if h.insert(key, st) != Some(st) {
+                changed = true;
+            }
+        }
+        if changed {
+            let st = self.state;
+            let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = self.republish(&mut s) {
+                tracing::error!("rebuilding the forwarding tables after a health change: {e}");
+            }
+        }
+    }
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -106,8 +305,13 @@ pub fn run(path: &Path) -> Result<()> {
     let mut dp = Dataplane::start(&dspec).context("starting the data plane")?;
     let health: Health = Arc::default();
     let snap = Arc::new(
-        control::snapshot::build(&cfg, 1, dp.macs(), &state_of(&cfg, &health))
-            .map_err(|e| anyhow!("building the forwarding tables: {e}"))?,
+        control::snapshot::build(
+            &cfg,
+            1,
+            dp.macs(),
+            &state_of(&cfg, &health, &HashMap::new()),
+        )
+        .map_err(|e| anyhow!("building the forwarding tables: {e}"))?,
     );
     dp.run(&dspec, Arc::clone(&snap))
         .context("starting the workers")?;
@@ -136,35 +340,13 @@ pub fn run(path: &Path) -> Result<()> {
         workers: dp.workers().to_vec(),
         reloads: 0,
         last_reload_error: None,
+        admin: HashMap::new(),
+        health: Vec::new(),
     }));
-    let api = {
-        let st = Arc::clone(&state);
-        let neigh = Arc::clone(dp.neigh());
-        let handler: Arc<control::api::Handler> = Arc::new(
-            move |method: &str, path: &str, _body: &[u8]| match (method, path) {
-                ("GET", "/api/v1/status") => {
-                    let s = st.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut v = status_json(&s);
-                    v["neighbours"] = neigh
-                        .entries()
-                        .iter()
-                        .map(|e| json!({"ip": e.ip.to_string(), "mac": e.mac.map(|m| m.to_string()), "permanent": e.permanent}))
-                        .collect();
-                    (
-                        200,
-                        "application/json",
-                        serde_json::to_vec_pretty(&v).unwrap_or_default(),
-                    )
-                }
-                _ => (404, "text/plain", b"not found\n".to_vec()),
-            },
-        );
-        control::api::Server::start(cfg.admin.listen, handler)
-            .with_context(|| format!("admin API on {}", cfg.admin.listen))?
-    };
+
     // Health checks leave from the balancer's own addresses, through the
     // exception path; every change of state rebuilds the snapshot.
-    let (events_tx, events) = std::sync::mpsc::channel::<control::health::Event>();
+    let (events_tx, events) = mpsc::channel::<control::health::Event>();
     let checker = control::health::HealthChecker::start(
         control::health::targets_from_config(&cfg),
         move |e| {
@@ -172,6 +354,19 @@ pub fn run(path: &Path) -> Result<()> {
         },
     )
     .context("starting the health checker")?;
+
+    let (cmd_tx, cmds) = mpsc::channel::<Cmd>();
+    let api = {
+        let st = Arc::clone(&state);
+        let neigh = Arc::clone(dp.neigh());
+        let cmd_tx = Mutex::new(cmd_tx);
+        let handler: Arc<control::api::Handler> =
+            Arc::new(move |method: &str, path: &str, _body: &[u8]| {
+                api_route(method, path, &st, &neigh, &cmd_tx)
+            });
+        control::api::Server::start(cfg.admin.listen, cfg.admin.token.clone(), handler)
+            .with_context(|| format!("admin API on {}", cfg.admin.listen))?
+    };
     tracing::info!(
         workers = cfg.dataplane.workers,
         version = forwarder::dpdk::version(),
@@ -180,47 +375,38 @@ pub fn run(path: &Path) -> Result<()> {
         "ferrolb running"
     );
 
+    let mut ctl = Control {
+        path,
+        dp: &dp,
+        state: &state,
+        health,
+        checker: &checker,
+        generation: 1,
+    };
     let mut known: HashSet<(IpAddr, MacAddr)> = HashSet::new();
-    let mut generation = 1u64;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(TICK);
         if reload.swap(false, Ordering::Relaxed) {
-            generation += 1;
-            if let Some(new_cfg) = do_reload(path, &dp, &state, &health, generation) {
-                checker.update(control::health::targets_from_config(&new_cfg));
-            }
+            let _ = ctl.reload();
         }
-        let mut changed = false;
-        while let Ok(e) = events.try_recv() {
-            let st = match e.state {
-                control::health::State::Up => RealState::Up,
-                control::health::State::Down => RealState::Down,
-            };
-            let key = (e.vip.clone(), e.addr.ip(), e.addr.port());
-            let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
-            if h.insert(key, st) != Some(st) {
-                changed = true;
-            }
-        }
-        if changed {
-            generation += 1;
-            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            match control::snapshot::build(
-                &s.cfg,
-                generation,
-                dp.macs(),
-                &state_of(&s.cfg, &health),
-            ) {
-                Ok(sn) => {
-                    let sn = Arc::new(sn);
-                    dp.publish(Arc::clone(&sn));
-                    s.snap = sn;
+        while let Ok(cmd) = cmds.try_recv() {
+            match cmd {
+                Cmd::Reload(reply) => {
+                    let _ = reply.send(ctl.reload());
                 }
-                Err(e) => {
-                    tracing::error!("rebuilding the forwarding tables after a health change: {e}")
+                Cmd::Real {
+                    vip,
+                    real,
+                    action,
+                    reply,
+                } => {
+                    let _ = reply.send(ctl.real_action(&vip, &real, action));
                 }
             }
         }
+        ctl.health_events(&events);
+        let hs = checker.status();
+        ctl.lock().health = hs;
         for e in dp.neigh().entries() {
             if let Some(mac) = e.mac {
                 if known.insert((e.ip, mac)) {
@@ -231,8 +417,8 @@ pub fn run(path: &Path) -> Result<()> {
     }
 
     tracing::info!("stopping");
-    checker.stop();
     drop(api);
+    checker.stop();
     let workers = dp.workers().to_vec();
     let codes = dp.shutdown();
     let sum = |f: fn(&WorkerShared) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
@@ -251,87 +437,196 @@ pub fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Re-reads the file; a valid one replaces the services (flows to reals
-/// that remain keep their real), an invalid one changes nothing.
-fn do_reload(
-    path: &Path,
-    dp: &Dataplane,
-    state: &Mutex<State>,
-    health: &Health,
-    generation: u64,
-) -> Option<Config> {
-    let new = match config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(file = %path.display(), "reload rejected, keeping the running configuration:\n{e}");
-            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            s.last_reload_error = Some(e.to_string());
-            return None;
+/// Percent-decodes a path segment (names and IPv6 addresses in URLs).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
         }
-    };
-    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-    if new.ports != s.cfg.ports || new.dataplane != s.cfg.dataplane {
-        tracing::warn!("reload: [dataplane] and [[port]] changes take effect at the next restart");
+        out.push(b[i]);
+        i += 1;
     }
-    let snap = match control::snapshot::build(&new, generation, dp.macs(), &state_of(&new, health))
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a path segment.
+pub fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.:[]".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn send_cmd(
+    cmd_tx: &Mutex<mpsc::Sender<Cmd>>,
+    make: impl FnOnce(mpsc::Sender<Result<String, String>>) -> Cmd,
+) -> control::api::Response {
+    let (tx, rx) = mpsc::channel();
+    if cmd_tx
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(make(tx))
+        .is_err()
     {
-        Ok(sn) => Arc::new(sn),
-        Err(e) => {
-            tracing::error!("reload rejected: {e}");
-            s.last_reload_error = Some(e);
-            return None;
-        }
-    };
-    for (ip, mac) in static_neigh(&new) {
-        dp.neigh().set_static(ip, mac);
+        return (503, "text/plain", b"ferrolb is stopping\n".to_vec());
     }
-    dp.publish(Arc::clone(&snap));
-    s.snap = snap;
-    s.cfg.vips = new.vips.clone();
-    s.reloads += 1;
-    s.last_reload_error = None;
-    tracing::info!(generation, vips = s.cfg.vips.len(), "reloaded");
-    Some(new)
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(msg)) => (200, "text/plain", format!("{msg}\n").into_bytes()),
+        Ok(Err(e)) if e.starts_with("no VIP") || e.contains("has no real") => {
+            (404, "text/plain", format!("{e}\n").into_bytes())
+        }
+        Ok(Err(e)) => (400, "text/plain", format!("{e}\n").into_bytes()),
+        Err(_) => (
+            503,
+            "text/plain",
+            b"the control loop did not answer in 10 s\n".to_vec(),
+        ),
+    }
+}
+
+fn api_route(
+    method: &str,
+    path: &str,
+    st: &Mutex<State>,
+    neigh: &forwarder::neigh::NeighTable,
+    cmd_tx: &Mutex<mpsc::Sender<Cmd>>,
+) -> control::api::Response {
+    let segs: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(unescape)
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match (method, segs.as_slice()) {
+        ("GET", [""]) => (200, "text/html; charset=utf-8", status_page()),
+        ("GET", ["api", "v1", "status"]) => {
+            let s = st.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v = status_json(&s);
+            v["neighbours"] = neigh
+                .entries()
+                .iter()
+                .map(|e| json!({"ip": e.ip.to_string(), "mac": e.mac.map(|m| m.to_string()), "permanent": e.permanent}))
+                .collect();
+            (
+                200,
+                "application/json",
+                serde_json::to_vec_pretty(&v).unwrap_or_default(),
+            )
+        }
+        ("GET", ["metrics"]) => {
+            let s = st.lock().unwrap_or_else(|e| e.into_inner());
+            (200, "text/plain; version=0.0.4", metrics(&s).into_bytes())
+        }
+        ("POST", ["api", "v1", "reload"]) => send_cmd(cmd_tx, Cmd::Reload),
+        ("POST", ["api", "v1", "vips", vip, "reals", real, action]) => {
+            let action = match *action {
+                "drain" => Action::Drain,
+                "enable" => Action::Enable,
+                "disable" => Action::Disable,
+                other => {
+                    return (
+                        404,
+                        "text/plain",
+                        format!("unknown action {other:?} (drain, enable, disable)\n").into_bytes(),
+                    )
+                }
+            };
+            let (vip, real) = (vip.to_string(), real.to_string());
+            send_cmd(cmd_tx, move |reply| Cmd::Real {
+                vip,
+                real,
+                action,
+                reply,
+            })
+        }
+        (_, ["api", "v1", "reload"]) | (_, ["api", "v1", "vips", ..]) => {
+            (405, "text/plain", b"use POST\n".to_vec())
+        }
+        _ => (
+            404,
+            "text/plain",
+            format!("no route {method} {path}\n").into_bytes(),
+        ),
+    }
+}
+
+fn status_page() -> Vec<u8> {
+    b"<!doctype html><title>ferrolb</title><p>ferrolb: see <a href=/api/v1/status>/api/v1/status</a> and <a href=/metrics>/metrics</a>.</p>".to_vec()
+}
+
+/// The workers' figures summed, for the snapshot in force.
+struct Totals {
+    /// Per service: packets in, bytes in, packets out, bytes out, new flows.
+    services: Vec<[u64; 5]>,
+    /// Per service and real: packets, bytes, new flows, active flows.
+    reals: Vec<Vec<[u64; 4]>>,
+    drops: [u64; DropReason::COUNT],
+    flows: u64,
+}
+
+fn totals(s: &State) -> Totals {
+    let services = s.snap.vips.services();
+    let mut t = Totals {
+        services: vec![[0u64; 5]; services.len()],
+        reals: services
+            .iter()
+            .map(|sv| vec![[0; 4]; sv.reals().len()])
+            .collect(),
+        drops: [0u64; DropReason::COUNT],
+        flows: 0,
+    };
+    for w in &s.workers {
+        for (d, a) in t.drops.iter_mut().zip(&w.stats.drops) {
+            *d += a.load(Ordering::Relaxed);
+        }
+        t.flows += w.stats.flows.load(Ordering::Relaxed);
+        let r = w.services.lock().unwrap_or_else(|e| e.into_inner());
+        if r.generation != s.snap.generation {
+            continue;
+        }
+        for (i, c) in r.counters.iter().enumerate().take(services.len()) {
+            let pk = &mut t.services[i];
+            pk[0] += c.packets_in;
+            pk[1] += c.bytes_in;
+            pk[2] += c.packets_out;
+            pk[3] += c.bytes_out;
+            pk[4] += c.new_flows;
+            for (j, rc) in c.reals.iter().enumerate().take(t.reals[i].len()) {
+                t.reals[i][j][0] += rc[0];
+                t.reals[i][j][1] += rc[1];
+                t.reals[i][j][2] += rc[2];
+            }
+        }
+        for (i, a) in r.active.iter().enumerate().take(services.len()) {
+            for (j, n) in a.iter().enumerate().take(t.reals[i].len()) {
+                t.reals[i][j][3] += u64::from(*n);
+            }
+        }
+    }
+    t
 }
 
 fn status_json(s: &State) -> Value {
     let snap = &s.snap;
     let services = snap.vips.services();
-    // Sum the workers' figures that are shaped for the current snapshot.
-    let mut pk = vec![[0u64; 5]; services.len()];
-    let mut reals: Vec<Vec<[u64; 4]>> = services
-        .iter()
-        .map(|sv| vec![[0; 4]; sv.reals().len()])
-        .collect();
-    let mut drops = [0u64; DropReason::COUNT];
-    let mut flows = 0;
-    for w in &s.workers {
-        for (d, a) in drops.iter_mut().zip(&w.stats.drops) {
-            *d += a.load(Ordering::Relaxed);
-        }
-        flows += w.stats.flows.load(Ordering::Relaxed);
-        let r = w.services.lock().unwrap_or_else(|e| e.into_inner());
-        if r.generation != snap.generation {
-            continue;
-        }
-        for (i, c) in r.counters.iter().enumerate().take(services.len()) {
-            pk[i][0] += c.packets_in;
-            pk[i][1] += c.bytes_in;
-            pk[i][2] += c.packets_out;
-            pk[i][3] += c.bytes_out;
-            pk[i][4] += c.new_flows;
-            for (j, rc) in c.reals.iter().enumerate().take(reals[i].len()) {
-                reals[i][j][0] += rc[0];
-                reals[i][j][1] += rc[1];
-                reals[i][j][2] += rc[2];
-            }
-        }
-        for (i, a) in r.active.iter().enumerate().take(services.len()) {
-            for (j, n) in a.iter().enumerate().take(reals[i].len()) {
-                reals[i][j][3] += u64::from(*n);
-            }
-        }
-    }
+    let Totals {
+        services: pk,
+        reals,
+        drops,
+        flows,
+    } = totals(s);
     let vips: Vec<Value> = services
         .iter()
         .enumerate()
@@ -354,6 +649,19 @@ fn status_json(s: &State) -> Value {
                     "port": r.port,
                     "weight": r.weight,
                     "state": format!("{:?}", r.state).to_lowercase(),
+                    "admin": s.admin.get(&(sv.spec().name.clone(), r.addr, r.port)).map(|a| format!("{a:?}").to_lowercase()),
+                    "health": s.health.iter().find(|h| h.vip == sv.spec().name && h.addr == std::net::SocketAddr::new(r.addr, r.port)).map(|h| json!({
+                        "kind": format!("{:?}", h.kind).to_lowercase(),
+                        "state": h.state.to_string(),
+                        "pending": h.pending,
+                        "last_ok": h.last_ok,
+                        "last_reason": h.last_reason,
+                        "last_latency_ms": h.last_latency.map(|d| d.as_secs_f64() * 1000.0),
+                        "consecutive_successes": h.consecutive_successes,
+                        "consecutive_failures": h.consecutive_failures,
+                        "total_checks": h.total_checks,
+                        "total_failures": h.total_failures,
+                    })),
                     "packets": reals[i][j][0],
                     "bytes": reals[i][j][1],
                     "new_flows": reals[i][j][2],
@@ -391,10 +699,252 @@ fn status_json(s: &State) -> Value {
     })
 }
 
-/// `ferrolb status`: an `ipvsadm -L -n`-like table from the admin API.
-pub fn status(admin: &str) -> Result<()> {
+/// Prometheus text exposition (format 0.0.4) of the same figures.
+fn metrics(s: &State) -> String {
+    use std::fmt::Write as _;
+    fn esc(v: &str) -> String {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    }
+    let t = totals(s);
+    let mut o = String::new();
+    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    let services = s.snap.vips.services();
+    let vlabels = |sv: &forwarder::service::Service| {
+        format!(
+            "vip=\"{}\",address=\"{}\",protocol=\"{}\",port=\"{}\"",
+            esc(&sv.spec().name),
+            sv.spec().vip,
+            format!("{:?}", sv.spec().proto).to_lowercase(),
+            sv.spec().port
+        )
+    };
+    for (idx, name, help) in [
+        (
+            0,
+            "ferrolb_vip_packets_in_total",
+            "Packets forwarded from clients to reals.",
+        ),
+        (
+            1,
+            "ferrolb_vip_bytes_in_total",
+            "Bytes forwarded from clients to reals.",
+        ),
+        (
+            2,
+            "ferrolb_vip_packets_out_total",
+            "Packets translated back from reals to clients (NAT).",
+        ),
+        (
+            3,
+            "ferrolb_vip_bytes_out_total",
+            "Bytes translated back from reals to clients (NAT).",
+        ),
+        (4, "ferrolb_vip_new_flows_total", "Flows created."),
+    ] {
+        family(&mut o, name, "counter", help);
+        for (i, sv) in services.iter().enumerate() {
+            let _ = writeln!(o, "{name}{{{}}} {}", vlabels(sv), t.services[i][idx]);
+        }
+    }
+    for (idx, name, kind, help) in [
+        (
+            0,
+            "ferrolb_real_packets_total",
+            "counter",
+            "Packets forwarded to the real.",
+        ),
+        (
+            1,
+            "ferrolb_real_bytes_total",
+            "counter",
+            "Bytes forwarded to the real.",
+        ),
+        (
+            2,
+            "ferrolb_real_new_flows_total",
+            "counter",
+            "Flows scheduled to the real.",
+        ),
+        (
+            3,
+            "ferrolb_real_active_flows",
+            "gauge",
+            "Flows to the real in the connection tables.",
+        ),
+    ] {
+        family(&mut o, name, kind, help);
+        for (i, sv) in services.iter().enumerate() {
+            for (j, r) in sv.reals().iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "{name}{{{},real=\"{}\",real_port=\"{}\"}} {}",
+                    vlabels(sv),
+                    r.addr,
+                    r.port,
+                    t.reals[i][j][idx]
+                );
+            }
+        }
+    }
+    family(
+        &mut o,
+        "ferrolb_real_weight",
+        "gauge",
+        "Configured weight of the real.",
+    );
+    for sv in services {
+        for r in sv.reals() {
+            let _ = writeln!(
+                o,
+                "ferrolb_real_weight{{{},real=\"{}\",real_port=\"{}\"}} {}",
+                vlabels(sv),
+                r.addr,
+                r.port,
+                r.weight
+            );
+        }
+    }
+    family(
+        &mut o,
+        "ferrolb_real_state",
+        "gauge",
+        "1 for the real's current state (up, down, drain, disabled).",
+    );
+    for sv in services {
+        for r in sv.reals() {
+            let cur = format!("{:?}", r.state).to_lowercase();
+            for st in ["up", "down", "drain", "disabled"] {
+                let _ = writeln!(
+                    o,
+                    "ferrolb_real_state{{{},real=\"{}\",real_port=\"{}\",state=\"{st}\"}} {}",
+                    vlabels(sv),
+                    r.addr,
+                    r.port,
+                    u8::from(cur == st)
+                );
+            }
+        }
+    }
+    family(
+        &mut o,
+        "ferrolb_drops_total",
+        "counter",
+        "Frames dropped, by reason.",
+    );
+    for r in DropReason::ALL {
+        let _ = writeln!(
+            o,
+            "ferrolb_drops_total{{reason=\"{}\"}} {}",
+            r.name(),
+            t.drops[r as usize]
+        );
+    }
+    family(
+        &mut o,
+        "ferrolb_flows",
+        "gauge",
+        "Flows in all connection tables.",
+    );
+    let _ = writeln!(o, "ferrolb_flows {}", t.flows);
+    family(
+        &mut o,
+        "ferrolb_reloads_total",
+        "counter",
+        "Successful reloads.",
+    );
+    let _ = writeln!(o, "ferrolb_reloads_total {}", s.reloads);
+    family(
+        &mut o,
+        "ferrolb_config_generation",
+        "gauge",
+        "Generation of the forwarding snapshot in force.",
+    );
+    let _ = writeln!(o, "ferrolb_config_generation {}", s.snap.generation);
+    type Get = fn(&forwarder::worker::WorkerStats) -> u64;
+    let worker_metrics: [(&str, &str, &str, Get); 9] = [
+        (
+            "ferrolb_worker_rx_packets_total",
+            "counter",
+            "Frames received from data ports.",
+            |w| w.rx.load(Ordering::Relaxed),
+        ),
+        (
+            "ferrolb_worker_tx_packets_total",
+            "counter",
+            "Frames sent on data ports.",
+            |w| w.tx.load(Ordering::Relaxed),
+        ),
+        (
+            "ferrolb_worker_forwarded_total",
+            "counter",
+            "Frames forwarded.",
+            |w| w.forwarded.load(Ordering::Relaxed),
+        ),
+        (
+            "ferrolb_worker_answered_total",
+            "counter",
+            "Frames answered in place.",
+            |w| w.answered.load(Ordering::Relaxed),
+        ),
+        (
+            "ferrolb_worker_to_kernel_total",
+            "counter",
+            "Frames passed to the kernel.",
+            |w| w.to_kernel.load(Ordering::Relaxed),
+        ),
+        (
+            "ferrolb_worker_from_kernel_total",
+            "counter",
+            "Frames the kernel sent.",
+            |w| w.from_kernel.load(Ordering::Relaxed),
+        ),
+        (
+            "ferrolb_worker_polls_total",
+            "counter",
+            "Poll loop passes.",
+            |w| w.polls.load(Ordering::Relaxed),
+        ),
+        (
+            "ferrolb_worker_idle_polls_total",
+            "counter",
+            "Poll loop passes that found no frame.",
+            |w| w.idle_polls.load(Ordering::Relaxed),
+        ),
+        (
+            "ferrolb_worker_busy_cycles_total",
+            "counter",
+            "TSC cycles spent in passes that found frames.",
+            |w| w.busy_cycles.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, get) in worker_metrics {
+        family(&mut o, name, kind, help);
+        for (i, w) in s.workers.iter().enumerate() {
+            let _ = writeln!(o, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
+        }
+    }
+    o
+}
+
+/// POSTs an action to the daemon and prints its answer.
+pub fn post(admin: &str, token: Option<&str>, path: &str) -> Result<()> {
     let (code, body) =
-        control::api::request(admin, "GET", "/api/v1/status").map_err(|e| anyhow!(e))?;
+        control::api::request_with(admin, token, "POST", path).map_err(|e| anyhow!(e))?;
+    if code != 200 {
+        return Err(anyhow!("{}", body.trim()));
+    }
+    println!("{}", body.trim());
+    Ok(())
+}
+
+/// `ferrolb status`: an `ipvsadm -L -n`-like table from the admin API.
+pub fn status(admin: &str, token: Option<&str>) -> Result<()> {
+    let (code, body) = control::api::request_with(admin, token, "GET", "/api/v1/status")
+        .map_err(|e| anyhow!(e))?;
     if code != 200 {
         return Err(anyhow!(
             "the admin API on {admin} answered {code}: {}",
@@ -438,8 +988,24 @@ pub fn status(admin: &str) -> Result<()> {
             } else {
                 ra.to_string()
             };
+            let health = r["health"]
+                .as_object()
+                .filter(|h| h["kind"].as_str() != Some("none"))
+                .map(|h| {
+                    let reason = h["last_reason"].as_str().unwrap_or("");
+                    format!(
+                        "  {}{}",
+                        h["kind"].as_str().unwrap_or(""),
+                        if reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {reason}")
+                        }
+                    )
+                })
+                .unwrap_or_default();
             println!(
-                "  -> {:<27} {:>6} {:<9} {:>10} {:>10} {:>10} {:>10}",
+                "  -> {:<27} {:>6} {:<9} {:>10} {:>10} {:>10} {:>10}{}",
                 format!("{ra}:{}", r["port"]),
                 r["weight"],
                 r["state"].as_str().unwrap_or(""),
@@ -447,6 +1013,7 @@ pub fn status(admin: &str) -> Result<()> {
                 r["new_flows"],
                 r["packets"],
                 r["bytes"],
+                health,
             );
         }
     }
@@ -459,6 +1026,9 @@ pub fn status(admin: &str) -> Result<()> {
         .collect();
     if !drops.is_empty() {
         println!("drops: {}", drops.join(" "));
+    }
+    if let Some(e) = v["last_reload_error"].as_str() {
+        println!("last reload failed: {e}");
     }
     Ok(())
 }

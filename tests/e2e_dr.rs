@@ -399,3 +399,235 @@ fn health_checks_take_a_dead_real_out_and_bring_it_back() {
     let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
     assert!(st.success());
 }
+
+/// A keep-alive HTTP connection from the client through the VIP: it makes
+/// one request at start (its real's name is `first`), then, on `go`, 20
+/// more 100 ms apart, and reports `OK <answers> <distinct reals>`.
+struct LongLived {
+    child: std::process::Child,
+    first: String,
+}
+
+const LONG_LIVED: &str = r#"
+import socket, sys, time
+s = socket.create_connection(("192.0.2.100", 80), timeout=3)
+def ask():
+    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data or b"\n" not in data.split(b"\r\n\r\n", 1)[1]:
+        chunk = s.recv(4096)
+        if not chunk:
+            print("CLOSED", flush=True); sys.exit(1)
+        data += chunk
+    return data.split(b"\r\n\r\n", 1)[1].split()[0].decode()
+names = [ask()]
+print(names[0], flush=True)
+sys.stdin.readline()
+for i in range(20):
+    names.append(ask()); time.sleep(0.1)
+print("OK", len(names), len(set(names)), flush=True)
+"#;
+
+impl LongLived {
+    fn start(client: &Netns) -> LongLived {
+        use std::io::BufRead;
+        let script = std::env::temp_dir().join(format!("longlived{}.py", uid()));
+        std::fs::write(&script, LONG_LIVED).unwrap();
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &client.name, "python3"])
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let out = child.stdout.as_mut().unwrap();
+        std::io::BufReader::new(out).read_line(&mut first).unwrap();
+        LongLived {
+            child,
+            first: first.trim().to_string(),
+        }
+    }
+
+    fn finish(mut self) -> String {
+        use std::io::Write;
+        let _ = self.child.stdin.as_mut().unwrap().write_all(b"go\n");
+        let out = self.child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+fn cli(lb: &Netns, args: &str) -> (bool, String) {
+    lb.try_exec(&format!("{} {args}", ferrolb_bin()))
+}
+
+#[test]
+fn drain_keeps_established_connections_and_steers_new_ones_away() {
+    require_root();
+    let _g = serial();
+    let l = lab();
+    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, [1, 1, 1], false));
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    let ll = LongLived::start(&l.client);
+    let n: usize = ll
+        .first
+        .trim_start_matches("real")
+        .parse()
+        .expect("a real's name");
+    let (ok, out) = cli(&l.lb, &format!("real drain web 192.0.2.2{n}"));
+    assert!(ok, "{out}");
+    assert!(out.contains("drained"), "{out}");
+    let status = cli(&l.lb, "status").1;
+    assert!(
+        status
+            .lines()
+            .any(|x| x.contains(&format!("192.0.2.2{n}:80")) && x.contains("drain")),
+        "{status}"
+    );
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 30, "");
+    eprintln!("real{n} drained: new connections went {spread:?}");
+    assert_eq!(failed, 0);
+    assert!(!spread.contains_key(&ll.first), "{spread:?}");
+    let done = ll.finish();
+    assert_eq!(
+        done, "OK 21 1",
+        "the established connection must keep its real"
+    );
+    // Enable: it takes new flows again.
+    assert!(cli(&l.lb, &format!("real enable web 192.0.2.2{n}")).0);
+    let (spread, _) = curl_spread(&l.client, "http://192.0.2.100/", 45, "");
+    assert!(spread.contains_key(&format!("real{n}")), "{spread:?}");
+    // Errors name what is wrong.
+    let (ok, out) = cli(&l.lb, "real drain nosuch 192.0.2.21");
+    assert!(!ok && out.contains("no VIP named \"nosuch\""), "{out}");
+    let (ok, out) = cli(&l.lb, "real disable web 192.0.2.99");
+    assert!(!ok && out.contains("has no real 192.0.2.99"), "{out}");
+    let (ok, out) = cli(&l.lb, "status --admin 127.0.0.1:9");
+    assert!(!ok && out.contains("no ferrolb daemon"), "{out}");
+    assert!(
+        lb.log_text().contains("action=\"drained\""),
+        "drain not logged"
+    );
+}
+
+#[test]
+fn reload_adds_and_removes_reals_without_breaking_established_connections() {
+    require_root();
+    let _g = serial();
+    let mut l = lab();
+    // A fourth real on the lab's bridge, not in the first configuration.
+    let r4 = Netns::new(&format!("flr4{}", l.id));
+    l._sw.plug(&r4, "eth0");
+    r4.exec("ip addr add 192.0.2.24/24 dev eth0");
+    dr_real(&r4, "eth0", &["192.0.2.100"]);
+    l.nginx.push(Nginx::start(&r4, "real4", 80));
+
+    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, [1, 1, 1], false));
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    let ll = LongLived::start(&l.client);
+    let kept: usize = ll.first.trim_start_matches("real").parse().unwrap();
+    let removed = (1..=3).find(|i| *i != kept).unwrap();
+    let reals: String = [1, 2, 3, 4]
+        .iter()
+        .filter(|i| **i != removed)
+        .map(|i| format!("  [[vip.real]]\n  address = \"192.0.2.2{i}\"\n"))
+        .collect();
+    let base = config(&l.id, [1, 1, 1], false);
+    let head = &base[..base.find("  [[vip.real]]").unwrap()];
+    let tail = &base[base.find("[[vip]]\nname = \"web6\"").unwrap()..];
+    std::fs::write(&lb.config, format!("{head}{reals}\n{tail}")).unwrap();
+    let (ok, out) = cli(&l.lb, "reload");
+    assert!(ok && out.contains("reloaded"), "{out}\n{}", lb.log_text());
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 45, "");
+    eprintln!("after reload (removed real{removed}, added real4): {spread:?}");
+    assert_eq!(failed, 0);
+    assert!(
+        !spread.contains_key(&format!("real{removed}")),
+        "{spread:?}"
+    );
+    assert!(spread.contains_key("real4"), "{spread:?}");
+    assert_eq!(
+        ll.finish(),
+        "OK 21 1",
+        "an established connection to a remaining real broke"
+    );
+
+    // An invalid file: nothing changes, the CLI and the log say why.
+    std::fs::write(
+        &lb.config,
+        "[dataplane]\neal_args = [\"x\"]\nworkers = \"many\"\n",
+    )
+    .unwrap();
+    let (ok, out) = cli(&l.lb, "reload");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("reload rejected") && out.contains("invalid type"),
+        "{out}"
+    );
+    assert!(lb.log_text().contains("reload rejected"));
+    let status = cli(&l.lb, "status").1;
+    assert!(
+        status.contains("192.0.2.24:80") && status.contains("last reload failed"),
+        "{status}"
+    );
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 10, "");
+    assert_eq!(failed, 0, "{spread:?}");
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_the_api_wants_its_token() {
+    require_root();
+    let _g = serial();
+    let l = lab();
+    let cfg = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:9080\"\ntoken = \"s3cret\"\n",
+        config(&l.id, [1, 1, 1], false)
+    );
+    let mut lb = Ferrolb::start(&l.lb, &cfg);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+
+    // Without the token: 401, and the CLI says so.
+    let (ok, out) = cli(&l.lb, "status");
+    assert!(!ok && out.contains("401"), "{out}");
+    let code =
+        l.lb.exec("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9080/metrics");
+    assert_eq!(code.trim(), "401");
+    let (ok, out) = cli(&l.lb, "status --token s3cret");
+    assert!(ok, "{out}");
+    // A non-loopback API without a token is refused at load time.
+    let open = config(&l.id, [1, 1, 1], false) + "\n[admin]\nlisten = \"0.0.0.0:9080\"\n";
+    let f = std::env::temp_dir().join(format!("open{}.toml", l.id));
+    std::fs::write(&f, open).unwrap();
+    let (ok, out) = try_run(&format!("{} check --config {}", ferrolb_bin(), f.display()));
+    assert!(
+        !ok && out.contains("admin.listen") && out.contains("token"),
+        "{out}"
+    );
+
+    // /metrics parses with a real Prometheus parser and moves with traffic.
+    let read = || {
+        let py = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+                  t = sys.stdin.read()\nv = {}\n\
+                  for fam in p(t):\n  for s in fam.samples:\n    if s.name == 'ferrolb_vip_packets_in_total' and s.labels['vip'] == 'web': v['in'] = s.value\n    \
+                  if s.name == 'ferrolb_real_state' and s.value == 1: v.setdefault('states', []).append(s.labels['state'])\n\
+                  print(int(v['in']), ','.join(sorted(v['states'])))\n";
+        let f = std::env::temp_dir().join(format!("prom{}.py", uid()));
+        std::fs::write(&f, py).unwrap();
+        l.lb.exec(&format!(
+            "curl -s -H 'Authorization: Bearer s3cret' http://127.0.0.1:9080/metrics | /usr/bin/python3 {}",
+            f.display()
+        ))
+    };
+    let before = read();
+    let (_, failed) = curl_spread(&l.client, "http://192.0.2.100/", 20, "");
+    assert_eq!(failed, 0);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = read();
+    eprintln!("metrics before: {before:?}, after 20 requests: {after:?}");
+    let n = |s: &str| s.split_whitespace().next().unwrap().parse::<u64>().unwrap();
+    assert!(n(&after) >= n(&before) + 20 * 3, "{before} -> {after}");
+    assert!(after.trim().ends_with("up,up,up,up,up"), "{after}");
+}

@@ -20,8 +20,14 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A response: status code, content type, body.
 pub type Response = (u16, &'static str, Vec<u8>);
 
-/// Serves one request.
+/// Serves one request: (method, path, body).
 pub type Handler = dyn Fn(&str, &str, &[u8]) -> Response + Send + Sync;
+
+/// Whether two byte strings are equal, in time independent of where they
+/// differ (token comparison).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// A running API server; stops when dropped.
 pub struct Server {
@@ -31,8 +37,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` and serves `handler` on a thread of its own.
-    pub fn start(addr: SocketAddr, handler: Arc<Handler>) -> std::io::Result<Server> {
+    /// Binds `addr` and serves `handler` on a thread of its own. With a
+    /// `token`, every request must carry `Authorization: Bearer TOKEN`;
+    /// others get 401.
+    pub fn start(
+        addr: SocketAddr,
+        token: Option<String>,
+        handler: Arc<Handler>,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -43,7 +55,7 @@ impl Server {
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((conn, _)) => serve(conn, &*handler),
+                        Ok((conn, _)) => serve(conn, token.as_deref(), &*handler),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(20));
                         }
@@ -98,7 +110,7 @@ fn respond(conn: &mut TcpStream, (code, ctype, body): Response) {
     let _ = conn.write_all(&body);
 }
 
-fn serve(mut conn: TcpStream, handler: &Handler) {
+fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
     let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
@@ -128,10 +140,33 @@ fn serve(mut conn: TcpStream, handler: &Handler) {
             (400, "text/plain", b"bad request line\n".to_vec()),
         );
     };
-    let length = lines
+    let headers: Vec<(&str, &str)> = lines
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    };
+    if let Some(t) = token {
+        let given = header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same(given.as_bytes(), t.as_bytes()) {
+            return respond(
+                &mut conn,
+                (
+                    401,
+                    "text/plain",
+                    b"missing or wrong bearer token\n".to_vec(),
+                ),
+            );
+        }
+    }
+    let length = header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
     if length > MAX_REQUEST {
         return respond(
@@ -153,13 +188,26 @@ fn serve(mut conn: TcpStream, handler: &Handler) {
 
 /// A blocking GET (or POST) for the CLI: returns (status, body).
 pub fn request(addr: &str, method: &str, path: &str) -> Result<(u16, String), String> {
+    request_with(addr, None, method, path)
+}
+
+/// [`request`] with an optional bearer token.
+pub fn request_with(
+    addr: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
     let sock: SocketAddr = addr
         .parse()
         .map_err(|_| format!("{addr:?} is not address:port"))?;
     let mut conn = TcpStream::connect_timeout(&sock, IO_TIMEOUT)
         .map_err(|e| format!("no ferrolb daemon answering on {addr} ({e}); is `ferrolb run` up, and is --admin right?"))?;
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
     conn.write_all(req.as_bytes())
         .map_err(|e| format!("sending to {addr}: {e}"))?;
     let mut out = Vec::new();
@@ -186,7 +234,7 @@ mod tests {
             ("GET", "/hello") => (200, "text/plain", b"hi".to_vec()),
             _ => (404, "text/plain", b"no".to_vec()),
         });
-        let s = Server::start("127.0.0.1:0".parse().unwrap(), h).unwrap();
+        let s = Server::start("127.0.0.1:0".parse().unwrap(), None, Arc::clone(&h)).unwrap();
         let a = s.addr().to_string();
         assert_eq!(request(&a, "GET", "/hello").unwrap(), (200, "hi".into()));
         assert_eq!(request(&a, "GET", "/nope").unwrap().0, 404);
