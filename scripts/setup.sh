@@ -11,7 +11,7 @@ fi
 
 PACKAGES=(
     # build: DPDK headers and libraries, bindgen's libclang, pkg-config
-    libdpdk-dev dpdk pkg-config clang libclang-dev build-essential
+    libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev build-essential
     # tests and demo: namespaces, captures, real servers and clients
     iproute2 iputils-ping arping ethtool tcpdump nginx-light curl python3 procps
     python3-prometheus-client chromium
