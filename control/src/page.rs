@@ -240,10 +240,16 @@ tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
       head.appendChild(el("span", "tag", "persist " + p));
     }
     var reals = Array.isArray(v.reals) ? v.reals : [];
-    var up = reals.filter(function (r) { return r.state === "up"; }).length;
-    var health = el("span", "health" + (up === 0 ? " bad" : ""),
-      up + " of " + reals.length + " reals up" + (up === 0 ? " — NO CAPACITY" : ""));
-    head.appendChild(health);
+    var up = 0, byState = {};
+    reals.forEach(function (r) {
+      var st = String(r.state);
+      if (st === "up") up++;
+      else byState[st] = (byState[st] || 0) + 1;
+    });
+    var parts = [up + " of " + reals.length + " reals up"];
+    Object.keys(byState).sort().forEach(function (st) { parts.push(byState[st] + " " + st); });
+    if (reals.length > 0 && up === 0) parts.push("NO CAPACITY");
+    head.appendChild(el("span", "health" + (up === 0 ? " bad" : ""), parts.join(" · ")));
     card.appendChild(head);
 
     var stats = el("div", "stats");
@@ -251,9 +257,9 @@ tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
     var pout = rate(key + "/pout", v.packets_out), bout = rate(key + "/bout", v.bytes_out);
     var nf = rate(key + "/nf", v.new_flows);
     stat(stats, "Packets in", num(v.packets_in), rateStr(pin, " pps"));
-    stat(stats, "Bytes in", bytes(v.bytes_in), rateStr(bin === null ? null : bin * 8, "bit/s"), num(v.bytes_in) + " B");
+    stat(stats, "Bytes in", bytes(v.bytes_in), rateStr(bin === null ? null : bin * 8, " bit/s"), num(v.bytes_in) + " B");
     stat(stats, "Packets out", num(v.packets_out), rateStr(pout, " pps"));
-    stat(stats, "Bytes out", bytes(v.bytes_out), rateStr(bout === null ? null : bout * 8, "bit/s"), num(v.bytes_out) + " B");
+    stat(stats, "Bytes out", bytes(v.bytes_out), rateStr(bout === null ? null : bout * 8, " bit/s"), num(v.bytes_out) + " B");
     stat(stats, "Active flows", num(v.active_flows), "");
     stat(stats, "New flows", num(v.new_flows), rateStr(nf, " /s"));
     card.appendChild(stats);
