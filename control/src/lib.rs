@@ -5,4 +5,5 @@ pub mod api;
 pub mod config;
 pub mod health;
 pub mod kernel;
+pub mod page;
 pub mod snapshot;
