@@ -510,7 +510,11 @@ fn api_route(
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (method, segs.as_slice()) {
-        ("GET", [""]) => (200, "text/html; charset=utf-8", status_page()),
+        ("GET", [""]) => (
+            200,
+            control::page::CONTENT_TYPE,
+            control::page::status_page().to_vec(),
+        ),
         ("GET", ["api", "v1", "status"]) => {
             let s = st.lock().unwrap_or_else(|e| e.into_inner());
             let mut v = status_json(&s);
@@ -560,10 +564,6 @@ fn api_route(
             format!("no route {method} {path}\n").into_bytes(),
         ),
     }
-}
-
-fn status_page() -> Vec<u8> {
-    b"<!doctype html><title>ferrolb</title><p>ferrolb: see <a href=/api/v1/status>/api/v1/status</a> and <a href=/metrics>/metrics</a>.</p>".to_vec()
 }
 
 /// The workers' figures summed, for the snapshot in force.

@@ -597,6 +597,14 @@ fn metrics_parse_as_prometheus_text_and_the_api_wants_its_token() {
     assert_eq!(code.trim(), "401");
     let (ok, out) = cli(&l.lb, "status --token s3cret");
     assert!(ok, "{out}");
+    // The status page is served at / (the browser test is in control/tests).
+    let page =
+        l.lb.exec("curl -s -H 'Authorization: Bearer s3cret' http://127.0.0.1:9080/");
+    assert!(
+        page.contains("<html") && page.contains("/api/v1/status"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
     // A non-loopback API without a token is refused at load time.
     let open = config(&l.id, [1, 1, 1], false) + "\n[admin]\nlisten = \"0.0.0.0:9080\"\n";
     let f = std::env::temp_dir().join(format!("open{}.toml", l.id));

@@ -45,7 +45,7 @@ fn server(fail: Arc<AtomicBool>) -> Server {
         ("GET", "/api/v1/status") => (200, "application/json", STATUS.as_bytes().to_vec()),
         _ => (404, "text/plain", b"not found\n".to_vec()),
     });
-    Server::start("127.0.0.1:0".parse().unwrap(), h).expect("start API server")
+    Server::start("127.0.0.1:0".parse().unwrap(), None, h).expect("start API server")
 }
 
 fn target_dir() -> PathBuf {
