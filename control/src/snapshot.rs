@@ -117,6 +117,8 @@ pub fn build(
                     neigh: 0,
                 })
                 .collect(),
+            on_down: service::OnDown::Reschedule,
+            fallback: None,
         });
     }
     let vips = VipTable::build(specs, generation).map_err(|e| e.to_string())?;
