@@ -14,6 +14,16 @@
 //! scheduler → rewrite for DR / NAT / TUN) → NAT reply? → ICMP error
 //! about a flow? → drop.
 //!
+//! When reals fail: a flow whose real is `Down` is rescheduled on its next
+//! packet, or kept under [`OnDown::Keep`](service::OnDown) (`Disabled`
+//! always reschedules, `Drain` always keeps: [`Service::keeps_flow`](service::Service::keeps_flow)).
+//! A new flow no real can take goes to the service's fallback (sorry
+//! server, the target after its reals, routed and counted like one);
+//! without one it is refused in place, so the client learns at once
+//! instead of retrying into silence: TCP gets a RST from `VIP:vport`, UDP
+//! an ICMP(v6) port unreachable from the VIP quoting the datagram
+//! ([`Outcome::Answered`], counted in [`ServiceCounters::rejected`]).
+//!
 //! * [`frag`]: later fragments of a datagram go where its first went.
 //! * [`icmp`]: ICMP errors about tracked flows (PMTU discovery) reach the
 //!   flow's real, or its client, translated like the flow.
