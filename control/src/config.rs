@@ -8,6 +8,16 @@
 //! A configuration that loads is internally consistent; nothing later has to
 //! re-check it.
 //!
+//! Keys added to the contract of shared/DESIGN.md, per `[[vip]]`:
+//!
+//! ```toml
+//! on_down = "reschedule"      # reschedule | keep: flows of a real that goes down
+//!   [vip.fallback]            # optional "sorry server": new flows when no real can
+//!   address = "192.0.2.30"    # checked like a real: family, reachability
+//!   port = 8080               # nat only; dr and tun keep the VIP's port
+//!   mac = "02:00:00:00:00:30" # optional static neighbour
+//! ```
+//!
 //! Parsing is in two steps: serde reads the file into raw structs whose
 //! leaves are strings and integers (so one bad address does not hide the
 //! next), then [`validate`] turns them into the typed [`Config`].
@@ -264,6 +274,30 @@ pub struct RealConf {
     pub mac: Option<[u8; 6]>,
 }
 
+/// `[[vip]] on_down`: what a real that fails its health checks does with
+/// its established flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDown {
+    /// `"reschedule"` (default): each flow moves to another real on its
+    /// next packet.
+    #[default]
+    Reschedule,
+    /// `"keep"`: the flows stay until they end; only new flows avoid it.
+    Keep,
+}
+
+/// `[vip.fallback]`: a "sorry server" that takes new flows only when no
+/// real can. Not scheduled, not health-checked (always up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackConf {
+    /// Its address.
+    pub address: IpAddr,
+    /// Its port (NAT); equal to the VIP's port in DR and TUN.
+    pub port: u16,
+    /// Static neighbour entry.
+    pub mac: Option<[u8; 6]>,
+}
+
 /// `[[vip]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VipConf {
@@ -287,6 +321,27 @@ pub struct VipConf {
     pub health: Option<Health>,
     /// Real servers.
     pub reals: Vec<RealConf>,
+    /// What a real that goes down does with its established flows.
+    pub on_down: OnDown,
+    /// The server for new flows when no real is eligible.
+    pub fallback: Option<FallbackConf>,
+}
+
+impl Config {
+    /// Every static neighbour entry: `mac` of each real and fallback.
+    pub fn static_macs(&self) -> Vec<(IpAddr, [u8; 6])> {
+        let mut out = Vec::new();
+        for v in &self.vips {
+            let reals = v.reals.iter().map(|r| (r.address, r.mac));
+            let fallback = v.fallback.iter().map(|f| (f.address, f.mac));
+            for (a, m) in reals.chain(fallback) {
+                if let Some(m) = m {
+                    out.push((a, m));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `[ha]`.
@@ -368,6 +423,15 @@ struct RawVip {
     health: Option<RawHealth>,
     #[serde(default)]
     real: Vec<RawReal>,
+    on_down: Option<String>,
+    fallback: Option<RawFallback>,
+}
+
+#[derive(Deserialize)]
+struct RawFallback {
+    address: Option<String>,
+    port: Option<i64>,
+    mac: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1010,67 +1074,27 @@ fn validate_vip(
     if rv.real.is_empty() {
         errs.at(&p.key("real"), "a VIP needs at least one [[vip.real]]");
     }
+    let vip_side = VipSide {
+        address,
+        port,
+        mode,
+        ports,
+    };
     for (j, rr) in rv.real.iter().enumerate() {
         let rp = p.key("real").idx(j);
-        let Some(addr) = required(errs, &rp.key("address"), &rr.address)
-            .and_then(|a| ip(errs, &rp.key("address"), a))
+        let Some((addr, rport, mac)) =
+            validate_server(errs, &rp, &vip_side, "real", &rr.address, rr.port, &rr.mac)
         else {
             continue;
         };
-        if let Some(v) = address {
-            if v.is_ipv4() != addr.is_ipv4() && mode != Mode::Nat {
-                errs.at(
-                    &rp.key("address"),
-                    format!("{addr} and the VIP {v} are of different address families"),
-                );
-            }
-        }
-        let rport: u16 = match rr.port {
-            Some(v) => int_in(errs, &rp.key("port"), v, 0, 65535).unwrap_or(port),
-            None => port,
-        };
-        if mode != Mode::Nat && rport != port {
-            errs.at(
-                &rp.key("port"),
-                format!("{rport} differs from the VIP's port {port}: {mode:?} mode cannot translate ports (use mode = \"nat\")"),
-            );
-        }
-        if mode == Mode::Nat && port == 0 && rport != 0 {
-            errs.at(
-                &rp.key("port"),
-                "a VIP on every port (port = 0) keeps the client's port: leave the real's port out",
-            );
-        }
         let weight: u32 = match rr.weight {
             Some(w) => int_in(errs, &rp.key("weight"), w, 0, 65535).unwrap_or(1),
             None => 1,
         };
-        let mac = rr.mac.as_deref().and_then(|m| match parse_mac(m) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                errs.at(&rp.key("mac"), e);
-                None
-            }
-        });
         if !seen.insert((addr, rport)) {
             errs.at(
                 &rp.key("address"),
                 format!("real {addr} port {rport} is listed twice"),
-            );
-        }
-        // DR needs the real on a connected segment; NAT and TUN may route.
-        let connected = ports
-            .iter()
-            .any(|pc| pc.addresses.iter().any(|c| c.contains(addr)));
-        let has_gw = ports
-            .iter()
-            .any(|pc| pc.gateway.is_some_and(|g| g.is_ipv4() == addr.is_ipv4()));
-        if mode == Mode::Dr && !connected {
-            errs.at(&rp.key("address"), format!("{addr} is not inside any port's prefix: direct routing needs the real on a connected segment"));
-        } else if !connected && !has_gw {
-            errs.at(
-                &rp.key("address"),
-                format!("{addr} is not inside any port's prefix and no port has a gateway for it"),
             );
         }
         reals.push(RealConf {
@@ -1080,6 +1104,40 @@ fn validate_vip(
             mac,
         });
     }
+    let on_down = match rv.on_down.as_deref() {
+        None | Some("reschedule") => OnDown::Reschedule,
+        Some("keep") => OnDown::Keep,
+        Some(o) => {
+            errs.at(
+                &p.key("on_down"),
+                format!("{o:?} is not an on_down action (reschedule or keep)"),
+            );
+            OnDown::Reschedule
+        }
+    };
+    let fallback = rv.fallback.as_ref().and_then(|rf| {
+        let fp = p.key("fallback");
+        let (addr, fport, mac) = validate_server(
+            errs,
+            &fp,
+            &vip_side,
+            "fallback",
+            &rf.address,
+            rf.port,
+            &rf.mac,
+        )?;
+        if seen.contains(&(addr, fport)) {
+            errs.at(
+                &fp.key("address"),
+                format!("{addr} port {fport} is also a real: a fallback serves when no real can"),
+            );
+        }
+        Some(FallbackConf {
+            address: addr,
+            port: fport,
+            mac,
+        })
+    });
     if errs.list.len() != before {
         return None;
     }
@@ -1094,7 +1152,84 @@ fn validate_vip(
         persistence,
         health,
         reals,
+        on_down,
+        fallback,
     })
+}
+
+/// What the checks of a server (real or fallback) need of its VIP.
+struct VipSide<'a> {
+    address: Option<IpAddr>,
+    port: u16,
+    mode: Mode,
+    ports: &'a [PortConf],
+}
+
+/// The address, port and MAC of a real or fallback (`what`) at `p`, checked
+/// against its VIP: address family, port translation (NAT only), and a
+/// port that reaches it (DR: a connected prefix; NAT, TUN: or a gateway).
+/// `None` when the address is missing or malformed (reported).
+fn validate_server(
+    errs: &mut Errors<'_>,
+    p: &KeyPath,
+    vip: &VipSide<'_>,
+    what: &str,
+    address: &Option<String>,
+    port: Option<i64>,
+    mac: &Option<String>,
+) -> Option<(IpAddr, u16, Option<[u8; 6]>)> {
+    let (mode, vport) = (vip.mode, vip.port);
+    let addr =
+        required(errs, &p.key("address"), address).and_then(|a| ip(errs, &p.key("address"), a))?;
+    if let Some(v) = vip.address {
+        if v.is_ipv4() != addr.is_ipv4() && mode != Mode::Nat {
+            errs.at(
+                &p.key("address"),
+                format!("{addr} and the VIP {v} are of different address families"),
+            );
+        }
+    }
+    let rport: u16 = match port {
+        Some(v) => int_in(errs, &p.key("port"), v, 0, 65535).unwrap_or(vport),
+        None => vport,
+    };
+    if mode != Mode::Nat && rport != vport {
+        errs.at(
+            &p.key("port"),
+            format!("{rport} differs from the VIP's port {vport}: {mode:?} mode cannot translate ports (use mode = \"nat\")"),
+        );
+    }
+    if mode == Mode::Nat && vport == 0 && rport != 0 {
+        errs.at(
+            &p.key("port"),
+            format!("a VIP on every port (port = 0) keeps the client's port: leave the {what}'s port out"),
+        );
+    }
+    let mac = mac.as_deref().and_then(|m| match parse_mac(m) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            errs.at(&p.key("mac"), e);
+            None
+        }
+    });
+    // DR needs the server on a connected segment; NAT and TUN may route.
+    let connected = vip
+        .ports
+        .iter()
+        .any(|pc| pc.addresses.iter().any(|c| c.contains(addr)));
+    let has_gw = vip
+        .ports
+        .iter()
+        .any(|pc| pc.gateway.is_some_and(|g| g.is_ipv4() == addr.is_ipv4()));
+    if mode == Mode::Dr && !connected {
+        errs.at(&p.key("address"), format!("{addr} is not inside any port's prefix: direct routing needs the {what} on a connected segment"));
+    } else if !connected && !has_gw {
+        errs.at(
+            &p.key("address"),
+            format!("{addr} is not inside any port's prefix and no port has a gateway for it"),
+        );
+    }
+    Some((addr, rport, mac))
 }
 
 fn validate_health(errs: &mut Errors<'_>, p: &KeyPath, h: &RawHealth) -> Option<Health> {

@@ -2,6 +2,12 @@
 //! validated configuration, the ports' MACs and the real servers' current
 //! states (health checks and admin actions).
 //!
+//! A VIP's `[vip.fallback]` becomes its service's fallback, the target
+//! after its reals (see `forwarder::service`): the snapshot precomputes its
+//! route like a real's, so [`Snapshot::next_hops`] keeps it resolved. It is
+//! not health-checked and always `Up`; `state_of` is asked about reals
+//! only.
+//!
 //! Service ids are derived from (VIP address, protocol, port), so a reload
 //! that keeps a VIP keeps its id, and the workers' connection tables, which
 //! key flows by service id, keep every established flow.
@@ -117,6 +123,18 @@ pub fn build(
                     neigh: 0,
                 })
                 .collect(),
+            on_down: match v.on_down {
+                config::OnDown::Reschedule => service::OnDown::Reschedule,
+                config::OnDown::Keep => service::OnDown::Keep,
+            },
+            // Not health-checked: always up (weight unused, never scheduled).
+            fallback: v.fallback.as_ref().map(|f| Real {
+                addr: f.address,
+                port: f.port,
+                weight: 1,
+                state: RealState::Up,
+                neigh: 0,
+            }),
         });
     }
     let vips = VipTable::build(specs, generation).map_err(|e| e.to_string())?;
@@ -155,6 +173,18 @@ address = "2001:db8::100"
 port = 80
   [[vip.real]]
   address = "2001:db8::21"
+[[vip]]
+name = "sorry"
+address = "192.0.2.101"
+port = 443
+mode = "nat"
+on_down = "keep"
+  [vip.fallback]
+  address = "198.51.100.80"
+  port = 8443
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 8443
 "#;
 
     #[test]
@@ -171,7 +201,7 @@ port = 80
         .unwrap();
         assert_eq!(s.generation, 7);
         assert_eq!(s.ports[0].mac, mac);
-        assert_eq!(s.ports[0].vips.len(), 2);
+        assert_eq!(s.ports[0].vips.len(), 3);
         assert_eq!(s.ports[0].gateway_v4, Some("192.0.2.1".parse().unwrap()));
         let web = s
             .vips
@@ -192,7 +222,31 @@ port = 80
             web.id(),
             service_id("192.0.2.100".parse().unwrap(), config::Protocol::Tcp, 80)
         );
-        // Routes to reals are precomputed.
-        assert_eq!(s.next_hops().len(), 4, "gateway + three reals");
+        assert_eq!(web.on_down(), service::OnDown::Reschedule);
+        assert_eq!(web.fallback_idx(), None);
+        // on_down and the fallback, which is always up.
+        let sorry = s
+            .vips
+            .lookup("192.0.2.101".parse().unwrap(), service::Proto::Tcp, 443)
+            .unwrap();
+        assert_eq!(sorry.on_down(), service::OnDown::Keep);
+        let f = sorry.target(sorry.fallback_idx().unwrap()).unwrap();
+        assert_eq!(
+            (f.addr, f.port, f.state),
+            ("198.51.100.80".parse().unwrap(), 8443, RealState::Up)
+        );
+        assert_eq!(sorry.reals().len(), 1, "not a real");
+        // Routes to reals and fallbacks are precomputed (the fallback
+        // through the gateway).
+        let hops = s.next_hops();
+        assert_eq!(hops.len(), 4, "gateway + three reals: {hops:?}");
+        let si = s
+            .vips
+            .lookup_idx("192.0.2.101".parse().unwrap(), service::Proto::Tcp, 443)
+            .unwrap();
+        let r = s
+            .real_route(si.0 as usize, sorry.fallback_idx().unwrap())
+            .unwrap();
+        assert_eq!(r.next_hop, "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 }

@@ -32,7 +32,9 @@ use forwarder::neigh::NeighTable;
 use forwarder::packet::builder::{self, FrameSpec};
 use forwarder::packet::{MacAddr, TcpFlags};
 use forwarder::pipeline::{Ctx, NeighRequests, Outcome, PortInfo, Snapshot, Tables};
-use forwarder::service::{Mode, Proto, Real, RealState, SchedulerKind, ServiceSpec, VipTable};
+use forwarder::service::{
+    Mode, OnDown, Proto, Real, RealState, SchedulerKind, ServiceSpec, VipTable,
+};
 
 const LB: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 2]);
 const GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -70,6 +72,8 @@ fn snapshot(mode: Mode) -> Snapshot {
         scheduler: SchedulerKind::Maglev,
         persistence: None,
         reals,
+        on_down: OnDown::Reschedule,
+        fallback: None,
     };
     Snapshot::new(1, vec![port], VipTable::build(vec![spec], 1).unwrap())
 }

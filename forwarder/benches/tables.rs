@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use forwarder::conntrack::{ConnTable, FlowKey, FlowValue, Nat, State, L4};
 use forwarder::service::{
-    Backend, Maglev, Mode, PersistTable, Persistence, Proto, Real, RealIdx, RealState, SchedState,
-    SchedulerKind, Service, ServiceSpec,
+    Backend, Maglev, Mode, OnDown, PersistTable, Persistence, Proto, Real, RealIdx, RealState,
+    SchedState, SchedulerKind, Service, ServiceSpec,
 };
 
 fn key(i: u32) -> FlowKey {
@@ -162,6 +162,8 @@ fn service(kind: SchedulerKind, n: u16, persistence: Option<Persistence>) -> Ser
         scheduler: kind,
         persistence,
         reals: reals(n),
+        on_down: OnDown::Reschedule,
+        fallback: None,
     })
     .unwrap()
 }

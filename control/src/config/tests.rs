@@ -194,6 +194,42 @@ fn broken_configs_name_every_problem_with_line_and_key() {
         ),
         ("VIP without reals", vip(""), vec![(0, "vip[0].real", "at least one")]),
         ("bad MAC", vip("[[vip.real]]\naddress = \"192.0.2.21\"\nmac = \"02:00\"\n"), vec![(16, "vip[0].real[0].mac", "MAC")]),
+        ("unknown on_down", vip("on_down = \"drop\"\n[[vip.real]]\naddress = \"192.0.2.21\"\n"), vec![(14, "vip[0].on_down", "not an on_down action (reschedule or keep)")]),
+        (
+            "DR fallback of the other family, on no port",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[vip.fallback]\naddress = \"2001:db8::25\"\n"),
+            vec![(17, "vip[0].fallback.address", "different address families"), (17, "vip[0].fallback.address", "direct routing needs the fallback on a connected segment")],
+        ),
+        (
+            "DR fallback with port translation",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[vip.fallback]\naddress = \"192.0.2.25\"\nport = 8080\n"),
+            vec![(18, "vip[0].fallback.port", "cannot translate")],
+        ),
+        (
+            "NAT fallback no port reaches",
+            vip("mode = \"nat\"\n[[vip.real]]\naddress = \"192.0.2.21\"\nport = 8080\n[vip.fallback]\naddress = \"203.0.113.5\"\nport = 8080\n"),
+            vec![(19, "vip[0].fallback.address", "no port has a gateway")],
+        ),
+        (
+            "NAT fallback with a port on a VIP of every port",
+            vip("mode = \"nat\"\n[[vip.real]]\naddress = \"192.0.2.21\"\n[vip.fallback]\naddress = \"192.0.2.25\"\nport = 8080\n").replace("port = 80\n", "port = 0\n"),
+            vec![(19, "vip[0].fallback.port", "leave the fallback's port out")],
+        ),
+        (
+            "a fallback that is also a real",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[vip.fallback]\naddress = \"192.0.2.21\"\n"),
+            vec![(17, "vip[0].fallback.address", "is also a real")],
+        ),
+        (
+            "fallback without address, with a bad MAC and a weight",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[vip.fallback]\nmac = \"zz\"\nweight = 2\n"),
+            vec![(16, "vip[0].fallback.address", "is required"), (18, "vip[0].fallback.weight", "unknown key")],
+        ),
+        (
+            "fallback with a bad MAC",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[vip.fallback]\naddress = \"192.0.2.25\"\nmac = \"zz\"\n"),
+            vec![(18, "vip[0].fallback.mac", "MAC")],
+        ),
     ];
     for (desc, text, want) in cases {
         let errs = match parse("bad.toml", &text) {
@@ -212,6 +248,47 @@ fn broken_configs_name_every_problem_with_line_and_key() {
             assert!(shown.starts_with("bad.toml"), "{shown}");
         }
     }
+}
+
+#[test]
+fn on_down_and_fallback_load_with_defaults() {
+    let c = parse(
+        "f.toml",
+        &vip(concat!(
+            "mode = \"nat\"\non_down = \"keep\"\n",
+            "[vip.fallback]\naddress = \"192.0.2.25\"\nport = 8081\nmac = \"02:00:00:00:00:25\"\n",
+            "[[vip.real]]\naddress = \"192.0.2.21\"\nport = 8080\nmac = \"02:00:00:00:00:21\"\n",
+            "[[vip]]\nname = \"dns\"\naddress = \"192.0.2.101\"\nprotocol = \"udp\"\nport = 53\n",
+            "[vip.fallback]\naddress = \"192.0.2.26\"\n",
+            "[[vip.real]]\naddress = \"192.0.2.21\"\n",
+        )),
+    )
+    .unwrap();
+    let (web, dns) = (&c.vips[0], &c.vips[1]);
+    assert_eq!(web.on_down, OnDown::Keep);
+    assert_eq!(
+        web.fallback,
+        Some(FallbackConf {
+            address: "192.0.2.25".parse().unwrap(),
+            port: 8081,
+            mac: Some([2, 0, 0, 0, 0, 0x25]),
+        })
+    );
+    assert_eq!(dns.on_down, OnDown::Reschedule, "the default");
+    let f = dns.fallback.as_ref().unwrap();
+    assert_eq!((f.port, f.mac), (53, None), "DR keeps the VIP's port");
+    assert_eq!(
+        c.static_macs(),
+        vec![
+            ("192.0.2.21".parse().unwrap(), [2, 0, 0, 0, 0, 0x21]),
+            ("192.0.2.25".parse().unwrap(), [2, 0, 0, 0, 0, 0x25]),
+        ]
+    );
+    let plain = parse("p.toml", &vip("[[vip.real]]\naddress = \"192.0.2.21\"\n")).unwrap();
+    assert_eq!(
+        (plain.vips[0].on_down, &plain.vips[0].fallback),
+        (OnDown::Reschedule, &None)
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ use crate::service::{Proto, RealIdx, SchedState, Service};
 /// source NAT: the client is the real, or the real reaches the client
 /// directly (both on a connected prefix of the port facing the real).
 pub(super) fn needs_snat(snap: &Snapshot, si: usize, r: RealIdx, client: IpAddr) -> bool {
-    let Some(rs) = snap.vips.services()[si].reals().get(r.get()) else {
+    let Some(rs) = snap.vips.services()[si].target(r) else {
         return false;
     };
     if rs.addr == client {

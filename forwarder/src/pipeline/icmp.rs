@@ -38,7 +38,7 @@ use crate::conntrack::{FlowKey, Lookup, Nat, ReplyKey, L4};
 use crate::packet::ipv4::Ipv4Packet;
 use crate::packet::ipv6::Ipv6Packet;
 use crate::packet::{icmp, icmpv6, ip_proto};
-use crate::service::{Mode, Proto, RealState};
+use crate::service::{Mode, Proto};
 
 /// An ICMP error and the flow tuple it quotes.
 #[derive(Debug, Clone, Copy)]
@@ -213,8 +213,8 @@ impl Tables {
             Lookup::Miss => return no_flow,
         };
         let Some(real) = svc
-            .resolve_real(e.real_hint(), e.real(), e.real_port())
-            .filter(|r| matches!(svc.reals()[r.get()].state, RealState::Up | RealState::Drain))
+            .resolve_target(e.real_hint(), e.real(), e.real_port())
+            .filter(|r| svc.keeps_flow(*r))
         else {
             return no_flow;
         };

@@ -14,6 +14,16 @@
 //! scheduler → rewrite for DR / NAT / TUN) → NAT reply? → ICMP error
 //! about a flow? → drop.
 //!
+//! When reals fail: a flow whose real is `Down` is rescheduled on its next
+//! packet, or kept under [`OnDown::Keep`](service::OnDown) (`Disabled`
+//! always reschedules, `Drain` always keeps: [`Service::keeps_flow`](service::Service::keeps_flow)).
+//! A new flow no real can take goes to the service's fallback (sorry
+//! server, the target after its reals, routed and counted like one);
+//! without one it is refused in place, so the client learns at once
+//! instead of retrying into silence: TCP gets a RST from `VIP:vport`, UDP
+//! an ICMP(v6) port unreachable from the VIP quoting the datagram
+//! ([`Outcome::Answered`], counted in [`ServiceCounters::rejected`]).
+//!
 //! * [`frag`]: later fragments of a datagram go where its first went.
 //! * [`icmp`]: ICMP errors about tracked flows (PMTU discovery) reach the
 //!   flow's real, or its client, translated like the flow.
@@ -43,7 +53,7 @@ use crate::packet::ethernet::{EtherType, EthernetFrame};
 use crate::packet::ipv4::Ipv4Packet;
 use crate::packet::ipv6::Ipv6Packet;
 use crate::packet::{ip_proto, MacAddr};
-use crate::service::{self, Mode, PersistTable, Proto, RealIdx, RealState, SchedState, VipTable};
+use crate::service::{self, Mode, PersistTable, Proto, RealIdx, SchedState, VipTable};
 
 use frag::{Frag, FragFwd, FragKey, FragTable, FragValue};
 pub use local::handle_local_arp;
@@ -71,7 +81,8 @@ pub enum DropReason {
     TxFull,
     /// An mbuf chain (frames over one buffer are not supported).
     MultiSegment,
-    /// A VIP with no real able to take a new flow.
+    /// A VIP with no real able to take a new flow, where no refusal could
+    /// be sent (a TCP RST, or an ICMP error about an ICMP error...).
     NoReal,
     /// The connection table could not make room.
     ConnTableFull,
@@ -242,7 +253,8 @@ pub struct Snapshot {
     pub ports: Vec<PortInfo>,
     /// Services.
     pub vips: VipTable,
-    /// Route to every real, per service index and real index.
+    /// Route to every target (the reals, then the fallback), per service
+    /// index and real index.
     real_routes: Vec<Vec<Option<Route>>>,
 }
 
@@ -259,7 +271,7 @@ impl Snapshot {
             .vips
             .services()
             .iter()
-            .map(|svc| svc.reals().iter().map(|r| s.route(r.addr)).collect())
+            .map(|svc| svc.targets().iter().map(|r| s.route(r.addr)).collect())
             .collect();
         s
     }
@@ -294,7 +306,8 @@ impl Snapshot {
         None
     }
 
-    /// The precomputed route to real `r` of service index `s`.
+    /// The precomputed route to target `r` (a real or the fallback) of
+    /// service index `s`.
     #[inline]
     pub fn real_route(&self, s: usize, r: RealIdx) -> Option<Route> {
         self.real_routes
@@ -367,7 +380,11 @@ pub struct ServiceCounters {
     pub bytes_out: u64,
     /// New flows.
     pub new_flows: u64,
-    /// Per real (same index as the service's reals): packets, bytes, new flows.
+    /// New flows refused because no real (nor fallback) could take them:
+    /// answered with a TCP RST or an ICMP port unreachable.
+    pub rejected: u64,
+    /// Per target (same index as the service's [`targets`](service::Service::targets):
+    /// the reals, then the fallback): packets, bytes, new flows.
     pub reals: Vec<[u64; 3]>,
 }
 
@@ -386,6 +403,7 @@ impl Clone for ServiceCounters {
         self.packets_out = o.packets_out;
         self.bytes_out = o.bytes_out;
         self.new_flows = o.new_flows;
+        self.rejected = o.rejected;
         self.reals.clone_from(&o.reals);
     }
 }
@@ -449,7 +467,7 @@ impl Tables {
                 .services()
                 .iter()
                 .map(|s| ServiceCounters {
-                    reals: vec![[0; 3]; s.reals().len()],
+                    reals: vec![[0; 3]; s.targets().len()],
                     ..Default::default()
                 })
                 .collect(),
@@ -489,20 +507,20 @@ impl Tables {
                     active.push(svc.remap_counts(o, &self.active[oi]));
                     let oc = &self.counters[oi];
                     let mut c = ServiceCounters {
-                        reals: vec![[0; 3]; svc.reals().len()],
+                        reals: vec![[0; 3]; svc.targets().len()],
                         ..oc.clone()
                     };
-                    for (ri, r) in o.reals().iter().enumerate() {
-                        if let Some(nj) = svc.resolve_real(RealIdx(ri as u16), r.addr, r.port) {
+                    for (ri, r) in o.targets().iter().enumerate() {
+                        if let Some(nj) = svc.resolve_target(RealIdx(ri as u16), r.addr, r.port) {
                             c.reals[nj.get()] = oc.reals[ri];
                         }
                     }
                     counters.push(c);
                 }
                 None => {
-                    active.push(vec![0; svc.reals().len()]);
+                    active.push(vec![0; svc.targets().len()]);
                     counters.push(ServiceCounters {
-                        reals: vec![[0; 3]; svc.reals().len()],
+                        reals: vec![[0; 3]; svc.targets().len()],
                         ..Default::default()
                     });
                 }
@@ -515,9 +533,9 @@ impl Tables {
         let (olds, news) = (old.vips.services(), new.vips.services());
         self.frags.remap(|v| {
             let o = olds.get(v.si as usize)?;
-            let r = o.reals().get(v.real.get())?;
+            let r = o.targets().get(v.real.get())?;
             let ni = news.iter().position(|s| s.id() == o.id())?;
-            let nr = news[ni].resolve_real(v.real, r.addr, r.port)?;
+            let nr = news[ni].resolve_target(v.real, r.addr, r.port)?;
             Some(FragValue {
                 si: ni as u32,
                 real: nr,
@@ -748,13 +766,8 @@ impl Tables {
         match self.conn.lookup(now, &key, h) {
             Lookup::Hit(id) => {
                 let e = *self.conn.entry(id);
-                match svc.resolve_real(e.real_hint(), e.real(), e.real_port()) {
-                    Some(r)
-                        if matches!(
-                            svc.reals()[r.get()].state,
-                            RealState::Up | RealState::Drain
-                        ) =>
-                    {
+                match svc.resolve_target(e.real_hint(), e.real(), e.real_port()) {
+                    Some(r) if svc.keeps_flow(r) => {
                         if r != e.real_hint() {
                             self.conn.set_real_hint(id, r);
                         }
@@ -765,8 +778,9 @@ impl Tables {
                         };
                         bound = Some((r, snat));
                     }
-                    // The real went down, was disabled or removed: the flow
-                    // is rescheduled on this packet.
+                    // The real went down (under OnDown::Reschedule), was
+                    // disabled or removed: the flow is rescheduled on this
+                    // packet.
                     _ => {
                         if let Some(fr) = self.conn.remove(id) {
                             release(snap, &mut self.active, &mut self.snat, &fr);
@@ -781,21 +795,33 @@ impl Tables {
             Some(b) => b,
             None => {
                 let fh = service::hash::flow_hash(ip.src, sport, ip.dst, dport, ip.proto);
-                let Some(mut r) = svc.select(
+                let picked = svc.select(
                     now,
                     fh,
                     ip.src,
                     &mut self.sched[si],
                     &self.active[si],
                     &mut self.persist,
-                ) else {
-                    return Outcome::Dropped(DropReason::NoReal);
+                );
+                // No eligible real: the fallback, else a refusal.
+                let (mut r, scheduled) = match picked {
+                    Some(r) => (r, true),
+                    None => match svc.usable_fallback() {
+                        Some(f) => (f, false),
+                        None => {
+                            let o = local::reject(buf, ip, in_port.mac);
+                            if o == Outcome::Answered {
+                                self.counters[si].rejected += 1;
+                            }
+                            return o;
+                        }
+                    },
                 };
                 let mode = svc.mode();
                 // Hairpin. DR / TUN: a real is not sent its own flow while
                 // another can take it. NAT: a flow whose replies would
                 // bypass the balancer is source-NATed.
-                if mode != Mode::Nat && svc.reals()[r.get()].addr == ip.src {
+                if scheduled && mode != Mode::Nat && svc.reals()[r.get()].addr == ip.src {
                     if let Some(o) =
                         hairpin::pick_other(svc, &mut self.sched[si], &self.active[si], fh, ip.src)
                     {
@@ -810,7 +836,9 @@ impl Tables {
                 } else {
                     None
                 };
-                let rs = &svc.reals()[r.get()];
+                let Some(rs) = svc.target(r) else {
+                    return Outcome::Dropped(DropReason::NoReal);
+                };
                 let nat = match (mode, snat) {
                     (Mode::Nat, Some(p)) => Nat::Snat(p),
                     (Mode::Nat, None) => Nat::Nat,
@@ -891,7 +919,7 @@ impl Tables {
     ) -> Outcome {
         let snap = ctx.snap;
         let svc = &snap.vips.services()[si];
-        let Some(rs) = svc.reals().get(real.get()) else {
+        let Some(rs) = svc.target(real) else {
             return Outcome::Dropped(DropReason::NoReal);
         };
         let len = buf.len() as u64;
@@ -958,7 +986,7 @@ fn release(snap: &Snapshot, active: &mut [Vec<u32>], snat: &mut SnatPorts, f: &c
         .position(|s| s.id() == f.key.service)
     {
         let svc = &snap.vips.services()[si];
-        if let Some(r) = svc.resolve_real(f.real_hint, f.real, f.real_port) {
+        if let Some(r) = svc.resolve_target(f.real_hint, f.real, f.real_port) {
             if let Some(a) = active.get_mut(si).and_then(|v| v.get_mut(r.get())) {
                 *a = a.saturating_sub(1);
             }

@@ -10,8 +10,9 @@ use crate::buffer::TestBuffer;
 use crate::packet::builder::{self, FrameSpec};
 use crate::packet::tcp::TcpFlags as WireFlags;
 use crate::packet::{EtherType, Icmpv4Packet, Icmpv6Packet};
-use crate::service::{Persistence, Real, SchedulerKind, ServiceSpec};
+use crate::service::{OnDown, Persistence, Real, RealState, SchedulerKind, ServiceSpec};
 
+mod down;
 mod flows;
 mod props;
 
@@ -71,6 +72,8 @@ fn svc(id: u32, vip: &str, proto: Proto, port: u16, mode: Mode, reals: Vec<Real>
         scheduler: SchedulerKind::Maglev,
         persistence: None,
         reals,
+        on_down: OnDown::Reschedule,
+        fallback: None,
     }
 }
 
@@ -389,7 +392,7 @@ fn forwarding_table() {
             outcome: Outcome::Dropped(DropReason::TtlExceeded),
         },
         Case {
-            desc: "no eligible real: dropped and counted",
+            desc: "no eligible real: refused with a RST",
             specs: vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, {
                 let mut r = reals4(2, 80);
                 r[0].weight = 0;
@@ -397,8 +400,21 @@ fn forwarding_table() {
                 r
             })],
             input: builder::tcp4(&syn),
-            expect: Box::new(|inp| inp.to_vec()),
-            outcome: Outcome::Dropped(DropReason::NoReal),
+            // Refused with a RST (see tests/down.rs for the details).
+            expect: Box::new(|_| {
+                builder::tcp4(&FrameSpec {
+                    src_mac: LB,
+                    dst_mac: GW_MAC,
+                    tcp_flags: WireFlags::RST | WireFlags::ACK,
+                    seq: 0,
+                    ack: 1 + 1 + 5,
+                    window: 0,
+                    ident: 0,
+                    payload: Vec::new(),
+                    ..tcp4(VIP4, 80, CLIENT4, 40000, WireFlags::RST)
+                })
+            }),
+            outcome: Outcome::Answered,
         },
         Case {
             desc: "a port the VIP does not serve is not ours",

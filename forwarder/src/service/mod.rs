@@ -8,6 +8,21 @@
 //! [`SchedState`] (rr/wrr cursors), the per-real active connection counts
 //! it passes to [`Service::pick`] (lc/wlc), and its [`PersistTable`].
 //!
+//! Reals that fail: a flow whose real is `Down` is rescheduled on its next
+//! packet ([`OnDown::Reschedule`], IPVS's `expire_nodest_conn`) or keeps
+//! its real ([`OnDown::Keep`]); `Disabled` always reschedules, `Drain`
+//! always keeps ([`Service::keeps_flow`]).
+//!
+//! Fallback ("sorry server"): a service may name one extra server that
+//! takes new flows only when the scheduler finds no eligible real. It is
+//! never scheduled and is not in [`Service::reals`]; it is the *target*
+//! just past them, at [`Service::fallback_idx`] (`RealIdx(reals.len())`).
+//! Everything indexed per target (routes in the snapshot, a worker's
+//! per-real counters and active counts, connection entries) covers it:
+//! [`Service::targets`], [`Service::target`], [`Service::resolve_target`].
+//! Flows on the fallback stay there until they end, also once reals are
+//! back (a sorry page does not move mid-connection).
+//!
 //! Lookup: [`VipTable::lookup`] is an exact `(address, protocol, port)` hash
 //! lookup, then a wildcard `(address, protocol, 0)` lookup; both are O(1),
 //! independent of the number of VIPs, and do not allocate.
@@ -69,12 +84,25 @@ pub enum Mode {
 pub enum RealState {
     /// Healthy: gets new flows if its weight is positive.
     Up,
-    /// Failed health checks: no new flows; existing flows are re-picked.
+    /// Failed health checks: no new flows; existing flows are re-picked,
+    /// or kept under [`OnDown::Keep`].
     Down,
     /// Draining: no new flows, existing flows continue.
     Drain,
-    /// Administratively disabled: no new flows.
+    /// Administratively disabled: no new flows; existing flows are
+    /// re-picked.
     Disabled,
+}
+
+/// What becomes of the established flows of a real that goes `Down`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnDown {
+    /// Rescheduled on their next packet (the default).
+    #[default]
+    Reschedule,
+    /// Kept on the real until they end (the check may be wrong, or the
+    /// real may still serve what it has).
+    Keep,
 }
 
 /// Index of a real inside its [`Service`] (position in [`Service::reals`]).
@@ -155,6 +183,11 @@ pub struct ServiceSpec {
     pub persistence: Option<Persistence>,
     /// Backends (at most 65535).
     pub reals: Vec<Real>,
+    /// What a `Down` real does with its established flows.
+    pub on_down: OnDown,
+    /// A server for new flows when no real is eligible (never scheduled;
+    /// takes new flows while its own state is `Up`, weight ignored).
+    pub fallback: Option<Real>,
 }
 
 /// Why a [`VipTable`] could not be built.
@@ -189,6 +222,16 @@ pub enum ServiceError {
     /// Persistence prefix longer than the address.
     #[error("service {0}: persistence prefix out of range")]
     BadPrefix(u32),
+    /// The fallback is also one of the reals.
+    #[error("service {service}: fallback {addr} port {port} is also a real")]
+    FallbackIsReal {
+        /// Service id.
+        service: u32,
+        /// Address.
+        addr: IpAddr,
+        /// Port.
+        port: u16,
+    },
 }
 
 /// A built service: its spec, its scheduler's immutable data and, when
@@ -196,6 +239,8 @@ pub enum ServiceError {
 #[derive(Debug)]
 pub struct Service {
     spec: ServiceSpec,
+    /// The reals, then the fallback if any.
+    targets: Vec<Real>,
     scheduler: Scheduler,
     /// Built only when persistence is on and the scheduler has no Maglev
     /// table of its own.
@@ -223,13 +268,25 @@ impl Service {
                 });
             }
         }
+        if let Some(f) = &spec.fallback {
+            if seen.contains(&(f.addr, f.port)) {
+                return Err(ServiceError::FallbackIsReal {
+                    service: spec.id,
+                    addr: f.addr,
+                    port: f.port,
+                });
+            }
+        }
         let scheduler = Scheduler::build(spec.scheduler, &spec.reals);
         let persist_table = match (&spec.persistence, scheduler.maglev()) {
             (Some(_), None) => Some(Maglev::from_reals(&spec.reals)),
             _ => None,
         };
+        let mut targets = spec.reals.clone();
+        targets.extend(spec.fallback.iter().cloned());
         Ok(Self {
             spec,
+            targets,
             scheduler,
             persist_table,
         })
@@ -259,6 +316,47 @@ impl Service {
     #[inline]
     pub fn real(&self, idx: RealIdx) -> Option<&Real> {
         self.spec.reals.get(idx.get())
+    }
+    /// What a `Down` real does with its established flows.
+    #[inline]
+    pub fn on_down(&self) -> OnDown {
+        self.spec.on_down
+    }
+    /// The fallback's index among the targets (`reals().len()`), if any.
+    #[inline]
+    pub fn fallback_idx(&self) -> Option<RealIdx> {
+        self.spec
+            .fallback
+            .as_ref()
+            .map(|_| RealIdx(self.spec.reals.len() as u16))
+    }
+    /// Every server a flow may be bound to: the reals, then the fallback.
+    /// Per-real tables (routes, counters, active counts) follow this shape.
+    #[inline]
+    pub fn targets(&self) -> &[Real] {
+        &self.targets
+    }
+    /// The target (real or fallback) at `idx`, if in range.
+    #[inline]
+    pub fn target(&self, idx: RealIdx) -> Option<&Real> {
+        self.targets.get(idx.get())
+    }
+    /// The fallback for a new flow, when it may take one (state `Up`).
+    #[inline]
+    pub fn usable_fallback(&self) -> Option<RealIdx> {
+        self.fallback_idx()
+            .filter(|&f| self.targets[f.get()].state == RealState::Up)
+    }
+    /// Whether an established flow bound to target `idx` goes on there:
+    /// `Up` and `Drain` keep their flows, `Disabled` never does, `Down`
+    /// does under [`OnDown::Keep`]. `false` for an index out of range.
+    #[inline]
+    pub fn keeps_flow(&self, idx: RealIdx) -> bool {
+        match self.target(idx).map(|r| r.state) {
+            Some(RealState::Up | RealState::Drain) => true,
+            Some(RealState::Down) => self.spec.on_down == OnDown::Keep,
+            Some(RealState::Disabled) | None => false,
+        }
     }
     /// Persistence options.
     #[inline]
@@ -294,18 +392,31 @@ impl Service {
         }
     }
 
-    /// Carries a worker's per-real active connection counts over to this
-    /// (new) version of a service: each count follows its real by address
-    /// and port; new reals start at 0. Allocates: call it when adopting a
-    /// snapshot, not per packet.
+    /// [`Self::resolve_real`] over the targets: a flow's server is found
+    /// among the reals, then as the fallback.
+    pub fn resolve_target(&self, hint: RealIdx, addr: IpAddr, port: u16) -> Option<RealIdx> {
+        match self.targets.get(hint.get()) {
+            Some(r) if r.addr == addr && r.port == port => Some(hint),
+            _ => self
+                .targets
+                .iter()
+                .position(|r| r.addr == addr && r.port == port)
+                .map(|i| RealIdx(i as u16)),
+        }
+    }
+
+    /// Carries a worker's per-target active connection counts over to
+    /// this (new) version of a service: each count follows its server by
+    /// address and port; new ones start at 0. Allocates: call it when
+    /// adopting a snapshot, not per packet.
     pub fn remap_counts(&self, old: &Service, old_counts: &[u32]) -> Vec<u32> {
-        let mut counts = vec![0u32; self.spec.reals.len()];
-        for (i, r) in old.reals().iter().enumerate() {
+        let mut counts = vec![0u32; self.targets.len()];
+        for (i, r) in old.targets().iter().enumerate() {
             let c = old_counts.get(i).copied().unwrap_or(0);
             if c == 0 {
                 continue;
             }
-            if let Some(j) = self.resolve_real(RealIdx(i as u16), r.addr, r.port) {
+            if let Some(j) = self.resolve_target(RealIdx(i as u16), r.addr, r.port) {
                 counts[j.get()] += c;
             }
         }
@@ -499,11 +610,12 @@ impl VipTable {
     }
 
     /// Zeroed per-worker active connection counts (lc/wlc), one vector per
-    /// service in [`ServiceIdx`] order, one count per real.
+    /// service in [`ServiceIdx`] order, one count per target (the reals,
+    /// then the fallback).
     pub fn new_conn_counts(&self) -> Vec<Vec<u32>> {
         self.services
             .iter()
-            .map(|s| vec![0; s.reals().len()])
+            .map(|s| vec![0; s.targets().len()])
             .collect()
     }
 }
@@ -534,6 +646,8 @@ pub(crate) mod tests {
             scheduler: sched,
             persistence: None,
             reals: (1..=4).map(|i| real(i, 1, RealState::Up)).collect(),
+            on_down: OnDown::Reschedule,
+            fallback: None,
         }
     }
 
@@ -681,6 +795,60 @@ pub(crate) mod tests {
             vec![40, 30, 10, 0]
         );
         assert_eq!(new.remap_counts(&old, &[]), vec![0; 4]);
+    }
+
+    #[test]
+    fn the_fallback_is_the_target_after_the_reals() {
+        let mut s = spec(1, v4(1), 80, SchedulerKind::Wlc);
+        assert_eq!(Service::build(s.clone()).unwrap().fallback_idx(), None);
+        s.fallback = Some(real(9, 1, RealState::Up));
+        let svc = Service::build(s.clone()).unwrap();
+        let f = svc.fallback_idx().unwrap();
+        assert_eq!(f, RealIdx(4));
+        assert_eq!(svc.reals().len(), 4, "never scheduled");
+        assert_eq!(svc.targets().len(), 5);
+        assert_eq!(svc.target(f).unwrap().addr, real(9, 1, RealState::Up).addr);
+        assert_eq!(svc.usable_fallback(), Some(f));
+        let fb = real(9, 1, RealState::Up);
+        assert_eq!(svc.resolve_target(RealIdx(0), fb.addr, fb.port), Some(f));
+        assert_eq!(svc.resolve_real(RealIdx(0), fb.addr, fb.port), None);
+        // Counts follow the fallback across versions too.
+        s.reals.remove(0);
+        let new = Service::build(s.clone()).unwrap();
+        assert_eq!(new.remap_counts(&svc, &[1, 2, 3, 4, 5]), vec![2, 3, 4, 5]);
+        // A fallback that is down takes nothing; one that is a real is refused.
+        s.fallback = Some(real(9, 1, RealState::Down));
+        assert_eq!(Service::build(s.clone()).unwrap().usable_fallback(), None);
+        s.fallback = Some(s.reals[0].clone());
+        assert!(matches!(
+            Service::build(s),
+            Err(ServiceError::FallbackIsReal { service: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn which_states_keep_their_flows() {
+        let states = [
+            RealState::Up,
+            RealState::Drain,
+            RealState::Down,
+            RealState::Disabled,
+        ];
+        // (on_down, keeps for Up, Drain, Down, Disabled)
+        for (on_down, want) in [
+            (OnDown::Reschedule, [true, true, false, false]),
+            (OnDown::Keep, [true, true, true, false]),
+        ] {
+            let mut s = spec(1, v4(1), 80, SchedulerKind::Rr);
+            s.on_down = on_down;
+            for (r, st) in s.reals.iter_mut().zip(states) {
+                r.state = st;
+            }
+            let svc = Service::build(s).unwrap();
+            let got: Vec<bool> = (0..4).map(|i| svc.keeps_flow(RealIdx(i))).collect();
+            assert_eq!(got, want, "{on_down:?}");
+            assert!(!svc.keeps_flow(RealIdx(4)), "out of range");
+        }
     }
 
     #[test]
