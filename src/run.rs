@@ -43,10 +43,9 @@ pub fn spec(cfg: &Config) -> DataplaneSpec {
 }
 
 fn static_neigh(cfg: &Config) -> Vec<(IpAddr, MacAddr)> {
-    cfg.vips
-        .iter()
-        .flat_map(|v| v.reals.iter())
-        .filter_map(|r| r.mac.map(|m| (r.address, MacAddr(m))))
+    cfg.static_macs()
+        .into_iter()
+        .map(|(ip, m)| (ip, MacAddr(m)))
         .collect()
 }
 
@@ -568,8 +567,8 @@ fn api_route(
 
 /// The workers' figures summed, for the snapshot in force.
 struct Totals {
-    /// Per service: packets in, bytes in, packets out, bytes out, new flows.
-    services: Vec<[u64; 5]>,
+    /// Per service: packets in, bytes in, packets out, bytes out, new flows, rejected.
+    services: Vec<[u64; 6]>,
     /// Per service and real: packets, bytes, new flows, active flows.
     reals: Vec<Vec<[u64; 4]>>,
     drops: [u64; DropReason::COUNT],
@@ -579,7 +578,7 @@ struct Totals {
 fn totals(s: &State) -> Totals {
     let services = s.snap.vips.services();
     let mut t = Totals {
-        services: vec![[0u64; 5]; services.len()],
+        services: vec![[0u64; 6]; services.len()],
         reals: services
             .iter()
             .map(|sv| vec![[0; 4]; sv.reals().len()])
@@ -603,6 +602,7 @@ fn totals(s: &State) -> Totals {
             pk[2] += c.packets_out;
             pk[3] += c.bytes_out;
             pk[4] += c.new_flows;
+            pk[5] += c.rejected;
             for (j, rc) in c.reals.iter().enumerate().take(t.reals[i].len()) {
                 t.reals[i][j][0] += rc[0];
                 t.reals[i][j][1] += rc[1];
@@ -643,6 +643,15 @@ fn status_json(s: &State) -> Value {
                 "packets_in": pk[i][0], "bytes_in": pk[i][1],
                 "packets_out": pk[i][2], "bytes_out": pk[i][3],
                 "new_flows": pk[i][4],
+                "rejected": pk[i][5],
+                "on_down": cfgv.map(|v| format!("{:?}", v.on_down).to_lowercase()),
+                "fallback": sv.spec().fallback.as_ref().map(|f| json!({
+                    "address": f.addr.to_string(),
+                    "port": f.port,
+                    "packets": reals[i].get(sv.reals().len()).map_or(0, |r| r[0]),
+                    "new_flows": reals[i].get(sv.reals().len()).map_or(0, |r| r[2]),
+                    "active_flows": reals[i].get(sv.reals().len()).map_or(0, |r| r[3]),
+                })),
                 "active_flows": reals[i].iter().map(|r| r[3]).sum::<u64>(),
                 "reals": sv.reals().iter().enumerate().map(|(j, r)| json!({
                     "address": r.addr.to_string(),
@@ -744,6 +753,11 @@ fn metrics(s: &State) -> String {
             "Bytes translated back from reals to clients (NAT).",
         ),
         (4, "ferrolb_vip_new_flows_total", "Flows created."),
+        (
+            5,
+            "ferrolb_vip_rejected_total",
+            "New flows refused with a TCP RST or ICMP unreachable (no real up, no fallback).",
+        ),
     ] {
         family(&mut o, name, "counter", help);
         for (i, sv) in services.iter().enumerate() {
