@@ -6,3 +6,4 @@ pub mod config;
 pub mod health;
 pub mod kernel;
 pub mod snapshot;
+pub mod vrrp;
