@@ -75,12 +75,13 @@
 //! When adverts stop arriving but the peer still runs (a cut or
 //! filtered link between the two, multicast dropped by a switch), each
 //! side's Master_Down_Timer fires and both become Master and hold the
-//! addresses. keepalived behaves the same: VRRP cannot tell a dead peer from
-//! an unreachable one, and keepalived offers no quorum; it leaves fencing to
-//! scripts. ferrolb does the same: both sides answer ARP for the VIPs, the
-//! switch follows whichever gratuitous ARP came last, and once adverts flow
-//! again the lower priority (or, at equal priority, lower address) yields
-//! on the next advert it hears.
+//! addresses. keepalived behaves the same: VRRP cannot tell a dead peer
+//! from an unreachable one, and keepalived's VRRP has no quorum of its
+//! own (operators add fencing with track/notify scripts). ferrolb does the
+//! same: both sides answer ARP for the VIPs, the switch follows whichever
+//! gratuitous ARP came last, and once adverts flow again the lower
+//! priority (or, at equal priority, the lower address) yields on the
+//! first advert it hears (tested in `split_brain_and_heal`).
 //!
 //! # Link tracking
 //!

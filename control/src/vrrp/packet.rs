@@ -22,13 +22,13 @@
 //!
 //! RFC 5798 §5.2.8: the 16-bit one's complement of the one's complement
 //! sum of the VRRP message (checksum field zero) and a pseudo-header with
-//! next header 112. For IPv6 that is RFC 2460 §8.1's (source, destination,
-//! 32-bit length, three zero octets, 112). For IPv4 the field practice
-//! (and RFC 9568, which clarifies it) uses the IPv4 pseudo-header of
-//! RFC 768 (source, destination, zero octet, 112, 16-bit length). The two
-//! layouts give the same one's complement sum for the same addresses, as
-//! the length and the protocol land in the same 16-bit columns with only
-//! zero words around them; we build each family's own layout anyway.
+//! next header 112, citing RFC 2460 §8.1's (source, destination, 32-bit
+//! length, three zero octets, 112). For IPv6 we build exactly that. For
+//! IPv4 we build the IPv4 pseudo-header of RFC 768 (source, destination,
+//! zero octet, 112, 16-bit length). Whichever reading a peer takes, the
+//! sum is the same: with 4-octet addresses, the RFC 2460 layout puts the
+//! length and the protocol in the same 16-bit columns as the RFC 768
+//! layout, with only zero words added (checked by hand in the tests).
 //!
 //! # Leniency on receive
 //!

@@ -406,7 +406,11 @@ impl Net {
             assert!(guard < 10_000, "delivery storm");
             let (_, j, msg, src) = self.in_flight.remove(pos).unwrap();
             if self.nodes[j].alive && !self.cut {
-                let dst = IpAddr::V4(MCAST_V4);
+                let dst = if src.is_ipv4() {
+                    IpAddr::V4(MCAST_V4)
+                } else {
+                    IpAddr::V6(MCAST_V6)
+                };
                 self.event(j, |v, now| v.on_packet(now, &msg, src, dst));
             }
         }
@@ -862,4 +866,33 @@ fn counters_add_up() {
     assert_eq!(a.adverts_sent, b.adverts_received);
     assert_eq!(b.adverts_sent, a.adverts_received);
     assert_eq!(a.adverts_invalid + b.adverts_invalid, 0);
+}
+
+/// The same election over IPv6 (link-local primaries, ff02::12): equal
+/// priorities contend, the higher address wins; it dies, the other takes
+/// over after Master_Down_Interval.
+#[test]
+fn ipv6_pair() {
+    let c = |last: u16| VrrpConfig {
+        primary: IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, last]),
+        addresses: vec!["2001:db8::100".parse().unwrap()],
+        ..cfg(100, 1, true)
+    };
+    let mut net = Net::new(vec![c(2), c(1)]);
+    net.delay = Duration::from_millis(1);
+    net.start(0);
+    net.start(1);
+    net.run_until(s(20));
+    assert_eq!(net.holders(), vec![0]);
+    assert_eq!(net.nodes[1].vrrp.master(), Some(c(2).primary));
+    net.kill(0);
+    net.run_until(s(40));
+    // Node 0 adverts at 3.609375 + k s; the last, sent at 19.609375 s,
+    // lands at 19.610375 s.
+    let last_heard = ns(MDI_100) + s(16) + Duration::from_millis(1);
+    assert_eq!(
+        net.changes_from(s(20)),
+        vec![(last_heard + ns(MDI_100), 1, Master)]
+    );
+    assert_eq!(net.nodes[1].vrrp.counters().adverts_invalid, 0);
 }

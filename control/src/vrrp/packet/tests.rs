@@ -312,7 +312,7 @@ fn random_bytes_never_panic() {
             let mut m2 = m.clone();
             m2[4] &= 0x0f; // reserved bits are not kept
             assert_eq!(decode(&again, s, d), Ok(adv));
-            assert_eq!(again[..4], m2[..4]);
+            assert_eq!(again[..6], m2[..6]);
             assert_eq!(again[8..], m2[8..]);
         }
     }
@@ -354,5 +354,27 @@ fn random_adverts_round_trip() {
         };
         let m = encode(&adv, s, d).unwrap();
         assert_eq!(decode(&m, s, d), Ok(adv));
+    }
+}
+
+/// The RFC 2460 pseudo-header layout filled with 4-octet IPv4 addresses
+/// (source, destination, 32-bit length, 0, 0, 0, 112) sums to the same as
+/// the RFC 768 layout we use, so either reading of §5.2.8 interoperates.
+#[test]
+fn ipv4_pseudo_header_layouts_agree() {
+    let mut rng = Rng::new(7);
+    for n in 0..50u8 {
+        let s = IpAddr::from(std::array::from_fn::<u8, 4, _>(|_| rng.byte()));
+        let d = IpAddr::V4(MCAST_V4);
+        let m = encode(&sample_v4(n), s, d).unwrap();
+        let (IpAddr::V4(s4), IpAddr::V4(d4)) = (s, d) else {
+            unreachable!()
+        };
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&s4.octets());
+        pseudo.extend_from_slice(&d4.octets());
+        pseudo.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, IPPROTO_VRRP]);
+        assert_eq!(!fold(sum_words(sum_words(0, &pseudo), &m)), 0, "n={n}");
     }
 }
