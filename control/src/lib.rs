@@ -7,3 +7,4 @@ pub mod health;
 pub mod kernel;
 pub mod page;
 pub mod snapshot;
+pub mod vrrp;
