@@ -319,11 +319,7 @@ impl Tables {
             }
             Lookup::Miss => return None,
         };
-        let si = snap
-            .vips
-            .services()
-            .iter()
-            .position(|s| s.id() == e.service())?;
+        let si = snap.vips.idx_by_id(e.service())?;
         let vip = snap.vips.services()[si].spec().vip;
         let client = e.client();
         let frame = buf.data_mut();

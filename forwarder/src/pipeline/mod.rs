@@ -686,12 +686,7 @@ impl Tables {
         let snap = ctx.snap;
         let now = ctx.now_ms as u32;
         let e = *self.conn.entry(id);
-        let Some(si) = snap
-            .vips
-            .services()
-            .iter()
-            .position(|s| s.id() == e.service())
-        else {
+        let Some(si) = snap.vips.idx_by_id(e.service()) else {
             return Outcome::Dropped(DropReason::NotOurs);
         };
         let vip = snap.vips.services()[si].spec().vip;
@@ -979,12 +974,7 @@ fn release(snap: &Snapshot, active: &mut [Vec<u32>], snat: &mut SnatPorts, f: &c
     if let Nat::Snat(p) = f.nat {
         snat.free(p);
     }
-    if let Some(si) = snap
-        .vips
-        .services()
-        .iter()
-        .position(|s| s.id() == f.key.service)
-    {
+    if let Some(si) = snap.vips.idx_by_id(f.key.service) {
         let svc = &snap.vips.services()[si];
         if let Some(r) = svc.resolve_target(f.real_hint, f.real, f.real_port) {
             if let Some(a) = active.get_mut(si).and_then(|v| v.get_mut(r.get())) {

@@ -31,6 +31,7 @@ pub mod hash;
 pub mod maglev;
 pub mod persistence;
 pub mod scheduler;
+mod vipindex;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -457,14 +458,6 @@ impl Service {
     }
 }
 
-/// Key of the VIP hash map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct VipKey {
-    addr: IpAddr,
-    proto: Proto,
-    port: u16,
-}
-
 /// A deterministic, fast `Hasher` for the VIP map (fixed seed; keys are
 /// operator-configured, not attacker controlled).
 #[derive(Default)]
@@ -513,7 +506,7 @@ pub struct ServiceIdx(pub u32);
 #[derive(Debug)]
 pub struct VipTable {
     services: Vec<Service>,
-    by_key: HashMap<VipKey, u32, BuildHasherDefault<VipHasher>>,
+    by_key: vipindex::VipIndex,
     by_id: HashMap<u32, u32, BuildHasherDefault<VipHasher>>,
     generation: u64,
 }
@@ -523,16 +516,11 @@ impl VipTable {
     /// snapshot's number, for the workers' bookkeeping.
     pub fn build(specs: Vec<ServiceSpec>, generation: u64) -> Result<Self, ServiceError> {
         let mut services = Vec::with_capacity(specs.len());
-        let mut by_key = HashMap::with_capacity_and_hasher(specs.len(), Default::default());
+        let mut by_key = vipindex::VipIndex::with_capacity(specs.len());
         let mut by_id = HashMap::with_capacity_and_hasher(specs.len(), Default::default());
         for spec in specs {
             let i = services.len() as u32;
-            let key = VipKey {
-                addr: spec.vip,
-                proto: spec.proto,
-                port: spec.port,
-            };
-            if by_key.insert(key, i).is_some() {
+            if !by_key.insert(spec.vip, spec.proto, spec.port, i) {
                 return Err(ServiceError::DuplicateVip {
                     vip: spec.vip,
                     proto: spec.proto,
@@ -563,19 +551,13 @@ impl VipTable {
     /// Like [`Self::lookup`], returning the service's index.
     #[inline]
     pub fn lookup_idx(&self, addr: IpAddr, proto: Proto, port: u16) -> Option<ServiceIdx> {
-        let exact = VipKey { addr, proto, port };
-        if let Some(&i) = self.by_key.get(&exact) {
+        if let Some(i) = self.by_key.get(addr, proto, port) {
             return Some(ServiceIdx(i));
         }
         if port == 0 {
             return None;
         }
-        let wild = VipKey {
-            addr,
-            proto,
-            port: 0,
-        };
-        self.by_key.get(&wild).map(|&i| ServiceIdx(i))
+        self.by_key.get(addr, proto, 0).map(ServiceIdx)
     }
 
     /// The service at an index from [`Self::lookup_idx`].
@@ -588,6 +570,12 @@ impl VipTable {
     #[inline]
     pub fn by_id(&self, id: u32) -> Option<&Service> {
         self.by_id.get(&id).map(|&i| &self.services[i as usize])
+    }
+
+    /// The index of the service with control-plane id `id`.
+    #[inline]
+    pub fn idx_by_id(&self, id: u32) -> Option<usize> {
+        self.by_id.get(&id).map(|&i| i as usize)
     }
 
     /// All services, in spec order ([`ServiceIdx`] order).
