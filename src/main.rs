@@ -1,5 +1,6 @@
 //! The `ferrolb` command: run the balancer, validate configurations.
 
+mod ha;
 mod run;
 
 use std::path::PathBuf;

@@ -123,6 +123,43 @@ struct State {
     last_reload_error: Option<String>,
     admin: HashMap<RealKey, Action>,
     health: Vec<control::health::TargetStatus>,
+    /// `[ha]`: the VRRP instance's figures (None without `[ha]`).
+    ha: Option<HaStatus>,
+}
+
+/// What status and metrics show of the VRRP instance.
+#[derive(Debug, Clone)]
+struct HaStatus {
+    state: control::vrrp::State,
+    master: Option<IpAddr>,
+    priority: u8,
+    vrid: u8,
+    advert_interval: Duration,
+    master_down_interval: Duration,
+    owner: bool,
+    counters: control::vrrp::Counters,
+    garps_sent: u64,
+    dropped_ttl: u64,
+    last_transition: Option<std::time::SystemTime>,
+}
+
+impl HaStatus {
+    fn of(h: &crate::ha::Ha, owner: bool, last: Option<std::time::SystemTime>) -> HaStatus {
+        let v = h.vrrp();
+        HaStatus {
+            state: v.state(),
+            master: v.master(),
+            priority: v.config().priority,
+            vrid: v.config().vrid,
+            advert_interval: v.config().advert_interval,
+            master_down_interval: v.master_down_interval(),
+            owner,
+            counters: v.counters(),
+            garps_sent: h.garps_sent,
+            dropped_ttl: h.dropped_ttl,
+            last_transition: last,
+        }
+    }
 }
 
 /// The control loop's own state.
@@ -133,6 +170,8 @@ struct Control<'a> {
     health: Health,
     checker: &'a control::health::HealthChecker,
     generation: u64,
+    /// Whether this node holds the VIPs (always true without `[ha]`).
+    owner: bool,
 }
 
 impl Control<'_> {
@@ -149,6 +188,7 @@ impl Control<'_> {
             self.generation,
             self.dp.macs(),
             &state_of(&s.cfg, &self.health, &s.admin),
+            self.owner,
         )?;
         let sn = Arc::new(sn);
         self.dp.publish(Arc::clone(&sn));
@@ -171,9 +211,9 @@ impl Control<'_> {
         };
         let st = self.state;
         let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
-        if new.ports != s.cfg.ports || new.dataplane != s.cfg.dataplane {
+        if new.ports != s.cfg.ports || new.dataplane != s.cfg.dataplane || new.ha != s.cfg.ha {
             tracing::warn!(
-                "reload: [dataplane] and [[port]] changes take effect at the next restart"
+                "reload: [dataplane], [[port]] and [ha] changes take effect at the next restart"
             );
         }
         let old = std::mem::replace(&mut s.cfg.vips, new.vips.clone());
@@ -257,6 +297,35 @@ impl Control<'_> {
         Ok(format!("{vip}: {real} {what}"))
     }
 
+    /// VRRP took (`true`) or released the virtual addresses: republish.
+    fn set_owner(&mut self, owner: bool, h: &crate::ha::Ha) {
+        if owner == self.owner {
+            return;
+        }
+        self.owner = owner;
+        let st = self.state;
+        let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.republish(&mut s) {
+            tracing::error!("rebuilding the forwarding tables after a VRRP transition: {e}");
+        }
+        let v = h.vrrp();
+        if owner {
+            tracing::info!(
+                vrid = v.config().vrid,
+                priority = v.config().priority,
+                generation = self.generation,
+                "VRRP transition to MASTER: holding the VIPs"
+            );
+        } else {
+            tracing::info!(
+                vrid = v.config().vrid,
+                master = ?v.master().map(|m| m.to_string()),
+                generation = self.generation,
+                "VRRP transition to BACKUP: VIPs released"
+            );
+        }
+    }
+
     /// Applies health events; republishes when a state changed.
     fn health_events(&mut self, events: &mpsc::Receiver<control::health::Event>) {
         let mut changed = false;
@@ -309,6 +378,7 @@ pub fn run(path: &Path) -> Result<()> {
             1,
             dp.macs(),
             &state_of(&cfg, &health, &HashMap::new()),
+            false,
         )
         .map_err(|e| anyhow!("building the forwarding tables: {e}"))?,
     );
@@ -341,6 +411,7 @@ pub fn run(path: &Path) -> Result<()> {
         last_reload_error: None,
         admin: HashMap::new(),
         health: Vec::new(),
+        ha: None,
     }));
 
     // Health checks leave from the balancer's own addresses, through the
@@ -381,10 +452,38 @@ pub fn run(path: &Path) -> Result<()> {
         health,
         checker: &checker,
         generation: 1,
+        owner: cfg.ha.is_none(),
     };
+    let mut ha = match &cfg.ha {
+        Some(h) => Some(open_ha(&cfg, h, dp.macs()).context("starting VRRP ([ha])")?),
+        None => None,
+    };
+    let mut last_transition = None;
+    if let Some(h) = ha.as_mut() {
+        let now = std::time::Instant::now();
+        let _ = h.start(now);
+        tracing::info!(
+            vrid = h.vrrp().config().vrid,
+            priority = h.vrrp().config().priority,
+            interval = ?h.vrrp().config().advert_interval,
+            master_down = ?h.vrrp().master_down_interval(),
+            "VRRP started: BACKUP"
+        );
+        ctl.lock().ha = Some(HaStatus::of(h, ctl.owner, last_transition));
+    }
     let mut known: HashSet<(IpAddr, MacAddr)> = HashSet::new();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(TICK);
+        match ha.as_mut() {
+            Some(h) => {
+                h.wait(std::time::Instant::now(), TICK);
+                if let Some(owner) = h.step(std::time::Instant::now()) {
+                    ctl.set_owner(owner, h);
+                    last_transition = Some(std::time::SystemTime::now());
+                }
+                ctl.lock().ha = Some(HaStatus::of(h, ctl.owner, last_transition));
+            }
+            None => std::thread::sleep(TICK),
+        }
         if reload.swap(false, Ordering::Relaxed) {
             let _ = ctl.reload();
         }
@@ -416,6 +515,17 @@ pub fn run(path: &Path) -> Result<()> {
     }
 
     tracing::info!("stopping");
+    if let Some(h) = ha.as_mut() {
+        // A MASTER tells the backup to take over now (priority 0).
+        let was = h.state();
+        if h.shutdown(std::time::Instant::now()).is_some() {
+            ctl.set_owner(false, h);
+            // The advert leaves through the TAP: let a worker pick it up
+            // before the data plane stops.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::info!(was = %was, "VRRP stopped");
+    }
     drop(api);
     checker.stop();
     let workers = dp.workers().to_vec();
@@ -434,6 +544,45 @@ pub fn run(path: &Path) -> Result<()> {
         return Err(anyhow!("a worker failed (exit codes {codes:?})"));
     }
     Ok(())
+}
+
+/// Opens the VRRP instance on the `[ha].port_name` port's TAP, advertising
+/// from the port's first IPv4 address, floating every VIP and
+/// `[ha].floating` address.
+fn open_ha(cfg: &Config, h: &config::HaConf, macs: &[MacAddr]) -> Result<crate::ha::Ha> {
+    let (pi, port) = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.name == h.port_name)
+        .ok_or_else(|| anyhow!("no [[port]] named {:?}", h.port_name))?;
+    let primary = port
+        .addresses
+        .iter()
+        .find_map(|c| match c.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "port {:?} has no IPv4 address (VRRP runs over IPv4 for now)",
+                port.name
+            )
+        })?;
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for a in cfg
+        .vips
+        .iter()
+        .map(|v| v.address)
+        .chain(h.floating.iter().copied())
+    {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    let mac = macs.get(pi).copied().unwrap_or_default().0;
+    crate::ha::Ha::open(h, &port.tap, primary, &addrs, mac)
+        .with_context(|| format!("VRRP sockets on {}", port.tap))
 }
 
 /// Percent-decodes a path segment (names and IPv6 addresses in URLs).
@@ -705,6 +854,33 @@ fn status_json(s: &State) -> Value {
         "vips": vips,
         "workers": w,
         "drops": DropReason::ALL.iter().map(|r| (r.name().to_string(), json!(drops[*r as usize]))).collect::<serde_json::Map<_, _>>(),
+        "ha": s.ha.as_ref().map(ha_json),
+    })
+}
+
+fn ha_json(h: &HaStatus) -> Value {
+    let c = &h.counters;
+    json!({
+        "state": h.state.to_string(),
+        "master": h.master.map(|m| m.to_string()),
+        "owner": h.owner,
+        "priority": h.priority,
+        "vrid": h.vrid,
+        "advert_interval_ms": h.advert_interval.as_millis() as u64,
+        "master_down_interval_ms": h.master_down_interval.as_millis() as u64,
+        "transitions_to_master": c.to_master,
+        "transitions_to_backup": c.to_backup,
+        "transitions_to_fault": c.to_fault,
+        "adverts_sent": c.adverts_sent,
+        "priority_zero_sent": c.priority_zero_sent,
+        "adverts_received": c.adverts_received,
+        "adverts_invalid": c.adverts_invalid,
+        "adverts_dropped_ttl": h.dropped_ttl,
+        "priority_zero_received": c.priority_zero_received,
+        "address_mismatch": c.address_mismatch,
+        "last_invalid": c.last_invalid.map(|e| e.to_string()),
+        "garp_rounds_sent": h.garps_sent,
+        "last_transition_unix": h.last_transition.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
     })
 }
 
@@ -878,6 +1054,60 @@ fn metrics(s: &State) -> String {
         "Generation of the forwarding snapshot in force.",
     );
     let _ = writeln!(o, "ferrolb_config_generation {}", s.snap.generation);
+    if let Some(h) = &s.ha {
+        family(
+            &mut o,
+            "ferrolb_vrrp_state",
+            "gauge",
+            "1 for the VRRP instance's current state (initialize, backup, master, fault).",
+        );
+        let cur = h.state.to_string();
+        for st in ["initialize", "backup", "master", "fault"] {
+            let _ = writeln!(
+                o,
+                "ferrolb_vrrp_state{{vrid=\"{}\",state=\"{st}\"}} {}",
+                h.vrid,
+                u8::from(cur == st)
+            );
+        }
+        family(
+            &mut o,
+            "ferrolb_vrrp_transitions_total",
+            "counter",
+            "VRRP state transitions, by the state entered.",
+        );
+        for (to, n) in [
+            ("master", h.counters.to_master),
+            ("backup", h.counters.to_backup),
+            ("fault", h.counters.to_fault),
+        ] {
+            let _ = writeln!(
+                o,
+                "ferrolb_vrrp_transitions_total{{vrid=\"{}\",to=\"{to}\"}} {n}",
+                h.vrid
+            );
+        }
+        for (name, help, n) in [
+            (
+                "ferrolb_vrrp_adverts_sent_total",
+                "VRRP adverts sent.",
+                h.counters.adverts_sent,
+            ),
+            (
+                "ferrolb_vrrp_adverts_received_total",
+                "VRRP adverts received (valid or not).",
+                h.counters.adverts_received,
+            ),
+            (
+                "ferrolb_vrrp_adverts_invalid_total",
+                "VRRP adverts ignored as invalid.",
+                h.counters.adverts_invalid,
+            ),
+        ] {
+            family(&mut o, name, "counter", help);
+            let _ = writeln!(o, "{name}{{vrid=\"{}\"}} {n}", h.vrid);
+        }
+    }
     type Get = fn(&forwarder::worker::WorkerStats) -> u64;
     let worker_metrics: [(&str, &str, &str, Get); 9] = [
         (
@@ -971,6 +1201,20 @@ pub fn status(admin: &str, token: Option<&str>) -> Result<()> {
         "ferrolb: generation {}, {} flow(s), {} reload(s)",
         v["generation"], v["flows"], v["reloads"]
     );
+    if let Some(h) = v["ha"].as_object() {
+        println!(
+            "VRRP vrid {} priority {}: {}{}, master {}, {} transition(s) to master, adverts sent {} received {} invalid {}",
+            h["vrid"],
+            h["priority"],
+            h["state"].as_str().unwrap_or("").to_uppercase(),
+            if h["owner"].as_bool() == Some(true) { " (holding the VIPs)" } else { "" },
+            h["master"].as_str().unwrap_or("unknown"),
+            h["transitions_to_master"],
+            h["adverts_sent"],
+            h["adverts_received"],
+            h["adverts_invalid"],
+        );
+    }
     println!("Prot LocalAddress:Port Scheduler Mode        Flows     InPkts    OutPkts");
     println!("  -> RemoteAddress:Port           Weight State     ActiveConn   NewConns    Packets      Bytes");
     for vip in v["vips"].as_array().into_iter().flatten() {

@@ -47,12 +47,24 @@ pub fn service_id(addr: IpAddr, proto: config::Protocol, port: u16) -> u32 {
 
 /// Builds a snapshot. `state_of(vip_name, real_addr, real_port)` gives each
 /// real's state (`Up` when the caller knows nothing else).
+///
+/// `owner`: whether this node holds the virtual addresses (VRRP MASTER).
+/// Without `[ha]` it is ignored (always the owner). With `[ha]`, the owner
+/// answers ARP / ND for every VIP and `[ha].floating` address (the latter
+/// on the `[ha].port_name` port) and balances the VIPs; a non-owner has no
+/// VIP in any port's `vips` and no service (the pipeline balances whatever
+/// is in the VIP table, so an empty table is what keeps a BACKUP from
+/// forwarding traffic sent to it on a stale ARP entry). The services are
+/// still validated either way, so a reload is judged the same on both
+/// nodes.
 pub fn build(
     cfg: &Config,
     generation: u64,
     macs: &[MacAddr],
     state_of: &dyn Fn(&str, IpAddr, u16) -> RealState,
+    owner: bool,
 ) -> Result<Snapshot, String> {
+    let owner = owner || cfg.ha.is_none();
     let mut ports: Vec<PortInfo> = cfg
         .ports
         .iter()
@@ -137,7 +149,21 @@ pub fn build(
             }),
         });
     }
-    let vips = VipTable::build(specs, generation).map_err(|e| e.to_string())?;
+    let mut vips = VipTable::build(specs, generation).map_err(|e| e.to_string())?;
+    if let Some(ha) = &cfg.ha {
+        if owner {
+            if let Some(pi) = cfg.ports.iter().position(|p| p.name == ha.port_name) {
+                for a in &ha.floating {
+                    if !ports[pi].vips.contains(a) {
+                        ports[pi].vips.push(*a);
+                    }
+                }
+            }
+        } else {
+            ports.iter_mut().for_each(|p| p.vips.clear());
+            vips = VipTable::build(Vec::new(), generation).map_err(|e| e.to_string())?;
+        }
+    }
     Ok(Snapshot::new(generation, ports, vips))
 }
 
@@ -191,13 +217,19 @@ on_down = "keep"
     fn a_config_becomes_a_snapshot_with_stable_ids() {
         let cfg = config::parse("t.toml", CFG).unwrap();
         let mac = MacAddr([2, 0, 0, 0, 0, 2]);
-        let s = build(&cfg, 7, &[mac], &|_, a, _| {
-            if a == "192.0.2.22".parse::<IpAddr>().unwrap() {
-                RealState::Drain
-            } else {
-                RealState::Up
-            }
-        })
+        let s = build(
+            &cfg,
+            7,
+            &[mac],
+            &|_, a, _| {
+                if a == "192.0.2.22".parse::<IpAddr>().unwrap() {
+                    RealState::Drain
+                } else {
+                    RealState::Up
+                }
+            },
+            false,
+        )
         .unwrap();
         assert_eq!(s.generation, 7);
         assert_eq!(s.ports[0].mac, mac);
@@ -212,7 +244,7 @@ on_down = "keep"
         assert_eq!(web.reals()[1].weight, 3);
         assert_eq!(web.persistence().unwrap().v4_prefix, 24);
         // The same VIP gets the same id in every snapshot.
-        let again = build(&cfg, 8, &[mac], &|_, _, _| RealState::Up).unwrap();
+        let again = build(&cfg, 8, &[mac], &|_, _, _| RealState::Up, true).unwrap();
         let web2 = again
             .vips
             .lookup("192.0.2.100".parse().unwrap(), service::Proto::Tcp, 80)
@@ -248,5 +280,30 @@ on_down = "keep"
             .real_route(si.0 as usize, sorry.fallback_idx().unwrap())
             .unwrap();
         assert_eq!(r.next_hop, "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn with_ha_only_the_owner_holds_vips_and_floating_addresses() {
+        let ha =
+            "[ha]\nvrid = 51\npriority = 150\nport_name = \"lan\"\nfloating = [\"192.0.2.1\"]\n";
+        let cfg = config::parse("t.toml", &format!("{CFG}{ha}")).unwrap();
+        let mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        let up = |_: &str, _: IpAddr, _: u16| RealState::Up;
+        let m = build(&cfg, 1, &[mac], &up, true).unwrap();
+        let gw: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(m.ports[0].vips.len(), 4, "3 VIPs + floating");
+        assert!(m.ports[0].answers_for(gw));
+        assert_eq!(m.vips.services().len(), 3);
+        let b = build(&cfg, 2, &[mac], &up, false).unwrap();
+        assert!(b.ports[0].vips.is_empty());
+        assert!(b.vips.services().is_empty());
+        assert!(
+            b.ports[0].answers_for("192.0.2.2".parse().unwrap()),
+            "own address"
+        );
+        // Without [ha], `owner` is ignored.
+        let plain = config::parse("t.toml", CFG).unwrap();
+        let p = build(&plain, 1, &[mac], &up, false).unwrap();
+        assert_eq!(p.ports[0].vips.len(), 3);
     }
 }

@@ -614,6 +614,11 @@ impl Tables {
                     Outcome::Dropped(DropReason::NotOurs)
                 }
             }
+            // Link-local IPv4 multicast (VRRP adverts to 224.0.0.18, ...) is
+            // for the control plane.
+            _ if matches!(ip.dst, IpAddr::V4(d) if d.octets()[..3] == [224, 0, 0]) => {
+                Outcome::ToKernel
+            }
             _ => Outcome::Dropped(if is_vip_addr(ctx.snap, ip.dst) {
                 DropReason::Unsupported
             } else {
