@@ -834,16 +834,15 @@ fn status_json(s: &State) -> Value {
         .enumerate()
         .map(|(i, w)| {
             let st = &w.stats;
-            json!({
+            let mut v = json!({
                 "worker": i,
-                "rx": st.rx.load(Ordering::Relaxed), "tx": st.tx.load(Ordering::Relaxed),
-                "forwarded": st.forwarded.load(Ordering::Relaxed), "answered": st.answered.load(Ordering::Relaxed),
-                "to_kernel": st.to_kernel.load(Ordering::Relaxed), "from_kernel": st.from_kernel.load(Ordering::Relaxed),
-                "polls": st.polls.load(Ordering::Relaxed), "idle_polls": st.idle_polls.load(Ordering::Relaxed),
-                "busy_cycles": st.busy_cycles.load(Ordering::Relaxed),
                 "flows": st.flows.load(Ordering::Relaxed),
                 "generation": st.generation.load(Ordering::Relaxed),
-            })
+            });
+            for (key, _, _, get) in WORKER_COUNTERS {
+                v[key] = json!(get(st));
+            }
+            v
         })
         .collect();
     json!({
@@ -883,6 +882,73 @@ fn ha_json(h: &HaStatus) -> Value {
         "last_transition_unix": h.last_transition.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
     })
 }
+
+/// A worker counter: its JSON field, its metric name, its help text, and
+/// how to read it.
+type WorkerCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&forwarder::worker::WorkerStats) -> u64,
+);
+
+/// The worker counters the status JSON and the metrics expose.
+const WORKER_COUNTERS: [WorkerCounter; 9] = [
+    (
+        "rx",
+        "ferrolb_worker_rx_packets_total",
+        "Frames received from data ports.",
+        |w| w.rx.load(Ordering::Relaxed),
+    ),
+    (
+        "tx",
+        "ferrolb_worker_tx_packets_total",
+        "Frames sent on data ports.",
+        |w| w.tx.load(Ordering::Relaxed),
+    ),
+    (
+        "forwarded",
+        "ferrolb_worker_forwarded_total",
+        "Frames forwarded.",
+        |w| w.forwarded.load(Ordering::Relaxed),
+    ),
+    (
+        "answered",
+        "ferrolb_worker_answered_total",
+        "Frames answered in place.",
+        |w| w.answered.load(Ordering::Relaxed),
+    ),
+    (
+        "to_kernel",
+        "ferrolb_worker_to_kernel_total",
+        "Frames passed to the kernel.",
+        |w| w.to_kernel.load(Ordering::Relaxed),
+    ),
+    (
+        "from_kernel",
+        "ferrolb_worker_from_kernel_total",
+        "Frames the kernel sent.",
+        |w| w.from_kernel.load(Ordering::Relaxed),
+    ),
+    (
+        "polls",
+        "ferrolb_worker_polls_total",
+        "Poll loop passes.",
+        |w| w.polls.load(Ordering::Relaxed),
+    ),
+    (
+        "idle_polls",
+        "ferrolb_worker_idle_polls_total",
+        "Poll loop passes that found no frame.",
+        |w| w.idle_polls.load(Ordering::Relaxed),
+    ),
+    (
+        "busy_cycles",
+        "ferrolb_worker_busy_cycles_total",
+        "TSC cycles spent in passes that found frames.",
+        |w| w.busy_cycles.load(Ordering::Relaxed),
+    ),
+];
 
 /// Prometheus text exposition (format 0.0.4) of the same figures.
 fn metrics(s: &State) -> String {
@@ -1108,65 +1174,8 @@ fn metrics(s: &State) -> String {
             let _ = writeln!(o, "{name}{{vrid=\"{}\"}} {n}", h.vrid);
         }
     }
-    type Get = fn(&forwarder::worker::WorkerStats) -> u64;
-    let worker_metrics: [(&str, &str, &str, Get); 9] = [
-        (
-            "ferrolb_worker_rx_packets_total",
-            "counter",
-            "Frames received from data ports.",
-            |w| w.rx.load(Ordering::Relaxed),
-        ),
-        (
-            "ferrolb_worker_tx_packets_total",
-            "counter",
-            "Frames sent on data ports.",
-            |w| w.tx.load(Ordering::Relaxed),
-        ),
-        (
-            "ferrolb_worker_forwarded_total",
-            "counter",
-            "Frames forwarded.",
-            |w| w.forwarded.load(Ordering::Relaxed),
-        ),
-        (
-            "ferrolb_worker_answered_total",
-            "counter",
-            "Frames answered in place.",
-            |w| w.answered.load(Ordering::Relaxed),
-        ),
-        (
-            "ferrolb_worker_to_kernel_total",
-            "counter",
-            "Frames passed to the kernel.",
-            |w| w.to_kernel.load(Ordering::Relaxed),
-        ),
-        (
-            "ferrolb_worker_from_kernel_total",
-            "counter",
-            "Frames the kernel sent.",
-            |w| w.from_kernel.load(Ordering::Relaxed),
-        ),
-        (
-            "ferrolb_worker_polls_total",
-            "counter",
-            "Poll loop passes.",
-            |w| w.polls.load(Ordering::Relaxed),
-        ),
-        (
-            "ferrolb_worker_idle_polls_total",
-            "counter",
-            "Poll loop passes that found no frame.",
-            |w| w.idle_polls.load(Ordering::Relaxed),
-        ),
-        (
-            "ferrolb_worker_busy_cycles_total",
-            "counter",
-            "TSC cycles spent in passes that found frames.",
-            |w| w.busy_cycles.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, kind, help, get) in worker_metrics {
-        family(&mut o, name, kind, help);
+    for (_, name, help, get) in WORKER_COUNTERS {
+        family(&mut o, name, "counter", help);
         for (i, w) in s.workers.iter().enumerate() {
             let _ = writeln!(o, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
         }

@@ -119,25 +119,7 @@ pub struct Cidr {
 impl Cidr {
     /// Whether `ip` is inside this prefix.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let m = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.prefix))
-                };
-                u32::from(a) & m == u32::from(b) & m
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let m = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.prefix))
-                };
-                u128::from(a) & m == u128::from(b) & m
-            }
-            _ => false,
-        }
+        forwarder::pipeline::same_prefix(self.addr, ip, self.prefix)
     }
 }
 
@@ -643,20 +625,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses a MAC address `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let mut out = [0u8; 6];
-    let mut n = 0;
-    for part in s.split([':', '-']) {
-        if n == 6 || part.len() != 2 {
-            return Err(format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
-        }
-        out[n] = u8::from_str_radix(part, 16)
-            .map_err(|_| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
-        n += 1;
-    }
-    if n != 6 {
-        return Err(format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"));
-    }
-    Ok(out)
+    s.parse::<forwarder::packet::MacAddr>()
+        .map(|m| m.0)
+        .map_err(|_| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))
 }
 
 // --------------------------------------------------------------- loading

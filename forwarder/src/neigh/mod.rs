@@ -369,17 +369,7 @@ pub fn write_neighbour_solicitation(
 ) -> Option<usize> {
     const LEN: usize = 14 + 40 + 32;
     let f = frame.get_mut(..LEN)?;
-    let o = target.octets();
-    let group = std::net::Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(o[13]),
-        u16::from_be_bytes([o[14], o[15]]),
-    );
+    let group = crate::packet::icmpv6::solicited_node(&target);
     let g = group.octets();
     f.fill(0);
     f[0..6].copy_from_slice(&[0x33, 0x33, g[12], g[13], g[14], g[15]]);

@@ -57,21 +57,6 @@ pub fn handle_local_arp(
     }
 }
 
-/// ff02::1:ffXX:XXXX for `a`.
-fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
-    let o = a.octets();
-    Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(o[13]),
-        u16::from_be_bytes([o[14], o[15]]),
-    )
-}
-
 /// Neighbour discovery and multicast for the port. Returns `None` when the
 /// frame is ordinary ICMPv6 for the rest of the pipeline.
 pub(super) fn handle_nd<B: PacketBuf>(
@@ -132,7 +117,7 @@ pub(super) fn handle_nd<B: PacketBuf>(
             || port
                 .addrs
                 .iter()
-                .any(|(a, _)| matches!(a, IpAddr::V6(a) if solicited_node(*a) == dst));
+                .any(|(a, _)| matches!(a, IpAddr::V6(a) if icmpv6::solicited_node(a) == dst));
         return Some(if ours {
             Outcome::ToKernel
         } else {
