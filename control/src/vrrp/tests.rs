@@ -149,6 +149,9 @@ fn from_ha_keeps_the_primary_family() {
         floating: vec![],
         garp_interval: s(60),
         garp_elapse: s(1200),
+        family: crate::config::Family::V4,
+        unicast_peers: vec![],
+        track: vec![],
     };
     let addrs: Vec<IpAddr> = vec![
         "198.51.100.1".parse().unwrap(),

@@ -652,6 +652,7 @@ fn own_addresses_go_to_the_kernel_and_strangers_are_dropped() {
     };
     assert_eq!(rig.run(&m("ff02::1")).0, Outcome::ToKernel);
     assert_eq!(rig.run(&m("ff02::1:ff00:2")).0, Outcome::ToKernel);
+    assert_eq!(rig.run(&m("ff02::12")).0, Outcome::ToKernel); // VRRP
     assert_eq!(
         rig.run(&m("ff02::1:ff00:99")).0,
         Outcome::Dropped(DropReason::NotOurs)
