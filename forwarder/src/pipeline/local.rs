@@ -111,12 +111,9 @@ pub(super) fn handle_nd<B: PacketBuf>(
     }
     if dst.is_multicast() {
         // All-nodes and our solicited-node groups reach the kernel (router
-        // advertisements, MLD queries), and so does the VRRP group (the
-        // control plane reads adverts from the TAP); the rest is not for us.
+        // advertisements, MLD queries); the rest is not for us.
         let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-        let vrrp = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
         let ours = dst == all_nodes
-            || dst == vrrp
             || port
                 .addrs
                 .iter()
