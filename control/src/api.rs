@@ -1,21 +1,28 @@
 //! The admin HTTP API: a small HTTP/1.1 server on `[admin].listen`.
 //!
-//! Requests are bounded (headers and body at most [`MAX_REQUEST`] bytes,
-//! read within [`IO_TIMEOUT`]) and handled one at a time on the API's own
-//! thread, so a slow or hostile client costs the data plane nothing.
+//! Requests are bounded: headers and body at most [`MAX_REQUEST`] bytes,
+//! each read within [`IO_TIMEOUT`] and the whole request within
+//! [`REQUEST_DEADLINE`]. At most [`MAX_CONNECTIONS`] are served at once,
+//! each on a short-lived thread; beyond that a client gets 503 at once. A
+//! slow or hostile client therefore holds one slot for a few seconds at
+//! most, never the API, and costs the data plane nothing.
 //! Routes are served by a [`Handler`]: a function from (method, path,
 //! body) to (status, content type, body).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest request accepted.
 pub const MAX_REQUEST: usize = 64 * 1024;
 /// Time a client has to send its request.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time a client has to send its whole request, however it trickles.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once; more get 503 without being read.
+pub const MAX_CONNECTIONS: usize = 16;
 
 /// A response: status code, content type, body.
 pub type Response = (u16, &'static str, Vec<u8>);
@@ -50,12 +57,16 @@ impl Server {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
+        let active = Arc::new(AtomicUsize::new(0));
+        let token: Option<Arc<str>> = token.map(Into::into);
         let thread = std::thread::Builder::new()
             .name("ferrolb-api".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((conn, _)) => serve(conn, token.as_deref(), &*handler),
+                        Ok((conn, _)) => {
+                            spawn_serve(conn, token.clone(), Arc::clone(&handler), &active)
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(20));
                         }
@@ -96,6 +107,7 @@ fn reason(code: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     }
 }
@@ -110,9 +122,67 @@ fn respond(conn: &mut TcpStream, (code, ctype, body): Response) {
     let _ = conn.write_all(&body);
 }
 
+/// Serves `conn` on a thread of its own, or answers 503 when
+/// [`MAX_CONNECTIONS`] are already being served (or no thread can start).
+fn spawn_serve(
+    mut conn: TcpStream,
+    token: Option<Arc<str>>,
+    handler: Arc<Handler>,
+    active: &Arc<AtomicUsize>,
+) {
+    let busy = |conn: &mut TcpStream| {
+        // Take what already arrived (closing with unread data would reset
+        // the connection before the client reads the answer), never wait.
+        let _ = conn.set_nonblocking(true);
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            if !matches!(conn.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
+        let _ = conn.set_nonblocking(false);
+        let _ = conn.set_write_timeout(Some(Duration::from_millis(200)));
+        respond(conn, (503, "text/plain", b"busy, try again\n".to_vec()));
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+    };
+    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        active.fetch_sub(1, Ordering::AcqRel);
+        return busy(&mut conn);
+    }
+    let slot = Arc::clone(active);
+    let Ok(c2) = conn.try_clone() else {
+        active.fetch_sub(1, Ordering::AcqRel);
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("ferrolb-api-conn".into())
+        .spawn(move || {
+            serve(c2, token.as_deref(), &*handler);
+            slot.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        active.fetch_sub(1, Ordering::AcqRel);
+        busy(&mut conn);
+    }
+}
+
+/// Reads once, within [`IO_TIMEOUT`] and what is left of `deadline`.
+/// `None` at end of stream, on error, or when the deadline has passed.
+fn read_by(conn: &mut TcpStream, chunk: &mut [u8], deadline: Instant) -> Option<usize> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    if left.is_zero() {
+        return None;
+    }
+    let _ = conn.set_read_timeout(Some(left.min(IO_TIMEOUT)));
+    match conn.read(chunk) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
 fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
     let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
     let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -126,9 +196,9 @@ fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
                 (413, "text/plain", b"request too large\n".to_vec()),
             );
         }
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        match read_by(&mut conn, &mut chunk, deadline) {
+            None => return,
+            Some(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
@@ -165,9 +235,16 @@ fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
             );
         }
     }
-    let length = header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
+    let length = match header("content-length").map(|v| v.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return respond(
+                &mut conn,
+                (400, "text/plain", b"bad Content-Length\n".to_vec()),
+            )
+        }
+    };
     if length > MAX_REQUEST {
         return respond(
             &mut conn,
@@ -176,9 +253,9 @@ fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
     }
     let mut body = buf[head_end..].to_vec();
     while body.len() < length {
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        match read_by(&mut conn, &mut chunk, deadline) {
+            None => return,
+            Some(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
     body.truncate(length);
@@ -258,5 +335,59 @@ mod tests {
         assert!(request("127.0.0.1:1", "GET", "/")
             .unwrap_err()
             .contains("no ferrolb daemon"));
+        // A Content-Length that is not a number is a 400.
+        let mut c = TcpStream::connect(s.addr()).unwrap();
+        c.write_all(b"POST /hello HTTP/1.1\r\nContent-Length: -1\r\n\r\n")
+            .unwrap();
+        let mut r = String::new();
+        let _ = c.read_to_string(&mut r);
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    }
+
+    /// Clients that trickle their request hold a slot until the deadline at
+    /// most, and never keep others from being served; beyond
+    /// MAX_CONNECTIONS a client gets 503 at once.
+    #[test]
+    fn slow_clients_neither_block_others_nor_outlive_the_deadline() {
+        let h: Arc<Handler> =
+            Arc::new(|_: &str, _: &str, _b: &[u8]| (200, "text/plain", b"ok".to_vec()));
+        let s = Server::start("127.0.0.1:0".parse().unwrap(), None, h).unwrap();
+        let a = s.addr().to_string();
+        let t0 = Instant::now();
+        let mut slow: Vec<TcpStream> = (0..MAX_CONNECTIONS - 1)
+            .map(|_| {
+                let mut c = TcpStream::connect(s.addr()).unwrap();
+                c.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+                c
+            })
+            .collect();
+        // One slot is left: a normal request is served at once.
+        std::thread::sleep(Duration::from_millis(200));
+        let t1 = Instant::now();
+        assert_eq!(request(&a, "GET", "/").unwrap().0, 200);
+        assert!(t1.elapsed() < Duration::from_secs(1), "{:?}", t1.elapsed());
+        // Fill the last slot; the next client is told 503 at once.
+        let mut last = TcpStream::connect(s.addr()).unwrap();
+        last.write_all(b"GET / HT").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(request(&a, "GET", "/").unwrap().0, 503);
+        slow.push(last);
+        // Trickling one byte every 500 ms does not extend the deadline.
+        for _ in 0..14 {
+            for c in slow.iter_mut() {
+                let _ = c.write_all(b"X");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            if request(&a, "GET", "/").map(|r| r.0) == Ok(200) {
+                break;
+            }
+        }
+        let freed = t0.elapsed();
+        eprintln!("slots freed {freed:?} after the slow clients connected");
+        assert!(
+            freed < REQUEST_DEADLINE + Duration::from_secs(2),
+            "{freed:?}"
+        );
+        assert_eq!(request(&a, "GET", "/").unwrap().0, 200);
     }
 }
