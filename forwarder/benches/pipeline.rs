@@ -25,7 +25,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 use forwarder::buffer::{PacketBuf, TestBuffer};
 use forwarder::conntrack::{FlowKey, Lookup, L4};
 use forwarder::neigh::NeighTable;
@@ -328,5 +328,47 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
+/// `PIPELINE_COUNT=N`: instead of criterion, handle N DR (or, with
+/// `PIPELINE_MODE=nat`, NAT) hit packets over 4,096 established flows in
+/// [`count_hits`], for `valgrind --tool=callgrind
+/// --toggle-collect=*count_hits*`: instructions per packet, repeatable
+/// whatever else the machine runs (scripts/instr.sh).
+fn count_mode(n: u64) {
+    let mode = match std::env::var("PIPELINE_MODE").as_deref() {
+        Ok("nat") => Mode::Nat,
+        _ => Mode::Dr,
+    };
+    let mut s = Setup::new(mode, 4_096);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let hits = (0..ROT)
+        .map(|_| frame(client(0x0a00_0000, rng.below(4_096)), TcpFlags::ACK))
+        .collect();
+    let mut rot = Rotation::new(hits);
+    // Warm the tables, then count.
+    count_hits(&mut s, &mut rot, ROT as u64);
+    count_hits(&mut s, &mut rot, n);
+    println!("handled {n} hit packets");
+}
+
+#[inline(never)]
+fn count_hits(s: &mut Setup, rot: &mut Rotation, n: u64) {
+    for k in 0..n {
+        let i = (k % ROT as u64) as usize;
+        let o = s.handle(rot.restore(i));
+        assert!(matches!(o, Outcome::Forward { .. }), "{o:?}");
+        black_box(o);
+    }
+}
+
 criterion_group!(benches, pipeline);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("PIPELINE_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return count_mode(n);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

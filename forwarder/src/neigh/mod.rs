@@ -392,9 +392,84 @@ pub fn write_neighbour_solicitation(
     Some(LEN)
 }
 
+/// How long a worker trusts a MAC it read from the shared table (ms).
+pub const HOP_CACHE_MS: u64 = 50;
+const HOP_SLOTS: usize = 64;
+
+/// A worker's own memo of next-hop MACs in front of the shared
+/// [`NeighTable`]: a direct-mapped array of 64 slots, each trusted for
+/// [`HOP_CACHE_MS`]. A hit costs a compare instead of the table's two
+/// seqlock reads; a change in the table (a new MAC, an entry gone) reaches
+/// the worker within that time. Only settled answers are kept: an entry
+/// due for a refresh, or unknown, always goes to the table, so requests
+/// are sent as without the memo.
+pub struct HopCache {
+    slots: [(IpAddr, MacAddr, u64); HOP_SLOTS],
+}
+
+impl Default for HopCache {
+    fn default() -> Self {
+        Self {
+            // `until` 0: every slot starts expired.
+            slots: [(
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                MacAddr::ZERO,
+                0,
+            ); HOP_SLOTS],
+        }
+    }
+}
+
+impl HopCache {
+    /// [`NeighTable::resolve`], answered from the memo when it can be.
+    #[inline]
+    pub fn resolve(&mut self, table: &NeighTable, ip: IpAddr, now_ms: u64) -> Resolve {
+        let i = home(key(ip)) & (HOP_SLOTS - 1);
+        let (sip, mac, until) = self.slots[i];
+        if sip == ip && now_ms < until {
+            return Resolve::Known {
+                mac,
+                refresh: false,
+            };
+        }
+        let r = table.resolve(ip, now_ms);
+        if let Resolve::Known {
+            mac,
+            refresh: false,
+        } = r
+        {
+            self.slots[i] = (ip, mac, now_ms + HOP_CACHE_MS);
+        }
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hop_cache_answers_for_a_while_then_asks_the_table() {
+        let t = NeighTable::new(64);
+        let ip: IpAddr = "192.0.2.21".parse().unwrap();
+        let (m1, m2) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        let mut c = HopCache::default();
+        // Unknown: the table's answer (a request), not remembered.
+        assert_eq!(c.resolve(&t, ip, 1_000), Resolve::Request);
+        t.learn(ip, m1, 1_000, true);
+        let known = |mac| Resolve::Known {
+            mac,
+            refresh: false,
+        };
+        assert_eq!(c.resolve(&t, ip, 1_001), known(m1));
+        // The table changes; the memo holds for HOP_CACHE_MS, then follows.
+        t.learn(ip, m2, 1_002, true);
+        assert_eq!(c.resolve(&t, ip, 1_001 + HOP_CACHE_MS - 1), known(m1));
+        assert_eq!(c.resolve(&t, ip, 1_001 + HOP_CACHE_MS), known(m2));
+        // Another address in the same slot is not confused with it.
+        let other: IpAddr = "2001:db8::21".parse().unwrap();
+        assert_eq!(c.resolve(&t, other, 1_100), Resolve::Request);
+    }
     use crate::packet::arp::{ArpOperation, ArpPacket};
     use crate::packet::ethernet::{EtherType, EthernetFrame};
     use std::net::Ipv4Addr;

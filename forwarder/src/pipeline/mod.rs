@@ -48,7 +48,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::buffer::PacketBuf;
 use crate::conntrack::{self, ConnTable, Dir, FlowKey, FlowValue, Lookup, Nat, ReplyKey, L4};
-use crate::neigh::{NeighTable, Resolve};
+use crate::neigh::{HopCache, NeighTable, Resolve};
 use crate::packet::ethernet::{EtherType, EthernetFrame};
 use crate::packet::ipv4::Ipv4Packet;
 use crate::packet::ipv6::Ipv6Packet;
@@ -439,6 +439,8 @@ pub struct Tables {
     frags: FragTable,
     /// Local ports of source-NAT (hairpin) flows.
     snat: SnatPorts,
+    /// Next-hop MACs this worker read recently.
+    hops: HopCache,
     generation: u64,
 }
 
@@ -477,6 +479,7 @@ impl Tables {
                 .collect(),
             frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
             snat: SnatPorts::new(snat_ports),
+            hops: HopCache::default(),
             generation: snap.generation,
         }
     }
@@ -740,7 +743,7 @@ impl Tables {
         let Some(route) = snap.route(e.client()) else {
             return Outcome::Dropped(DropReason::NoRoute);
         };
-        send(buf, route, snap, ctx)
+        send_via(&mut self.hops, buf, route, snap, ctx)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -940,7 +943,7 @@ impl Tables {
             return Outcome::Dropped(DropReason::NoRoute);
         };
         match svc.mode() {
-            Mode::Dr => send(buf, route, snap, ctx),
+            Mode::Dr => send_via(&mut self.hops, buf, route, snap, ctx),
             Mode::Nat => {
                 let frame = buf.data_mut();
                 if !rewrite::decrement_ttl(frame, 14) {
@@ -959,7 +962,7 @@ impl Tables {
                         Some(lport),
                     );
                 }
-                send(buf, route, snap, ctx)
+                send_via(&mut self.hops, buf, route, snap, ctx)
             }
             Mode::Tun => {
                 let mtu = usize::from(snap.ports[usize::from(route.port)].mtu);
@@ -973,7 +976,7 @@ impl Tables {
                 if !rewrite::encapsulate(buf, route.src, rs.addr) {
                     return Outcome::Dropped(DropReason::NoHeadroom);
                 }
-                send(buf, route, snap, ctx)
+                send_via(&mut self.hops, buf, route, snap, ctx)
             }
         }
     }
@@ -1003,7 +1006,32 @@ fn is_vip_addr(snap: &Snapshot, ip: IpAddr) -> bool {
 /// asks for the next hop's MAC if it is unknown.
 #[inline]
 fn send<B: PacketBuf>(buf: &mut B, route: Route, snap: &Snapshot, ctx: &mut Ctx<'_>) -> Outcome {
-    let mac = match ctx.neigh.resolve(route.next_hop, ctx.now_ms) {
+    let r = ctx.neigh.resolve(route.next_hop, ctx.now_ms);
+    finish_send(r, buf, route, snap, ctx)
+}
+
+/// [`send`] through the worker's next-hop memo (the per-flow paths).
+#[inline]
+fn send_via<B: PacketBuf>(
+    hops: &mut HopCache,
+    buf: &mut B,
+    route: Route,
+    snap: &Snapshot,
+    ctx: &mut Ctx<'_>,
+) -> Outcome {
+    let r = hops.resolve(ctx.neigh, route.next_hop, ctx.now_ms);
+    finish_send(r, buf, route, snap, ctx)
+}
+
+#[inline]
+fn finish_send<B: PacketBuf>(
+    r: Resolve,
+    buf: &mut B,
+    route: Route,
+    snap: &Snapshot,
+    ctx: &mut Ctx<'_>,
+) -> Outcome {
+    let mac = match r {
         Resolve::Known { mac, refresh } => {
             if refresh {
                 ctx.requests.push(route);
