@@ -10,9 +10,13 @@
 # /api/v1/status: frames received and forwarded, TSC cycles in busy passes).
 #
 #   sudo scripts/bench.sh            # BENCH_SECONDS=5 per measurement
+#   sudo scripts/bench.sh --sweep    # Mpps against active flows, DR and NAT:
+#                                    # docs/perf-flows.csv and docs/perf-flows.png
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-5}
+SWEEP=0
+[ "${1:-}" = "--sweep" ] && SWEEP=1
 
 bash scripts/setup.sh >/dev/null
 cargo build --release --quiet
@@ -30,11 +34,15 @@ trap cleanup EXIT INT TERM
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 
-echo "== captures (64-byte TCP frames to 192.0.2.100:80)"
-python3 scripts/mkpcap.py est 4096 "$W/est4k.pcap"
-python3 scripts/mkpcap.py est 1000000 "$W/est1m.pcap"
-python3 scripts/mkpcap.py syn 262144 "$W/syn.pcap"
-ls -la "$W"/*.pcap | awk '{print "   ", $5, $9}'
+if [ "$SWEEP" = 1 ]; then
+    python3 -c 'import matplotlib' 2>/dev/null ||
+        { apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; }
+fi
+
+# Sized for a capture of $1 frames: the pcap PMD holds every frame in an mbuf.
+mbufs_for() { python3 -c "print(max(16383, int($1 * 1.1)))"; }
+mem_for() { if [ "$1" -le 65536 ]; then echo 1024; elif [ "$1" -le 262144 ]; then echo 2048; else echo 8192; fi; }
+cap_for() { python3 -c "print(max(65536, 2 * $1))"; }
 
 # testpmd MODE PCAP -> Mpps (best 1 s figure after the first)
 testpmd() {
@@ -103,6 +111,34 @@ new = b["vips"][0]["new_flows"] - a["vips"][0]["new_flows"]
 print(f"{fwd / dt / 1e6:.2f} {cyc / max(rx, 1):.0f} {new / dt:.0f}")
 PY
 }
+
+if [ "$SWEEP" = 1 ]; then
+    echo "== sweep: Mpps against active flows (DR, NAT), ratio to testpmd io on the same capture size"
+    CSV=docs/perf-flows.csv
+    echo "flows,testpmd_io_mpps,dr_mpps,nat_mpps,dr_ratio,nat_ratio,dr_cycles,nat_cycles" > "$CSV.tmp"
+    for n in 4096 16384 65536 262144 1000000; do
+        python3 scripts/mkpcap.py est "$n" "$W/sweep.pcap" >/dev/null
+        IO=$(testpmd io "$W/sweep.pcap")
+        read -r D DC _ < <(ferrolb dr "$W/sweep.pcap" "$(cap_for $n)" "$(mbufs_for $n)" "$(mem_for $n)")
+        read -r N NC _ < <(ferrolb nat "$W/sweep.pcap" "$(cap_for $n)" "$(mbufs_for $n)" "$(mem_for $n)")
+        DR_R=$(python3 -c "print(f'{$D / $IO:.2f}')")
+        NAT_R=$(python3 -c "print(f'{$N / $IO:.2f}')")
+        printf '   %8s flows: testpmd io %6s, DR %6s (%s, %s cycles), NAT %6s (%s, %s cycles)\n' \
+            "$n" "$IO" "$D" "$DR_R" "$DC" "$N" "$NAT_R" "$NC"
+        echo "$n,$IO,$D,$N,$DR_R,$NAT_R,$DC,$NC" >> "$CSV.tmp"
+        rm -f "$W/sweep.pcap"
+    done
+    mv "$CSV.tmp" "$CSV"
+    python3 scripts/plot_flows.py "$CSV" docs/perf-flows.png
+    echo "wrote $CSV and docs/perf-flows.png"
+    exit 0
+fi
+
+echo "== captures (64-byte TCP frames to 192.0.2.100:80)"
+python3 scripts/mkpcap.py est 4096 "$W/est4k.pcap"
+python3 scripts/mkpcap.py est 1000000 "$W/est1m.pcap"
+python3 scripts/mkpcap.py syn 262144 "$W/syn.pcap"
+ls -la "$W"/*.pcap | awk '{print "   ", $5, $9}'
 
 echo "== testpmd (I/O floor)"
 IO=$(testpmd io "$W/est4k.pcap")
