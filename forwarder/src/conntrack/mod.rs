@@ -226,6 +226,11 @@ impl State {
         }
     }
 
+    /// Whether this is one of the TCP states.
+    pub const fn is_tcp(self) -> bool {
+        (self as u8) <= State::Close as u8
+    }
+
     /// Whether this is a half-open or closing TCP state (not active).
     pub const fn is_tcp_inactive(self) -> bool {
         !matches!(self, State::Established | State::Udp | State::Icmp)
@@ -1073,6 +1078,25 @@ impl ConnTable {
         }
         e.expiry = now.wrapping_add(self.cfg.timeouts.for_state(new));
         new
+    }
+
+    /// Sets a flow's state and expiry as another node reported them
+    /// (connection sync): `expiry` = `now` + the time it had left there.
+    pub fn restore(&mut self, id: FlowId, state: State, expiry: u32) {
+        let e = &mut self.entries[id.0 as usize];
+        let old = e.state();
+        if old != state {
+            self.by_state[old as usize] -= 1;
+            self.by_state[state as usize] += 1;
+            e.state = state as u8;
+        }
+        e.expiry = expiry;
+    }
+
+    /// Every live flow (expired ones not freed yet included), in slab
+    /// order. O(capacity): for snapshot changes and tests, not per packet.
+    pub fn live(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries.iter().filter(|e| e.is_live())
     }
 
     /// Updates the real index hint of a flow (after re-resolving it
