@@ -240,10 +240,11 @@ impl Record {
             L4::Icmp => 1,
         };
         out[2] = self.state as u8;
-        out[3] = u8::from(cv6) * F_CLIENT_V6
-            | u8::from(rv6) * F_REAL_V6
-            | kind << NAT_SHIFT
-            | u8::from(self.persist) * F_PERSIST;
+        let bit = |on: bool, f: u8| if on { f } else { 0 };
+        out[3] = bit(cv6, F_CLIENT_V6)
+            | bit(rv6, F_REAL_V6)
+            | (kind << NAT_SHIFT)
+            | bit(self.persist, F_PERSIST);
         out[4..8].copy_from_slice(&self.key.service.to_be_bytes());
         out[8..24].copy_from_slice(&client);
         out[24..40].copy_from_slice(&real);

@@ -28,6 +28,7 @@ use crate::neigh::{self, NeighTable, Resolve};
 use crate::pipeline::{
     Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
 };
+use crate::sync::{self, SyncCounters, SyncLog};
 
 /// How often a worker republishes its counters (passes).
 const PUBLISH_EVERY: u32 = 256;
@@ -103,6 +104,38 @@ pub struct WorkerStats {
     pub flows: AtomicU64,
     /// Generation of the snapshot the worker runs.
     pub generation: AtomicU64,
+    /// Connection sync: records sent to the peer.
+    pub sync_records_sent: AtomicU64,
+    /// Connection sync: datagrams sent to the peer.
+    pub sync_batches_sent: AtomicU64,
+    /// Connection sync: records logged but never sent.
+    pub sync_records_lost: AtomicU64,
+    /// Connection sync: records received from the peer.
+    pub sync_records_received: AtomicU64,
+    /// Connection sync: records applied to the tables.
+    pub sync_records_applied: AtomicU64,
+    /// Connection sync: records refused.
+    pub sync_records_rejected: AtomicU64,
+    /// Connection sync: records for services this node does not know.
+    pub sync_records_unknown_service: AtomicU64,
+}
+
+impl WorkerStats {
+    fn publish_sync(&self, c: &SyncCounters) {
+        self.sync_records_sent
+            .store(c.records_sent, Ordering::Relaxed);
+        self.sync_batches_sent
+            .store(c.batches_sent, Ordering::Relaxed);
+        self.sync_records_lost.store(c.lost, Ordering::Relaxed);
+        self.sync_records_received
+            .store(c.records_received, Ordering::Relaxed);
+        self.sync_records_applied
+            .store(c.applied, Ordering::Relaxed);
+        self.sync_records_rejected
+            .store(c.rejected, Ordering::Relaxed);
+        self.sync_records_unknown_service
+            .store(c.unknown_service, Ordering::Relaxed);
+    }
 }
 
 /// Per-service figures of one worker, for status and metrics.
@@ -260,6 +293,7 @@ impl Worker {
                             }
                         }
                         Outcome::Dropped(r) => local.drops[r as usize] += 1,
+                        Outcome::Consumed => {}
                     }
                     for (j, b) in tx_nic.iter_mut().enumerate() {
                         if b.is_full() {
@@ -300,6 +334,9 @@ impl Worker {
                 }
             }
             tables.sweep(&snap, now_ms, SWEEP_BUDGET);
+            if tables.sync.due(now_ms) {
+                self.send_sync(&snap, &mut tables.sync, &mut tx_nic, &mut local, now_ms);
+            }
 
             for (i, wp) in self.ports.iter().enumerate() {
                 if !tx_nic[i].is_empty() {
@@ -320,6 +357,7 @@ impl Worker {
             if since_publish >= PUBLISH_EVERY {
                 since_publish = 0;
                 local.publish(&self.shared.stats);
+                self.shared.stats.publish_sync(&tables.sync.counters);
                 self.shared
                     .stats
                     .flows
@@ -333,12 +371,86 @@ impl Worker {
             }
         }
         local.publish(&self.shared.stats);
+        self.shared.stats.publish_sync(&tables.sync.counters);
         self.shared
             .stats
             .flows
             .store(tables.conn.len() as u64, Ordering::Relaxed);
         publish_services(&self.shared, &tables, &mut report);
         0
+    }
+
+    /// Sends what the sync log holds as UDP datagrams to the HA peer
+    /// (full batches, and a partial one that has waited its time). Waits
+    /// for the peer's MAC with the records kept (the log is bounded:
+    /// beyond it records are counted as lost); without a route to the
+    /// peer, or for an IPv6 peer (not supported yet), drops them counted.
+    fn send_sync(
+        &self,
+        snap: &Snapshot,
+        log: &mut SyncLog,
+        tx_nic: &mut [Burst],
+        local: &mut Local,
+        now_ms: u64,
+    ) {
+        let Some((spec, Some(route))) = snap.sync() else {
+            log.discard();
+            return;
+        };
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (route.src, spec.peer) else {
+            log.discard();
+            return;
+        };
+        let mac = match self.neigh.resolve(route.next_hop, now_ms) {
+            Resolve::Known { mac, refresh } => {
+                if refresh {
+                    self.solicit(snap, route, tx_nic, local);
+                }
+                mac
+            }
+            Resolve::Request => {
+                self.solicit(snap, route, tx_nic, local);
+                return;
+            }
+            Resolve::Pending => return,
+        };
+        let Some(port) = snap.ports.get(usize::from(route.port)) else {
+            log.discard();
+            return;
+        };
+        let q = self.queue;
+        // Bounded: every pass takes up to a batch off a bounded log.
+        for _ in 0..=sync::LOG_CAPACITY / sync::MAX_RECORDS {
+            if !log.due(now_ms) {
+                break;
+            }
+            let Some(b) = tx_nic.get_mut(usize::from(route.port)) else {
+                return;
+            };
+            if b.is_full() {
+                flush(&self.ports[usize::from(route.port)].nic, q, b, local, true);
+            }
+            let Some(mut m) = self.pool.alloc() else {
+                return;
+            };
+            if !m.append(42 + sync::MAX_PAYLOAD) {
+                return;
+            }
+            let n = log.take_batch(&mut m.data_mut()[42..], q.0, now_ms);
+            if n == 0 || !m.trim(sync::MAX_PAYLOAD - n) {
+                return;
+            }
+            sync::write_udp4_frame(
+                m.data_mut(),
+                mac.0,
+                port.mac.0,
+                (src, spec.port),
+                (dst, spec.port),
+                n,
+                log.counters.batches_sent as u16,
+            );
+            push(b, m, local);
+        }
     }
 
     /// Sends an ARP request (IPv4) or neighbour solicitation (IPv6) for

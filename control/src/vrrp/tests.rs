@@ -149,6 +149,8 @@ fn from_ha_keeps_the_primary_family() {
         floating: vec![],
         garp_interval: s(60),
         garp_elapse: s(1200),
+        sync_peer: None,
+        sync_port: 8848,
     };
     let addrs: Vec<IpAddr> = vec![
         "198.51.100.1".parse().unwrap(),

@@ -749,8 +749,14 @@ impl Tables {
             }
             return Ok(());
         }
+        // DR / TUN flows of a VIP on every port carry the client's port;
+        // their reals are configured with port 0.
         let r = svc
             .resolve_target(RealIdx(0), rec.real, rec.real_port)
+            .or_else(|| match svc.mode() {
+                Mode::Nat => None,
+                _ => svc.resolve_target(RealIdx(0), rec.real, 0),
+            })
             .ok_or(false)?;
         let timeout = self.conn.config().timeouts.for_state(rec.state);
         let expiry = now.wrapping_add(rec.remaining_ms.min(timeout));
