@@ -39,6 +39,7 @@ pub fn spec(cfg: &Config) -> DataplaneSpec {
             })
             .collect(),
         static_neigh: static_neigh(cfg),
+        sync: cfg.ha.as_ref().is_some_and(|h| h.sync_peer.is_some()),
     }
 }
 
@@ -911,7 +912,7 @@ type WorkerCounter = (
 );
 
 /// The worker counters the status JSON and the metrics expose.
-const WORKER_COUNTERS: [WorkerCounter; 16] = [
+const WORKER_COUNTERS: [WorkerCounter; 17] = [
     (
         "rx",
         "ferrolb_worker_rx_packets_total",
@@ -1007,6 +1008,12 @@ const WORKER_COUNTERS: [WorkerCounter; 16] = [
         "ferrolb_sync_records_unknown_service_total",
         "Connection sync: records for services this node does not know (skipped).",
         |w| w.sync_records_unknown_service.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_records_fanout_dropped",
+        "ferrolb_sync_records_fanout_dropped_total",
+        "Connection sync: records not passed on to another worker (inbox full).",
+        |w| w.sync_records_fanout_dropped.load(Ordering::Relaxed),
     ),
 ];
 

@@ -340,6 +340,9 @@ pub struct SyncCounters {
     pub rejected: u64,
     /// Records for services this node does not know (skipped).
     pub unknown_service: u64,
+    /// Records this worker could not hand to another worker (its inbox
+    /// was full): that worker lacks the flow.
+    pub fanout_dropped: u64,
 }
 
 /// A worker's outbox of encoded records, allocated once (see module docs).
@@ -461,6 +464,93 @@ impl SyncLog {
     pub fn discard(&mut self) {
         self.counters.lost += self.len as u64;
         self.len = 0;
+    }
+}
+
+/// Words per record in an [`Inbox`] slot.
+const WORDS: usize = RECORD_LEN / 8;
+const _: () = assert!(WORDS * 8 == RECORD_LEN);
+
+/// A bounded single-producer single-consumer queue of encoded records
+/// between two workers, lock-free and allocation-free after
+/// [`Inbox::new`], in safe Rust: a slot is `RECORD_LEN / 8` atomic words
+/// written with relaxed stores and published by a release store of the
+/// tail (the consumer's acquire load of the tail makes them visible; its
+/// release store of the head hands the slots back).
+///
+/// Used when a node runs several workers: the worker that receives a sync
+/// datagram applies each record to its own tables and pushes it to every
+/// other worker's inbox; each worker drains its inboxes between bursts.
+/// So every worker's table holds every synced flow, whichever worker the
+/// NIC's RSS hands the flow's packets to after a takeover (both directions
+/// of a NAT flow may even reach different workers).
+pub struct Inbox {
+    slots: Box<[[std::sync::atomic::AtomicU64; WORDS]]>,
+    /// Next slot to read (consumer).
+    head: std::sync::atomic::AtomicUsize,
+    /// Next slot to write (producer).
+    tail: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("capacity", &self.slots.len())
+            .finish()
+    }
+}
+
+/// Records an inbox holds.
+pub const INBOX_CAPACITY: usize = 2048;
+
+impl Inbox {
+    /// An inbox of `capacity` records.
+    pub fn new(capacity: usize) -> Inbox {
+        Inbox {
+            slots: (0..capacity.max(1))
+                .map(|_| std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)))
+                .collect(),
+            head: std::sync::atomic::AtomicUsize::new(0),
+            tail: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Producer: queues one encoded record (`rec` of at least
+    /// [`RECORD_LEN`] bytes); `false` when full (or `rec` is short).
+    pub fn push(&self, rec: &[u8]) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(rec) = rec.get(..RECORD_LEN) else {
+            return false;
+        };
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        if tail.wrapping_sub(head) >= self.slots.len() {
+            return false;
+        }
+        let slot = &self.slots[tail % self.slots.len()];
+        for (w, chunk) in slot.iter().zip(rec.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        }
+        self.tail.store(tail.wrapping_add(1), Ordering::Release);
+        true
+    }
+
+    /// Consumer: takes the oldest record into `out`; `false` when empty.
+    pub fn pop(&self, out: &mut [u8; RECORD_LEN]) -> bool {
+        use std::sync::atomic::Ordering;
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Acquire);
+        if head == tail {
+            return false;
+        }
+        let slot = &self.slots[head % self.slots.len()];
+        for (w, chunk) in slot.iter().zip(out.chunks_exact_mut(8)) {
+            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        self.head.store(head.wrapping_add(1), Ordering::Release);
+        true
     }
 }
 

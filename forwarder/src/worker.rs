@@ -28,7 +28,7 @@ use crate::neigh::{self, NeighTable, Resolve};
 use crate::pipeline::{
     Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
 };
-use crate::sync::{self, SyncCounters, SyncLog};
+use crate::sync::{self, Inbox, SyncCounters, SyncLog};
 
 /// How often a worker republishes its counters (passes).
 const PUBLISH_EVERY: u32 = 256;
@@ -36,6 +36,8 @@ const PUBLISH_EVERY: u32 = 256;
 const HOUSEKEEPING_MS: u64 = 100;
 /// Connection-table slots examined per pass by the expiry sweep.
 const SWEEP_BUDGET: u32 = 64;
+/// Synced records taken per pass from each other worker's inbox.
+const INBOX_BUDGET: usize = 256;
 
 /// The snapshot the control plane publishes to every worker.
 pub struct SharedSnapshot {
@@ -118,6 +120,9 @@ pub struct WorkerStats {
     pub sync_records_rejected: AtomicU64,
     /// Connection sync: records for services this node does not know.
     pub sync_records_unknown_service: AtomicU64,
+    /// Connection sync: records not passed on to another worker (its
+    /// inbox was full).
+    pub sync_records_fanout_dropped: AtomicU64,
 }
 
 impl WorkerStats {
@@ -135,6 +140,8 @@ impl WorkerStats {
             .store(c.rejected, Ordering::Relaxed);
         self.sync_records_unknown_service
             .store(c.unknown_service, Ordering::Relaxed);
+        self.sync_records_fanout_dropped
+            .store(c.fanout_dropped, Ordering::Relaxed);
     }
 }
 
@@ -214,6 +221,11 @@ pub struct Worker {
     pub conn_capacity: u32,
     /// Whether this worker keeps next hops resolved (one worker does).
     pub resolver: bool,
+    /// Connection sync with several workers: the other workers' inboxes
+    /// (records from the peer this worker receives go there too) ...
+    pub sync_out: Vec<Arc<Inbox>>,
+    /// ... and this worker's, one per other worker, drained every pass.
+    pub sync_in: Vec<Arc<Inbox>>,
 }
 
 impl Worker {
@@ -225,6 +237,7 @@ impl Worker {
         let q = self.queue;
         let mut snap = self.snapshot.load();
         let mut tables = Tables::new(self.conn_capacity, &snap);
+        tables.set_fanout(self.sync_out.clone());
         let mut hops = if self.resolver {
             snap.next_hops()
         } else {
@@ -334,6 +347,9 @@ impl Worker {
                 }
             }
             tables.sweep(&snap, now_ms, SWEEP_BUDGET);
+            for ib in &self.sync_in {
+                tables.drain_inbox(&snap, now_ms, ib, INBOX_BUDGET);
+            }
             if tables.sync.due(now_ms) {
                 self.send_sync(&snap, &mut tables.sync, &mut tx_nic, &mut local, now_ms);
             }

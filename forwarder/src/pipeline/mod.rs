@@ -54,7 +54,7 @@ use crate::packet::ipv4::Ipv4Packet;
 use crate::packet::ipv6::Ipv6Packet;
 use crate::packet::{ip_proto, MacAddr};
 use crate::service::{self, Mode, PersistTable, Proto, RealIdx, SchedState, VipTable};
-use crate::sync::{Op, Record, SyncLog, SyncSpec};
+use crate::sync::{Inbox, Op, Record, SyncLog, SyncSpec};
 
 use frag::{Frag, FragFwd, FragKey, FragTable, FragValue};
 pub use local::handle_local_arp;
@@ -489,6 +489,9 @@ pub struct Tables {
     snat: SnatPorts,
     /// Records for the HA peer (logging only while MASTER with a peer).
     pub sync: SyncLog,
+    /// The other workers' inboxes: records from the peer go to every
+    /// worker's tables (see [`crate::sync::Inbox`]).
+    fanout: Vec<std::sync::Arc<Inbox>>,
     generation: u64,
 }
 
@@ -528,6 +531,7 @@ impl Tables {
             frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
             snat: SnatPorts::new(snat_ports),
             sync: Self::sync_log_for(snap),
+            fanout: Vec::new(),
             generation: snap.generation,
         }
     }
@@ -682,12 +686,45 @@ impl Tables {
         };
         for r in records {
             self.sync.counters.records_received += 1;
+            for ib in &self.fanout {
+                if !ib.push(r) {
+                    self.sync.counters.fanout_dropped += 1;
+                }
+            }
             match Record::decode(r) {
                 Ok(rec) => self.apply_sync(ctx.snap, ctx.now_ms, &rec),
                 Err(_) => self.sync.counters.rejected += 1,
             }
         }
         Some(Outcome::Consumed)
+    }
+
+    /// Hands every record from the peer this worker receives to the
+    /// other workers too (their inboxes, which they drain with
+    /// [`Self::drain_inbox`]).
+    pub fn set_fanout(&mut self, inboxes: Vec<std::sync::Arc<Inbox>>) {
+        self.fanout = inboxes;
+    }
+
+    /// Applies at most `budget` records another worker passed on through
+    /// `inbox`; returns how many. Malformed ones were counted by the
+    /// receiving worker and are skipped silently here.
+    pub fn drain_inbox(
+        &mut self,
+        snap: &Snapshot,
+        now_ms: u64,
+        inbox: &Inbox,
+        budget: usize,
+    ) -> usize {
+        let mut rec = [0u8; crate::sync::RECORD_LEN];
+        let mut n = 0;
+        while n < budget && inbox.pop(&mut rec) {
+            n += 1;
+            if let Ok(r) = Record::decode(&rec) {
+                self.apply_sync(snap, now_ms, &r);
+            }
+        }
+        n
     }
 
     /// Installs, updates or removes the flow a record from the HA peer

@@ -239,3 +239,52 @@ fn the_udp_frame_has_correct_checksums() {
     assert_eq!(u.checksum(), want);
     assert_eq!(u.payload(), &d[..]);
 }
+
+#[test]
+fn an_inbox_hands_records_from_one_thread_to_another_in_order() {
+    let ib = std::sync::Arc::new(Inbox::new(8));
+    let mut out = [0u8; RECORD_LEN];
+    assert!(!ib.pop(&mut out));
+    for i in 0..8u8 {
+        assert!(ib.push(&[i; RECORD_LEN]));
+    }
+    assert!(!ib.push(&[9; RECORD_LEN]), "full");
+    assert!(!ib.push(&[9; 10]), "short");
+    for i in 0..8u8 {
+        assert!(ib.pop(&mut out));
+        assert_eq!(out, [i; RECORD_LEN]);
+    }
+    const N: u32 = 100_000;
+    let p = std::sync::Arc::clone(&ib);
+    let producer = std::thread::spawn(move || {
+        let mut i = 0u32;
+        let mut spins = 0u64;
+        while i < N {
+            let mut r = [0u8; RECORD_LEN];
+            for c in r.chunks_exact_mut(4) {
+                c.copy_from_slice(&i.to_be_bytes());
+            }
+            if p.push(&r) {
+                i += 1;
+            } else {
+                spins += 1;
+                assert!(spins < 1_000_000_000, "consumer stalled");
+                std::thread::yield_now();
+            }
+        }
+    });
+    let mut next = 0u32;
+    let t0 = std::time::Instant::now();
+    while next < N {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60));
+        if ib.pop(&mut out) {
+            for c in out.chunks_exact(4) {
+                assert_eq!(c, next.to_be_bytes(), "torn or reordered record");
+            }
+            next += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    producer.join().unwrap();
+}

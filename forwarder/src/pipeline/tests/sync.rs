@@ -311,3 +311,45 @@ fn a_backup_logs_nothing_and_a_master_logs_only_with_a_peer() {
     b.tables.adopt(&b.snap, &back);
     assert!(!b.tables.sync.enabled());
 }
+
+#[test]
+fn with_several_workers_every_table_gets_the_synced_flows() {
+    let mut m = master();
+    let syn = builder::tcp4(&tcp4(CLIENT4, CLIENT_PORT, VIP4, 80, WireFlags::SYN));
+    let (_, m_fwd) = m.run(&syn);
+    let frames = drain(&mut m);
+    // Worker 0 receives the datagram; worker 1 gets the records through
+    // its inbox.
+    let mut w0 = backup();
+    let mut w1 = backup();
+    let inbox = std::sync::Arc::new(sync::Inbox::new(4));
+    w0.tables.set_fanout(vec![std::sync::Arc::clone(&inbox)]);
+    for f in &frames {
+        assert_eq!(w0.run(f).0, Outcome::Consumed);
+    }
+    let snap = backup_snapshot();
+    assert_eq!(w1.tables.drain_inbox(&snap, 5000, &inbox, 64), 1);
+    assert_eq!(w1.tables.drain_inbox(&snap, 5000, &inbox, 64), 0);
+    assert_eq!(w1.tables.sync.counters.applied, 1);
+    take_over(&mut w1);
+    assert_eq!(
+        w1.run(&syn).1,
+        m_fwd,
+        "worker 1 handles the flow as the master did"
+    );
+    // A full inbox is counted on the receiving worker.
+    let tiny = std::sync::Arc::new(sync::Inbox::new(1));
+    let mut w0 = backup();
+    w0.tables.set_fanout(vec![tiny]);
+    let mut log = SyncLog::new(4);
+    log.set_enabled(true);
+    let mut buf = [0u8; sync::MAX_PAYLOAD];
+    let n = {
+        let r = Record::decode(&frames[0][42 + sync::HEADER_LEN..]).unwrap();
+        log.push(0, &r);
+        log.push(0, &r);
+        log.take_batch(&mut buf, 0, 0)
+    };
+    w0.run(&sync_frame(&buf[..n], MASTER4));
+    assert_eq!(w0.tables.sync.counters.fanout_dropped, 1);
+}
