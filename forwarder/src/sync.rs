@@ -352,6 +352,9 @@ pub struct SyncLog {
     enabled: bool,
     /// Tick (ms) of the oldest record waiting.
     since: u64,
+    /// Tick (ms) sending last started: flows not described since are
+    /// described again on their next packet.
+    epoch: u32,
     seq: u32,
     /// Counters.
     pub counters: SyncCounters,
@@ -381,6 +384,7 @@ impl SyncLog {
             len: 0,
             enabled: false,
             since: 0,
+            epoch: 0,
             seq: 0,
             counters: SyncCounters::default(),
         }
@@ -394,10 +398,30 @@ impl SyncLog {
 
     /// Starts or stops logging; stopping forgets what waits.
     pub fn set_enabled(&mut self, on: bool) {
+        self.set_enabled_at(on, 0);
+    }
+
+    /// [`Self::set_enabled`] at tick `now_ms`: starting marks every flow
+    /// seen before as not yet described (see [`Self::stale`]).
+    pub fn set_enabled_at(&mut self, on: bool, now_ms: u64) {
+        if on && !self.enabled {
+            self.epoch = now_ms as u32;
+        }
         self.enabled = on;
         if !on {
             self.len = 0;
         }
+    }
+
+    /// Whether a flow last described at tick `synced`, whose state has a
+    /// `timeout`, should be described again now: it was described before
+    /// this node started sending (a takeover: the peer, back as BACKUP,
+    /// has not heard of it), or longer ago than half its timeout (the
+    /// peer's copy, which nothing else refreshes, would expire while the
+    /// flow lives on here).
+    #[inline]
+    pub fn stale(&self, synced: u32, now: u32, timeout: u32) -> bool {
+        (synced.wrapping_sub(self.epoch) as i32) < 0 || now.wrapping_sub(synced) >= timeout / 2
     }
 
     /// Records waiting.

@@ -260,7 +260,8 @@ impl Worker {
             // A new snapshot? Adopt it between bursts; flows are kept.
             if self.snapshot.generation.load(Ordering::Acquire) != snap.generation {
                 let new = self.snapshot.load();
-                tables.adopt(&snap, &new);
+                let now_ms = dpdk::rdtsc().wrapping_sub(start) / per_ms;
+                tables.adopt_at(&snap, &new, now_ms);
                 if self.resolver {
                     hops = new.next_hops();
                 }

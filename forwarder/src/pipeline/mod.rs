@@ -562,6 +562,13 @@ impl Tables {
     /// kept: each remembers its real by address, so it keeps that real if
     /// the real is still in its service.
     pub fn adopt(&mut self, old: &Snapshot, new: &Snapshot) {
+        self.adopt_at(old, new, 0);
+    }
+
+    /// [`Self::adopt`] at tick `now_ms`: when this node starts sending
+    /// connection sync (it took over), every flow it holds is described to
+    /// the peer again on its next packet.
+    pub fn adopt_at(&mut self, old: &Snapshot, new: &Snapshot, now_ms: u64) {
         let mut active = Vec::with_capacity(new.vips.services().len());
         let mut counters = Vec::with_capacity(new.vips.services().len());
         for svc in new.vips.services() {
@@ -620,7 +627,7 @@ impl Tables {
             }
         }
         self.sync
-            .set_enabled(new.sync().is_some_and(|(s, _)| s.send));
+            .set_enabled_at(new.sync().is_some_and(|(s, _)| s.send), now_ms);
         // Fragments in flight follow their service and real to their new
         // indexes (or are forgotten with them).
         let (olds, news) = (old.vips.services(), new.vips.services());
@@ -852,12 +859,33 @@ impl Tables {
         Ok(())
     }
 
+    /// After a packet of flow `id` (`before` its touch, now in state
+    /// `st`): logs it for the HA peer if its state changed or the peer's
+    /// copy needs refreshing ([`SyncLog::stale`]).
+    #[inline]
+    fn log_touched(
+        &mut self,
+        now_ms: u64,
+        id: conntrack::FlowId,
+        before: &conntrack::Entry,
+        st: conntrack::State,
+    ) {
+        if !self.sync.enabled() {
+            return;
+        }
+        let timeout = self.conn.config().timeouts.for_state(st);
+        if st != before.state() || self.sync.stale(before.synced(), now_ms as u32, timeout) {
+            self.log_flow(now_ms, Op::Update, id, false);
+        }
+    }
+
     /// Logs flow `id` for the HA peer (while sync is on).
     #[inline]
     fn log_flow(&mut self, now_ms: u64, op: Op, id: conntrack::FlowId, persist: bool) {
         if !self.sync.enabled() {
             return;
         }
+        self.conn.set_synced(id, now_ms as u32);
         let e = self.conn.entry(id);
         let remaining = e.expiry().wrapping_sub(now_ms as u32);
         self.sync.push(
@@ -1035,9 +1063,8 @@ impl Tables {
             return Outcome::Dropped(DropReason::NotOurs);
         };
         let vip = snap.vips.services()[si].spec().vip;
-        if self.conn.touch(id, now, Dir::Reply, flags) != e.state() {
-            self.log_flow(ctx.now_ms, Op::Update, id, false);
-        }
+        let st = self.conn.touch(id, now, Dir::Reply, flags);
+        self.log_touched(ctx.now_ms, id, &e, st);
         let frame = buf.data_mut();
         if !rewrite::decrement_ttl(frame, 14) {
             return Outcome::Dropped(DropReason::TtlExceeded);
@@ -1113,9 +1140,8 @@ impl Tables {
                         if r != e.real_hint() {
                             self.conn.set_real_hint(id, r);
                         }
-                        if self.conn.touch(id, now, Dir::Client, flags) != e.state() {
-                            self.log_flow(ctx.now_ms, Op::Update, id, false);
-                        }
+                        let st = self.conn.touch(id, now, Dir::Client, flags);
+                        self.log_touched(ctx.now_ms, id, &e, st);
                         let snat = match e.nat() {
                             Nat::Snat(p) => Some(p),
                             _ => None,

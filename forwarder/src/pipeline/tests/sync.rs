@@ -353,3 +353,42 @@ fn with_several_workers_every_table_gets_the_synced_flows() {
     w0.run(&sync_frame(&buf[..n], MASTER4));
     assert_eq!(w0.tables.sync.counters.fanout_dropped, 1);
 }
+
+#[test]
+fn long_lived_flows_are_described_again_and_all_of_them_after_a_takeover() {
+    let mut m = master();
+    let syn = builder::tcp4(&tcp4(CLIENT4, CLIENT_PORT, VIP4, 80, WireFlags::SYN));
+    let ack = builder::tcp4(&tcp4(CLIENT4, CLIENT_PORT, VIP4, 80, WireFlags::ACK));
+    m.run(&syn);
+    m.run(&ack);
+    drain(&mut m);
+    // Packets of an established flow log nothing ...
+    m.now += 1000;
+    m.run(&ack);
+    assert!(m.tables.sync.is_empty());
+    // ... until half its timeout (900 s) has passed since it was logged.
+    m.now += 450_000;
+    m.run(&ack);
+    assert_eq!(m.tables.sync.len(), 1);
+    m.run(&ack);
+    assert_eq!(m.tables.sync.len(), 1, "once");
+
+    // A BACKUP that took over describes the flows it holds on their next
+    // packet, so the old master, back as BACKUP, learns them.
+    let mut b = backup();
+    for f in drain(&mut m) {
+        b.run(&f);
+    }
+    b.now = 50_000;
+    let new = snapshot(specs()).with_sync(SyncSpec {
+        send: true,
+        ..sync_spec(false)
+    });
+    b.tables.adopt_at(&b.snap, &new, b.now);
+    b.snap = new;
+    b.now += 10;
+    b.run(&ack);
+    assert_eq!(b.tables.sync.len(), 1);
+    b.run(&ack);
+    assert_eq!(b.tables.sync.len(), 1, "once");
+}
