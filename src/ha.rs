@@ -1,199 +1,184 @@
-//! The VRRPv3 instance of `[ha]` on a live port: sockets on the port's
-//! exception TAP around the pure state machine of `control::vrrp`.
+//! The VRRPv3 instance of `[ha]` on a live port, around the pure state
+//! machine of `control::vrrp`. Everything goes through the port's
+//! exception TAP, so adverts and announcements leave and arrive through
+//! the data port (the data plane passes the VRRP groups 224.0.0.18 and
+//! ff02::12, and unicast to the port's own addresses, to the TAP, and
+//! sends what is written on the TAP out of the port).
 //!
-//! * Adverts: a raw IPv4 socket, protocol 112, bound to the TAP
-//!   (SO_BINDTODEVICE), member of 224.0.0.18, multicast TTL 255, multicast
-//!   loop off, non-blocking. The kernel adds the IP header on send (source:
-//!   the port's first IPv4 address); on receive the IP header comes with
-//!   the message, and anything whose TTL is not 255 is dropped (RFC 5798
-//!   §7.1). The data plane passes 224.0.0.0/24 to the TAP and sends what
-//!   the kernel writes on the TAP out of the data port.
-//! * Gratuitous ARP: an AF_PACKET socket on the TAP (whose MAC is the
-//!   port's), one broadcast ARP request (sender = target = the address)
-//!   per floating IPv4 address, at MASTER and at the `Garp` times.
+//! * A packet socket on the TAP (`pnet_datalink`) reads every frame the
+//!   data plane hands up and keeps the VRRP ones whose TTL / hop limit is
+//!   255 (RFC 5798 §7.1); others are counted in `dropped_ttl`. Frames with
+//!   our own source MAC (what we or the kernel sent) are skipped.
+//! * Multicast adverts are whole Ethernet frames written on the same
+//!   socket: IPv4 to 224.0.0.18 from the port's first IPv4 address, or
+//!   IPv6 to ff02::12 from the port's EUI-64 link-local address.
+//! * With `unicast_peers`, adverts go to each peer through a raw
+//!   protocol-112 socket bound to the TAP (the kernel resolves the peer).
+//!   That socket exists in every mode: it keeps the kernel from answering
+//!   a unicast advert with "protocol unreachable"; what it receives is
+//!   discarded (the packet socket already saw it).
+//! * Announcements: a gratuitous ARP request (sender = target = the
+//!   address) for each floating IPv4 address and an unsolicited neighbour
+//!   advertisement (override flag, to all-nodes) for each floating IPv6
+//!   address, at MASTER and then at the `Garp` times.
 //!
-//! IPv4 only: IPv6 VIPs float with the IPv4 instance's decision (they are
-//! in the snapshot's owned set) but no unsolicited NA is sent yet.
+//! No `unsafe` here: the socket crates own the system calls.
 
-use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use control::config::HaConf;
-use control::vrrp::{Action, Garp, State, Vrrp, VrrpConfig, MCAST_V4};
+use control::config::{Family, HaConf};
+use control::vrrp::packet::IPPROTO_VRRP;
+use control::vrrp::{encode, Action, Garp, State, Vrrp, VrrpConfig, MCAST_V4, MCAST_V6};
+use forwarder::packet::builder::{self, FrameSpec};
+use forwarder::packet::{MacAddr, NaFlags};
+use pnet_datalink::{Channel, DataLinkReceiver, DataLinkSender};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// How long one read of the packet socket blocks at most.
+const RX_SLICE: Duration = Duration::from_millis(10);
+/// Adverts queued between `wait` and `step` at most (a flood is dropped).
+const INBOX: usize = 64;
 
 /// A running VRRP instance.
 pub struct Ha {
     vrrp: Vrrp,
-    sock: OwnedFd,
-    arp: OwnedFd,
-    ifindex: i32,
-    mac: [u8; 6],
-    /// Floating IPv4 addresses (VIPs + `[ha].floating`), announced by GARP.
-    garp_addrs: Vec<Ipv4Addr>,
+    tx: Box<dyn DataLinkSender>,
+    rx: Box<dyn DataLinkReceiver>,
+    raw: Socket,
+    raw_bound: bool,
+    mac: MacAddr,
+    peers: Vec<IpAddr>,
+    /// Every floating address (both families), announced at MASTER.
+    floating: Vec<IpAddr>,
     garp: Option<Garp>,
     next_garp: Option<Instant>,
+    inbox: VecDeque<(IpAddr, IpAddr, Vec<u8>)>,
     /// Announcement rounds sent (each: one frame per address).
     pub garps_sent: u64,
-    /// Received packets dropped before the state machine (TTL != 255, short).
+    /// VRRP packets dropped before the state machine (TTL != 255, short).
     pub dropped_ttl: u64,
+    /// Tracked links (`[ha].track`) all up.
+    pub link_up: bool,
 }
 
-fn last_err(what: &str) -> io::Error {
-    let e = io::Error::last_os_error();
+/// The EUI-64 link-local address of `mac` (RFC 4291 appendix A), the
+/// source of IPv6 multicast adverts (RFC 5798 §5.1.2.1).
+pub fn link_local(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+fn err(what: impl std::fmt::Display, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-fn setopt<T>(fd: &OwnedFd, level: i32, name: i32, val: &T, what: &str) -> io::Result<()> {
-    // SAFETY: `val` points to a live T of the size passed.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (val as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(last_err(what));
-    }
-    Ok(())
-}
-
-fn sockaddr_v4(a: Ipv4Addr) -> libc::sockaddr_in {
-    // SAFETY: all-zero is a valid sockaddr_in.
-    let mut sa: libc::sockaddr_in = unsafe { zeroed() };
-    sa.sin_family = libc::AF_INET as libc::sa_family_t;
-    sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-    sa
-}
-
 impl Ha {
-    /// Opens the sockets on `tap` and builds the state machine (not started).
+    /// Opens the sockets on `tap` and builds the state machine (not
+    /// started). `primary` is the port's first address of the VRRP family
+    /// (`[ha].family`); for multicast IPv6 the link-local address is used
+    /// instead. `addresses` are every floating address.
     pub fn open(
         ha: &HaConf,
         tap: &str,
-        primary: Ipv4Addr,
+        primary: IpAddr,
         addresses: &[IpAddr],
-        mac: [u8; 6],
+        mac: MacAddr,
     ) -> io::Result<Ha> {
-        let cfg = VrrpConfig::from_ha(ha, IpAddr::V4(primary), addresses);
-        let garp_addrs = cfg
-            .addresses
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(*a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
+        let primary = match (ha.family, ha.unicast_peers.is_empty()) {
+            (Family::V6, true) => IpAddr::V6(link_local(mac)),
+            _ => primary,
+        };
+        let cfg = VrrpConfig::from_ha(ha, primary, addresses);
         let vrrp = Vrrp::new(cfg)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let cname = std::ffi::CString::new(tap)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
-        // SAFETY: a valid C string.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) } as i32;
-        if ifindex == 0 {
-            return Err(last_err(&format!("interface {tap}")));
-        }
-        // SAFETY: plain socket(2); the fd is owned at once.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_INET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                112,
-            )
+        let iface = pnet_datalink::interfaces()
+            .into_iter()
+            .find(|i| i.name == tap)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no interface {tap}"))
+            })?;
+        let dl = pnet_datalink::Config {
+            read_timeout: Some(RX_SLICE),
+            write_timeout: Some(Duration::from_millis(100)),
+            ..Default::default()
         };
-        if fd < 0 {
-            return Err(last_err("raw socket, protocol 112"));
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: name bytes and length are valid.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_BINDTODEVICE,
-                tap.as_ptr().cast(),
-                tap.len() as libc::socklen_t,
-            )
+        let (tx, rx) = match pnet_datalink::channel(&iface, dl)
+            .map_err(|e| err(format_args!("packet socket on {tap}"), e))?
+        {
+            Channel::Ethernet(tx, rx) => (tx, rx),
+            _ => {
+                return Err(io::Error::other(format!(
+                    "packet socket on {tap}: not an Ethernet channel"
+                )))
+            }
         };
-        if r < 0 {
-            return Err(last_err(&format!("SO_BINDTODEVICE {tap}")));
-        }
-        let mreq = libc::ip_mreqn {
-            imr_multiaddr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(MCAST_V4.octets()),
-            },
-            imr_address: libc::in_addr {
-                s_addr: u32::from_ne_bytes(primary.octets()),
-            },
-            imr_ifindex: ifindex,
+        let domain = match ha.family {
+            Family::V4 => Domain::IPV4,
+            Family::V6 => Domain::IPV6,
         };
-        setopt(
-            &sock,
-            libc::IPPROTO_IP,
-            libc::IP_ADD_MEMBERSHIP,
-            &mreq,
-            "joining 224.0.0.18",
-        )?;
-        setopt(
-            &sock,
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_IF,
-            &mreq,
-            "IP_MULTICAST_IF",
-        )?;
-        let ttl: libc::c_int = 255;
-        setopt(
-            &sock,
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_TTL,
-            &ttl,
-            "IP_MULTICAST_TTL",
-        )?;
-        setopt(&sock, libc::IPPROTO_IP, libc::IP_TTL, &ttl, "IP_TTL")?;
-        let off: libc::c_int = 0;
-        setopt(
-            &sock,
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_LOOP,
-            &off,
-            "IP_MULTICAST_LOOP",
-        )?;
-        // SAFETY: plain socket(2); the fd is owned at once.
-        let afd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                0, // send only: receives nothing
-            )
-        };
-        if afd < 0 {
-            return Err(last_err("AF_PACKET socket"));
+        let raw = Socket::new(
+            domain,
+            Type::RAW,
+            Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+        )
+        .map_err(|e| err("raw socket, protocol 112", e))?;
+        raw.bind_device(Some(tap.as_bytes()))
+            .map_err(|e| err(format_args!("SO_BINDTODEVICE {tap}"), e))?;
+        raw.set_nonblocking(true)
+            .map_err(|e| err("non-blocking raw socket", e))?;
+        match ha.family {
+            Family::V4 => raw.set_ttl_v4(255),
+            Family::V6 => raw.set_unicast_hops_v6(255),
         }
-        // SAFETY: fresh descriptor we own.
-        let arp = unsafe { OwnedFd::from_raw_fd(afd) };
+        .map_err(|e| err("TTL 255 on the raw socket", e))?;
+        let mut floating = addresses.to_vec();
+        floating.dedup();
         Ok(Ha {
             vrrp,
-            sock,
-            arp,
-            ifindex,
+            tx,
+            rx,
+            raw,
+            raw_bound: false,
             mac,
-            garp_addrs,
+            peers: ha.unicast_peers.clone(),
+            floating,
             garp: None,
             next_garp: None,
+            inbox: VecDeque::new(),
             garps_sent: 0,
             dropped_ttl: 0,
+            link_up: true,
         })
     }
 
     /// The state machine (state, master, counters, config).
     pub fn vrrp(&self) -> &Vrrp {
         &self.vrrp
+    }
+
+    /// The state, for logs and status.
+    pub fn state(&self) -> State {
+        self.vrrp.state()
     }
 
     /// Startup: Initialize -> Backup. Returns the new ownership, if changed.
@@ -208,47 +193,79 @@ impl Ha {
         self.execute(now, a)
     }
 
-    /// Waits at most `limit` for an advert or the next deadline.
-    pub fn wait(&self, now: Instant, limit: Duration) {
-        let mut t = limit;
+    /// The tracked links are all up (`true`) or one is down: FAULT gives
+    /// the addresses up (with a priority 0 advert if MASTER), and the way
+    /// back is through BACKUP. Returns the new ownership, if changed.
+    pub fn set_link(&mut self, now: Instant, up: bool) -> Option<bool> {
+        if up == self.link_up {
+            return None;
+        }
+        self.link_up = up;
+        let a = self.vrrp.on_link(now, up);
+        self.execute(now, a)
+    }
+
+    /// The floating addresses changed (a reload added or removed a VIP):
+    /// later adverts list the new set and announcements cover it.
+    pub fn set_addresses(&mut self, addresses: &[IpAddr]) {
+        self.floating = addresses.to_vec();
+        self.vrrp.set_addresses(
+            addresses
+                .iter()
+                .copied()
+                .filter(|a| a.is_ipv4() == self.vrrp.config().primary.is_ipv4())
+                .collect(),
+        );
+        if self.vrrp.state() == State::Master {
+            self.announce();
+        }
+    }
+
+    /// Waits at most `limit` (or until the next deadline) for an advert,
+    /// which is queued for [`Ha::step`].
+    pub fn wait(&mut self, now: Instant, limit: Duration) {
+        let mut end = now + limit;
         for d in [self.vrrp.next_deadline(), self.next_garp]
             .into_iter()
             .flatten()
         {
-            t = t.min(d.saturating_duration_since(now));
+            end = end.min(d);
         }
-        let mut pfd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        let primary = self.vrrp.config().primary;
+        while Instant::now() < end {
+            match self.rx.next() {
+                Ok(frame) => match vrrp_in_frame(frame, self.mac, primary) {
+                    Frame::Vrrp(src, dst, msg) => {
+                        if self.inbox.len() < INBOX {
+                            self.inbox.push_back((src, dst, msg.to_vec()));
+                        }
+                        return;
+                    }
+                    Frame::BadTtl => self.dropped_ttl += 1,
+                    Frame::Other => {}
+                },
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                Err(e) => {
+                    tracing::warn!("reading VRRP adverts: {e}");
+                    std::thread::sleep(end.saturating_duration_since(Instant::now()));
+                    return;
+                }
+            }
+        }
     }
 
-    /// Reads every pending advert, runs due timers and GARPs. Returns the
-    /// new ownership if it changed (the last change, if several).
+    /// Handles the queued adverts, runs due timers and announcements.
+    /// Returns the new ownership if it changed (the last change, if
+    /// several).
     pub fn step(&mut self, now: Instant) -> Option<bool> {
         let mut owner = None;
-        let mut buf = [0u8; 2048];
-        loop {
-            // SAFETY: buf is writable for its length.
-            let n =
-                unsafe { libc::recv(self.sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n <= 0 {
-                break;
-            }
-            let p = &buf[..n as usize];
-            let Some((src, dst, msg)) = parse_v4(p) else {
-                self.dropped_ttl += 1;
-                continue;
-            };
-            let a = self
-                .vrrp
-                .on_packet(now, msg, IpAddr::V4(src), IpAddr::V4(dst));
+        while let Some((src, dst, msg)) = self.inbox.pop_front() {
+            let a = self.vrrp.on_packet(now, &msg, src, dst);
             owner = self.execute(now, a).or(owner);
         }
+        // What the raw socket receives was seen on the packet socket.
+        let mut sink = [0u8; 2048];
+        while matches!((&self.raw).read(&mut sink), Ok(n) if n > 0) {}
         if self.vrrp.next_deadline().is_some_and(|d| d <= now) {
             let a = self.vrrp.on_timer(now);
             owner = self.execute(now, a).or(owner);
@@ -266,24 +283,7 @@ impl Ha {
         let mut owner = None;
         for a in actions {
             match a {
-                Action::SendAdvert { priority } => {
-                    let msg = self.vrrp.encode_advert(priority);
-                    let sa = sockaddr_v4(MCAST_V4);
-                    // SAFETY: msg and sa are valid for their lengths.
-                    let r = unsafe {
-                        libc::sendto(
-                            self.sock.as_raw_fd(),
-                            msg.as_ptr().cast(),
-                            msg.len(),
-                            0,
-                            (&sa as *const libc::sockaddr_in).cast(),
-                            size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                        )
-                    };
-                    if r < 0 {
-                        tracing::warn!("sending a VRRP advert: {}", io::Error::last_os_error());
-                    }
-                }
+                Action::SendAdvert { priority } => self.send_advert(priority),
                 Action::BecomeMaster => {
                     owner = Some(true);
                     self.announce();
@@ -302,99 +302,308 @@ impl Ha {
         owner
     }
 
-    /// One gratuitous ARP request per floating IPv4 address.
-    fn announce(&mut self) {
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ARP as u16).to_be();
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        for a in &self.garp_addrs {
-            let f = garp_frame(self.mac, *a);
-            // SAFETY: f and sll are valid for their lengths.
-            let r = unsafe {
-                libc::sendto(
-                    self.arp.as_raw_fd(),
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            if r < 0 {
-                tracing::warn!(address = %a, "sending a gratuitous ARP: {}", io::Error::last_os_error());
+    fn send_advert(&mut self, priority: u8) {
+        let primary = self.vrrp.config().primary;
+        if self.peers.is_empty() {
+            let frame = advert_frame(self.mac, primary, self.vrrp.encode_advert(priority));
+            self.send_frame(&frame, "a VRRP advert");
+            return;
+        }
+        if !self.raw_bound {
+            match self.raw.bind(&SockAddr::from(SocketAddr::new(primary, 0))) {
+                Ok(()) => self.raw_bound = true,
+                Err(e) => {
+                    tracing::warn!(%primary, "binding the unicast VRRP socket: {e}");
+                    return;
+                }
             }
+        }
+        let adv = self.vrrp.advert(priority);
+        for peer in &self.peers {
+            let Ok(msg) = encode(&adv, primary, *peer) else {
+                continue;
+            };
+            if let Err(e) = self
+                .raw
+                .send_to(&msg, &SockAddr::from(SocketAddr::new(*peer, 0)))
+            {
+                tracing::warn!(%peer, "sending a unicast VRRP advert: {e}");
+            }
+        }
+    }
+
+    fn send_frame(&mut self, frame: &[u8], what: &str) {
+        match self.tx.send_to(frame, None) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::warn!("sending {what}: {e}"),
+            None => tracing::warn!("sending {what}: no room in the socket"),
+        }
+    }
+
+    /// One gratuitous ARP / unsolicited NA per floating address.
+    fn announce(&mut self) {
+        for i in 0..self.floating.len() {
+            let frame = announcement(self.mac, self.floating[i]);
+            self.send_frame(&frame, "a gratuitous ARP / unsolicited NA");
         }
         self.garps_sent += 1;
     }
+}
 
-    /// The state, for logs and status.
-    pub fn state(&self) -> State {
-        self.vrrp.state()
+/// What a frame read from the TAP is.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame<'a> {
+    /// A VRRP message: (source, destination, message).
+    Vrrp(IpAddr, IpAddr, &'a [u8]),
+    /// VRRP with a TTL / hop limit other than 255, or truncated.
+    BadTtl,
+    /// Anything else (including our own frames).
+    Other,
+}
+
+/// Picks VRRP messages (to the group of `primary`'s family or to
+/// `primary` itself) out of the frames seen on the TAP.
+fn vrrp_in_frame(f: &[u8], own: MacAddr, primary: IpAddr) -> Frame<'_> {
+    if f.len() < 14 || f[6..12] == own.0 {
+        return Frame::Other;
+    }
+    let p = &f[14..];
+    match (u16::from_be_bytes([f[12], f[13]]), primary) {
+        (0x0800, IpAddr::V4(me)) => {
+            if p.len() < 20 || p[0] >> 4 != 4 || p[9] != IPPROTO_VRRP {
+                return Frame::Other;
+            }
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+            let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+            if dst != MCAST_V4 && dst != me {
+                return Frame::Other;
+            }
+            // Fragments (MF or an offset) are not adverts.
+            if ihl < 20
+                || total < ihl
+                || total > p.len()
+                || p[8] != 255
+                || p[6] & 0x3f != 0
+                || p[7] != 0
+            {
+                return Frame::BadTtl;
+            }
+            let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+            Frame::Vrrp(IpAddr::V4(src), IpAddr::V4(dst), &p[ihl..total])
+        }
+        (0x86dd, IpAddr::V6(me)) => {
+            if p.len() < 40 || p[0] >> 4 != 6 || p[6] != IPPROTO_VRRP {
+                return Frame::Other;
+            }
+            let mut d = [0u8; 16];
+            d.copy_from_slice(&p[24..40]);
+            let dst = Ipv6Addr::from(d);
+            if dst != MCAST_V6 && dst != me {
+                return Frame::Other;
+            }
+            let len = usize::from(u16::from_be_bytes([p[4], p[5]]));
+            if 40 + len > p.len() || p[7] != 255 {
+                return Frame::BadTtl;
+            }
+            let mut s = [0u8; 16];
+            s.copy_from_slice(&p[8..24]);
+            Frame::Vrrp(
+                IpAddr::V6(Ipv6Addr::from(s)),
+                IpAddr::V6(dst),
+                &p[40..40 + len],
+            )
+        }
+        _ => Frame::Other,
     }
 }
 
-/// (source, destination, VRRP message) of an IPv4 packet with TTL 255.
-fn parse_v4(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, &[u8])> {
-    if p.len() < 20 || p[0] >> 4 != 4 || p[8] != 255 {
-        return None;
+/// A multicast advert frame carrying `msg` from `src` (TTL 255).
+fn advert_frame(mac: MacAddr, src: IpAddr, msg: Vec<u8>) -> Vec<u8> {
+    match src {
+        IpAddr::V4(src) => builder::ip4_raw(
+            &FrameSpec {
+                src_mac: mac,
+                dst_mac: MacAddr::ipv4_multicast(&MCAST_V4),
+                src,
+                dst: MCAST_V4,
+                ttl: 255,
+                ident: 0,
+                payload: msg,
+                ..FrameSpec::default()
+            },
+            IPPROTO_VRRP,
+        ),
+        IpAddr::V6(src) => builder::ip6_raw(
+            &FrameSpec {
+                src_mac: mac,
+                dst_mac: MacAddr::ipv6_multicast(&MCAST_V6),
+                src,
+                dst: MCAST_V6,
+                ttl: 255,
+                payload: msg,
+                ..FrameSpec::default()
+            },
+            IPPROTO_VRRP,
+        ),
     }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([p[2], p[3]])).min(p.len());
-    if ihl < 20 || total < ihl {
-        return None;
-    }
-    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
-    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-    Some((src, dst, &p[ihl..total]))
 }
 
-/// A broadcast gratuitous ARP request for `ip` from `mac`.
-fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
-    let mut f = [0u8; 42];
-    f[..6].copy_from_slice(&[0xff; 6]);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    f[14..16].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
-    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
-    f[18] = 6;
-    f[19] = 4;
-    f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
-    f[22..28].copy_from_slice(&mac);
-    f[28..32].copy_from_slice(&ip.octets());
-    // Target MAC zero, target IP = sender IP (RFC 5227 announcement).
-    f[38..42].copy_from_slice(&ip.octets());
-    f
+/// The takeover announcement for `addr` from `mac`: a broadcast ARP
+/// request with sender = target = `addr` (RFC 5227 announcement), or an
+/// unsolicited neighbour advertisement to all-nodes with the override flag
+/// (RFC 4861 §7.2.6).
+fn announcement(mac: MacAddr, addr: IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => builder::arp_request(&FrameSpec {
+            src_mac: mac,
+            src: a,
+            dst: a,
+            ..FrameSpec::default()
+        }),
+        IpAddr::V6(a) => {
+            let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+            builder::neighbour_advertisement(
+                &FrameSpec {
+                    src_mac: mac,
+                    dst_mac: MacAddr::ipv6_multicast(&all_nodes),
+                    src: a,
+                    dst: all_nodes,
+                    ..FrameSpec::default()
+                },
+                NaFlags::OVERRIDE,
+            )
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use control::vrrp::{decode, Advert};
 
-    #[test]
-    fn parse_checks_ttl_and_strips_the_header() {
-        let mut p = vec![0u8; 28];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&28u16.to_be_bytes());
-        p[8] = 255;
-        p[12..16].copy_from_slice(&[192, 0, 2, 3]);
-        p[16..20].copy_from_slice(&[224, 0, 0, 18]);
-        let (s, d, m) = parse_v4(&p).unwrap();
-        assert_eq!((s, d, m.len()), (Ipv4Addr::new(192, 0, 2, 3), MCAST_V4, 8));
-        p[8] = 254;
-        assert!(parse_v4(&p).is_none());
+    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 9]);
+    const PEER: MacAddr = MacAddr([2, 0, 0, 0, 0, 7]);
+
+    fn advert(src: IpAddr, dst: IpAddr) -> Vec<u8> {
+        let adv = Advert {
+            vrid: 51,
+            priority: 100,
+            interval_cs: 100,
+            addresses: vec![if src.is_ipv4() {
+                "192.0.2.100".parse().unwrap()
+            } else {
+                "2001:db8::100".parse().unwrap()
+            }],
+        };
+        encode(&adv, src, dst).unwrap()
+    }
+
+    fn from_peer(mut f: Vec<u8>) -> Vec<u8> {
+        f[6..12].copy_from_slice(&PEER.0);
+        f
     }
 
     #[test]
-    fn garp_is_a_broadcast_request_for_the_address() {
-        let f = garp_frame([2, 0, 0, 0, 0, 9], Ipv4Addr::new(192, 0, 2, 100));
+    fn our_multicast_adverts_parse_back_on_the_peer() {
+        for (src, me) in [
+            (
+                IpAddr::V4("192.0.2.3".parse().unwrap()),
+                IpAddr::V4("192.0.2.2".parse().unwrap()),
+            ),
+            (IpAddr::V6(link_local(PEER)), IpAddr::V6(link_local(MAC))),
+        ] {
+            let group = if src.is_ipv4() {
+                IpAddr::V4(MCAST_V4)
+            } else {
+                IpAddr::V6(MCAST_V6)
+            };
+            let msg = advert(src, group);
+            let f = advert_frame(PEER, src, msg.clone());
+            let Frame::Vrrp(s, d, m) = vrrp_in_frame(&f, MAC, me) else {
+                panic!("not a VRRP frame: {f:02x?}");
+            };
+            assert_eq!((s, d, m), (src, group, &msg[..]));
+            assert_eq!(decode(m, s, d).unwrap().vrid, 51);
+            // Our own frames are skipped; the other family is not ours.
+            assert_eq!(vrrp_in_frame(&f, PEER, me), Frame::Other);
+        }
+        let f = advert_frame(PEER, "192.0.2.3".parse().unwrap(), vec![0; 12]);
+        assert_eq!(
+            vrrp_in_frame(&f, MAC, IpAddr::V6(link_local(MAC))),
+            Frame::Other
+        );
+    }
+
+    #[test]
+    fn ttl_other_than_255_and_truncation_are_refused() {
+        let src: IpAddr = "192.0.2.3".parse().unwrap();
+        let me: IpAddr = "192.0.2.2".parse().unwrap();
+        let mut f = advert_frame(PEER, src, advert(src, IpAddr::V4(MCAST_V4)));
+        f[14 + 8] = 254;
+        assert_eq!(vrrp_in_frame(&f, MAC, me), Frame::BadTtl);
+        let good = advert_frame(PEER, src, advert(src, IpAddr::V4(MCAST_V4)));
+        // Every truncation is refused or ignored, never a panic.
+        for n in 0..good.len() {
+            if let Frame::Vrrp(_, _, m) = vrrp_in_frame(&good[..n], MAC, me) {
+                assert!(m.len() < 20);
+            }
+        }
+        let src6 = IpAddr::V6(link_local(PEER));
+        let mut f = advert_frame(PEER, src6, advert(src6, IpAddr::V6(MCAST_V6)));
+        f[14 + 7] = 1;
+        assert_eq!(
+            vrrp_in_frame(&f, MAC, IpAddr::V6(link_local(MAC))),
+            Frame::BadTtl
+        );
+    }
+
+    #[test]
+    fn unicast_adverts_to_us_are_taken_and_others_ignored() {
+        let src: IpAddr = "192.0.2.3".parse().unwrap();
+        let me: IpAddr = "192.0.2.2".parse().unwrap();
+        let f = from_peer(builder::ip4_raw(
+            &FrameSpec {
+                src: "192.0.2.3".parse().unwrap(),
+                dst: "192.0.2.2".parse().unwrap(),
+                ttl: 255,
+                payload: advert(src, me),
+                ..FrameSpec::default()
+            },
+            IPPROTO_VRRP,
+        ));
+        assert!(matches!(vrrp_in_frame(&f, MAC, me), Frame::Vrrp(s, d, _) if s == src && d == me));
+        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(vrrp_in_frame(&f, MAC, other), Frame::Other);
+    }
+
+    #[test]
+    fn announcements_are_garp_and_unsolicited_na() {
+        let f = announcement(MAC, "192.0.2.100".parse().unwrap());
         assert_eq!(&f[..6], &[0xff; 6]);
         assert_eq!(&f[12..14], &[8, 6]);
         assert_eq!(&f[20..22], &[0, 1]);
+        assert_eq!(&f[28..32], &[192, 0, 2, 100]);
         assert_eq!(&f[28..32], &f[38..42]);
-        assert_eq!(&f[22..28], &[2, 0, 0, 0, 0, 9]);
+        assert_eq!(&f[22..28], &MAC.0);
+        let f = announcement(MAC, "2001:db8::100".parse().unwrap());
+        assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(&f[12..14], &[0x86, 0xdd]);
+        assert_eq!(f[14 + 6], 58); // ICMPv6
+        assert_eq!(f[14 + 7], 255);
+        assert_eq!(f[54], 136); // neighbour advertisement
+        assert_eq!(f[58] & 0x20, 0x20); // override
+        assert_eq!(
+            &f[62..78],
+            &"2001:db8::100".parse::<Ipv6Addr>().unwrap().octets()
+        );
+    }
+
+    #[test]
+    fn link_local_is_eui64() {
+        assert_eq!(
+            link_local(MacAddr([0x02, 0x11, 0x22, 0x33, 0x44, 0x55])),
+            "fe80::11:22ff:fe33:4455".parse::<Ipv6Addr>().unwrap()
+        );
     }
 }

@@ -477,7 +477,18 @@ pub fn run(path: &Path) -> Result<()> {
         match ha.as_mut() {
             Some(h) => {
                 h.wait(std::time::Instant::now(), TICK);
-                if let Some(owner) = h.step(std::time::Instant::now()) {
+                let now = std::time::Instant::now();
+                let mut change = h.step(now);
+                if let Some(hc) = &cfg.ha {
+                    if !hc.track.is_empty() {
+                        let up = tracked_links_up(&cfg, hc, &dp);
+                        if up != h.link_up {
+                            tracing::warn!(up, ports = ?hc.track, "tracked link changed");
+                        }
+                        change = h.set_link(now, up).or(change);
+                    }
+                }
+                if let Some(owner) = change {
                     ctl.set_owner(owner, h);
                     last_transition = Some(std::time::SystemTime::now());
                 }
@@ -485,13 +496,16 @@ pub fn run(path: &Path) -> Result<()> {
             }
             None => std::thread::sleep(TICK),
         }
+        let mut reloaded = false;
         if reload.swap(false, Ordering::Relaxed) {
-            let _ = ctl.reload();
+            reloaded |= ctl.reload().is_ok();
         }
         while let Ok(cmd) = cmds.try_recv() {
             match cmd {
                 Cmd::Reload(reply) => {
-                    let _ = reply.send(ctl.reload());
+                    let r = ctl.reload();
+                    reloaded |= r.is_ok();
+                    let _ = reply.send(r);
                 }
                 Cmd::Real {
                     vip,
@@ -502,6 +516,11 @@ pub fn run(path: &Path) -> Result<()> {
                     let _ = reply.send(ctl.real_action(&vip, &real, action));
                 }
             }
+        }
+        if let (true, Some(h), Some(hc)) = (reloaded, ha.as_mut(), &cfg.ha) {
+            // The VIPs float: adverts and announcements follow the new set.
+            let addrs = floating_addresses(&ctl.lock().cfg, hc);
+            h.set_addresses(&addrs);
         }
         ctl.health_events(&events);
         let hs = checker.status();
@@ -548,8 +567,8 @@ pub fn run(path: &Path) -> Result<()> {
 }
 
 /// Opens the VRRP instance on the `[ha].port_name` port's TAP, advertising
-/// from the port's first IPv4 address, floating every VIP and
-/// `[ha].floating` address.
+/// from the port's first address of the `[ha].family`, floating every VIP
+/// and `[ha].floating` address.
 fn open_ha(cfg: &Config, h: &config::HaConf, macs: &[MacAddr]) -> Result<crate::ha::Ha> {
     let (pi, port) = cfg
         .ports
@@ -557,19 +576,26 @@ fn open_ha(cfg: &Config, h: &config::HaConf, macs: &[MacAddr]) -> Result<crate::
         .enumerate()
         .find(|(_, p)| p.name == h.port_name)
         .ok_or_else(|| anyhow!("no [[port]] named {:?}", h.port_name))?;
+    let v4 = h.family == config::Family::V4;
     let primary = port
         .addresses
         .iter()
-        .find_map(|c| match c.addr {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        })
+        .find(|c| c.addr.is_ipv4() == v4)
+        .map(|c| c.addr)
         .ok_or_else(|| {
             anyhow!(
-                "port {:?} has no IPv4 address (VRRP runs over IPv4 for now)",
-                port.name
+                "port {:?} has no {} address for VRRP",
+                port.name,
+                if v4 { "IPv4" } else { "IPv6" }
             )
         })?;
+    let mac = macs.get(pi).copied().unwrap_or_default();
+    crate::ha::Ha::open(h, &port.tap, primary, &floating_addresses(cfg, h), mac)
+        .with_context(|| format!("VRRP sockets on {}", port.tap))
+}
+
+/// Every address that floats with VRRP: the VIPs and `[ha].floating`.
+fn floating_addresses(cfg: &Config, h: &config::HaConf) -> Vec<IpAddr> {
     let mut addrs: Vec<IpAddr> = Vec::new();
     for a in cfg
         .vips
@@ -581,9 +607,32 @@ fn open_ha(cfg: &Config, h: &config::HaConf, macs: &[MacAddr]) -> Result<crate::
             addrs.push(a);
         }
     }
-    let mac = macs.get(pi).copied().unwrap_or_default().0;
-    crate::ha::Ha::open(h, &port.tap, primary, &addrs, mac)
-        .with_context(|| format!("VRRP sockets on {}", port.tap))
+    addrs
+}
+
+/// Whether every `[ha].track` port's link is up: the DPDK link state, and
+/// for `net_af_packet` ports the kernel interface's operational state too
+/// (that PMD reports its link up whatever the interface does).
+fn tracked_links_up(cfg: &Config, h: &config::HaConf, dp: &Dataplane) -> bool {
+    let afp = control::kernel::af_packet_ifaces(&cfg.dataplane.eal_args);
+    h.track.iter().all(|name| {
+        let Some(pi) = cfg.ports.iter().position(|p| &p.name == name) else {
+            return true;
+        };
+        let dpdk_up = dp
+            .ports()
+            .get(pi)
+            .is_none_or(|(port, _)| port.link().map(|l| l.up).unwrap_or(true));
+        let kernel_up = afp
+            .iter()
+            .find(|(dev, _)| *dev == cfg.ports[pi].device)
+            .is_none_or(|(_, iface)| {
+                std::fs::read_to_string(format!("/sys/class/net/{iface}/operstate"))
+                    .map(|s| matches!(s.trim(), "up" | "unknown"))
+                    .unwrap_or(false)
+            });
+        dpdk_up && kernel_up
+    })
 }
 
 /// Percent-decodes a path segment (names and IPv6 addresses in URLs).

@@ -37,9 +37,9 @@ fn lab() -> Lab {
     for ns in [&client, &a, &b, &real] {
         sw.plug(ns, "eth0");
     }
-    client.exec("ip addr add 192.0.2.1/24 dev eth0");
-    real.exec("ip addr add 192.0.2.21/24 dev eth0");
-    dr_real(&real, "eth0", &["192.0.2.100"]);
+    client.exec("ip addr add 192.0.2.1/24 dev eth0 && ip addr add 2001:db8::1/64 dev eth0 nodad");
+    real.exec("ip addr add 192.0.2.21/24 dev eth0 && ip addr add 2001:db8::21/64 dev eth0 nodad");
+    dr_real(&real, "eth0", &["192.0.2.100", "2001:db8::100"]);
     let nginx = Nginx::start(&real, "real1", 80);
     Lab {
         _sw: sw,
@@ -518,6 +518,159 @@ fn keepalived_interop_keepalived_master_ferrolb_takes_over_on_stop() {
     assert!(body.contains("real1 from 192.0.2.1"), "{body}");
     let (st, _) = f.signal_and_wait("TERM", Duration::from_secs(10));
     assert!(st.success(), "{}", f.log_text());
+}
+
+/// `config` for an IPv6 pair: VRRP over IPv6 (`family = "ipv6"`, adverts
+/// from link-local addresses to ff02::12), VIP 2001:db8::100.
+fn config6(id: &str, node: &str, addr: &str, priority: u8) -> String {
+    format!(
+        r#"
+[dataplane]
+eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}{node}",
+            "--vdev=net_af_packet0,iface=eth0"]
+workers = 1
+idle_sleep = "200us"
+
+[[port]]
+name = "lan"
+device = "net_af_packet0"
+addresses = ["{addr}/64"]
+
+[[vip]]
+name = "web6"
+address = "2001:db8::100"
+protocol = "tcp"
+port = 80
+mode = "dr"
+  [[vip.real]]
+  address = "2001:db8::21"
+
+[ha]
+vrid = 52
+priority = {priority}
+advert_interval = "1s"
+port_name = "lan"
+family = "ipv6"
+garp_interval = "2s"
+garp_elapse = "10s"
+"#
+    )
+}
+
+#[test]
+fn ipv6_vrrp_pair_fails_over_and_the_client_follows_the_unsolicited_na() {
+    require_root();
+    let _g = serial();
+    let l = lab();
+    let mut a = Ferrolb::start(&l.a, &config6(&l.id, "a", "2001:db8::2", 150));
+    a.wait_log("ferrolb running", Duration::from_secs(30));
+    a.wait_log(MASTER, Duration::from_secs(6));
+    let mut b = Ferrolb::start(&l.b, &config6(&l.id, "b", "2001:db8::3", 100));
+    b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!b.log_text().contains(MASTER), "{}", b.log_text());
+    let (mac_a, mac_b) = (l.a.mac("eth0"), l.b.mac("eth0"));
+    // The master is named by its EUI-64 link-local address.
+    let sb = status(&l.b);
+    eprintln!("B: {}", sb.lines().next().unwrap_or(""));
+    assert!(sb.contains("BACKUP, master fe80::"), "{sb}");
+    let body = l.client.exec("curl -6 -s -m 3 http://[2001:db8::100]/");
+    assert!(body.contains("real1 from 2001:db8::1"), "{body}");
+    let n = l.client.exec("ip -6 neigh show 2001:db8::100");
+    assert!(n.contains(&mac_a), "VIP entry {n:?} is not A's {mac_a}");
+
+    let (_, _) = a.signal_and_wait("KILL", Duration::from_secs(5));
+    // 3 x 1 s + skew (156/256 s) + 1 s.
+    let took = time_to_log(&mut b, MASTER, Duration::from_millis(4610));
+    eprintln!("B became MASTER {took:?} after kill -9 of A (IPv6 VRRP)");
+    // The unsolicited NA (override) moves the client's existing entry.
+    assert!(
+        wait_for(Duration::from_secs(3), || l
+            .client
+            .try_exec("ip -6 neigh show 2001:db8::100")
+            .1
+            .contains(&mac_b)),
+        "VIP entry {:?} is not B's {mac_b}",
+        l.client.try_exec("ip -6 neigh show 2001:db8::100").1
+    );
+    let body = l.client.exec("curl -6 -s -m 3 http://[2001:db8::100]/");
+    assert!(body.contains("real1 from 2001:db8::1"), "{body}");
+    let m = l.b.exec("curl -s http://127.0.0.1:9080/metrics");
+    assert!(
+        m.contains("ferrolb_vrrp_state{vrid=\"52\",state=\"master\"} 1"),
+        "{m}"
+    );
+    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success(), "{}", b.log_text());
+}
+
+#[test]
+fn unicast_peers_and_a_tracked_link_that_goes_down_gives_master_up() {
+    require_root();
+    let _g = serial();
+    let l = lab();
+    let extra =
+        |peer: &str| format!("unicast_peers = [\"{peer}\"]\ntrack = [\"lan\"]\npreempt = true\n");
+    let mut a = Ferrolb::start(
+        &l.a,
+        &(config(&l.id, "a", "192.0.2.2", 150) + &extra("192.0.2.3")),
+    );
+    a.wait_log("ferrolb running", Duration::from_secs(30));
+    a.wait_log(MASTER, Duration::from_secs(6));
+    let mut b = Ferrolb::start(
+        &l.b,
+        &(config(&l.id, "b", "192.0.2.3", 100) + &extra("192.0.2.2")),
+    );
+    b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
+    // B hears A's unicast adverts and stays BACKUP.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!b.log_text().contains(MASTER), "{}", b.log_text());
+    let sb = status(&l.b);
+    assert!(sb.contains("BACKUP, master 192.0.2.2"), "{sb}");
+    // A's adverts reach B addressed to B, not to the multicast group.
+    let cap =
+        l.b.exec("timeout 4 tcpdump -c 2 -nn -i eth0 'ip proto 112' 2>/dev/null || true");
+    eprintln!("B sees VRRP: {cap:?}");
+    assert!(cap.contains("192.0.2.2 > 192.0.2.3: VRRP"), "{cap}");
+    assert!(!cap.contains("224.0.0.18"), "{cap}");
+
+    // The client has A's MAC for the VIP: the announcements must move it.
+    let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
+    assert!(body.contains("real1 from 192.0.2.1"), "{body}");
+    let mac_a = l.a.mac("eth0");
+    assert!(client_vip_mac_is(&l, &mac_a, Duration::from_secs(1)));
+
+    // Cut A's data link at the switch: A enters FAULT and releases the
+    // VIP; B takes over after its Master_Down_Interval.
+    let a_port = format!("s{}p2", l.id);
+    let t0 = Instant::now();
+    l._sw.ns.exec(&format!("ip link set {a_port} down"));
+    a.wait_log(BACKUP, Duration::from_secs(2));
+    b.wait_log(MASTER, Duration::from_millis(4610));
+    eprintln!("link cut: B became MASTER {:?} later", t0.elapsed());
+    let sa = status(&l.a);
+    assert!(sa.contains("FAULT"), "{sa}");
+    let mac_b = l.b.mac("eth0");
+    assert!(
+        client_vip_mac_is(&l, &mac_b, Duration::from_secs(3)),
+        "VIP entry {:?} is not B's {mac_b}",
+        l.client.try_exec("ip neigh show 192.0.2.100").1
+    );
+    let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
+    assert!(body.contains("real1 from 192.0.2.1"), "{body}");
+
+    // The link comes back: A goes BACKUP, then (preempt) takes over again.
+    let t0 = Instant::now();
+    l._sw.ns.exec(&format!("ip link set {a_port} up"));
+    a.wait_log_count(MASTER, 2, Duration::from_secs(8));
+    eprintln!("link back: A MASTER again {:?} later", t0.elapsed());
+    assert!(client_vip_mac_is(&l, &mac_a, Duration::from_secs(3)));
+    let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
+    assert!(body.contains("real1 from 192.0.2.1"), "{body}");
+    for f in [&mut a, &mut b] {
+        let (st, _) = f.signal_and_wait("TERM", Duration::from_secs(10));
+        assert!(st.success(), "{}", f.log_text());
+    }
 }
 
 // ------------------------------------------------------------------

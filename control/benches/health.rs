@@ -110,9 +110,20 @@ fn cpu_seconds(path: &str) -> f64 {
     // Fields 14 and 15 of stat(5); `after` starts at field 3.
     let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    let hz = clock_ticks_per_second();
     ticks as f64 / hz as f64
+}
+
+/// CLK_TCK, as `getconf` tells it (100 on Linux when it cannot be read).
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&v: &u64| v > 0)
+        .unwrap_or(100)
 }
 
 fn checker_thread_stat() -> Option<String> {

@@ -353,12 +353,30 @@ pub struct HaConf {
     pub garp_interval: Duration,
     /// How long to repeat gratuitous ARP after becoming MASTER.
     pub garp_elapse: Duration,
+    /// The address family VRRP adverts use (`family`; default IPv4 when
+    /// the port has an IPv4 address, else IPv6). Addresses of the other
+    /// family float with the same decision.
+    pub family: Family,
+    /// Send adverts to these peers instead of the multicast group.
+    pub unicast_peers: Vec<IpAddr>,
+    /// Ports whose link must be up to be MASTER (`track`): a node whose
+    /// tracked link goes down enters FAULT and gives the addresses up.
+    pub track: Vec<String>,
     /// Connection sync: the peer's address on the `[ha]` port (no sync
     /// when absent). The MASTER streams its flows there; every node
     /// accepts sync datagrams from it only.
     pub sync_peer: Option<IpAddr>,
     /// Connection sync: UDP port, both ends (default 8848).
     pub sync_port: u16,
+}
+
+/// An IP address family (`[ha].family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `ipv4`.
+    V4,
+    /// `ipv6`.
+    V6,
 }
 
 /// Default `[ha].sync_port`.
@@ -471,6 +489,11 @@ struct RawHa {
     floating: Vec<String>,
     garp_interval: Option<String>,
     garp_elapse: Option<String>,
+    family: Option<String>,
+    #[serde(default)]
+    unicast_peers: Vec<String>,
+    #[serde(default)]
+    track: Vec<String>,
     sync_peer: Option<String>,
     sync_port: Option<i64>,
 }
@@ -1342,6 +1365,60 @@ fn validate_ha(
         Some(s) => duration(errs, &p.key("garp_elapse"), s, true)?,
         None => Duration::from_secs(1200),
     };
+    let port = ports.iter().find(|pc| pc.name == port_name);
+    let has = |v4: bool| port.is_some_and(|pc| pc.addresses.iter().any(|c| c.addr.is_ipv4() == v4));
+    let family = match h.family.as_deref() {
+        None if has(true) || !has(false) => Family::V4,
+        None => Family::V6,
+        Some("ipv4") => Family::V4,
+        Some("ipv6") => Family::V6,
+        Some(other) => {
+            errs.at(
+                &p.key("family"),
+                format!("unknown family {other:?} (expected \"ipv4\" or \"ipv6\")"),
+            );
+            Family::V4
+        }
+    };
+    if port.is_some() && !has(family == Family::V4) {
+        errs.at(
+            &p.key(if h.family.is_some() {
+                "family"
+            } else {
+                "port_name"
+            }),
+            format!(
+                "VRRP over {} needs an {} address on port {port_name:?}",
+                if family == Family::V4 { "IPv4" } else { "IPv6" },
+                if family == Family::V4 { "IPv4" } else { "IPv6" },
+            ),
+        );
+    }
+    let mut unicast_peers = Vec::new();
+    for (i, f) in h.unicast_peers.iter().enumerate() {
+        let kp = p.key("unicast_peers").idx(i);
+        let Some(a) = ip(errs, &kp, f) else { continue };
+        if a.is_ipv4() != (family == Family::V4) {
+            errs.at(&kp, format!("{a} is not of the VRRP family"));
+        } else if port.is_some_and(|pc| pc.addresses.iter().any(|c| c.addr == a)) {
+            errs.at(&kp, format!("{a} is this node's own address"));
+        } else if unicast_peers.contains(&a) {
+            errs.at(&kp, format!("{a} is listed twice"));
+        } else {
+            unicast_peers.push(a);
+        }
+    }
+    let mut track = Vec::new();
+    for (i, n) in h.track.iter().enumerate() {
+        if !ports.iter().any(|pc| &pc.name == n) {
+            errs.at(
+                &p.key("track").idx(i),
+                format!("no [[port]] is named {n:?}"),
+            );
+        } else if !track.contains(n) {
+            track.push(n.clone());
+        }
+    }
     let sync_peer = h
         .sync_peer
         .as_ref()
@@ -1386,6 +1463,9 @@ fn validate_ha(
         floating,
         garp_interval,
         garp_elapse,
+        family,
+        unicast_peers,
+        track,
         sync_peer,
         sync_port,
     })

@@ -415,6 +415,12 @@ impl Vrrp {
         master_down_interval(self.cfg.priority, self.master_adver_cs)
     }
 
+    /// Replaces the virtual addresses our adverts list (a reload added or
+    /// removed a VIP); the state is kept.
+    pub fn set_addresses(&mut self, addresses: Vec<IpAddr>) {
+        self.cfg.addresses = addresses;
+    }
+
     /// Our advert with `priority` (from [`Action::SendAdvert`]).
     pub fn advert(&self, priority: u8) -> Advert {
         Advert {

@@ -212,6 +212,11 @@ impl Ferrolb {
     /// Waits until the log contains `needle` (bounded), panicking with the
     /// log otherwise. Also fails at once if the process exits.
     pub fn wait_log(&mut self, needle: &str, limit: Duration) {
+        self.wait_log_count(needle, 1, limit);
+    }
+
+    /// Waits until the log contains `needle` at least `n` times (bounded).
+    pub fn wait_log_count(&mut self, needle: &str, n: usize, limit: Duration) {
         let ok = wait_for(limit, || {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
@@ -221,11 +226,11 @@ impl Ferrolb {
                     );
                 }
             }
-            self.log_text().contains(needle)
+            self.log_text().matches(needle).count() >= n
         });
         assert!(
             ok,
-            "ferrolb did not log {needle:?} within {limit:?}:\n{}",
+            "ferrolb did not log {needle:?} {n} time(s) within {limit:?}:\n{}",
             self.log_text()
         );
     }

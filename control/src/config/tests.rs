@@ -189,6 +189,16 @@ fn broken_configs_name_every_problem_with_line_and_key() {
         ("HA without VIPs", with("[ha]\nvrid = 7\n"), vec![(9, "ha", "nothing to float")]),
         ("HA vrid out of range", vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 300\n"), vec![(17, "ha.vrid", "out of range")]),
         (
+            "HA family, peers and tracked ports that cannot work",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 3\nfamily = \"ipv6\"\nunicast_peers = [\"192.0.2.3\", \"bad\"]\ntrack = [\"wan\"]\n"),
+            vec![(18, "ha.family", "needs an IPv6 address"), (19, "ha.unicast_peers[0]", "not of the VRRP family"), (19, "ha.unicast_peers[1]", "not an IPv4 or IPv6 address"), (20, "ha.track[0]", "no [[port]]")],
+        ),
+        (
+            "HA unknown family, own address as peer",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 3\nfamily = \"ipx\"\nunicast_peers = [\"192.0.2.2\"]\n"),
+            vec![(18, "ha.family", "unknown family"), (19, "ha.unicast_peers[0]", "own address")],
+        ),
+        (
             "sync peer: own address, off the HA link, IPv6; bad sync port",
             vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 5\nsync_peer = \"192.0.2.2\"\nsync_port = 0\n"),
             vec![(18, "ha.sync_peer", "own address"), (19, "ha.sync_port", "out of range")],

@@ -248,11 +248,14 @@ fn tcp_listener_that_never_accepts_is_up() {
 /// the connect times out (all on loopback).
 #[test]
 fn tcp_full_accept_queue_is_a_connect_timeout() {
-    use std::os::fd::AsRawFd;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    // A backlog of 0, which std's TcpListener does not offer.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let bind: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&bind.into()).expect("bind");
+    listener.listen(0).expect("listen");
+    let listener: TcpListener = listener.into();
     let addr = listener.local_addr().expect("addr");
-    // SAFETY: a valid listening socket; listen() again only sets the backlog.
-    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
     // Fill the queue until a connect no longer completes (bounded).
     let mut fillers = Vec::new();
     for _ in 0..16 {

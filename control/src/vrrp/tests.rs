@@ -149,6 +149,9 @@ fn from_ha_keeps_the_primary_family() {
         floating: vec![],
         garp_interval: s(60),
         garp_elapse: s(1200),
+        family: crate::config::Family::V4,
+        unicast_peers: vec![],
+        track: vec![],
         sync_peer: None,
         sync_port: 8848,
     };

@@ -238,6 +238,22 @@ fn ip6_frame(spec: &FrameSpec<Ipv6Addr>, next: u8, l4_len: usize) -> Vec<u8> {
     out
 }
 
+/// Ethernet / IPv4 carrying `spec.payload` as protocol `protocol`, the
+/// payload as is (e.g. a VRRP message with its own checksum).
+pub fn ip4_raw(spec: &FrameSpec<Ipv4Addr>, protocol: u8) -> Vec<u8> {
+    let mut out = ip4_frame(spec, protocol, spec.payload.len());
+    out.extend_from_slice(&spec.payload);
+    pad(out)
+}
+
+/// Ethernet / IPv6 carrying `spec.payload` with next header `next`, the
+/// payload as is.
+pub fn ip6_raw(spec: &FrameSpec<Ipv6Addr>, next: u8) -> Vec<u8> {
+    let mut out = ip6_frame(spec, next, spec.payload.len());
+    out.extend_from_slice(&spec.payload);
+    pad(out)
+}
+
 /// Ethernet / IPv4 / TCP with `spec.payload`.
 pub fn tcp4(spec: &FrameSpec<Ipv4Addr>) -> Vec<u8> {
     let l4_len = tcp::HEADER_LEN + spec.payload.len();

@@ -259,6 +259,14 @@ impl MacAddr {
         let o = addr.octets();
         MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
     }
+
+    /// The Ethernet group address an IPv4 multicast address maps to
+    /// (RFC 1112 §6.4): `01:00:5e` followed by its low 23 bits.
+    #[inline]
+    pub fn ipv4_multicast(addr: &std::net::Ipv4Addr) -> MacAddr {
+        let o = addr.octets();
+        MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+    }
 }
 
 impl From<[u8; 6]> for MacAddr {

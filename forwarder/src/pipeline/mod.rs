@@ -61,6 +61,10 @@ pub use local::handle_local_arp;
 use rewrite::Side;
 use snat::SnatPorts;
 
+/// The IPv6 VRRP group (RFC 5798 §5.1.2.2), passed to the control plane.
+pub const VRRP_GROUP_V6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+
 /// Ticks per second of the connection and persistence tables (ms).
 pub const TICK_HZ: u32 = 1000;
 
@@ -975,9 +979,11 @@ impl Tables {
                     Outcome::Dropped(DropReason::NotOurs)
                 }
             }
-            // Link-local IPv4 multicast (VRRP adverts to 224.0.0.18, ...) is
-            // for the control plane.
-            _ if matches!(ip.dst, IpAddr::V4(d) if d.octets()[..3] == [224, 0, 0]) => {
+            // Link-local IPv4 multicast (VRRP adverts to 224.0.0.18, ...) and
+            // the IPv6 VRRP group ff02::12 are for the control plane.
+            _ if matches!(ip.dst, IpAddr::V4(d) if d.octets()[..3] == [224, 0, 0])
+                || ip.dst == IpAddr::V6(VRRP_GROUP_V6) =>
+            {
                 Outcome::ToKernel
             }
             _ => Outcome::Dropped(if is_vip_addr(ctx.snap, ip.dst) {

@@ -653,6 +653,36 @@ fn own_addresses_go_to_the_kernel_and_strangers_are_dropped() {
     };
     assert_eq!(rig.run(&m("ff02::1")).0, Outcome::ToKernel);
     assert_eq!(rig.run(&m("ff02::1:ff00:2")).0, Outcome::ToKernel);
+    // VRRP adverts to ff02::12 and 224.0.0.18 go up to the control plane.
+    let vrrp6 = builder::ip6_raw(
+        &FrameSpec {
+            dst: v6("ff02::12"),
+            ttl: 255,
+            payload: vec![0x31, 51, 100, 1, 0, 100, 0, 0],
+            ..FrameSpec::default()
+        },
+        112,
+    );
+    assert_eq!(rig.run(&vrrp6).0, Outcome::ToKernel);
+    let vrrp4 = builder::ip4_raw(
+        &FrameSpec {
+            dst: "224.0.0.18".parse().unwrap(),
+            ttl: 255,
+            payload: vec![0x31, 51, 100, 1, 0, 100, 0, 0],
+            ..FrameSpec::default()
+        },
+        112,
+    );
+    assert_eq!(rig.run(&vrrp4).0, Outcome::ToKernel);
+    let other6 = builder::ip6_raw(
+        &FrameSpec {
+            dst: v6("ff02::13"),
+            payload: vec![0; 8],
+            ..FrameSpec::default()
+        },
+        112,
+    );
+    assert_eq!(rig.run(&other6).0, Outcome::Dropped(DropReason::NotOurs));
     assert_eq!(
         rig.run(&m("ff02::1:ff00:99")).0,
         Outcome::Dropped(DropReason::NotOurs)
