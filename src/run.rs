@@ -961,7 +961,7 @@ type WorkerCounter = (
 );
 
 /// The worker counters the status JSON and the metrics expose.
-const WORKER_COUNTERS: [WorkerCounter; 17] = [
+const WORKER_COUNTERS: [WorkerCounter; 18] = [
     (
         "rx",
         "ferrolb_worker_rx_packets_total",
@@ -1063,6 +1063,12 @@ const WORKER_COUNTERS: [WorkerCounter; 17] = [
         "ferrolb_sync_records_fanout_dropped_total",
         "Connection sync: records not passed on to another worker (inbox full).",
         |w| w.sync_records_fanout_dropped.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_batches_missed",
+        "ferrolb_sync_batches_missed_total",
+        "Connection sync: datagrams from the HA peer that never arrived (sequence gaps).",
+        |w| w.sync_batches_missed.load(Ordering::Relaxed),
     ),
 ];
 
@@ -1342,7 +1348,7 @@ pub fn status(admin: &str, token: Option<&str>) -> Result<()> {
     }
     if let Some(y) = v["sync"].as_object() {
         println!(
-            "sync with {}:{} ({}): sent {} record(s) in {} batch(es), {} lost; received {}, applied {}, rejected {}, unknown service {}",
+            "sync with {}:{} ({}): sent {} record(s) in {} batch(es), {} lost; received {}, applied {}, rejected {}, unknown service {}, batches missed {}",
             y["peer"].as_str().unwrap_or("?"),
             y["port"],
             if y["sending"].as_bool() == Some(true) { "sending" } else { "receiving" },
@@ -1353,6 +1359,7 @@ pub fn status(admin: &str, token: Option<&str>) -> Result<()> {
             y["records_applied"],
             y["records_rejected"],
             y["records_unknown_service"],
+            y["batches_missed"],
         );
     }
     println!("Prot LocalAddress:Port Scheduler Mode        Flows     InPkts    OutPkts");

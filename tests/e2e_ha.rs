@@ -1045,6 +1045,7 @@ fn a_long_lived_nat_connection_survives_kill_9_of_the_master_with_sync() {
     assert_eq!(yb["records_applied"].as_u64(), Some(sent), "{yb}");
     assert_eq!(yb["records_rejected"], 0, "{yb}");
     assert_eq!(yb["records_unknown_service"], 0, "{yb}");
+    assert_eq!(yb["batches_missed"], 0, "{yb}");
     assert_eq!(sb["flows"], 2, "both flows installed on the BACKUP: {sb}");
 }
 

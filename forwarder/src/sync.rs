@@ -343,6 +343,10 @@ pub struct SyncCounters {
     /// Records this worker could not hand to another worker (its inbox
     /// was full): that worker lacks the flow.
     pub fanout_dropped: u64,
+    /// Datagrams from the peer that never arrived, from gaps in each
+    /// sending worker's sequence numbers (a sender that restarts from 0
+    /// is not counted).
+    pub batches_missed: u64,
 }
 
 /// A worker's outbox of encoded records, allocated once (see module docs).
@@ -356,6 +360,10 @@ pub struct SyncLog {
     /// described again on their next packet.
     epoch: u32,
     seq: u32,
+    /// Receiving: the last sequence number seen from each sending worker
+    /// (by worker id modulo 64), valid where `seen` has its bit.
+    last_seq: [u32; 64],
+    seen: u64,
     /// Counters.
     pub counters: SyncCounters,
 }
@@ -386,6 +394,8 @@ impl SyncLog {
             since: 0,
             epoch: 0,
             seq: 0,
+            last_seq: [0; 64],
+            seen: 0,
             counters: SyncCounters::default(),
         }
     }
@@ -482,6 +492,23 @@ impl SyncLog {
         self.counters.records_sent += n as u64;
         self.counters.batches_sent += 1;
         HEADER_LEN + bytes
+    }
+
+    /// Receiving: notes the header of a datagram from the peer and counts
+    /// the datagrams its sequence number says were missed.
+    pub fn note_received(&mut self, h: &Header) {
+        let w = usize::from(h.worker % 64);
+        let bit = 1u64 << w;
+        if self.seen & bit != 0 {
+            let gap = h.seq.wrapping_sub(self.last_seq[w].wrapping_add(1)) as i32;
+            // Small forward jumps are losses; anything else (a duplicate,
+            // a sender that restarted) is not.
+            if gap > 0 && gap < 1 << 20 {
+                self.counters.batches_missed += gap as u64;
+            }
+        }
+        self.seen |= bit;
+        self.last_seq[w] = h.seq;
     }
 
     /// Forgets what waits, counting it as lost.

@@ -9,7 +9,10 @@
 //!
 //! Between bursts it adopts a new [`Snapshot`] when the control plane has
 //! published one (one relaxed load per pass notices it), keeps the next
-//! hops resolved, and sweeps expired flows a few slots at a time.
+//! hops resolved, sweeps expired flows a few slots at a time, and handles
+//! connection sync ([`crate::sync`]): it sends its sync log to the HA peer
+//! when a batch is due, and applies the records other workers received
+//! from the peer (its inboxes).
 //!
 //! Counters are plain integers in the worker's own memory, published with
 //! relaxed stores (and, for per-service figures, through a `try_lock` that
@@ -123,6 +126,8 @@ pub struct WorkerStats {
     /// Connection sync: records not passed on to another worker (its
     /// inbox was full).
     pub sync_records_fanout_dropped: AtomicU64,
+    /// Connection sync: datagrams from the peer missed (sequence gaps).
+    pub sync_batches_missed: AtomicU64,
 }
 
 impl WorkerStats {
@@ -142,6 +147,8 @@ impl WorkerStats {
             .store(c.unknown_service, Ordering::Relaxed);
         self.sync_records_fanout_dropped
             .store(c.fanout_dropped, Ordering::Relaxed);
+        self.sync_batches_missed
+            .store(c.batches_missed, Ordering::Relaxed);
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! One linear path of small steps, each returning a verdict or going on:
 //! parse → later fragment? (fragment table) → own address? (hairpin
-//! reply, else kernel) → VIP? (connection table → persistence →
+//! reply, connection-sync datagram from the HA peer, else kernel) → VIP? (connection table → persistence →
 //! scheduler → rewrite for DR / NAT / TUN) → NAT reply? → ICMP error
 //! about a flow? → drop.
 //!
@@ -692,9 +692,10 @@ impl Tables {
                 return Some(Outcome::Dropped(DropReason::SyncMalformed));
             }
         }
-        let Ok((_, records)) = crate::sync::parse(&f[l4 + 8..end]) else {
+        let Ok((header, records)) = crate::sync::parse(&f[l4 + 8..end]) else {
             return Some(Outcome::Dropped(DropReason::SyncMalformed));
         };
+        self.sync.note_received(&header);
         for r in records {
             self.sync.counters.records_received += 1;
             for ib in &self.fanout {

@@ -288,3 +288,26 @@ fn an_inbox_hands_records_from_one_thread_to_another_in_order() {
     }
     producer.join().unwrap();
 }
+
+#[test]
+fn sequence_gaps_count_missed_batches_per_sending_worker() {
+    let mut log = SyncLog::new(4);
+    let h = |worker, seq| Header {
+        count: 1,
+        seq,
+        worker,
+    };
+    log.note_received(&h(0, 5));
+    log.note_received(&h(1, 100));
+    log.note_received(&h(0, 6));
+    assert_eq!(log.counters.batches_missed, 0);
+    log.note_received(&h(0, 9));
+    assert_eq!(log.counters.batches_missed, 2, "7 and 8");
+    log.note_received(&h(1, 101));
+    log.note_received(&h(0, 0));
+    log.note_received(&h(0, 0));
+    assert_eq!(log.counters.batches_missed, 2, "restart and duplicate");
+    log.note_received(&h(0, u32::MAX));
+    log.note_received(&h(0, 1));
+    assert_eq!(log.counters.batches_missed, 3, "across the wrap: 0 missed");
+}
