@@ -392,3 +392,41 @@ fn long_lived_flows_are_described_again_and_all_of_them_after_a_takeover() {
     b.run(&ack);
     assert_eq!(b.tables.sync.len(), 1, "once");
 }
+
+#[test]
+fn dr_and_tun_flows_need_no_sync_maglev_agrees_on_both_nodes() {
+    for mode in [Mode::Dr, Mode::Tun] {
+        let specs = vec![svc(3, VIP4, Proto::Tcp, 80, mode, reals4(5, 80))];
+        let mut m = Rig::small(specs.clone());
+        // Another node with the same configuration, which never saw the
+        // flows: it picks each up from a mid-stream segment.
+        let mut b = Rig::small(specs);
+        b.now = 99_000;
+        let mut reals = std::collections::BTreeSet::new();
+        for p in 0..64u16 {
+            let syn = builder::tcp4(&tcp4(CLIENT4, 30000 + p, VIP4, 80, WireFlags::SYN));
+            let data = builder::tcp4(&tcp4(
+                CLIENT4,
+                30000 + p,
+                VIP4,
+                80,
+                WireFlags::ACK | WireFlags::PSH,
+            ));
+            m.run(&syn);
+            let (mo, m_out) = m.run(&data);
+            let (bo, b_out) = b.run(&data);
+            assert_eq!(
+                (mo, bo),
+                (Outcome::Forward { port: 0 }, Outcome::Forward { port: 0 })
+            );
+            assert_eq!(b_out, m_out, "{mode:?} flow {p}: same real, same frame");
+            reals.insert(Rig::real_of(&m_out));
+        }
+        assert!(reals.len() >= 4, "{mode:?}: flows spread over {reals:?}");
+        assert_eq!(
+            b.tables.conn.by_state()[conntrack::State::Established as usize],
+            64,
+            "picked up mid-stream as established"
+        );
+    }
+}
