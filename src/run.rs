@@ -39,6 +39,7 @@ pub fn spec(cfg: &Config) -> DataplaneSpec {
             })
             .collect(),
         static_neigh: static_neigh(cfg),
+        sync: cfg.ha.as_ref().is_some_and(|h| h.sync_peer.is_some()),
     }
 }
 
@@ -903,7 +904,25 @@ fn status_json(s: &State) -> Value {
         "workers": w,
         "drops": DropReason::ALL.iter().map(|r| (r.name().to_string(), json!(drops[*r as usize]))).collect::<serde_json::Map<_, _>>(),
         "ha": s.ha.as_ref().map(ha_json),
+        "sync": sync_json(s),
     })
+}
+
+/// Connection sync: where to, and the workers' counters summed (null
+/// without `[ha].sync_peer`).
+fn sync_json(s: &State) -> Value {
+    let Some(h) = s.cfg.ha.as_ref().filter(|h| h.sync_peer.is_some()) else {
+        return Value::Null;
+    };
+    let mut v = json!({
+        "peer": h.sync_peer.map(|p| p.to_string()),
+        "port": h.sync_port,
+        "sending": s.snap.sync().is_some_and(|(x, _)| x.send),
+    });
+    for (key, _, _, get) in WORKER_COUNTERS.iter().filter(|c| c.0.starts_with("sync_")) {
+        v[&key["sync_".len()..]] = json!(s.workers.iter().map(|w| get(&w.stats)).sum::<u64>());
+    }
+    v
 }
 
 fn ha_json(h: &HaStatus) -> Value {
@@ -942,7 +961,7 @@ type WorkerCounter = (
 );
 
 /// The worker counters the status JSON and the metrics expose.
-const WORKER_COUNTERS: [WorkerCounter; 9] = [
+const WORKER_COUNTERS: [WorkerCounter; 18] = [
     (
         "rx",
         "ferrolb_worker_rx_packets_total",
@@ -996,6 +1015,60 @@ const WORKER_COUNTERS: [WorkerCounter; 9] = [
         "ferrolb_worker_busy_cycles_total",
         "TSC cycles spent in passes that found frames.",
         |w| w.busy_cycles.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_records_sent",
+        "ferrolb_sync_records_sent_total",
+        "Connection sync: flow records sent to the HA peer.",
+        |w| w.sync_records_sent.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_batches_sent",
+        "ferrolb_sync_batches_sent_total",
+        "Connection sync: datagrams sent to the HA peer.",
+        |w| w.sync_batches_sent.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_records_lost",
+        "ferrolb_sync_records_lost_total",
+        "Connection sync: records logged but never sent (outbox full, peer unresolved).",
+        |w| w.sync_records_lost.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_records_received",
+        "ferrolb_sync_records_received_total",
+        "Connection sync: flow records received from the HA peer.",
+        |w| w.sync_records_received.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_records_applied",
+        "ferrolb_sync_records_applied_total",
+        "Connection sync: records installed, updated or removed.",
+        |w| w.sync_records_applied.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_records_rejected",
+        "ferrolb_sync_records_rejected_total",
+        "Connection sync: records refused (malformed, mode or real mismatch, no room).",
+        |w| w.sync_records_rejected.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_records_unknown_service",
+        "ferrolb_sync_records_unknown_service_total",
+        "Connection sync: records for services this node does not know (skipped).",
+        |w| w.sync_records_unknown_service.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_records_fanout_dropped",
+        "ferrolb_sync_records_fanout_dropped_total",
+        "Connection sync: records not passed on to another worker (inbox full).",
+        |w| w.sync_records_fanout_dropped.load(Ordering::Relaxed),
+    ),
+    (
+        "sync_batches_missed",
+        "ferrolb_sync_batches_missed_total",
+        "Connection sync: datagrams from the HA peer that never arrived (sequence gaps).",
+        |w| w.sync_batches_missed.load(Ordering::Relaxed),
     ),
 ];
 
@@ -1271,6 +1344,22 @@ pub fn status(admin: &str, token: Option<&str>) -> Result<()> {
             h["adverts_sent"],
             h["adverts_received"],
             h["adverts_invalid"],
+        );
+    }
+    if let Some(y) = v["sync"].as_object() {
+        println!(
+            "sync with {}:{} ({}): sent {} record(s) in {} batch(es), {} lost; received {}, applied {}, rejected {}, unknown service {}, batches missed {}",
+            y["peer"].as_str().unwrap_or("?"),
+            y["port"],
+            if y["sending"].as_bool() == Some(true) { "sending" } else { "receiving" },
+            y["records_sent"],
+            y["batches_sent"],
+            y["records_lost"],
+            y["records_received"],
+            y["records_applied"],
+            y["records_rejected"],
+            y["records_unknown_service"],
+            y["batches_missed"],
         );
     }
     println!("Prot LocalAddress:Port Scheduler Mode        Flows     InPkts    OutPkts");

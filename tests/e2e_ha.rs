@@ -672,3 +672,392 @@ fn unicast_peers_and_a_tracked_link_that_goes_down_gives_master_up() {
         assert!(st.success(), "{}", f.log_text());
     }
 }
+
+// ------------------------------------------------------------------
+// Long-lived connections across a failover (issue 6, item 5).
+
+/// One TCP connection kept alive across a failover: opens `conns`
+/// connections one after the other (each pinned by a first request, so a
+/// round-robin scheduler puts them on successive reals), then sends `n`
+/// requests on the last one, 100 ms apart, never reconnecting. Lines:
+/// `pin I LOCALPORT BODY`, then `END_TIME ok LOCALPORT REALNAME` or
+/// `START_TIME fail ERROR` (the connection is broken: stop), then `done`.
+const LONG_LIVED: &str = r#"
+import socket, sys, time
+host, port, n, conns = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def req(s):
+    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            raise EOFError("closed")
+        buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ValueError(head[:20])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    while len(body) < length:
+        d = s.recv(4096)
+        if not d:
+            raise EOFError("closed")
+        body += d
+    return body[:length].decode().strip()
+socks = []
+for i in range(conns):
+    s = socket.create_connection((host, port), timeout=3)
+    print("pin", i, s.getsockname()[1], req(s), flush=True)
+    socks.append(s)
+s = socks[-1]
+s.settimeout(20)
+for i in range(n):
+    t = time.time()
+    try:
+        body = req(s)
+        print("%.3f ok %d %s" % (time.time(), s.getsockname()[1], body.split()[0]), flush=True)
+    except Exception as e:
+        print("%.3f fail %s" % (t, type(e).__name__), flush=True)
+        break
+    time.sleep(0.1)
+print("done", flush=True)
+"#;
+
+/// What the long-lived client saw.
+#[derive(Debug)]
+struct LongLived {
+    ok: u32,
+    failed: u32,
+    /// Longest time between two answers, s.
+    gap: f64,
+    /// Every answer came on one local port, from one real.
+    one_connection: bool,
+    reals: Vec<String>,
+    pins: Vec<String>,
+}
+
+/// Starts [`LONG_LIVED`] in `ns` against `host:port`.
+fn start_long_lived(
+    ns: &Netns,
+    host: &str,
+    port: u16,
+    n: u32,
+    conns: u32,
+) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
+    let id = uid();
+    let script = std::env::temp_dir().join(format!("ferrolb-ll-{id}.py"));
+    let out = std::env::temp_dir().join(format!("ferrolb-ll-{id}.out"));
+    std::fs::write(&script, LONG_LIVED).expect("script");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3"])
+        .arg(&script)
+        .args([host, &port.to_string(), &n.to_string(), &conns.to_string()])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    (child, script, out)
+}
+
+/// Waits until the client has answers (bounded).
+fn long_lived_running(out: &std::path::Path, answers: usize) -> bool {
+    wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(out)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" ok "))
+            .count()
+            >= answers
+    })
+}
+
+/// Waits (bounded) for the client to end; parses what it saw.
+fn finish_long_lived(
+    mut child: std::process::Child,
+    script: &std::path::Path,
+    out: &std::path::Path,
+) -> LongLived {
+    let t0 = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t0.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let _ = std::fs::remove_file(out);
+    let _ = std::fs::remove_file(script);
+    let mut r = LongLived {
+        ok: 0,
+        failed: 0,
+        gap: 0.0,
+        one_connection: true,
+        reals: Vec::new(),
+        pins: Vec::new(),
+    };
+    let (mut last, mut port) = (None::<f64>, None::<String>);
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["pin", _, _, rest @ ..] => r.pins.push(rest.join(" ")),
+            [t, "ok", p, real] => {
+                r.ok += 1;
+                let t: f64 = t.parse().unwrap_or(0.0);
+                if let Some(l) = last {
+                    r.gap = r.gap.max(t - l);
+                }
+                last = Some(t);
+                if port.get_or_insert_with(|| p.to_string()) != p {
+                    r.one_connection = false;
+                }
+                if !r.reals.iter().any(|x| x == real) {
+                    r.reals.push(real.to_string());
+                }
+            }
+            [_, "fail", ..] => r.failed += 1,
+            _ => {}
+        }
+    }
+    if r.reals.len() > 1 {
+        r.one_connection = false;
+    }
+    r
+}
+
+/// The status JSON of the ferrolb in `ns`.
+fn status_json(ns: &Netns) -> serde_json::Value {
+    let s = ns.exec("curl -s -m 3 http://127.0.0.1:9080/api/v1/status");
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("status JSON: {e}: {s}"))
+}
+
+#[test]
+fn a_long_lived_dr_connection_survives_kill_9_of_the_master_without_sync() {
+    require_root();
+    let _g = serial();
+    let l = lab();
+    let (mut a, mut b, _mac_a, mac_b) = pair(&l);
+    assert!(status_json(&l.a)["sync"].is_null(), "no sync configured");
+
+    let (child, script, out) = start_long_lived(&l.client, "192.0.2.100", 80, 100, 1);
+    assert!(long_lived_running(&out, 10), "the client got no answers");
+    let _ = a.signal_and_wait("KILL", Duration::from_secs(5));
+    let took = time_to_log(&mut b, MASTER, Duration::from_millis(4610));
+    eprintln!("B became MASTER {took:?} after kill -9 of A");
+    let r = finish_long_lived(child, &script, &out);
+    eprintln!(
+        "DR long-lived connection across kill -9: {} ok, {} failed, longest gap {:.2} s, one connection: {}, reals {:?}",
+        r.ok, r.failed, r.gap, r.one_connection, r.reals
+    );
+    assert_eq!(r.failed, 0, "the connection broke: {r:?}");
+    assert_eq!(r.ok, 100, "{r:?}");
+    assert!(r.one_connection, "{r:?}");
+    assert_eq!(r.reals, vec!["real1".to_string()]);
+    assert!(r.gap > 1.0 && r.gap < 15.0, "gap {:.2} s", r.gap);
+    assert!(client_vip_mac_is(&l, &mac_b, Duration::from_secs(1)));
+    // B picked the flow up mid-stream (no sync: a new flow from a segment
+    // without SYN) and sent it to the same real by Maglev.
+    let sb = status_json(&l.b);
+    assert_eq!(sb["vips"][0]["new_flows"], 1, "{sb}");
+    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success(), "{}", b.log_text());
+}
+
+/// Two-arm NAT pair:
+///
+/// ```text
+///  client 198.51.100.10 ─ [wan switch] ─ A wan 198.51.100.2 / B wan 198.51.100.3
+///                                        A lan 192.0.2.2    / B lan 192.0.2.3 ─ [lan switch] ─ real1 192.0.2.21, real2 192.0.2.22
+///  VIP 198.51.100.100:80 (nat, rr) -> reals :8080; the reals' default gateway is
+///  the floating 192.0.2.1; VRRP (vrid 52) and the sync run on lan.
+/// ```
+struct NatLab {
+    _wan: Switch,
+    _lan: Switch,
+    client: Netns,
+    a: Netns,
+    b: Netns,
+    _reals: Vec<Netns>,
+    _nginx: Vec<Nginx>,
+    id: String,
+}
+
+fn nat_lab() -> NatLab {
+    let id = uid();
+    let mut wan = Switch::new(&format!("{id}w"));
+    let mut lan = Switch::new(&format!("{id}l"));
+    let client = Netns::new(&format!("flc{id}"));
+    let a = Netns::new(&format!("fla{id}"));
+    let b = Netns::new(&format!("flb{id}"));
+    wan.plug(&client, "eth0");
+    for n in [&a, &b] {
+        wan.plug(n, "wan0");
+        lan.plug(n, "lan0");
+    }
+    client.exec("ip addr add 198.51.100.10/24 dev eth0");
+    // The VIP's gratuitous ARP leaves on the [ha] port (lan) only: the
+    // client finds the new MASTER by re-resolving the VIP quickly
+    // (unicast probe to the dead node, then broadcast ones).
+    client.exec(
+        "sysctl -qw net.ipv4.neigh.eth0.base_reachable_time_ms=500 \
+         net.ipv4.neigh.eth0.delay_first_probe_time=1 net.ipv4.neigh.eth0.retrans_time_ms=200 \
+         net.ipv4.neigh.eth0.ucast_solicit=1 net.ipv4.neigh.eth0.mcast_resolicit=5",
+    );
+    let mut reals = Vec::new();
+    let mut nginx = Vec::new();
+    for i in 1..=2 {
+        let r = Netns::new(&format!("flr{i}{id}"));
+        lan.plug(&r, "eth0");
+        r.exec(&format!(
+            "ip addr add 192.0.2.2{i}/24 dev eth0 && ip route add default via 192.0.2.1"
+        ));
+        nginx.push(Nginx::start(&r, &format!("real{i}"), 8080));
+        reals.push(r);
+    }
+    NatLab {
+        _wan: wan,
+        _lan: lan,
+        client,
+        a,
+        b,
+        _reals: reals,
+        _nginx: nginx,
+        id,
+    }
+}
+
+fn nat_config(id: &str, node: &str, me: u8, peer: u8, priority: u8, sync: bool) -> String {
+    let sync = if sync {
+        format!("sync_peer = \"192.0.2.{peer}\"\n")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"
+[dataplane]
+eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}{node}",
+            "--vdev=net_af_packet0,iface=wan0", "--vdev=net_af_packet1,iface=lan0"]
+workers = 1
+idle_sleep = "200us"
+
+[[port]]
+name = "wan"
+device = "net_af_packet0"
+addresses = ["198.51.100.{me}/24"]
+
+[[port]]
+name = "lan"
+device = "net_af_packet1"
+addresses = ["192.0.2.{me}/24"]
+
+[[vip]]
+name = "web"
+address = "198.51.100.100"
+protocol = "tcp"
+port = 80
+mode = "nat"
+scheduler = "rr"
+port_name = "wan"
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 8080
+  [[vip.real]]
+  address = "192.0.2.22"
+  port = 8080
+
+[ha]
+vrid = 52
+priority = {priority}
+advert_interval = "1s"
+port_name = "lan"
+floating = ["192.0.2.1"]
+garp_interval = "2s"
+garp_elapse = "10s"
+{sync}"#
+    )
+}
+
+/// A NAT pair, A MASTER, B BACKUP; a long-lived connection (the second
+/// of two, so round robin puts it on real2) runs across kill -9 of A.
+fn nat_failover(sync: bool) -> (LongLived, serde_json::Value, serde_json::Value) {
+    let l = nat_lab();
+    let mut a = Ferrolb::start(&l.a, &nat_config(&l.id, "a", 2, 3, 150, sync));
+    a.wait_log("ferrolb running", Duration::from_secs(30));
+    a.wait_log(MASTER, Duration::from_secs(6));
+    let mut b = Ferrolb::start(&l.b, &nat_config(&l.id, "b", 3, 2, 100, sync));
+    b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!b.log_text().contains(MASTER), "{}", b.log_text());
+
+    let (child, script, out) = start_long_lived(&l.client, "198.51.100.100", 80, 100, 2);
+    assert!(long_lived_running(&out, 10), "the client got no answers");
+    // Past one flush period: the sync of the established flows has left.
+    std::thread::sleep(Duration::from_millis(300));
+    let sa = status_json(&l.a);
+    let sb = status_json(&l.b);
+    let _ = a.signal_and_wait("KILL", Duration::from_secs(5));
+    let took = time_to_log(&mut b, MASTER, Duration::from_millis(4610));
+    eprintln!("B became MASTER {took:?} after kill -9 of A (sync {sync})");
+    let r = finish_long_lived(child, &script, &out);
+    eprintln!(
+        "NAT long-lived connection across kill -9, sync {}: {} ok, {} failed, longest gap {:.2} s, one connection: {}, pinned {:?}, answered by {:?}",
+        if sync { "on" } else { "off" }, r.ok, r.failed, r.gap, r.one_connection, r.pins, r.reals
+    );
+    let after = status_json(&l.b);
+    eprintln!("A before the kill: sync {}", sa["sync"]);
+    eprintln!("B before the kill: sync {}", sb["sync"]);
+    eprintln!(
+        "B after the takeover: sync {}, drops {}",
+        after["sync"], after["drops"]
+    );
+    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success(), "{}", b.log_text());
+    (r, sa, sb)
+}
+
+#[test]
+fn a_long_lived_nat_connection_survives_kill_9_of_the_master_with_sync() {
+    require_root();
+    let _g = serial();
+    let (r, sa, sb) = nat_failover(true);
+    assert_eq!(r.pins.len(), 2);
+    assert!(r.pins[1].starts_with("real2"), "{r:?}");
+    assert_eq!(r.failed, 0, "the connection broke: {r:?}");
+    assert_eq!(r.ok, 100, "{r:?}");
+    assert!(r.one_connection, "{r:?}");
+    assert_eq!(r.reals, vec!["real2".to_string()], "{r:?}");
+    assert!(r.gap < 15.0, "gap {:.2} s", r.gap);
+    // A sent both flows (add + established update each) in batches; B
+    // applied every record and refused none.
+    let (ya, yb) = (&sa["sync"], &sb["sync"]);
+    assert_eq!(ya["sending"], true);
+    assert_eq!(yb["sending"], false);
+    let sent = ya["records_sent"].as_u64().unwrap();
+    assert!(sent >= 4, "{ya}");
+    assert!(ya["batches_sent"].as_u64().unwrap() >= 1, "{ya}");
+    assert_eq!(ya["records_lost"], 0, "{ya}");
+    assert_eq!(yb["records_received"].as_u64(), Some(sent), "{yb}");
+    assert_eq!(yb["records_applied"].as_u64(), Some(sent), "{yb}");
+    assert_eq!(yb["records_rejected"], 0, "{yb}");
+    assert_eq!(yb["records_unknown_service"], 0, "{yb}");
+    assert_eq!(yb["batches_missed"], 0, "{yb}");
+    assert_eq!(sb["flows"], 2, "both flows installed on the BACKUP: {sb}");
+}
+
+#[test]
+fn without_sync_the_same_nat_connection_breaks() {
+    require_root();
+    let _g = serial();
+    let (r, sa, _) = nat_failover(false);
+    assert!(sa["sync"].is_null());
+    assert!(r.pins[1].starts_with("real2"), "{r:?}");
+    // B schedules the mid-stream segment as a new flow: round robin on a
+    // fresh node picks real1, which knows no such connection (RST).
+    assert_eq!(r.failed, 1, "the connection should have broken: {r:?}");
+    assert!(r.ok < 100, "{r:?}");
+}

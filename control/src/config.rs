@@ -18,6 +18,14 @@
 //!   mac = "02:00:00:00:00:30" # optional static neighbour
 //! ```
 //!
+//! and to `[ha]`:
+//!
+//! ```toml
+//! sync_peer = "192.0.2.3"     # optional: connection sync with the peer's IPv4
+//!                             # address on the [ha] port (none when absent)
+//! sync_port = 8848            # UDP port of the sync, both ends
+//! ```
+//!
 //! Parsing is in two steps: serde reads the file into raw structs whose
 //! leaves are strings and integers (so one bad address does not hide the
 //! next), then [`validate`] turns them into the typed [`Config`].
@@ -354,6 +362,12 @@ pub struct HaConf {
     /// Ports whose link must be up to be MASTER (`track`): a node whose
     /// tracked link goes down enters FAULT and gives the addresses up.
     pub track: Vec<String>,
+    /// Connection sync: the peer's address on the `[ha]` port (no sync
+    /// when absent). The MASTER streams its flows there; every node
+    /// accepts sync datagrams from it only.
+    pub sync_peer: Option<IpAddr>,
+    /// Connection sync: UDP port, both ends (default 8848).
+    pub sync_port: u16,
 }
 
 /// An IP address family (`[ha].family`).
@@ -364,6 +378,9 @@ pub enum Family {
     /// `ipv6`.
     V6,
 }
+
+/// Default `[ha].sync_port`.
+pub const DEFAULT_SYNC_PORT: u16 = 8848;
 
 /// `[admin]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -477,6 +494,8 @@ struct RawHa {
     unicast_peers: Vec<String>,
     #[serde(default)]
     track: Vec<String>,
+    sync_peer: Option<String>,
+    sync_port: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -1400,6 +1419,41 @@ fn validate_ha(
             track.push(n.clone());
         }
     }
+    let sync_peer = h
+        .sync_peer
+        .as_ref()
+        .and_then(|s| ip(errs, &p.key("sync_peer"), s));
+    if let Some(a) = sync_peer {
+        let port = ports.iter().find(|pc| pc.name == port_name);
+        let on_port = port.is_some_and(|pc| {
+            pc.addresses
+                .iter()
+                .any(|c| c.addr.is_ipv4() && c.contains(a) && c.addr != a)
+        });
+        if !a.is_ipv4() {
+            errs.at(
+                &p.key("sync_peer"),
+                format!("{a} is IPv6: connection sync runs over IPv4 for now"),
+            );
+        } else if ports
+            .iter()
+            .any(|pc| pc.addresses.iter().any(|c| c.addr == a))
+        {
+            errs.at(
+                &p.key("sync_peer"),
+                format!("{a} is this node's own address: give the peer's"),
+            );
+        } else if !on_port {
+            errs.at(
+                &p.key("sync_peer"),
+                format!("{a} is not inside a prefix of the [ha] port {port_name:?}: the peer must be on the HA link"),
+            );
+        }
+    }
+    let sync_port = match h.sync_port {
+        Some(v) => int_in(errs, &p.key("sync_port"), v, 1, 65535).unwrap_or(DEFAULT_SYNC_PORT),
+        None => DEFAULT_SYNC_PORT,
+    };
     Some(HaConf {
         vrid,
         priority,
@@ -1412,6 +1466,8 @@ fn validate_ha(
         family,
         unicast_peers,
         track,
+        sync_peer,
+        sync_port,
     })
 }
 

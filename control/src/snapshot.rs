@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use forwarder::packet::MacAddr;
 use forwarder::pipeline::{PortInfo, Snapshot};
 use forwarder::service::{self, Persistence, Real, RealState, ServiceSpec, VipTable};
+use forwarder::sync::SyncSpec;
 
 use crate::config::{self, Config};
 
@@ -56,7 +57,10 @@ pub fn service_id(addr: IpAddr, proto: config::Protocol, port: u16) -> u32 {
 /// is in the VIP table, so an empty table is what keeps a BACKUP from
 /// forwarding traffic sent to it on a stale ARP entry). The services are
 /// still validated either way, so a reload is judged the same on both
-/// nodes.
+/// nodes, and a non-owner keeps them on standby
+/// ([`Snapshot::with_standby`]) to check and install the flows the owner
+/// syncs. With `[ha].sync_peer`, the snapshot carries the sync
+/// ([`Snapshot::with_sync`]): the owner sends, every node receives.
 pub fn build(
     cfg: &Config,
     generation: u64,
@@ -150,6 +154,7 @@ pub fn build(
         });
     }
     let mut vips = VipTable::build(specs, generation).map_err(|e| e.to_string())?;
+    let mut standby = None;
     if let Some(ha) = &cfg.ha {
         if owner {
             if let Some(pi) = cfg.ports.iter().position(|p| p.name == ha.port_name) {
@@ -161,10 +166,26 @@ pub fn build(
             }
         } else {
             ports.iter_mut().for_each(|p| p.vips.clear());
-            vips = VipTable::build(Vec::new(), generation).map_err(|e| e.to_string())?;
+            let none = VipTable::build(Vec::new(), generation).map_err(|e| e.to_string())?;
+            standby = Some(std::mem::replace(&mut vips, none));
         }
     }
-    Ok(Snapshot::new(generation, ports, vips))
+    let mut snap = Snapshot::new(generation, ports, vips);
+    if let Some(t) = standby {
+        snap = snap.with_standby(t);
+    }
+    if let Some(peer) = cfg
+        .ha
+        .as_ref()
+        .and_then(|h| h.sync_peer.map(|p| (p, h.sync_port)))
+    {
+        snap = snap.with_sync(SyncSpec {
+            peer: peer.0,
+            port: peer.1,
+            send: owner,
+        });
+    }
+    Ok(snap)
 }
 
 #[cfg(test)]
@@ -301,6 +322,23 @@ on_down = "keep"
             b.ports[0].answers_for("192.0.2.2".parse().unwrap()),
             "own address"
         );
+        assert!(m.sync().is_none() && b.sync().is_none(), "no sync_peer");
+        assert!(
+            b.known_service(m.vips.services()[0].id()).is_some(),
+            "standby"
+        );
+        let with_sync =
+            config::parse("t.toml", &format!("{CFG}{ha}sync_peer = \"192.0.2.3\"\n")).unwrap();
+        let m = build(&with_sync, 3, &[mac], &up, true).unwrap();
+        let (s, r) = m.sync().unwrap();
+        assert_eq!(
+            (s.peer, s.port, s.send),
+            ("192.0.2.3".parse().unwrap(), 8848, true)
+        );
+        assert_eq!(r.unwrap().src, "192.0.2.2".parse::<IpAddr>().unwrap());
+        assert!(m.next_hops().iter().any(|h| h.next_hop == s.peer));
+        let b = build(&with_sync, 4, &[mac], &up, false).unwrap();
+        assert!(!b.sync().unwrap().0.send, "a BACKUP only receives");
         // Without [ha], `owner` is ignored.
         let plain = config::parse("t.toml", CFG).unwrap();
         let p = build(&plain, 1, &[mac], &up, false).unwrap();

@@ -10,6 +10,8 @@
 //! * [`conntrack`]: the per-worker flow table.
 //! * [`neigh`]: the neighbour cache and ARP requests.
 //! * [`pipeline`]: the verdict for each frame.
+//! * [`sync`]: connection sync between the nodes of an HA pair (wire
+//!   format, outbox).
 //! * [`dpdk`] (feature `dpdk`): the only safe wrapper over `dpdk-sys`.
 //! * [`worker`], [`runtime`] (feature `dpdk`): the poll loop and start-up.
 
@@ -19,6 +21,7 @@ pub mod neigh;
 pub mod packet;
 pub mod pipeline;
 pub mod service;
+pub mod sync;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;

@@ -15,6 +15,7 @@ use crate::dpdk::{self, Eal, LcoreId, Mempool, Port, PortConfig, QueueId};
 use crate::neigh::NeighTable;
 use crate::packet::MacAddr;
 use crate::pipeline::Snapshot;
+use crate::sync::{self, Inbox};
 use crate::worker::{SharedSnapshot, Worker, WorkerPort, WorkerShared};
 
 /// Descriptors per RX and TX queue.
@@ -50,6 +51,10 @@ pub struct DataplaneSpec {
     pub ports: Vec<PortSpec>,
     /// Configured neighbours (a real's `mac`).
     pub static_neigh: Vec<(IpAddr, MacAddr)>,
+    /// Connection sync is configured: with several workers, give each a
+    /// [`Inbox`] per other worker (every worker's table gets every synced
+    /// flow).
+    pub sync: bool,
 }
 
 /// Why the data plane did not start.
@@ -181,6 +186,18 @@ impl Dataplane {
         let shared_snap = Arc::new(SharedSnapshot::new(snap));
         self.snapshot = Some(Arc::clone(&shared_snap));
         let lcores = dpdk::worker_lcores();
+        let n = usize::from(spec.workers.max(1)).min(lcores.len());
+        // inboxes[from][to]: records worker `from` received, for `to`.
+        let inboxes: Vec<Vec<Option<Arc<Inbox>>>> = (0..n)
+            .map(|from| {
+                (0..n)
+                    .map(|to| {
+                        (spec.sync && from != to)
+                            .then(|| Arc::new(Inbox::new(sync::INBOX_CAPACITY)))
+                    })
+                    .collect()
+            })
+            .collect();
         for (w, &lcore) in lcores
             .iter()
             .take(usize::from(spec.workers.max(1)))
@@ -206,6 +223,8 @@ impl Dataplane {
                 idle_sleep: spec.idle_sleep,
                 conn_capacity: spec.conn_capacity,
                 resolver: w == 0,
+                sync_out: inboxes[w].iter().flatten().cloned().collect(),
+                sync_in: inboxes.iter().filter_map(|row| row[w].clone()).collect(),
             };
             dpdk::launch(lcore, move || worker.run()).map_err(|e| match e {
                 dpdk::LaunchError::Dpdk(d) => StartError::Dpdk(d),

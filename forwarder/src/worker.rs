@@ -9,7 +9,10 @@
 //!
 //! Between bursts it adopts a new [`Snapshot`] when the control plane has
 //! published one (one relaxed load per pass notices it), keeps the next
-//! hops resolved, and sweeps expired flows a few slots at a time.
+//! hops resolved, sweeps expired flows a few slots at a time, and handles
+//! connection sync ([`crate::sync`]): it sends its sync log to the HA peer
+//! when a batch is due, and applies the records other workers received
+//! from the peer (its inboxes).
 //!
 //! Counters are plain integers in the worker's own memory, published with
 //! relaxed stores (and, for per-service figures, through a `try_lock` that
@@ -28,6 +31,7 @@ use crate::neigh::{self, NeighTable, Resolve};
 use crate::pipeline::{
     Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
 };
+use crate::sync::{self, Inbox, SyncCounters, SyncLog};
 
 /// How often a worker republishes its counters (passes).
 const PUBLISH_EVERY: u32 = 256;
@@ -35,6 +39,8 @@ const PUBLISH_EVERY: u32 = 256;
 const HOUSEKEEPING_MS: u64 = 100;
 /// Connection-table slots examined per pass by the expiry sweep.
 const SWEEP_BUDGET: u32 = 64;
+/// Synced records taken per pass from each other worker's inbox.
+const INBOX_BUDGET: usize = 256;
 
 /// The snapshot the control plane publishes to every worker.
 pub struct SharedSnapshot {
@@ -103,6 +109,47 @@ pub struct WorkerStats {
     pub flows: AtomicU64,
     /// Generation of the snapshot the worker runs.
     pub generation: AtomicU64,
+    /// Connection sync: records sent to the peer.
+    pub sync_records_sent: AtomicU64,
+    /// Connection sync: datagrams sent to the peer.
+    pub sync_batches_sent: AtomicU64,
+    /// Connection sync: records logged but never sent.
+    pub sync_records_lost: AtomicU64,
+    /// Connection sync: records received from the peer.
+    pub sync_records_received: AtomicU64,
+    /// Connection sync: records applied to the tables.
+    pub sync_records_applied: AtomicU64,
+    /// Connection sync: records refused.
+    pub sync_records_rejected: AtomicU64,
+    /// Connection sync: records for services this node does not know.
+    pub sync_records_unknown_service: AtomicU64,
+    /// Connection sync: records not passed on to another worker (its
+    /// inbox was full).
+    pub sync_records_fanout_dropped: AtomicU64,
+    /// Connection sync: datagrams from the peer missed (sequence gaps).
+    pub sync_batches_missed: AtomicU64,
+}
+
+impl WorkerStats {
+    fn publish_sync(&self, c: &SyncCounters) {
+        self.sync_records_sent
+            .store(c.records_sent, Ordering::Relaxed);
+        self.sync_batches_sent
+            .store(c.batches_sent, Ordering::Relaxed);
+        self.sync_records_lost.store(c.lost, Ordering::Relaxed);
+        self.sync_records_received
+            .store(c.records_received, Ordering::Relaxed);
+        self.sync_records_applied
+            .store(c.applied, Ordering::Relaxed);
+        self.sync_records_rejected
+            .store(c.rejected, Ordering::Relaxed);
+        self.sync_records_unknown_service
+            .store(c.unknown_service, Ordering::Relaxed);
+        self.sync_records_fanout_dropped
+            .store(c.fanout_dropped, Ordering::Relaxed);
+        self.sync_batches_missed
+            .store(c.batches_missed, Ordering::Relaxed);
+    }
 }
 
 /// Per-service figures of one worker, for status and metrics.
@@ -181,6 +228,11 @@ pub struct Worker {
     pub conn_capacity: u32,
     /// Whether this worker keeps next hops resolved (one worker does).
     pub resolver: bool,
+    /// Connection sync with several workers: the other workers' inboxes
+    /// (records from the peer this worker receives go there too) ...
+    pub sync_out: Vec<Arc<Inbox>>,
+    /// ... and this worker's, one per other worker, drained every pass.
+    pub sync_in: Vec<Arc<Inbox>>,
 }
 
 impl Worker {
@@ -192,6 +244,7 @@ impl Worker {
         let q = self.queue;
         let mut snap = self.snapshot.load();
         let mut tables = Tables::new(self.conn_capacity, &snap);
+        tables.set_fanout(self.sync_out.clone());
         let mut hops = if self.resolver {
             snap.next_hops()
         } else {
@@ -214,7 +267,8 @@ impl Worker {
             // A new snapshot? Adopt it between bursts; flows are kept.
             if self.snapshot.generation.load(Ordering::Acquire) != snap.generation {
                 let new = self.snapshot.load();
-                tables.adopt(&snap, &new);
+                let now_ms = dpdk::rdtsc().wrapping_sub(start) / per_ms;
+                tables.adopt_at(&snap, &new, now_ms);
                 if self.resolver {
                     hops = new.next_hops();
                 }
@@ -260,6 +314,7 @@ impl Worker {
                             }
                         }
                         Outcome::Dropped(r) => local.drops[r as usize] += 1,
+                        Outcome::Consumed => {}
                     }
                     for (j, b) in tx_nic.iter_mut().enumerate() {
                         if b.is_full() {
@@ -300,6 +355,12 @@ impl Worker {
                 }
             }
             tables.sweep(&snap, now_ms, SWEEP_BUDGET);
+            for ib in &self.sync_in {
+                tables.drain_inbox(&snap, now_ms, ib, INBOX_BUDGET);
+            }
+            if tables.sync.due(now_ms) {
+                self.send_sync(&snap, &mut tables.sync, &mut tx_nic, &mut local, now_ms);
+            }
 
             for (i, wp) in self.ports.iter().enumerate() {
                 if !tx_nic[i].is_empty() {
@@ -320,6 +381,7 @@ impl Worker {
             if since_publish >= PUBLISH_EVERY {
                 since_publish = 0;
                 local.publish(&self.shared.stats);
+                self.shared.stats.publish_sync(&tables.sync.counters);
                 self.shared
                     .stats
                     .flows
@@ -333,12 +395,86 @@ impl Worker {
             }
         }
         local.publish(&self.shared.stats);
+        self.shared.stats.publish_sync(&tables.sync.counters);
         self.shared
             .stats
             .flows
             .store(tables.conn.len() as u64, Ordering::Relaxed);
         publish_services(&self.shared, &tables, &mut report);
         0
+    }
+
+    /// Sends what the sync log holds as UDP datagrams to the HA peer
+    /// (full batches, and a partial one that has waited its time). Waits
+    /// for the peer's MAC with the records kept (the log is bounded:
+    /// beyond it records are counted as lost); without a route to the
+    /// peer, or for an IPv6 peer (not supported yet), drops them counted.
+    fn send_sync(
+        &self,
+        snap: &Snapshot,
+        log: &mut SyncLog,
+        tx_nic: &mut [Burst],
+        local: &mut Local,
+        now_ms: u64,
+    ) {
+        let Some((spec, Some(route))) = snap.sync() else {
+            log.discard();
+            return;
+        };
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (route.src, spec.peer) else {
+            log.discard();
+            return;
+        };
+        let mac = match self.neigh.resolve(route.next_hop, now_ms) {
+            Resolve::Known { mac, refresh } => {
+                if refresh {
+                    self.solicit(snap, route, tx_nic, local);
+                }
+                mac
+            }
+            Resolve::Request => {
+                self.solicit(snap, route, tx_nic, local);
+                return;
+            }
+            Resolve::Pending => return,
+        };
+        let Some(port) = snap.ports.get(usize::from(route.port)) else {
+            log.discard();
+            return;
+        };
+        let q = self.queue;
+        // Bounded: every pass takes up to a batch off a bounded log.
+        for _ in 0..=sync::LOG_CAPACITY / sync::MAX_RECORDS {
+            if !log.due(now_ms) {
+                break;
+            }
+            let Some(b) = tx_nic.get_mut(usize::from(route.port)) else {
+                return;
+            };
+            if b.is_full() {
+                flush(&self.ports[usize::from(route.port)].nic, q, b, local, true);
+            }
+            let Some(mut m) = self.pool.alloc() else {
+                return;
+            };
+            if !m.append(42 + sync::MAX_PAYLOAD) {
+                return;
+            }
+            let n = log.take_batch(&mut m.data_mut()[42..], q.0, now_ms);
+            if n == 0 || !m.trim(sync::MAX_PAYLOAD - n) {
+                return;
+            }
+            sync::write_udp4_frame(
+                m.data_mut(),
+                mac.0,
+                port.mac.0,
+                (src, spec.port),
+                (dst, spec.port),
+                n,
+                log.counters.batches_sent as u16,
+            );
+            push(b, m, local);
+        }
     }
 
     /// Sends an ARP request (IPv4) or neighbour solicitation (IPv6) for

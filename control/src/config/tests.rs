@@ -98,6 +98,7 @@ fn the_contract_example_loads() {
         (ha.vrid, ha.priority, ha.garp_elapse),
         (51, 150, Duration::from_secs(1200))
     );
+    assert_eq!((ha.sync_peer, ha.sync_port), (None, 8848));
     assert_eq!(c.admin.listen, "127.0.0.1:9080".parse().unwrap());
 }
 
@@ -196,6 +197,21 @@ fn broken_configs_name_every_problem_with_line_and_key() {
             "HA unknown family, own address as peer",
             vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 3\nfamily = \"ipx\"\nunicast_peers = [\"192.0.2.2\"]\n"),
             vec![(18, "ha.family", "unknown family"), (19, "ha.unicast_peers[0]", "own address")],
+        ),
+        (
+            "sync peer: own address, off the HA link, IPv6; bad sync port",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 5\nsync_peer = \"192.0.2.2\"\nsync_port = 0\n"),
+            vec![(18, "ha.sync_peer", "own address"), (19, "ha.sync_port", "out of range")],
+        ),
+        (
+            "sync peer off the HA link",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 5\nsync_peer = \"203.0.113.3\"\n"),
+            vec![(18, "ha.sync_peer", "not inside a prefix of the [ha] port")],
+        ),
+        (
+            "sync peer IPv6",
+            vip("[[vip.real]]\naddress = \"192.0.2.21\"\n[ha]\nvrid = 5\nsync_peer = \"2001:db8::3\"\n"),
+            vec![(18, "ha.sync_peer", "IPv6")],
         ),
         (
             "admin on the network without a token",

@@ -152,6 +152,8 @@ fn from_ha_keeps_the_primary_family() {
         family: crate::config::Family::V4,
         unicast_peers: vec![],
         track: vec![],
+        sync_peer: None,
+        sync_port: 8848,
     };
     let addrs: Vec<IpAddr> = vec![
         "198.51.100.1".parse().unwrap(),

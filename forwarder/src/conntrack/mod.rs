@@ -226,6 +226,11 @@ impl State {
         }
     }
 
+    /// Whether this is one of the TCP states.
+    pub const fn is_tcp(self) -> bool {
+        (self as u8) <= State::Close as u8
+    }
+
     /// Whether this is a half-open or closing TCP state (not active).
     pub const fn is_tcp_inactive(self) -> bool {
         !matches!(self, State::Established | State::Udp | State::Icmp)
@@ -545,7 +550,7 @@ const F_SNAT: u8 = 16;
 ///  48   2  real port            50 2 SNAT port (hairpin)
 ///  52   2  real index hint      54 1 protocol   55 1 state
 ///  56   1  flags: live, client v6, real v6, NAT, SNAT
-///  57   7  padding
+///  57   3  padding          60 4 tick of the last connection-sync record
 /// ```
 ///
 /// Full IPv6 addresses fit: the key (service, client, ports, protocol:
@@ -570,6 +575,7 @@ pub struct Entry {
     proto: u8,
     state: u8,
     flags: u8,
+    synced: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<Entry>() <= 64);
@@ -589,6 +595,7 @@ const FREE_ENTRY: Entry = Entry {
     proto: 0,
     state: 0,
     flags: 0,
+    synced: 0,
 };
 
 #[inline]
@@ -662,6 +669,11 @@ impl Entry {
     /// Expiry (ticks).
     pub fn expiry(&self) -> u32 {
         self.expiry
+    }
+    /// When the flow was last described to the HA peer (ticks; the
+    /// insert time until then).
+    pub fn synced(&self) -> u32 {
+        self.synced
     }
     #[inline]
     fn is_live(&self) -> bool {
@@ -1075,6 +1087,31 @@ impl ConnTable {
         new
     }
 
+    /// Sets a flow's state and expiry as another node reported them
+    /// (connection sync): `expiry` = `now` + the time it had left there.
+    pub fn restore(&mut self, id: FlowId, state: State, expiry: u32) {
+        let e = &mut self.entries[id.0 as usize];
+        let old = e.state();
+        if old != state {
+            self.by_state[old as usize] -= 1;
+            self.by_state[state as usize] += 1;
+            e.state = state as u8;
+        }
+        e.expiry = expiry;
+    }
+
+    /// Records that flow `id` was described to the HA peer at `now`.
+    #[inline]
+    pub fn set_synced(&mut self, id: FlowId, now: u32) {
+        self.entries[id.0 as usize].synced = now;
+    }
+
+    /// Every live flow (expired ones not freed yet included), in slab
+    /// order. O(capacity): for snapshot changes and tests, not per packet.
+    pub fn live(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries.iter().filter(|e| e.is_live())
+    }
+
     /// Updates the real index hint of a flow (after re-resolving it
     /// against a new snapshot).
     #[inline]
@@ -1124,6 +1161,7 @@ impl ConnTable {
             proto: pk.proto,
             state: value.state as u8,
             flags: F_LIVE | pk.v6 | fam(rv6, F_REAL_V6) | flags_nat,
+            synced: now,
         };
 
         // 3. Reply tuple owned by another live flow?

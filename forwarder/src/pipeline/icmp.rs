@@ -207,7 +207,14 @@ impl Tables {
         let e = match self.conn.lookup(now, &key, h) {
             Lookup::Hit(id) => *self.conn.entry(id),
             Lookup::Expired(fr) => {
-                release(snap, &mut self.active, &mut self.snat, &fr);
+                release(
+                    snap,
+                    &mut self.active,
+                    &mut self.snat,
+                    &mut self.sync,
+                    ctx.now_ms,
+                    &fr,
+                );
                 return no_flow;
             }
             Lookup::Miss => return no_flow,
@@ -314,7 +321,14 @@ impl Tables {
         let e = match self.conn.lookup_reply(now, key, h) {
             Lookup::Hit(id) => *self.conn.entry(id),
             Lookup::Expired(fr) => {
-                release(snap, &mut self.active, &mut self.snat, &fr);
+                release(
+                    snap,
+                    &mut self.active,
+                    &mut self.snat,
+                    &mut self.sync,
+                    ctx.now_ms,
+                    &fr,
+                );
                 return None;
             }
             Lookup::Miss => return None,

@@ -10,7 +10,7 @@
 //!
 //! One linear path of small steps, each returning a verdict or going on:
 //! parse → later fragment? (fragment table) → own address? (hairpin
-//! reply, else kernel) → VIP? (connection table → persistence →
+//! reply, connection-sync datagram from the HA peer, else kernel) → VIP? (connection table → persistence →
 //! scheduler → rewrite for DR / NAT / TUN) → NAT reply? → ICMP error
 //! about a flow? → drop.
 //!
@@ -54,6 +54,7 @@ use crate::packet::ipv4::Ipv4Packet;
 use crate::packet::ipv6::Ipv6Packet;
 use crate::packet::{ip_proto, MacAddr};
 use crate::service::{self, Mode, PersistTable, Proto, RealIdx, SchedState, VipTable};
+use crate::sync::{Inbox, Op, Record, SyncLog, SyncSpec};
 
 use frag::{Frag, FragFwd, FragKey, FragTable, FragValue};
 pub use local::handle_local_arp;
@@ -106,11 +107,15 @@ pub enum DropReason {
     IcmpNoFlow,
     /// A hairpin flow found no free source-NAT port.
     NoSnatPort,
+    /// A datagram to the connection-sync port not from `[ha].sync_peer`.
+    SyncBadSource,
+    /// A connection-sync datagram with a bad header or length.
+    SyncMalformed,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -130,6 +135,8 @@ impl DropReason {
         DropReason::NoHeadroom,
         DropReason::IcmpNoFlow,
         DropReason::NoSnatPort,
+        DropReason::SyncBadSource,
+        DropReason::SyncMalformed,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -152,6 +159,8 @@ impl DropReason {
             DropReason::NoHeadroom => "no_headroom",
             DropReason::IcmpNoFlow => "icmp_no_flow",
             DropReason::NoSnatPort => "no_snat_port",
+            DropReason::SyncBadSource => "sync_bad_source",
+            DropReason::SyncMalformed => "sync_malformed",
         }
     }
 }
@@ -170,6 +179,9 @@ pub enum Outcome {
     },
     /// Dropped and counted.
     Dropped(DropReason),
+    /// Taken in by the data plane itself (a connection-sync datagram,
+    /// applied to the tables): free the buffer.
+    Consumed,
 }
 
 /// One data port as the pipeline sees it.
@@ -260,6 +272,11 @@ pub struct Snapshot {
     /// Route to every target (the reals, then the fallback), per service
     /// index and real index.
     real_routes: Vec<Vec<Option<Route>>>,
+    /// Connection sync with the HA peer, and the route to it.
+    sync: Option<(SyncSpec, Option<Route>)>,
+    /// A BACKUP's services: not balanced (`vips` is empty), only known, so
+    /// that flows synced from the MASTER can be checked and installed.
+    standby: Option<VipTable>,
 }
 
 impl Snapshot {
@@ -270,6 +287,8 @@ impl Snapshot {
             ports,
             vips,
             real_routes: Vec::new(),
+            sync: None,
+            standby: None,
         };
         s.real_routes = s
             .vips
@@ -278,6 +297,32 @@ impl Snapshot {
             .map(|svc| svc.targets().iter().map(|r| s.route(r.addr)).collect())
             .collect();
         s
+    }
+
+    /// Sets the connection sync (and precomputes the route to the peer).
+    pub fn with_sync(mut self, sync: SyncSpec) -> Snapshot {
+        let r = self.route(sync.peer);
+        self.sync = Some((sync, r));
+        self
+    }
+
+    /// Sets the services a BACKUP knows but does not balance.
+    pub fn with_standby(mut self, standby: VipTable) -> Snapshot {
+        self.standby = Some(standby);
+        self
+    }
+
+    /// The connection sync, with the route to the peer.
+    #[inline]
+    pub fn sync(&self) -> Option<(SyncSpec, Option<Route>)> {
+        self.sync
+    }
+
+    /// The service of id `id`: balanced here, or (on a BACKUP) known.
+    pub fn known_service(&self, id: u32) -> Option<&service::Service> {
+        self.vips
+            .by_id(id)
+            .or_else(|| self.standby.as_ref().and_then(|t| t.by_id(id)))
     }
 
     /// Where packets to `ip` leave: a connected prefix first, else a
@@ -339,7 +384,14 @@ impl Snapshot {
                 }
             }
         }
-        for r in self.real_routes.iter().flatten().flatten() {
+        let sync = self.sync.and_then(|(_, r)| r);
+        for r in self
+            .real_routes
+            .iter()
+            .flatten()
+            .flatten()
+            .chain(sync.iter())
+        {
             if !out.iter().any(|o| o.next_hop == r.next_hop) {
                 out.push(*r);
             }
@@ -441,6 +493,11 @@ pub struct Tables {
     snat: SnatPorts,
     /// Next-hop MACs this worker read recently.
     hops: HopCache,
+    /// Records for the HA peer (logging only while MASTER with a peer).
+    pub sync: SyncLog,
+    /// The other workers' inboxes: records from the peer go to every
+    /// worker's tables (see [`crate::sync::Inbox`]).
+    fanout: Vec<std::sync::Arc<Inbox>>,
     generation: u64,
 }
 
@@ -480,8 +537,16 @@ impl Tables {
             frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
             snat: SnatPorts::new(snat_ports),
             hops: HopCache::default(),
+            sync: Self::sync_log_for(snap),
+            fanout: Vec::new(),
             generation: snap.generation,
         }
+    }
+
+    fn sync_log_for(snap: &Snapshot) -> SyncLog {
+        let mut l = SyncLog::default();
+        l.set_enabled(snap.sync().is_some_and(|(s, _)| s.send));
+        l
     }
 
     /// The fragment table (counters, occupancy).
@@ -504,6 +569,13 @@ impl Tables {
     /// kept: each remembers its real by address, so it keeps that real if
     /// the real is still in its service.
     pub fn adopt(&mut self, old: &Snapshot, new: &Snapshot) {
+        self.adopt_at(old, new, 0);
+    }
+
+    /// [`Self::adopt`] at tick `now_ms`: when this node starts sending
+    /// connection sync (it took over), every flow it holds is described to
+    /// the peer again on its next packet.
+    pub fn adopt_at(&mut self, old: &Snapshot, new: &Snapshot, now_ms: u64) {
         let mut active = Vec::with_capacity(new.vips.services().len());
         let mut counters = Vec::with_capacity(new.vips.services().len());
         for svc in new.vips.services() {
@@ -535,6 +607,34 @@ impl Tables {
         }
         self.active = active;
         self.counters = counters;
+        // Services this snapshot brings in (a BACKUP taking over) may
+        // already have flows, synced from the old MASTER: count them, so
+        // least-connection schedulers and status see them. One scan of
+        // the table, only then.
+        let fresh: Vec<usize> = new
+            .vips
+            .services()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| old.vips.by_id(s.id()).is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if !fresh.is_empty() && !self.conn.is_empty() {
+            for e in self.conn.live() {
+                let Some(si) = new.vips.idx_by_id(e.service()) else {
+                    continue;
+                };
+                if !fresh.contains(&si) {
+                    continue;
+                }
+                let svc = &new.vips.services()[si];
+                if let Some(r) = svc.resolve_target(e.real_hint(), e.real(), e.real_port()) {
+                    self.active[si][r.get()] += 1;
+                }
+            }
+        }
+        self.sync
+            .set_enabled_at(new.sync().is_some_and(|(s, _)| s.send), now_ms);
         // Fragments in flight follow their service and real to their new
         // indexes (or are forgotten with them).
         let (olds, news) = (old.vips.services(), new.vips.services());
@@ -553,11 +653,270 @@ impl Tables {
         self.generation = new.generation;
     }
 
+    /// A connection-sync datagram to our own address: from the peer, it
+    /// is applied record by record ([`Self::apply_sync`]) and consumed;
+    /// from anyone else, or malformed, dropped and counted. `None`: not
+    /// for the sync port (or no sync configured).
+    fn sync_datagram<B: PacketBuf>(
+        &mut self,
+        buf: &B,
+        ip: &IpInfo,
+        ctx: &Ctx<'_>,
+    ) -> Option<Outcome> {
+        let (spec, _) = ctx.snap.sync()?;
+        if ip.proto != ip_proto::UDP {
+            return None;
+        }
+        let l4 = ip.l4?;
+        let f = buf.data();
+        if f.len() < l4 + 8 || u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]) != spec.port {
+            return None;
+        }
+        if ip.src != spec.peer {
+            return Some(Outcome::Dropped(DropReason::SyncBadSource));
+        }
+        let ulen = usize::from(u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]));
+        let end = l4 + ulen;
+        if ulen < 8 || end > f.len() || end > 14 + ip.total_len {
+            return Some(Outcome::Dropped(DropReason::SyncMalformed));
+        }
+        let has_sum = f[l4 + 6] != 0 || f[l4 + 7] != 0;
+        if has_sum {
+            let pseudo = match (ip.src, ip.dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => {
+                    crate::packet::checksum::pseudo_header_v4(s, d, ip_proto::UDP, ulen as u16)
+                }
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    crate::packet::checksum::pseudo_header_v6(&s, &d, ip_proto::UDP, ulen as u32)
+                }
+                _ => return Some(Outcome::Dropped(DropReason::SyncMalformed)),
+            };
+            if !crate::packet::checksum::verify(pseudo, &f[l4..end]) {
+                return Some(Outcome::Dropped(DropReason::SyncMalformed));
+            }
+        }
+        let Ok((header, records)) = crate::sync::parse(&f[l4 + 8..end]) else {
+            return Some(Outcome::Dropped(DropReason::SyncMalformed));
+        };
+        self.sync.note_received(&header);
+        for r in records {
+            self.sync.counters.records_received += 1;
+            for ib in &self.fanout {
+                if !ib.push(r) {
+                    self.sync.counters.fanout_dropped += 1;
+                }
+            }
+            match Record::decode(r) {
+                Ok(rec) => self.apply_sync(ctx.snap, ctx.now_ms, &rec),
+                Err(_) => self.sync.counters.rejected += 1,
+            }
+        }
+        Some(Outcome::Consumed)
+    }
+
+    /// Hands every record from the peer this worker receives to the
+    /// other workers too (their inboxes, which they drain with
+    /// [`Self::drain_inbox`]).
+    pub fn set_fanout(&mut self, inboxes: Vec<std::sync::Arc<Inbox>>) {
+        self.fanout = inboxes;
+    }
+
+    /// Applies at most `budget` records another worker passed on through
+    /// `inbox`; returns how many. Malformed ones were counted by the
+    /// receiving worker and are skipped silently here.
+    pub fn drain_inbox(
+        &mut self,
+        snap: &Snapshot,
+        now_ms: u64,
+        inbox: &Inbox,
+        budget: usize,
+    ) -> usize {
+        let mut rec = [0u8; crate::sync::RECORD_LEN];
+        let mut n = 0;
+        while n < budget && inbox.pop(&mut rec) {
+            n += 1;
+            if let Ok(r) = Record::decode(&rec) {
+                self.apply_sync(snap, now_ms, &r);
+            }
+        }
+        n
+    }
+
+    /// Installs, updates or removes the flow a record from the HA peer
+    /// describes, with its reply index entry (NAT), its source-NAT port and
+    /// its persistence entry, so that this node handles the flow's packets
+    /// as the peer did. The service must be known here (balanced, or a
+    /// BACKUP's standby service), with the record's protocol, mode and
+    /// real; the expiry is `now` + the time the flow had left there
+    /// (at most this node's timeout for the state). Counted in
+    /// [`SyncLog::counters`]; never panics.
+    pub fn apply_sync(&mut self, snap: &Snapshot, now_ms: u64, rec: &Record) {
+        let c = match self.apply_record(snap, now_ms, rec) {
+            Ok(()) => &mut self.sync.counters.applied,
+            Err(true) => &mut self.sync.counters.unknown_service,
+            Err(false) => &mut self.sync.counters.rejected,
+        };
+        *c += 1;
+    }
+
+    /// `Err(true)`: unknown service; `Err(false)`: refused.
+    fn apply_record(&mut self, snap: &Snapshot, now_ms: u64, rec: &Record) -> Result<(), bool> {
+        let svc = snap.known_service(rec.key.service).ok_or(true)?;
+        let proto: L4 = svc.spec().proto.into();
+        let mode_ok = matches!(
+            (svc.mode(), rec.nat),
+            (Mode::Nat, Nat::Nat | Nat::Snat(_)) | (Mode::Dr | Mode::Tun, Nat::None)
+        );
+        let port_ok = svc.spec().port == 0 || svc.spec().port == rec.key.vport;
+        if rec.key.proto != proto || !mode_ok || !port_ok {
+            return Err(false);
+        }
+        let now = now_ms as u32;
+        let h = self.conn.hash(&rec.key);
+        let existing = match self.conn.lookup(now, &rec.key, h) {
+            Lookup::Hit(id) => Some(id),
+            Lookup::Expired(fr) => {
+                release(
+                    snap,
+                    &mut self.active,
+                    &mut self.snat,
+                    &mut self.sync,
+                    now_ms,
+                    &fr,
+                );
+                None
+            }
+            Lookup::Miss => None,
+        };
+        if rec.op == Op::Delete {
+            if let Some(fr) = existing.and_then(|id| self.conn.remove(id)) {
+                release(
+                    snap,
+                    &mut self.active,
+                    &mut self.snat,
+                    &mut self.sync,
+                    now_ms,
+                    &fr,
+                );
+            }
+            return Ok(());
+        }
+        // DR / TUN flows of a VIP on every port carry the client's port;
+        // their reals are configured with port 0.
+        let r = svc
+            .resolve_target(RealIdx(0), rec.real, rec.real_port)
+            .or_else(|| match svc.mode() {
+                Mode::Nat => None,
+                _ => svc.resolve_target(RealIdx(0), rec.real, 0),
+            })
+            .ok_or(false)?;
+        let timeout = self.conn.config().timeouts.for_state(rec.state);
+        let expiry = now.wrapping_add(rec.remaining_ms.min(timeout));
+        if let Some(id) = existing {
+            let e = *self.conn.entry(id);
+            if e.real() == rec.real && e.real_port() == rec.real_port && e.nat() == rec.nat {
+                self.conn.restore(id, rec.state, expiry);
+                if rec.persist {
+                    self.persist.learn(now, svc, rec.key.client, r);
+                }
+                return Ok(());
+            }
+            // Bound elsewhere here: the peer's word wins.
+            if let Some(fr) = self.conn.remove(id) {
+                release(
+                    snap,
+                    &mut self.active,
+                    &mut self.snat,
+                    &mut self.sync,
+                    now_ms,
+                    &fr,
+                );
+            }
+        }
+        if let Nat::Snat(p) = rec.nat {
+            if !self.snat.reserve(p) {
+                return Err(false);
+            }
+        }
+        let value = FlowValue {
+            real: rec.real,
+            real_port: rec.real_port,
+            real_hint: r,
+            nat: rec.nat,
+            state: rec.state,
+        };
+        let (active, pool, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
+        let inserted = self.conn.insert(now, &rec.key, h, &value, |fr| {
+            release(snap, active, pool, sync, now_ms, fr)
+        });
+        let Ok(id) = inserted else {
+            if let Nat::Snat(p) = rec.nat {
+                self.snat.free(p);
+            }
+            return Err(false);
+        };
+        self.conn.restore(id, rec.state, expiry);
+        if let Some(si) = snap.vips.idx_by_id(rec.key.service) {
+            if let Some(a) = self.active.get_mut(si).and_then(|v| v.get_mut(r.get())) {
+                *a += 1;
+            }
+        }
+        if rec.persist {
+            self.persist.learn(now, svc, rec.key.client, r);
+        }
+        Ok(())
+    }
+
+    /// After a packet of flow `id` (`before` its touch, now in state
+    /// `st`): logs it for the HA peer if its state changed or the peer's
+    /// copy needs refreshing ([`SyncLog::stale`]).
+    #[inline]
+    fn log_touched(
+        &mut self,
+        now_ms: u64,
+        id: conntrack::FlowId,
+        before: &conntrack::Entry,
+        st: conntrack::State,
+    ) {
+        if !self.sync.enabled() {
+            return;
+        }
+        let timeout = self.conn.config().timeouts.for_state(st);
+        if st != before.state() || self.sync.stale(before.synced(), now_ms as u32, timeout) {
+            self.log_flow(now_ms, Op::Update, id, false);
+        }
+    }
+
+    /// Logs flow `id` for the HA peer (while sync is on).
+    #[inline]
+    fn log_flow(&mut self, now_ms: u64, op: Op, id: conntrack::FlowId, persist: bool) {
+        if !self.sync.enabled() {
+            return;
+        }
+        self.conn.set_synced(id, now_ms as u32);
+        let e = self.conn.entry(id);
+        let remaining = e.expiry().wrapping_sub(now_ms as u32);
+        self.sync.push(
+            now_ms,
+            &Record {
+                op,
+                key: e.key(),
+                real: e.real(),
+                real_port: e.real_port(),
+                nat: e.nat(),
+                state: e.state(),
+                remaining_ms: remaining,
+                persist,
+            },
+        );
+    }
+
     /// Expires idle flows (at most `budget` slots examined).
     pub fn sweep(&mut self, snap: &Snapshot, now_ms: u64, budget: u32) -> u32 {
-        let (active, snat) = (&mut self.active, &mut self.snat);
-        self.conn
-            .sweep(now_ms as u32, budget, |f| release(snap, active, snat, f))
+        let (active, snat, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
+        self.conn.sweep(now_ms as u32, budget, |f| {
+            release(snap, active, snat, sync, now_ms, f)
+        })
     }
 
     /// Decides the fate of one frame that arrived on data port `in_port`.
@@ -605,6 +964,9 @@ impl Tables {
         if port.is_self(ip.dst) {
             // Replies of hairpin (source-NAT) flows come to our own address.
             if let Some(o) = self.snat_reply(buf, &ip, ctx) {
+                return o;
+            }
+            if let Some(o) = self.sync_datagram(buf, &ip, ctx) {
                 return o;
             }
             return Outcome::ToKernel;
@@ -678,7 +1040,14 @@ impl Tables {
         match self.conn.lookup_reply(now, &key, h) {
             Lookup::Hit(id) => self.reply_to_client(buf, ip, id, flags, ctx),
             Lookup::Expired(fr) => {
-                release(snap, &mut self.active, &mut self.snat, &fr);
+                release(
+                    snap,
+                    &mut self.active,
+                    &mut self.snat,
+                    &mut self.sync,
+                    ctx.now_ms,
+                    &fr,
+                );
                 Outcome::Dropped(DropReason::NotOurs)
             }
             Lookup::Miss => Outcome::Dropped(DropReason::NotOurs),
@@ -704,7 +1073,8 @@ impl Tables {
             return Outcome::Dropped(DropReason::NotOurs);
         };
         let vip = snap.vips.services()[si].spec().vip;
-        self.conn.touch(id, now, Dir::Reply, flags);
+        let st = self.conn.touch(id, now, Dir::Reply, flags);
+        self.log_touched(ctx.now_ms, id, &e, st);
         let frame = buf.data_mut();
         if !rewrite::decrement_ttl(frame, 14) {
             return Outcome::Dropped(DropReason::TtlExceeded);
@@ -780,7 +1150,8 @@ impl Tables {
                         if r != e.real_hint() {
                             self.conn.set_real_hint(id, r);
                         }
-                        self.conn.touch(id, now, Dir::Client, flags);
+                        let st = self.conn.touch(id, now, Dir::Client, flags);
+                        self.log_touched(ctx.now_ms, id, &e, st);
                         let snat = match e.nat() {
                             Nat::Snat(p) => Some(p),
                             _ => None,
@@ -792,12 +1163,26 @@ impl Tables {
                     // packet.
                     _ => {
                         if let Some(fr) = self.conn.remove(id) {
-                            release(snap, &mut self.active, &mut self.snat, &fr);
+                            release(
+                                snap,
+                                &mut self.active,
+                                &mut self.snat,
+                                &mut self.sync,
+                                ctx.now_ms,
+                                &fr,
+                            );
                         }
                     }
                 }
             }
-            Lookup::Expired(fr) => release(snap, &mut self.active, &mut self.snat, &fr),
+            Lookup::Expired(fr) => release(
+                snap,
+                &mut self.active,
+                &mut self.snat,
+                &mut self.sync,
+                ctx.now_ms,
+                &fr,
+            ),
             Lookup::Miss => {}
         }
         let (real, snat) = match bound {
@@ -864,17 +1249,21 @@ impl Tables {
                     nat,
                     state: conntrack::State::initial(l4p, flags),
                 };
-                let (active, pool) = (&mut self.active, &mut self.snat);
-                if self
-                    .conn
-                    .insert(now, &key, h, &value, |fr| release(snap, active, pool, fr))
-                    .is_err()
-                {
+                let (active, pool, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
+                let now_ms = ctx.now_ms;
+                let inserted = self.conn.insert(now, &key, h, &value, |fr| {
+                    release(snap, active, pool, sync, now_ms, fr)
+                });
+                let Ok(id) = inserted else {
                     if let Some(p) = snat {
                         self.snat.free(p);
                     }
                     return Outcome::Dropped(DropReason::ConnTableFull);
-                }
+                };
+                // The group's persistence entry names this real unless the
+                // hairpin rule moved the flow off it.
+                let persisted = scheduled && svc.persistence().is_some() && Some(r) == picked;
+                self.log_flow(now_ms, Op::Add, id, persisted);
                 if let Some(a) = self.active[si].get_mut(r.get()) {
                     *a += 1;
                 }
@@ -984,7 +1373,29 @@ impl Tables {
 
 /// Lowers the active count of a freed flow's real and returns its
 /// source-NAT port to the pool.
-fn release(snap: &Snapshot, active: &mut [Vec<u32>], snat: &mut SnatPorts, f: &conntrack::Freed) {
+fn release(
+    snap: &Snapshot,
+    active: &mut [Vec<u32>],
+    snat: &mut SnatPorts,
+    sync: &mut SyncLog,
+    now_ms: u64,
+    f: &conntrack::Freed,
+) {
+    if sync.enabled() {
+        sync.push(
+            now_ms,
+            &Record {
+                op: Op::Delete,
+                key: f.key,
+                real: f.real,
+                real_port: f.real_port,
+                nat: f.nat,
+                state: f.state,
+                remaining_ms: 0,
+                persist: false,
+            },
+        );
+    }
     if let Nat::Snat(p) = f.nat {
         snat.free(p);
     }

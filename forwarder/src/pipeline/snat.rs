@@ -81,6 +81,30 @@ impl SnatPorts {
         Some(p)
     }
 
+    /// Takes `port` itself out of the pool (a flow synced from the other
+    /// node holds it). Returns `false` if it is outside the range or
+    /// already handed out. O(pool size): sync only, not per packet.
+    pub fn reserve(&mut self, port: u16) -> bool {
+        if !self.contains(port) {
+            return false;
+        }
+        let i = usize::from(port - self.lo);
+        let bit = 1u64 << (i % 64);
+        if self.used[i / 64] & bit != 0 {
+            return false;
+        }
+        let n = self.ring.len();
+        let Some(k) = (0..self.free).find(|k| self.ring[(self.head + k) % n] == port) else {
+            return false;
+        };
+        // Swap it to the head and take the head, as `alloc` does.
+        self.ring.swap(self.head, (self.head + k) % n);
+        self.head = (self.head + 1) % n;
+        self.free -= 1;
+        self.used[i / 64] |= bit;
+        true
+    }
+
     /// Returns a port to the pool. A port outside the range or not handed
     /// out is ignored (returns `false`), so a stray double free cannot put
     /// one port in the ring twice.
@@ -120,6 +144,19 @@ mod tests {
         assert_eq!(p.alloc(), Some(2002), "freed longest ago first");
         assert_eq!(p.alloc(), Some(2000));
         assert_eq!(p.alloc(), None);
+    }
+
+    #[test]
+    fn reserve_takes_one_port_out_of_the_pool() {
+        let mut p = SnatPorts::new(2000..=2003);
+        assert!(p.reserve(2002));
+        assert!(!p.reserve(2002), "already taken");
+        assert!(!p.reserve(1999));
+        let got: Vec<u16> = std::iter::from_fn(|| p.alloc()).collect();
+        assert_eq!(got.len(), 3);
+        assert!(!got.contains(&2002));
+        assert!(p.free(2002));
+        assert_eq!(p.alloc(), Some(2002));
     }
 
     #[test]

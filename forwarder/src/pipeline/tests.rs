@@ -15,6 +15,7 @@ use crate::service::{OnDown, Persistence, Real, RealState, SchedulerKind, Servic
 mod down;
 mod flows;
 mod props;
+mod sync;
 
 const LB: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 2]);
 const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 1]);

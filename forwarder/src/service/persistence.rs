@@ -228,6 +228,54 @@ impl PersistTable {
     }
 }
 
+impl PersistTable {
+    /// Records that `src`'s group on persistent service `svc` goes to
+    /// target `idx` for the service's timeout from `now` (connection sync:
+    /// the other node chose it). Overwrites the group's entry, else takes a
+    /// free or expired way, else the one closest to expiry. Returns
+    /// whether the service has persistence and `idx` is one of its reals.
+    pub fn learn(&mut self, now: u32, svc: &Service, src: IpAddr, idx: RealIdx) -> bool {
+        let (Some(p), Some(r)) = (svc.persistence(), svc.reals().get(idx.get())) else {
+            return false;
+        };
+        let masked = mask_addr(src, p.v4_prefix, p.v6_prefix);
+        let h = group_hash(svc.id(), masked);
+        let (group, v6) = addr16(masked);
+        let gflags = LIVE | if v6 { GROUP_V6 } else { 0 };
+        let timeout = p
+            .timeout_secs
+            .saturating_mul(self.tick_hz)
+            .min(i32::MAX as u32);
+        let set = (h % self.sets as u64) as usize * WAYS;
+        let ways = &mut self.entries[set..set + WAYS];
+        let same = ways.iter().position(|e| {
+            e.flags & (LIVE | GROUP_V6) == gflags && e.service == svc.id() && e.group == group
+        });
+        let i = same
+            .or_else(|| {
+                ways.iter()
+                    .position(|e| e.flags & LIVE == 0 || is_expired(e.expiry, now))
+            })
+            .unwrap_or_else(|| {
+                self.counters.evictions += 1;
+                (0..WAYS)
+                    .min_by_key(|&i| ways[i].expiry.wrapping_sub(now) as i32)
+                    .unwrap_or(0)
+            });
+        let (real, rv6) = addr16(r.addr);
+        ways[i] = PEntry {
+            group,
+            real,
+            service: svc.id(),
+            expiry: now.wrapping_add(timeout),
+            real_port: r.port,
+            hint: idx.0,
+            flags: gflags | if rv6 { REAL_V6 } else { 0 },
+        };
+        true
+    }
+}
+
 fn from16(b: [u8; 16], v6: bool) -> IpAddr {
     let a = Ipv6Addr::from(b);
     if v6 {
