@@ -20,7 +20,9 @@
 //! * Announcements: a gratuitous ARP request (sender = target = the
 //!   address) for each floating IPv4 address and an unsolicited neighbour
 //!   advertisement (override flag, to all-nodes) for each floating IPv6
-//!   address, at MASTER and then at the `Garp` times.
+//!   address, at MASTER and then at the `Garp` times, each on the TAP of
+//!   the port the address lives on (a VIP on its `port_name` port, a
+//!   `[ha].floating` address on the VRRP port), with that port's MAC.
 //!
 //! No `unsafe` here: the socket crates own the system calls.
 
@@ -51,8 +53,8 @@ pub struct Ha {
     raw_bound: bool,
     mac: MacAddr,
     peers: Vec<IpAddr>,
-    /// Every floating address (both families), announced at MASTER.
-    floating: Vec<IpAddr>,
+    /// Where each floating address is announced at MASTER.
+    announcers: Vec<Announcer>,
     garp: Option<Garp>,
     next_garp: Option<Instant>,
     inbox: VecDeque<(IpAddr, IpAddr, Vec<u8>)>,
@@ -88,22 +90,59 @@ pub fn link_local(mac: MacAddr) -> Ipv6Addr {
     ])
 }
 
+/// The floating addresses of one port, announced on its TAP.
+struct Announcer {
+    tap: String,
+    mac: MacAddr,
+    tx: Box<dyn DataLinkSender>,
+    addrs: Vec<IpAddr>,
+}
+
+/// The floating addresses of one port: (TAP, port MAC, addresses).
+pub type PortAddresses = (String, MacAddr, Vec<IpAddr>);
+
 fn err(what: impl std::fmt::Display, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// A packet socket on `tap`: (sender, receiver).
+fn packet_channel(tap: &str) -> io::Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
+    let iface = pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == tap)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {tap}")))?;
+    let dl = pnet_datalink::Config {
+        read_timeout: Some(RX_SLICE),
+        write_timeout: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    match pnet_datalink::channel(&iface, dl)
+        .map_err(|e| err(format_args!("packet socket on {tap}"), e))?
+    {
+        Channel::Ethernet(tx, rx) => Ok((tx, rx)),
+        _ => Err(io::Error::other(format!(
+            "packet socket on {tap}: not an Ethernet channel"
+        ))),
+    }
 }
 
 impl Ha {
     /// Opens the sockets on `tap` and builds the state machine (not
     /// started). `primary` is the port's first address of the VRRP family
     /// (`[ha].family`); for multicast IPv6 the link-local address is used
-    /// instead. `addresses` are every floating address.
+    /// instead. `ports` are the floating addresses of each port (the VRRP
+    /// port's among them), announced on that port.
     pub fn open(
         ha: &HaConf,
         tap: &str,
         primary: IpAddr,
-        addresses: &[IpAddr],
         mac: MacAddr,
+        ports: Vec<PortAddresses>,
     ) -> io::Result<Ha> {
+        let addresses: &[IpAddr] = &ports
+            .iter()
+            .flat_map(|p| p.2.iter().copied())
+            .collect::<Vec<_>>();
         let primary = match (ha.family, ha.unicast_peers.is_empty()) {
             (Family::V6, true) => IpAddr::V6(link_local(mac)),
             _ => primary,
@@ -111,27 +150,19 @@ impl Ha {
         let cfg = VrrpConfig::from_ha(ha, primary, addresses);
         let vrrp = Vrrp::new(cfg)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let iface = pnet_datalink::interfaces()
-            .into_iter()
-            .find(|i| i.name == tap)
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no interface {tap}"))
-            })?;
-        let dl = pnet_datalink::Config {
-            read_timeout: Some(RX_SLICE),
-            write_timeout: Some(Duration::from_millis(100)),
-            ..Default::default()
-        };
-        let (tx, rx) = match pnet_datalink::channel(&iface, dl)
-            .map_err(|e| err(format_args!("packet socket on {tap}"), e))?
-        {
-            Channel::Ethernet(tx, rx) => (tx, rx),
-            _ => {
-                return Err(io::Error::other(format!(
-                    "packet socket on {tap}: not an Ethernet channel"
-                )))
-            }
-        };
+        let (tx, rx) = packet_channel(tap)?;
+        let mut announcers = Vec::new();
+        for (ptap, pmac, addrs) in ports {
+            // Only the receiving half of the VRRP port's socket is read;
+            // a socket of each port sends its announcements.
+            let (ptx, _) = packet_channel(&ptap)?;
+            announcers.push(Announcer {
+                tap: ptap,
+                mac: pmac,
+                tx: ptx,
+                addrs,
+            });
+        }
         let domain = match ha.family {
             Family::V4 => Domain::IPV4,
             Family::V6 => Domain::IPV6,
@@ -151,8 +182,6 @@ impl Ha {
             Family::V6 => raw.set_unicast_hops_v6(255),
         }
         .map_err(|e| err("TTL 255 on the raw socket", e))?;
-        let mut floating = addresses.to_vec();
-        floating.dedup();
         Ok(Ha {
             vrrp,
             tx,
@@ -161,7 +190,7 @@ impl Ha {
             raw_bound: false,
             mac,
             peers: ha.unicast_peers.clone(),
-            floating,
+            announcers,
             garp: None,
             next_garp: None,
             inbox: VecDeque::new(),
@@ -206,16 +235,20 @@ impl Ha {
     }
 
     /// The floating addresses changed (a reload added or removed a VIP):
-    /// later adverts list the new set and announcements cover it.
-    pub fn set_addresses(&mut self, addresses: &[IpAddr]) {
-        self.floating = addresses.to_vec();
-        self.vrrp.set_addresses(
-            addresses
+    /// later adverts list the new set and announcements cover it. Ports
+    /// are the same as at [`Ha::open`] (a reload does not change them).
+    pub fn set_addresses(&mut self, ports: &[PortAddresses]) {
+        let v4 = self.vrrp.config().primary.is_ipv4();
+        let mut listed = Vec::new();
+        for a in &mut self.announcers {
+            a.addrs = ports
                 .iter()
-                .copied()
-                .filter(|a| a.is_ipv4() == self.vrrp.config().primary.is_ipv4())
-                .collect(),
-        );
+                .find(|p| p.0 == a.tap)
+                .map(|p| p.2.clone())
+                .unwrap_or_default();
+            listed.extend(a.addrs.iter().copied().filter(|x| x.is_ipv4() == v4));
+        }
+        self.vrrp.set_addresses(listed);
         if self.vrrp.state() == State::Master {
             self.announce();
         }
@@ -333,20 +366,27 @@ impl Ha {
     }
 
     fn send_frame(&mut self, frame: &[u8], what: &str) {
-        match self.tx.send_to(frame, None) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => tracing::warn!("sending {what}: {e}"),
-            None => tracing::warn!("sending {what}: no room in the socket"),
-        }
+        send_on(&mut *self.tx, frame, what);
     }
 
-    /// One gratuitous ARP / unsolicited NA per floating address.
+    /// One gratuitous ARP / unsolicited NA per floating address, each on
+    /// its own port.
     fn announce(&mut self) {
-        for i in 0..self.floating.len() {
-            let frame = announcement(self.mac, self.floating[i]);
-            self.send_frame(&frame, "a gratuitous ARP / unsolicited NA");
+        for a in &mut self.announcers {
+            for addr in &a.addrs {
+                let frame = announcement(a.mac, *addr);
+                send_on(&mut *a.tx, &frame, "a gratuitous ARP / unsolicited NA");
+            }
         }
         self.garps_sent += 1;
+    }
+}
+
+fn send_on(tx: &mut dyn DataLinkSender, frame: &[u8], what: &str) {
+    match tx.send_to(frame, None) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::warn!("sending {what}: {e}"),
+        None => tracing::warn!("sending {what}: no room in the socket"),
     }
 }
 

@@ -519,8 +519,8 @@ pub fn run(path: &Path) -> Result<()> {
         }
         if let (true, Some(h), Some(hc)) = (reloaded, ha.as_mut(), &cfg.ha) {
             // The VIPs float: adverts and announcements follow the new set.
-            let addrs = floating_addresses(&ctl.lock().cfg, hc);
-            h.set_addresses(&addrs);
+            let ports = floating_by_port(&ctl.lock().cfg, hc, dp.macs());
+            h.set_addresses(&ports);
         }
         ctl.health_events(&events);
         let hs = checker.status();
@@ -590,24 +590,41 @@ fn open_ha(cfg: &Config, h: &config::HaConf, macs: &[MacAddr]) -> Result<crate::
             )
         })?;
     let mac = macs.get(pi).copied().unwrap_or_default();
-    crate::ha::Ha::open(h, &port.tap, primary, &floating_addresses(cfg, h), mac)
+    crate::ha::Ha::open(h, &port.tap, primary, mac, floating_by_port(cfg, h, macs))
         .with_context(|| format!("VRRP sockets on {}", port.tap))
 }
 
-/// Every address that floats with VRRP: the VIPs and `[ha].floating`.
-fn floating_addresses(cfg: &Config, h: &config::HaConf) -> Vec<IpAddr> {
-    let mut addrs: Vec<IpAddr> = Vec::new();
-    for a in cfg
-        .vips
+/// Every address that floats with VRRP, by the port it is announced on:
+/// each VIP on its `port_name` port, `[ha].floating` on the VRRP port.
+fn floating_by_port(
+    cfg: &Config,
+    h: &config::HaConf,
+    macs: &[MacAddr],
+) -> Vec<crate::ha::PortAddresses> {
+    cfg.ports
         .iter()
-        .map(|v| v.address)
-        .chain(h.floating.iter().copied())
-    {
-        if !addrs.contains(&a) {
-            addrs.push(a);
-        }
-    }
-    addrs
+        .enumerate()
+        .map(|(i, p)| {
+            let mut addrs: Vec<IpAddr> = Vec::new();
+            let vips = cfg
+                .vips
+                .iter()
+                .filter(|v| v.port_name == p.name)
+                .map(|v| v.address);
+            let extra = h.floating.iter().copied().filter(|_| p.name == h.port_name);
+            for a in vips.chain(extra) {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+            (
+                p.tap.clone(),
+                macs.get(i).copied().unwrap_or_default(),
+                addrs,
+            )
+        })
+        .filter(|(_, _, addrs)| !addrs.is_empty())
+        .collect()
 }
 
 /// Whether every `[ha].track` port's link is up: the DPDK link state, and

@@ -900,14 +900,9 @@ fn nat_lab() -> NatLab {
         lan.plug(n, "lan0");
     }
     client.exec("ip addr add 198.51.100.10/24 dev eth0");
-    // The VIP's gratuitous ARP leaves on the [ha] port (lan) only: the
-    // client finds the new MASTER by re-resolving the VIP quickly
-    // (unicast probe to the dead node, then broadcast ones).
-    client.exec(
-        "sysctl -qw net.ipv4.neigh.eth0.base_reachable_time_ms=500 \
-         net.ipv4.neigh.eth0.delay_first_probe_time=1 net.ipv4.neigh.eth0.retrans_time_ms=200 \
-         net.ipv4.neigh.eth0.ucast_solicit=1 net.ipv4.neigh.eth0.mcast_resolicit=5",
-    );
+    // No ARP tuning on the client: the new MASTER announces the VIP on
+    // the wan port, where the VIP lives, and the client's existing entry
+    // follows that gratuitous ARP.
     let mut reals = Vec::new();
     let mut nginx = Vec::new();
     for i in 1..=2 {
