@@ -41,7 +41,7 @@ fi
 
 # Sized for a capture of $1 frames: the pcap PMD holds every frame in an mbuf.
 mbufs_for() { python3 -c "print(max(16383, int($1 * 1.1)))"; }
-mem_for() { if [ "$1" -le 65536 ]; then echo 1024; elif [ "$1" -le 262144 ]; then echo 2048; else echo 8192; fi; }
+mem_for() { if [ "$1" -le 4096 ]; then echo 1024; elif [ "$1" -le 262144 ]; then echo 2048; else echo 8192; fi; }
 cap_for() { python3 -c "print(max(65536, 2 * $1))"; }
 
 # testpmd MODE PCAP -> Mpps (best 1 s figure after the first)
