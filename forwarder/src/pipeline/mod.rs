@@ -102,11 +102,18 @@ pub enum DropReason {
     IcmpNoFlow,
     /// A hairpin flow found no free source-NAT port.
     NoSnatPort,
+    /// An impossible source or addressing (RFC 1812 5.3.7 "martian"): a
+    /// group or zero source MAC; an IP source that is unspecified,
+    /// loopback, multicast, broadcast (limited or of a connected prefix),
+    /// class E, one of this node's own addresses, or equal to the
+    /// destination (land); or a unicast IP destination in a link-layer
+    /// broadcast / multicast frame (RFC 1122 3.3.6).
+    Martian,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -126,6 +133,7 @@ impl DropReason {
         DropReason::NoHeadroom,
         DropReason::IcmpNoFlow,
         DropReason::NoSnatPort,
+        DropReason::Martian,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -148,6 +156,7 @@ impl DropReason {
             DropReason::NoHeadroom => "no_headroom",
             DropReason::IcmpNoFlow => "icmp_no_flow",
             DropReason::NoSnatPort => "no_snat_port",
+            DropReason::Martian => "martian",
         }
     }
 }
@@ -570,6 +579,12 @@ impl Tables {
         if eth.tag_count() > 0 {
             return Outcome::Dropped(DropReason::VlanTagged);
         }
+        // A group or all-zero source MAC is never a station's own.
+        let src_mac = eth.src();
+        if src_mac.0[0] & 1 == 1 || src_mac.0 == [0; 6] {
+            return Outcome::Dropped(DropReason::Martian);
+        }
+        let link_group = frame[0] & 1 == 1;
         let ip = match eth.ethertype() {
             EtherType::ARP => {
                 return local::handle_local_arp(buf.data_mut(), port, ctx.neigh, ctx.now_ms);
@@ -590,6 +605,9 @@ impl Tables {
             if let Some(o) = local::handle_nd(buf, &ip, port, ctx.neigh, ctx.now_ms) {
                 return o;
             }
+        }
+        if martian(&ip, port, link_group) {
+            return Outcome::Dropped(DropReason::Martian);
         }
         // Later fragments go where their first fragment went.
         if ip.frag_later {
@@ -639,8 +657,18 @@ impl Tables {
             return Outcome::Dropped(DropReason::Malformed);
         };
         let min = if ip.proto == ip_proto::TCP { 20 } else { 8 };
-        if f.len() < l4 + min {
+        // The L4 header must fit in the IP packet, not merely in the frame
+        // (Ethernet padding follows a short IP packet).
+        let end = f.len().min(14 + ip.total_len);
+        if end < l4 + min {
             return Outcome::Dropped(DropReason::Malformed);
+        }
+        // A TCP data offset below the header or past the segment.
+        if ip.proto == ip_proto::TCP {
+            let doff = usize::from(f[l4 + 12] >> 4) * 4;
+            if doff < 20 || l4 + doff > end {
+                return Outcome::Dropped(DropReason::Malformed);
+            }
         }
         let sport = u16::from_be_bytes([f[l4], f[l4 + 1]]);
         let dport = u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]);
@@ -989,6 +1017,48 @@ fn release(snap: &Snapshot, active: &mut [Vec<u32>], snat: &mut SnatPorts, f: &c
     }
 }
 
+/// Whether `ip` is the broadcast address of a connected IPv4 prefix.
+#[inline]
+fn directed_broadcast(port: &PortInfo, ip: Ipv4Addr) -> bool {
+    port.addrs.iter().any(|(a, p)| match a {
+        IpAddr::V4(a) if *p <= 30 => {
+            let host = u32::MAX >> u32::from(*p);
+            u32::from(*a) | host == u32::from(ip)
+        }
+        _ => false,
+    })
+}
+
+/// A source no station may use, a spoof of this node, a land packet, or a
+/// unicast IP destination in a link-layer group frame (see
+/// [`DropReason::Martian`]). Cheap: the port's own addresses only.
+#[inline]
+fn martian(ip: &IpInfo, port: &PortInfo, link_group: bool) -> bool {
+    if ip.src == ip.dst || port.is_self(ip.src) {
+        return true;
+    }
+    let dst_group = match (ip.src, ip.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let o = s.octets()[0];
+            if o == 0 || o == 127 || o >= 224 || directed_broadcast(port, s) {
+                return true;
+            }
+            d.is_multicast() || d.is_broadcast() || directed_broadcast(port, d)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            if s.is_multicast()
+                || s.is_loopback()
+                || (s.is_unspecified() && ip.proto != ip_proto::ICMPV6)
+            {
+                return true;
+            }
+            d.is_multicast()
+        }
+        _ => false,
+    };
+    link_group && !dst_group
+}
+
 fn is_vip_addr(snap: &Snapshot, ip: IpAddr) -> bool {
     snap.ports.iter().any(|p| p.vips.contains(&ip))
 }
@@ -1039,6 +1109,11 @@ pub(crate) struct IpInfo {
 
 fn parse_v4(frame: &[u8]) -> Result<IpInfo, DropReason> {
     let ip = Ipv4Packet::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?;
+    // A corrupt header is dropped here (as a host's ip_rcv would), not
+    // forwarded, translated (NAT keeps a bad sum bad) or tunnelled.
+    if !ip.verify_checksum() {
+        return Err(DropReason::Malformed);
+    }
     let frag_later = ip.frag_offset() != 0;
     Ok(IpInfo {
         src: IpAddr::V4(ip.src()),
