@@ -169,13 +169,13 @@ def c_ttl():
         out.append(eth(ip4(udp(), proto=17, ttl=ttl)))
         out.append(eth(ip4(icmp(8, 0, b"ping"), proto=1, ttl=ttl)))
         out.append(eth(ip4(tcp(sport=42010 + ttl, dst=SELF), dst=SELF, ttl=ttl)))
-        out.append(eth(ip6(tcp(sport=42020 + ttl, src=ATT6, dst=V6, v6=True), hlim=ttl)))
+        out.append(eth(ip6(tcp(sport=42020 + ttl, src=ATT6, dst=V6, v6=True), hlim=ttl), 0x86DD))
     return out
 
 
 def c_tcp_flags():
     return [eth(ip4(tcp(sport=43000 + f, flags=f))) for f in range(256)] + \
-           [eth(ip6(tcp(sport=43000 + f, flags=f, src=ATT6, dst=V6, v6=True)))
+           [eth(ip6(tcp(sport=43000 + f, flags=f, src=ATT6, dst=V6, v6=True)), 0x86DD)
             for f in range(256)]
 
 
@@ -186,8 +186,9 @@ def c_tcp_malformed():
         out.append(eth(ip4(seg[:n])))
     for doff in (0, 1, 4, 15):  # data offset below 5 or past the segment
         out.append(eth(ip4(tcp(sport=44100 + doff, doff=doff)[:20])))
+    seg6 = tcp(sport=44300, src=ATT6, dst=V6, v6=True)
     for n in range(0, 20, 4):
-        out.append(eth(ip6(seg[:n])))
+        out.append(eth(ip6(seg6[:n]), 0x86DD))
     out.append(eth(ip4(tcp(sport=44200, dport=0))))  # port 0
     out.append(eth(ip4(tcp(sport=0, dport=80))))
     return out
@@ -203,7 +204,7 @@ def c_udp_malformed():
         out.append(eth(ip4(udp(data=b"hello", ulen=ulen), proto=17)))
         out.append(eth(ip4(udp(data=b"hello", ulen=ulen), proto=17, dst=SELF)))
     for n in range(0, 8, 2):
-        out.append(eth(ip6(d[:n], nh=17)))
+        out.append(eth(ip6(d[:n], nh=17), 0x86DD))
     out.append(eth(ip4(udp(data=b""), proto=17)))  # zero-length payload
     return out
 
