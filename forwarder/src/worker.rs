@@ -399,7 +399,9 @@ fn publish_conn(s: &WorkerStats, conn: &crate::conntrack::ConnTable) {
     s.conn.half_open.store(u64::from(half_open), r);
     s.conn.inserts.store(c.inserts, r);
     s.conn.evictions_half_open.store(c.evictions_half_open, r);
-    s.conn.evictions_established.store(c.evictions_established, r);
+    s.conn
+        .evictions_established
+        .store(c.evictions_established, r);
     let other = c.evictions - c.evictions_half_open - c.evictions_established;
     s.conn.evictions_other.store(other, r);
     s.conn.insert_failures.store(c.insert_failures, r);

@@ -676,15 +676,24 @@ fn martian_sources_and_link_broadcast_unicast_are_dropped() {
         "192.0.2.2",   // our own address
         VIP4,          // land: source = destination
     ] {
-        let f = builder::tcp4(&FrameSpec { src: v4(src), ..ok.clone() });
+        let f = builder::tcp4(&FrameSpec {
+            src: v4(src),
+            ..ok.clone()
+        });
         assert_eq!(rig.run(&f).0, martian, "source {src}");
     }
     for mac in [[0xff; 6], [0x01, 0, 0x5e, 0, 0, 1], [0; 6]] {
-        let f = builder::tcp4(&FrameSpec { src_mac: MacAddr(mac), ..ok.clone() });
+        let f = builder::tcp4(&FrameSpec {
+            src_mac: MacAddr(mac),
+            ..ok.clone()
+        });
         assert_eq!(rig.run(&f).0, martian, "source MAC {mac:?}");
     }
     // A unicast destination in a broadcast frame; a broadcast one is fine.
-    let f = builder::tcp4(&FrameSpec { dst_mac: MacAddr([0xff; 6]), ..ok.clone() });
+    let f = builder::tcp4(&FrameSpec {
+        dst_mac: MacAddr([0xff; 6]),
+        ..ok.clone()
+    });
     assert_eq!(rig.run(&f).0, martian);
     let f = builder::udp4(&FrameSpec {
         dst_mac: MacAddr([0xff; 6]),
@@ -694,7 +703,10 @@ fn martian_sources_and_link_broadcast_unicast_are_dropped() {
     assert_eq!(rig.run(&f).0, Outcome::Dropped(DropReason::NotOurs));
     let six = tcp6(CLIENT6, 1, VIP6, 80);
     for src in ["ff02::1", "::1", "::", "2001:db8::2"] {
-        let f = builder::tcp6(&FrameSpec { src: v6(src), ..six.clone() });
+        let f = builder::tcp6(&FrameSpec {
+            src: v6(src),
+            ..six.clone()
+        });
         assert_eq!(rig.run(&f).0, martian, "source {src}");
     }
 }
