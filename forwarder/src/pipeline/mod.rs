@@ -109,11 +109,14 @@ pub enum DropReason {
     /// destination (land); or a unicast IP destination in a link-layer
     /// broadcast / multicast frame (RFC 1122 3.3.6).
     Martian,
+    /// A TCP flag combination no TCP stack sends (no flags, SYN with FIN
+    /// or RST, FIN without ACK, ...: netfilter's `tcp_valid_flags`).
+    BadTcpFlags,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -134,6 +137,7 @@ impl DropReason {
         DropReason::IcmpNoFlow,
         DropReason::NoSnatPort,
         DropReason::Martian,
+        DropReason::BadTcpFlags,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -157,6 +161,7 @@ impl DropReason {
             DropReason::IcmpNoFlow => "icmp_no_flow",
             DropReason::NoSnatPort => "no_snat_port",
             DropReason::Martian => "martian",
+            DropReason::BadTcpFlags => "bad_tcp_flags",
         }
     }
 }
@@ -669,6 +674,9 @@ impl Tables {
             if doff < 20 || l4 + doff > end {
                 return Outcome::Dropped(DropReason::Malformed);
             }
+            if !tcp_flags_valid(f[l4 + 13]) {
+                return Outcome::Dropped(DropReason::BadTcpFlags);
+            }
         }
         let sport = u16::from_be_bytes([f[l4], f[l4 + 1]]);
         let dport = u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]);
@@ -1015,6 +1023,28 @@ fn release(snap: &Snapshot, active: &mut [Vec<u32>], snat: &mut SnatPorts, f: &c
             }
         }
     }
+}
+
+/// Whether a TCP flag byte is a combination TCP stacks send. PSH, ECE
+/// and CWR may accompany any of them; URG only SYN, ACK and FIN+ACK.
+#[inline]
+const fn tcp_flags_valid(flags: u8) -> bool {
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    const URG: u8 = 0x20;
+    matches!(
+        flags & (FIN | SYN | RST | ACK | URG),
+        SYN | 0x22 // SYN, SYN+URG
+            | 0x12 // SYN+ACK
+            | RST
+            | 0x14 // RST+ACK
+            | 0x11 // FIN+ACK
+            | 0x31 // FIN+ACK+URG
+            | ACK
+            | 0x30 // ACK+URG
+    )
 }
 
 /// Whether `ip` is the broadcast address of a connected IPv4 prefix.

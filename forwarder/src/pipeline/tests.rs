@@ -727,6 +727,19 @@ fn corrupt_ip_and_tcp_headers_are_dropped_as_malformed() {
     let sum = crate::packet::checksum::ipv4_header_checksum(&short[14..34]);
     short[24..26].copy_from_slice(&sum.to_be_bytes());
     assert_eq!(rig.run(&short).0, malformed);
+    // Of the 256 flag bytes, those no TCP stack sends are dropped.
+    let mut valid = 0;
+    for flags in 0..=255u8 {
+        let mut f = good.clone();
+        f[34 + 13] = flags;
+        match rig.run(&f).0 {
+            Outcome::Forward { .. } => valid += 1,
+            Outcome::Dropped(DropReason::BadTcpFlags) => {}
+            o => panic!("flags {flags:#04x}: {o:?}"),
+        }
+    }
+    // 9 combinations of FIN/SYN/RST/ACK/URG, each with any PSH/ECE/CWR.
+    assert_eq!(valid, 9 * 8);
     for doff in [0u8, 4, 15] {
         let mut f = good.clone();
         f[34 + 12] = doff << 4;

@@ -199,7 +199,10 @@ proptest! {
         ipv6 in any::<bool>(),
         udp in any::<bool>(),
         cport in 1u16..,
-        flags in any::<u8>(),
+        // Any flag byte a TCP stack sends (invalid ones are dropped:
+        // corrupt_ip_and_tcp_headers_are_dropped_as_malformed).
+        flags in prop::sample::select(vec![0x02u8, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30])
+            .prop_flat_map(|f| (0u8..8).prop_map(move |x| f | ((x & 1) << 3) | ((x >> 1) << 6))),
         ttl in 1u8..,
         payload in prop::collection::vec(any::<u8>(), 0..1400),
     ) {
