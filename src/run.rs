@@ -813,6 +813,7 @@ fn status_json(s: &State) -> Value {
                 "new_flows": pk[i][4],
                 "rejected": pk[i][5],
                 "on_down": cfgv.map(|v| format!("{:?}", v.on_down).to_lowercase()),
+                "new_flow_rate_limit": cfgv.and_then(|v| v.new_flow_rate_limit),
                 "fallback": sv.spec().fallback.as_ref().map(|f| json!({
                     "address": f.addr.to_string(),
                     "port": f.port,

@@ -112,11 +112,13 @@ pub enum DropReason {
     /// A TCP flag combination no TCP stack sends (no flags, SYN with FIN
     /// or RST, FIN without ACK, ...: netfilter's `tcp_valid_flags`).
     BadTcpFlags,
+    /// A new flow over its VIP's `new_flow_rate_limit`.
+    RateLimited,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -138,6 +140,7 @@ impl DropReason {
         DropReason::NoSnatPort,
         DropReason::Martian,
         DropReason::BadTcpFlags,
+        DropReason::RateLimited,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -162,6 +165,7 @@ impl DropReason {
             DropReason::NoSnatPort => "no_snat_port",
             DropReason::Martian => "martian",
             DropReason::BadTcpFlags => "bad_tcp_flags",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }
@@ -447,6 +451,8 @@ pub struct Tables {
     pub counters: Vec<ServiceCounters>,
     /// Where the later fragments of datagrams in flight go.
     frags: FragTable,
+    /// Per service index: the new-flow token bucket (`new_flow_rate_limit`).
+    limits: Vec<RateBucket>,
     /// Local ports of source-NAT (hairpin) flows.
     snat: SnatPorts,
     generation: u64,
@@ -486,6 +492,7 @@ impl Tables {
                 })
                 .collect(),
             frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
+            limits: vec![RateBucket::default(); snap.vips.services().len()],
             snat: SnatPorts::new(snat_ports),
             generation: snap.generation,
         }
@@ -512,11 +519,13 @@ impl Tables {
     /// the real is still in its service.
     pub fn adopt(&mut self, old: &Snapshot, new: &Snapshot) {
         let mut active = Vec::with_capacity(new.vips.services().len());
+        let mut limits = Vec::with_capacity(new.vips.services().len());
         let mut counters = Vec::with_capacity(new.vips.services().len());
         for svc in new.vips.services() {
             let old_idx = old.vips.services().iter().position(|o| o.id() == svc.id());
             match old_idx {
                 Some(oi) => {
+                    limits.push(self.limits[oi]);
                     let o = &old.vips.services()[oi];
                     active.push(svc.remap_counts(o, &self.active[oi]));
                     let oc = &self.counters[oi];
@@ -532,6 +541,7 @@ impl Tables {
                     counters.push(c);
                 }
                 None => {
+                    limits.push(RateBucket::default());
                     active.push(vec![0; svc.targets().len()]);
                     counters.push(ServiceCounters {
                         reals: vec![[0; 3]; svc.targets().len()],
@@ -542,6 +552,7 @@ impl Tables {
         }
         self.active = active;
         self.counters = counters;
+        self.limits = limits;
         // Fragments in flight follow their service and real to their new
         // indexes (or are forgotten with them).
         let (olds, news) = (old.vips.services(), new.vips.services());
@@ -830,6 +841,11 @@ impl Tables {
         let (real, snat) = match bound {
             Some(b) => b,
             None => {
+                if let Some(rate) = svc.spec().new_flow_rate_limit {
+                    if !self.limits[si].take(ctx.now_ms, rate) {
+                        return Outcome::Dropped(DropReason::RateLimited);
+                    }
+                }
                 let fh = service::hash::flow_hash(ip.src, sport, ip.dst, dport, ip.proto);
                 let picked = svc.select(
                     now,
@@ -1005,6 +1021,37 @@ impl Tables {
                 }
                 send(buf, route, snap, ctx)
             }
+        }
+    }
+}
+
+/// A token bucket of new flows: refills at `rate` per second up to one
+/// second's worth (at least one flow), in thousandths of a flow.
+#[derive(Debug, Clone, Copy, Default)]
+struct RateBucket {
+    /// Tokens, in thousandths of a flow.
+    milli: u64,
+    /// When it was last refilled (ms); 0 = never (starts full).
+    last_ms: u64,
+}
+
+impl RateBucket {
+    /// Takes one token at `now_ms`, refilling at `rate` per second first.
+    #[inline]
+    fn take(&mut self, now_ms: u64, rate: u32) -> bool {
+        let cap = u64::from(rate.max(1)) * 1000;
+        if self.last_ms == 0 {
+            self.milli = cap;
+        } else {
+            let dt = now_ms.saturating_sub(self.last_ms);
+            self.milli = (self.milli + dt.saturating_mul(u64::from(rate))).min(cap);
+        }
+        self.last_ms = now_ms.max(1);
+        if self.milli >= 1000 {
+            self.milli -= 1000;
+            true
+        } else {
+            false
         }
     }
 }

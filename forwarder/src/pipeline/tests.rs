@@ -74,6 +74,7 @@ fn svc(id: u32, vip: &str, proto: Proto, port: u16, mode: Mode, reals: Vec<Real>
         reals,
         on_down: OnDown::Reschedule,
         fallback: None,
+        new_flow_rate_limit: None,
     }
 }
 
@@ -745,6 +746,36 @@ fn corrupt_ip_and_tcp_headers_are_dropped_as_malformed() {
         f[34 + 12] = doff << 4;
         assert_eq!(rig.run(&f).0, malformed, "data offset {doff}");
     }
+}
+
+#[test]
+fn new_flows_over_the_rate_limit_are_dropped_and_established_ones_pass() {
+    let mut spec = svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(2, 80));
+    spec.new_flow_rate_limit = Some(5);
+    let mut rig = Rig::new(vec![spec]);
+    let syn = |port: u16| builder::tcp4(&tcp4(CLIENT4, port, VIP4, 80, WireFlags::SYN));
+    let outcomes: Vec<Outcome> = (0..10).map(|p| rig.run(&syn(40000 + p)).0).collect();
+    let ok = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Forward { .. }))
+        .count();
+    assert_eq!(ok, 5, "{outcomes:?}");
+    assert_eq!(
+        outcomes[9],
+        Outcome::Dropped(DropReason::RateLimited),
+        "{outcomes:?}"
+    );
+    // The admitted flows keep flowing.
+    let ack = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::ACK));
+    for _ in 0..20 {
+        assert_eq!(rig.run(&ack).0, Outcome::Forward { port: 0 });
+    }
+    // 400 ms later: two more new flows.
+    rig.now += 400;
+    let ok = (20..30)
+        .filter(|p| matches!(rig.run(&syn(40000 + p)).0, Outcome::Forward { .. }))
+        .count();
+    assert_eq!(ok, 2);
 }
 
 #[test]
