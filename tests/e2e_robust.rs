@@ -938,3 +938,64 @@ fn soak_with_reloads_flaps_and_drains_keeps_memory_and_mbufs_flat() {
     assert!(st.success(), "{}", lb.log_text());
     eprintln!("test took {:?}", t_start.elapsed());
 }
+
+#[test]
+fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip() {
+    require_root();
+    let _g = serial();
+    let t_start = Instant::now();
+    let l = lab();
+    std::fs::write(l.dir.join("synflood.py"), SYNFLOOD).unwrap();
+    const RATE: u64 = 500;
+    let cfg = config(&l.id, 65536, [1, 1, 1], false).replace(
+        "scheduler = \"maglev\"\n",
+        &format!("scheduler = \"maglev\"\nnew_flow_rate_limit = {RATE}\n"),
+    );
+    let mut lb = Ferrolb::start(&l.lb, &cfg);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    assert_eq!(
+        status(&l.lb)["vips"][0]["new_flow_rate_limit"].as_u64(),
+        Some(RATE)
+    );
+    // Under the limit nothing is refused.
+    let (_, failed) = curl_spread(&l.client, "http://192.0.2.100/", 10, "");
+    assert_eq!(failed, 0, "{}", lb.log_text());
+    let ka = KeepAlive::start(&l, "192.0.2.100", 0.05, 120, 30);
+    let before = Figures::settled(&l.lb);
+    let new0 = status(&l.lb)["vips"][0]["new_flows"].as_u64().unwrap();
+    let out = l.sw.ns.exec(&format!(
+        "timeout 60 {PY} {} {} {} 192.0.2.100 80 100000 10",
+        l.dir.join("synflood.py").display(),
+        l.lb_port,
+        l.lb_mac
+    ));
+    let rep: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let (sent, secs) = (
+        rep["sent"].as_u64().unwrap(),
+        rep["seconds"].as_f64().unwrap(),
+    );
+    let (answers, slowest, ka_fail) = ka.finish();
+    let d = Figures::settled(&l.lb).since(&before);
+    let new_flows = status(&l.lb)["vips"][0]["new_flows"].as_u64().unwrap() - new0;
+    let limited = d.drops.get("rate_limited").copied().unwrap_or(0);
+    eprintln!(
+        "rate limit {RATE}/s: {sent} SYNs in {secs:.2} s; ferrolb received {}, admitted {new_flows} new flows, \
+         rate_limited {limited}; keep-alive {answers} answers (slowest {slowest} ms)",
+        d.rx
+    );
+    assert!(alive(&lb), "{}", lb.log_text());
+    assert_eq!(ka_fail, None, "the established connection was limited");
+    // One second's burst plus the rate over the flood (and the settle
+    // time: the flood's tail drains from the ring after the sender ends).
+    let bound = RATE + (RATE as f64 * (secs + 2.0)) as u64;
+    assert!(
+        new_flows <= bound,
+        "{new_flows} new flows admitted, bound {bound}"
+    );
+    assert!(limited > 0);
+    assert_eq!(d.rx, d.outcomes(), "uncounted frames: {d:?}");
+    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success(), "{}", lb.log_text());
+    eprintln!("test took {:?}", t_start.elapsed());
+}
