@@ -309,7 +309,7 @@ fn send_hostile(l: &Lab, cats: &str, rounds: u32) -> BTreeMap<String, (u64, u64,
 /// ferrolb's interface while it runs: the background that shares the
 /// counters with the hostile frames (recognised by their source MACs).
 struct Background {
-    child: std::process::Child,
+    child: Proc,
     file: std::path::PathBuf,
 }
 
@@ -347,14 +347,17 @@ impl Background {
         // tcpdump creates the file about when it listens: give it time.
         assert!(wait_for(Duration::from_secs(5), || file.exists()));
         std::thread::sleep(Duration::from_millis(500));
-        Background { child, file }
+        Background {
+            child: Proc(Some(child)),
+            file,
+        }
     }
 
     /// Stops the capture; returns the frames captured.
     fn stop(mut self) -> u64 {
         std::thread::sleep(Duration::from_millis(100));
-        let _ = try_run(&format!("kill -INT {}", self.child.id()));
-        let _ = self.child.wait();
+        let _ = try_run(&format!("kill -INT {}", self.child.get().id()));
+        let _ = self.child.get().wait();
         let (_, out) = try_run(&format!(
             "tcpdump -e -n -r {} 2>/dev/null",
             self.file.display()
@@ -380,24 +383,48 @@ fn alive(lb: &Ferrolb) -> bool {
             .contains(") Z ")
 }
 
+/// A helper process, killed if the test fails before it is waited for.
+struct Proc(Option<std::process::Child>);
+
+impl Proc {
+    fn take(mut self) -> std::process::Child {
+        self.0.take().expect("running")
+    }
+
+    fn get(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts `n` curl requests in the background (each a new connection, at
 /// most `secs` seconds in all); `wait_curls` returns (ok, failed).
-fn spawn_curls(ns: &Netns, url: &str, n: usize, secs: u64) -> std::process::Child {
+fn spawn_curls(ns: &Netns, url: &str, n: usize, secs: u64) -> Proc {
     let script = format!(
         "end=$(($(date +%s)+{secs})); for i in $(seq 1 {n}); do \
          [ $(date +%s) -ge $end ] && break; \
          if curl -s -m 5 -o /dev/null {url}; then echo OK; else echo FAILED; fi; done"
     );
-    std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, "sh", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn curl loop")
+    Proc(Some(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn curl loop"),
+    ))
 }
 
-fn wait_curls(c: std::process::Child) -> (usize, usize) {
-    let out = c.wait_with_output().expect("curl loop");
+fn wait_curls(c: Proc) -> (usize, usize) {
+    let out = c.take().wait_with_output().expect("curl loop");
     let t = String::from_utf8_lossy(&out.stdout);
     (t.matches("OK").count(), t.matches("FAILED").count())
 }
@@ -590,7 +617,7 @@ except Exception as e:
 "#;
 
 struct KeepAlive {
-    child: std::process::Child,
+    child: Proc,
     stop: std::path::PathBuf,
 }
 
@@ -614,13 +641,16 @@ impl KeepAlive {
         let out = child.stdout.as_mut().unwrap();
         std::io::BufReader::new(out).read_line(&mut first).unwrap();
         assert!(first.starts_with("READY"), "keep-alive: {first}");
-        KeepAlive { child, stop }
+        KeepAlive {
+            child: Proc(Some(child)),
+            stop,
+        }
     }
 
     /// Stops it; returns (answers, slowest answer in ms, failure).
     fn finish(self) -> (u64, u64, Option<String>) {
         std::fs::write(&self.stop, "").unwrap();
-        let out = self.child.wait_with_output().unwrap();
+        let out = self.child.take().wait_with_output().unwrap();
         let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let field = |i| {
             t.split_whitespace()
