@@ -126,6 +126,11 @@ struct State {
     health: Vec<control::health::TargetStatus>,
     /// `[ha]`: the VRRP instance's figures (None without `[ha]`).
     ha: Option<HaStatus>,
+    /// The packet pool: mbufs in use (received, queued, in flight; not in
+    /// the pool or its per-lcore caches) and available, sampled every tick.
+    mbufs: (u32, u32),
+    /// Each data port's device counters (name, figures), sampled every tick.
+    ports: Vec<(String, forwarder::dpdk::PortStats)>,
 }
 
 /// What status and metrics show of the VRRP instance.
@@ -413,6 +418,8 @@ pub fn run(path: &Path) -> Result<()> {
         admin: HashMap::new(),
         health: Vec::new(),
         ha: None,
+        mbufs: (dp.mbufs_in_use(), dp.mbufs_available()),
+        ports: Vec::new(),
     }));
 
     // Health checks leave from the balancer's own addresses, through the
@@ -524,7 +531,19 @@ pub fn run(path: &Path) -> Result<()> {
         }
         ctl.health_events(&events);
         let hs = checker.status();
-        ctl.lock().health = hs;
+        let mbufs = (dp.mbufs_in_use(), dp.mbufs_available());
+        let ports = cfg
+            .ports
+            .iter()
+            .zip(dp.ports())
+            .filter_map(|(p, (nic, _))| nic.stats().ok().map(|st| (p.name.clone(), st)))
+            .collect();
+        {
+            let mut s = ctl.lock();
+            s.health = hs;
+            s.mbufs = mbufs;
+            s.ports = ports;
+        }
         for e in dp.neigh().entries() {
             if let Some(mac) = e.mac {
                 if known.insert((e.ip, mac)) {
@@ -861,6 +880,7 @@ fn status_json(s: &State) -> Value {
                 "new_flows": pk[i][4],
                 "rejected": pk[i][5],
                 "on_down": cfgv.map(|v| format!("{:?}", v.on_down).to_lowercase()),
+                "new_flow_rate_limit": cfgv.and_then(|v| v.new_flow_rate_limit),
                 "fallback": sv.spec().fallback.as_ref().map(|f| json!({
                     "address": f.addr.to_string(),
                     "port": f.port,
@@ -920,6 +940,14 @@ fn status_json(s: &State) -> Value {
         "vips": vips,
         "workers": w,
         "drops": DropReason::ALL.iter().map(|r| (r.name().to_string(), json!(drops[*r as usize]))).collect::<serde_json::Map<_, _>>(),
+        "mbufs": json!({"in_use": s.mbufs.0, "available": s.mbufs.1, "capacity": s.mbufs.0 + s.mbufs.1}),
+        "conntrack": conntrack_json(s),
+        "ports": s.ports.iter().map(|(name, p)| json!({
+            "name": name,
+            "rx_packets": p.rx_packets, "tx_packets": p.tx_packets,
+            "rx_missed": p.rx_missed, "rx_nombuf": p.rx_nombuf,
+            "rx_errors": p.rx_errors, "tx_errors": p.tx_errors,
+        })).collect::<Vec<_>>(),
         "ha": s.ha.as_ref().map(ha_json),
         "sync": sync_json(s),
     })
@@ -938,6 +966,15 @@ fn sync_json(s: &State) -> Value {
     });
     for (key, _, _, get) in WORKER_COUNTERS.iter().filter(|c| c.0.starts_with("sync_")) {
         v[&key["sync_".len()..]] = json!(s.workers.iter().map(|w| get(&w.stats)).sum::<u64>());
+    }
+    v
+}
+
+/// The connection tables summed over the workers.
+fn conntrack_json(s: &State) -> Value {
+    let mut v = json!({});
+    for (key, _, _, get) in CONN_GAUGES.iter().chain(CONN_COUNTERS.iter()) {
+        v[*key] = json!(s.workers.iter().map(|w| get(&w.stats)).sum::<u64>());
     }
     v
 }
@@ -1086,6 +1123,62 @@ const WORKER_COUNTERS: [WorkerCounter; 18] = [
         "ferrolb_sync_batches_missed_total",
         "Connection sync: datagrams from the HA peer that never arrived (sequence gaps).",
         |w| w.sync_batches_missed.load(Ordering::Relaxed),
+    ),
+];
+
+/// Connection-table gauges: JSON key, metric name, help, reader.
+const CONN_GAUGES: [WorkerCounter; 3] = [
+    (
+        "capacity",
+        "ferrolb_conntrack_capacity",
+        "Slots in the connection tables.",
+        |w| w.conn.capacity.load(Ordering::Relaxed),
+    ),
+    (
+        "flows",
+        "ferrolb_conntrack_flows",
+        "Flows in the connection tables.",
+        |w| w.flows.load(Ordering::Relaxed),
+    ),
+    (
+        "half_open",
+        "ferrolb_conntrack_half_open",
+        "Half-open TCP flows (SYN seen, handshake not finished).",
+        |w| w.conn.half_open.load(Ordering::Relaxed),
+    ),
+];
+
+/// Connection-table counters: JSON key, metric name, help, reader.
+const CONN_COUNTERS: [WorkerCounter; 5] = [
+    (
+        "inserts",
+        "ferrolb_conntrack_inserts_total",
+        "Flows inserted.",
+        |w| w.conn.inserts.load(Ordering::Relaxed),
+    ),
+    (
+        "evictions_half_open",
+        "ferrolb_conntrack_evictions_half_open_total",
+        "Half-open flows evicted to make room for a new flow.",
+        |w| w.conn.evictions_half_open.load(Ordering::Relaxed),
+    ),
+    (
+        "evictions_established",
+        "ferrolb_conntrack_evictions_established_total",
+        "Established flows evicted to make room (never while half-open flows exist).",
+        |w| w.conn.evictions_established.load(Ordering::Relaxed),
+    ),
+    (
+        "evictions_other",
+        "ferrolb_conntrack_evictions_other_total",
+        "Closing TCP, UDP and ICMP flows evicted to make room.",
+        |w| w.conn.evictions_other.load(Ordering::Relaxed),
+    ),
+    (
+        "insert_failures",
+        "ferrolb_conntrack_insert_failures_total",
+        "New flows refused: the table was full and nothing could be evicted.",
+        |w| w.conn.insert_failures.load(Ordering::Relaxed),
     ),
 ];
 
@@ -1313,10 +1406,52 @@ fn metrics(s: &State) -> String {
             let _ = writeln!(o, "{name}{{vrid=\"{}\"}} {n}", h.vrid);
         }
     }
-    for (_, name, help, get) in WORKER_COUNTERS {
+    for (kind, table) in [
+        ("counter", &WORKER_COUNTERS[..]),
+        ("gauge", &CONN_GAUGES[..]),
+        ("counter", &CONN_COUNTERS[..]),
+    ] {
+        for (_, name, help, get) in table {
+            family(&mut o, name, kind, help);
+            for (i, w) in s.workers.iter().enumerate() {
+                let _ = writeln!(o, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
+            }
+        }
+    }
+    family(
+        &mut o,
+        "ferrolb_mbufs_in_use",
+        "gauge",
+        "Packet buffers out of the pool (received, queued or in flight).",
+    );
+    let _ = writeln!(o, "ferrolb_mbufs_in_use {}", s.mbufs.0);
+    family(
+        &mut o,
+        "ferrolb_mbufs_capacity",
+        "gauge",
+        "Packet buffers in the pool.",
+    );
+    let _ = writeln!(o, "ferrolb_mbufs_capacity {}", s.mbufs.0 + s.mbufs.1);
+    for (name, help, get) in [
+        (
+            "ferrolb_port_rx_missed_total",
+            "Frames the device dropped for want of a free descriptor.",
+            (|p| p.rx_missed) as fn(&forwarder::dpdk::PortStats) -> u64,
+        ),
+        (
+            "ferrolb_port_rx_nombuf_total",
+            "Frames the device dropped for want of a packet buffer.",
+            |p| p.rx_nombuf,
+        ),
+        (
+            "ferrolb_port_rx_errors_total",
+            "Receive errors reported by the device.",
+            |p| p.rx_errors,
+        ),
+    ] {
         family(&mut o, name, "counter", help);
-        for (i, w) in s.workers.iter().enumerate() {
-            let _ = writeln!(o, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
+        for (port, st) in &s.ports {
+            let _ = writeln!(o, "{name}{{port=\"{}\"}} {}", esc(port), get(st));
         }
     }
     o

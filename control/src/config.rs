@@ -16,6 +16,8 @@
 //!   address = "192.0.2.30"    # checked like a real: family, reachability
 //!   port = 8080               # nat only; dr and tun keep the VIP's port
 //!   mac = "02:00:00:00:00:30" # optional static neighbour
+//! new_flow_rate_limit = 1000  # optional: new flows per second per worker
+//!                             # (SYN flood guard; off by default)
 //! ```
 //!
 //! and to `[ha]`:
@@ -315,6 +317,8 @@ pub struct VipConf {
     pub on_down: OnDown,
     /// The server for new flows when no real is eligible.
     pub fallback: Option<FallbackConf>,
+    /// New flows admitted per second per worker (None: unlimited).
+    pub new_flow_rate_limit: Option<u32>,
 }
 
 impl Config {
@@ -442,6 +446,7 @@ struct RawVip {
     real: Vec<RawReal>,
     on_down: Option<String>,
     fallback: Option<RawFallback>,
+    new_flow_rate_limit: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -1151,6 +1156,9 @@ fn validate_vip(
             mac,
         })
     });
+    let new_flow_rate_limit = rv
+        .new_flow_rate_limit
+        .and_then(|r| int_in(errs, &p.key("new_flow_rate_limit"), r, 1, 100_000_000));
     if errs.list.len() != before {
         return None;
     }
@@ -1167,6 +1175,7 @@ fn validate_vip(
         reals,
         on_down,
         fallback,
+        new_flow_rate_limit,
     })
 }
 

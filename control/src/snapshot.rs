@@ -151,6 +151,7 @@ pub fn build(
                 state: RealState::Up,
                 neigh: 0,
             }),
+            new_flow_rate_limit: v.new_flow_rate_limit,
         });
     }
     let mut vips = VipTable::build(specs, generation).map_err(|e| e.to_string())?;

@@ -74,6 +74,7 @@ fn snapshot(mode: Mode) -> Snapshot {
         reals,
         on_down: OnDown::Reschedule,
         fallback: None,
+        new_flow_rate_limit: None,
     };
     Snapshot::new(1, vec![port], VipTable::build(vec![spec], 1).unwrap())
 }

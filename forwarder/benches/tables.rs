@@ -164,6 +164,7 @@ fn service(kind: SchedulerKind, n: u16, persistence: Option<Persistence>) -> Ser
         reals: reals(n),
         on_down: OnDown::Reschedule,
         fallback: None,
+        new_flow_rate_limit: None,
     })
     .unwrap()
 }

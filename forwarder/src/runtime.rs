@@ -271,6 +271,11 @@ impl Dataplane {
         self.pool.as_ref().map_or(0, |p| p.in_use())
     }
 
+    /// Mbufs available in the pool (its per-lcore caches included).
+    pub fn mbufs_available(&self) -> u32 {
+        self.pool.as_ref().map_or(0, |p| p.available())
+    }
+
     /// Stops workers and ports and cleans up EAL; returns the workers'
     /// exit codes (0 = clean, -1 = panicked).
     pub fn shutdown(mut self) -> Vec<i32> {

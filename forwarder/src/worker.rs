@@ -107,6 +107,8 @@ pub struct WorkerStats {
     pub busy_cycles: AtomicU64,
     /// Flows in the connection table.
     pub flows: AtomicU64,
+    /// Connection-table figures (published with `flows`).
+    pub conn: ConnStats,
     /// Generation of the snapshot the worker runs.
     pub generation: AtomicU64,
     /// Connection sync: records sent to the peer.
@@ -382,10 +384,7 @@ impl Worker {
                 since_publish = 0;
                 local.publish(&self.shared.stats);
                 self.shared.stats.publish_sync(&tables.sync.counters);
-                self.shared
-                    .stats
-                    .flows
-                    .store(tables.conn.len() as u64, Ordering::Relaxed);
+                publish_conn(&self.shared.stats, &tables.conn);
                 publish_services(&self.shared, &tables, &mut report);
             }
             if got == 0 {
@@ -396,10 +395,7 @@ impl Worker {
         }
         local.publish(&self.shared.stats);
         self.shared.stats.publish_sync(&tables.sync.counters);
-        self.shared
-            .stats
-            .flows
-            .store(tables.conn.len() as u64, Ordering::Relaxed);
+        publish_conn(&self.shared.stats, &tables.conn);
         publish_services(&self.shared, &tables, &mut report);
         0
     }
@@ -508,6 +504,43 @@ impl Worker {
             push(b, m, local);
         }
     }
+}
+
+/// Connection-table figures of one worker: occupancy, and what happened
+/// when it was full.
+#[derive(Default)]
+pub struct ConnStats {
+    /// Slots in the table.
+    pub capacity: AtomicU64,
+    /// Half-open (SYN seen, handshake not finished) flows.
+    pub half_open: AtomicU64,
+    /// Flows inserted.
+    pub inserts: AtomicU64,
+    /// Half-open flows evicted to make room.
+    pub evictions_half_open: AtomicU64,
+    /// Established flows evicted to make room.
+    pub evictions_established: AtomicU64,
+    /// Other live flows (closing TCP, UDP, ICMP) evicted to make room.
+    pub evictions_other: AtomicU64,
+    /// New flows refused: full, and nothing could be evicted.
+    pub insert_failures: AtomicU64,
+}
+
+fn publish_conn(s: &WorkerStats, conn: &crate::conntrack::ConnTable) {
+    let c = conn.counters();
+    let r = Ordering::Relaxed;
+    s.flows.store(conn.len() as u64, r);
+    s.conn.capacity.store(conn.capacity() as u64, r);
+    let half_open = conn.by_state()[crate::conntrack::State::SynRecv as usize];
+    s.conn.half_open.store(u64::from(half_open), r);
+    s.conn.inserts.store(c.inserts, r);
+    s.conn.evictions_half_open.store(c.evictions_half_open, r);
+    s.conn
+        .evictions_established
+        .store(c.evictions_established, r);
+    let other = c.evictions - c.evictions_half_open - c.evictions_established;
+    s.conn.evictions_other.store(other, r);
+    s.conn.insert_failures.store(c.insert_failures, r);
 }
 
 /// Copies per-service counters out if the control plane is not reading

@@ -50,11 +50,15 @@
 //! examines a bounded neighbourhood (the next `evict_scan` slab slots after
 //! a rotating cursor, or the index window) and frees the best victim:
 //! expired first, then half-open (`SynRecv`), then closing TCP states, then
-//! UDP/ICMP, then (only if [`Config::evict_established`]) established TCP;
-//! within a class, the one closest to expiry (least recently seen). An
-//! established flow is therefore never evicted while the neighbourhood
-//! holds a half-open one. If nothing may be evicted the insert fails with
-//! [`InsertError::Full`] and `insert_failures` counts it.
+//! UDP/ICMP, then (only if [`Config::evict_established`], and only while
+//! the whole table holds no half-open flow) established TCP; within a
+//! class, the one closest to expiry (least recently seen). An established
+//! flow is therefore never evicted while any half-open one exists: under a
+//! SYN flood a new flow whose neighbourhood holds only established flows is
+//! refused rather than let the flood push out a working connection. If
+//! nothing may be evicted the insert fails with [`InsertError::Full`] and
+//! `insert_failures` counts it. Evictions are counted by class
+//! ([`Counters::evictions_half_open`], [`Counters::evictions_established`]).
 
 mod index;
 
@@ -348,7 +352,8 @@ pub struct Config {
     /// Slab slots examined for a victim when the table is full.
     pub evict_scan: u32,
     /// Whether established TCP flows may be evicted as a last resort (when
-    /// the neighbourhood holds nothing else). Katran-like LRU behaviour;
+    /// the neighbourhood holds nothing else and the table holds no
+    /// half-open flow). Katran-like LRU behaviour;
     /// with Maglev the evicted flow most likely re-hashes to the same real.
     pub evict_established: bool,
 }
@@ -521,6 +526,8 @@ pub struct Counters {
     pub evictions: u64,
     /// Of which established TCP.
     pub evictions_established: u64,
+    /// Of which half-open TCP (`SynRecv`).
+    pub evictions_half_open: u64,
     /// Entries freed because they expired.
     pub expiries: u64,
     /// Entries removed by the caller.
@@ -1183,7 +1190,10 @@ impl ConnTable {
 
         // 4. Make room: choose every victim first, so that a failure
         //    leaves the table untouched.
-        let ev = self.cfg.evict_established;
+        // Established flows are a last resort, and never while a half-open
+        // flow exists anywhere in the table (a SYN flood must not push out
+        // working connections).
+        let ev = self.cfg.evict_established && self.by_state[State::SynRecv as usize] == 0;
         let v_fwd = if self.fwd.has_room(hash) {
             None
         } else {
@@ -1303,8 +1313,10 @@ impl ConnTable {
             FreeReason::Removed => self.counters.removals += 1,
             FreeReason::Evicted => {
                 self.counters.evictions += 1;
-                if state == State::Established {
-                    self.counters.evictions_established += 1;
+                match state {
+                    State::Established => self.counters.evictions_established += 1,
+                    State::SynRecv => self.counters.evictions_half_open += 1,
+                    _ => {}
                 }
             }
         }

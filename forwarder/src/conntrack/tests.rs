@@ -483,6 +483,48 @@ fn full_of_established_fails_when_protected() {
 }
 
 #[test]
+fn established_never_evicted_while_half_open_exist() {
+    // Scan window 4 in a table of 64: the neighbourhood of the cursor
+    // holds only established flows, a half-open one lives elsewhere.
+    let mut t = ConnTable::new(Config {
+        evict_scan: 4,
+        evict_established: true,
+        ..Config::new(64)
+    });
+    fill(&mut t, 64, 0, State::Established);
+    let id = find(&mut t, 0, &key(40)).hit().unwrap();
+    t.remove(id);
+    ins(&mut t, 0, &key(40), &val(State::SynRecv, Nat::None)).unwrap();
+    // Refused rather than evicting an established flow...
+    assert_eq!(
+        ins(&mut t, 1, &key(200), &val(State::SynRecv, Nat::None)),
+        Err(InsertError::Full)
+    );
+    assert_eq!(t.counters().evictions_established, 0);
+    assert_eq!(t.counters().insert_failures, 1);
+    // ... until the cursor reaches the half-open flow.
+    let mut n = 0;
+    while ins(&mut t, 1, &key(300 + n), &val(State::SynRecv, Nat::None)).is_err() {
+        n += 1;
+        assert!(n < 16);
+    }
+    assert_eq!(t.counters().evictions_half_open, 1);
+    assert_eq!(t.counters().evictions_established, 0);
+    // The new flow is half-open itself: still no established eviction.
+    assert_eq!(
+        ins(&mut t, 1, &key(400), &val(State::Established, Nat::None)),
+        Err(InsertError::Full)
+    );
+    assert_eq!(t.counters().evictions_established, 0);
+    // Once no half-open flow is left, established ones are the last resort.
+    let id = find(&mut t, 1, &key(300 + n)).hit().unwrap();
+    t.touch(id, 1, Dir::Client, ACK);
+    ins(&mut t, 2, &key(401), &val(State::Established, Nat::None)).unwrap();
+    assert_eq!(t.counters().evictions_established, 1);
+    t.check_invariants();
+}
+
+#[test]
 fn bounded_neighbourhood_scan() {
     // A big table, full, scan window 4: only 4 candidates are examined.
     let mut t = ConnTable::new(Config {

@@ -111,11 +111,23 @@ pub enum DropReason {
     SyncBadSource,
     /// A connection-sync datagram with a bad header or length.
     SyncMalformed,
+    /// An impossible source or addressing (RFC 1812 5.3.7 "martian"): a
+    /// group or zero source MAC; an IP source that is unspecified,
+    /// loopback, multicast, broadcast (limited or of a connected prefix),
+    /// class E, one of this node's own addresses, or equal to the
+    /// destination (land); or a unicast IP destination in a link-layer
+    /// broadcast / multicast frame (RFC 1122 3.3.6).
+    Martian,
+    /// A TCP flag combination no TCP stack sends (no flags, SYN with FIN
+    /// or RST, FIN without ACK, ...: netfilter's `tcp_valid_flags`).
+    BadTcpFlags,
+    /// A new flow over its VIP's `new_flow_rate_limit`.
+    RateLimited,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 22;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -137,6 +149,9 @@ impl DropReason {
         DropReason::NoSnatPort,
         DropReason::SyncBadSource,
         DropReason::SyncMalformed,
+        DropReason::Martian,
+        DropReason::BadTcpFlags,
+        DropReason::RateLimited,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -161,6 +176,9 @@ impl DropReason {
             DropReason::NoSnatPort => "no_snat_port",
             DropReason::SyncBadSource => "sync_bad_source",
             DropReason::SyncMalformed => "sync_malformed",
+            DropReason::Martian => "martian",
+            DropReason::BadTcpFlags => "bad_tcp_flags",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }
@@ -489,6 +507,8 @@ pub struct Tables {
     pub counters: Vec<ServiceCounters>,
     /// Where the later fragments of datagrams in flight go.
     frags: FragTable,
+    /// Per service index: the new-flow token bucket (`new_flow_rate_limit`).
+    limits: Vec<RateBucket>,
     /// Local ports of source-NAT (hairpin) flows.
     snat: SnatPorts,
     /// Next-hop MACs this worker read recently.
@@ -535,6 +555,7 @@ impl Tables {
                 })
                 .collect(),
             frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
+            limits: vec![RateBucket::default(); snap.vips.services().len()],
             snat: SnatPorts::new(snat_ports),
             hops: HopCache::default(),
             sync: Self::sync_log_for(snap),
@@ -577,11 +598,13 @@ impl Tables {
     /// the peer again on its next packet.
     pub fn adopt_at(&mut self, old: &Snapshot, new: &Snapshot, now_ms: u64) {
         let mut active = Vec::with_capacity(new.vips.services().len());
+        let mut limits = Vec::with_capacity(new.vips.services().len());
         let mut counters = Vec::with_capacity(new.vips.services().len());
         for svc in new.vips.services() {
             let old_idx = old.vips.services().iter().position(|o| o.id() == svc.id());
             match old_idx {
                 Some(oi) => {
+                    limits.push(self.limits[oi]);
                     let o = &old.vips.services()[oi];
                     active.push(svc.remap_counts(o, &self.active[oi]));
                     let oc = &self.counters[oi];
@@ -597,6 +620,7 @@ impl Tables {
                     counters.push(c);
                 }
                 None => {
+                    limits.push(RateBucket::default());
                     active.push(vec![0; svc.targets().len()]);
                     counters.push(ServiceCounters {
                         reals: vec![[0; 3]; svc.targets().len()],
@@ -635,6 +659,7 @@ impl Tables {
         }
         self.sync
             .set_enabled_at(new.sync().is_some_and(|(s, _)| s.send), now_ms);
+        self.limits = limits;
         // Fragments in flight follow their service and real to their new
         // indexes (or are forgotten with them).
         let (olds, news) = (old.vips.services(), new.vips.services());
@@ -936,6 +961,12 @@ impl Tables {
         if eth.tag_count() > 0 {
             return Outcome::Dropped(DropReason::VlanTagged);
         }
+        // A group or all-zero source MAC is never a station's own.
+        let src_mac = eth.src();
+        if src_mac.0[0] & 1 == 1 || src_mac.0 == [0; 6] {
+            return Outcome::Dropped(DropReason::Martian);
+        }
+        let link_group = frame[0] & 1 == 1;
         let ip = match eth.ethertype() {
             EtherType::ARP => {
                 return local::handle_local_arp(buf.data_mut(), port, ctx.neigh, ctx.now_ms);
@@ -956,6 +987,9 @@ impl Tables {
             if let Some(o) = local::handle_nd(buf, &ip, port, ctx.neigh, ctx.now_ms) {
                 return o;
             }
+        }
+        if martian(&ip, port, link_group) {
+            return Outcome::Dropped(DropReason::Martian);
         }
         // Later fragments go where their first fragment went.
         if ip.frag_later {
@@ -1010,8 +1044,21 @@ impl Tables {
             return Outcome::Dropped(DropReason::Malformed);
         };
         let min = if ip.proto == ip_proto::TCP { 20 } else { 8 };
-        if f.len() < l4 + min {
+        // The L4 header must fit in the IP packet, not merely in the frame
+        // (Ethernet padding follows a short IP packet).
+        let end = f.len().min(14 + ip.total_len);
+        if end < l4 + min {
             return Outcome::Dropped(DropReason::Malformed);
+        }
+        // A TCP data offset below the header or past the segment.
+        if ip.proto == ip_proto::TCP {
+            let doff = usize::from(f[l4 + 12] >> 4) * 4;
+            if doff < 20 || l4 + doff > end {
+                return Outcome::Dropped(DropReason::Malformed);
+            }
+            if !tcp_flags_valid(f[l4 + 13]) {
+                return Outcome::Dropped(DropReason::BadTcpFlags);
+            }
         }
         let sport = u16::from_be_bytes([f[l4], f[l4 + 1]]);
         let dport = u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]);
@@ -1188,6 +1235,11 @@ impl Tables {
         let (real, snat) = match bound {
             Some(b) => b,
             None => {
+                if let Some(rate) = svc.spec().new_flow_rate_limit {
+                    if !self.limits[si].take(ctx.now_ms, rate) {
+                        return Outcome::Dropped(DropReason::RateLimited);
+                    }
+                }
                 let fh = service::hash::flow_hash(ip.src, sport, ip.dst, dport, ip.proto);
                 let picked = svc.select(
                     now,
@@ -1371,6 +1423,37 @@ impl Tables {
     }
 }
 
+/// A token bucket of new flows: refills at `rate` per second up to one
+/// second's worth (at least one flow), in thousandths of a flow.
+#[derive(Debug, Clone, Copy, Default)]
+struct RateBucket {
+    /// Tokens, in thousandths of a flow.
+    milli: u64,
+    /// When it was last refilled (ms); 0 = never (starts full).
+    last_ms: u64,
+}
+
+impl RateBucket {
+    /// Takes one token at `now_ms`, refilling at `rate` per second first.
+    #[inline]
+    fn take(&mut self, now_ms: u64, rate: u32) -> bool {
+        let cap = u64::from(rate.max(1)) * 1000;
+        if self.last_ms == 0 {
+            self.milli = cap;
+        } else {
+            let dt = now_ms.saturating_sub(self.last_ms);
+            self.milli = (self.milli + dt.saturating_mul(u64::from(rate))).min(cap);
+        }
+        self.last_ms = now_ms.max(1);
+        if self.milli >= 1000 {
+            self.milli -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Lowers the active count of a freed flow's real and returns its
 /// source-NAT port to the pool.
 fn release(
@@ -1407,6 +1490,70 @@ fn release(
             }
         }
     }
+}
+
+/// Whether a TCP flag byte is a combination TCP stacks send. PSH, ECE
+/// and CWR may accompany any of them; URG only SYN, ACK and FIN+ACK.
+#[inline]
+const fn tcp_flags_valid(flags: u8) -> bool {
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    const URG: u8 = 0x20;
+    matches!(
+        flags & (FIN | SYN | RST | ACK | URG),
+        SYN | 0x22 // SYN, SYN+URG
+            | 0x12 // SYN+ACK
+            | RST
+            | 0x14 // RST+ACK
+            | 0x11 // FIN+ACK
+            | 0x31 // FIN+ACK+URG
+            | ACK
+            | 0x30 // ACK+URG
+    )
+}
+
+/// Whether `ip` is the broadcast address of a connected IPv4 prefix.
+#[inline]
+fn directed_broadcast(port: &PortInfo, ip: Ipv4Addr) -> bool {
+    port.addrs.iter().any(|(a, p)| match a {
+        IpAddr::V4(a) if *p <= 30 => {
+            let host = u32::MAX >> u32::from(*p);
+            u32::from(*a) | host == u32::from(ip)
+        }
+        _ => false,
+    })
+}
+
+/// A source no station may use, a spoof of this node, a land packet, or a
+/// unicast IP destination in a link-layer group frame (see
+/// [`DropReason::Martian`]). Cheap: the port's own addresses only.
+#[inline]
+fn martian(ip: &IpInfo, port: &PortInfo, link_group: bool) -> bool {
+    if ip.src == ip.dst || port.is_self(ip.src) {
+        return true;
+    }
+    let dst_group = match (ip.src, ip.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let o = s.octets()[0];
+            if o == 0 || o == 127 || o >= 224 || directed_broadcast(port, s) {
+                return true;
+            }
+            d.is_multicast() || d.is_broadcast() || directed_broadcast(port, d)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            if s.is_multicast()
+                || s.is_loopback()
+                || (s.is_unspecified() && ip.proto != ip_proto::ICMPV6)
+            {
+                return true;
+            }
+            d.is_multicast()
+        }
+        _ => false,
+    };
+    link_group && !dst_group
 }
 
 fn is_vip_addr(snap: &Snapshot, ip: IpAddr) -> bool {
@@ -1484,6 +1631,11 @@ pub(crate) struct IpInfo {
 
 fn parse_v4(frame: &[u8]) -> Result<IpInfo, DropReason> {
     let ip = Ipv4Packet::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?;
+    // A corrupt header is dropped here (as a host's ip_rcv would), not
+    // forwarded, translated (NAT keeps a bad sum bad) or tunnelled.
+    if !ip.verify_checksum() {
+        return Err(DropReason::Malformed);
+    }
     let frag_later = ip.frag_offset() != 0;
     Ok(IpInfo {
         src: IpAddr::V4(ip.src()),

@@ -75,6 +75,7 @@ fn svc(id: u32, vip: &str, proto: Proto, port: u16, mode: Mode, reals: Vec<Real>
         reals,
         on_down: OnDown::Reschedule,
         fallback: None,
+        new_flow_rate_limit: None,
     }
 }
 
@@ -635,6 +636,7 @@ fn own_addresses_go_to_the_kernel_and_strangers_are_dropped() {
     bad_ihl[14] = 0x44;
     assert_eq!(rig.run(&bad_ihl).0, Outcome::Dropped(DropReason::Malformed));
     let mut other = vec![0u8; 60];
+    other[6..12].copy_from_slice(&GW_MAC.0);
     other[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
     assert_eq!(
         rig.run(&other).0,
@@ -687,6 +689,124 @@ fn own_addresses_go_to_the_kernel_and_strangers_are_dropped() {
         rig.run(&m("ff02::1:ff00:99")).0,
         Outcome::Dropped(DropReason::NotOurs)
     );
+}
+
+#[test]
+fn martian_sources_and_link_broadcast_unicast_are_dropped() {
+    let mut rig = Rig::new(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(2, 80))]);
+    let ok = tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN);
+    assert_eq!(rig.run(&builder::tcp4(&ok)).0, Outcome::Forward { port: 0 });
+    let martian = Outcome::Dropped(DropReason::Martian);
+    for src in [
+        "0.0.0.0",
+        "0.1.2.3",
+        "127.0.0.1",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "192.0.2.255", // the connected prefix's broadcast
+        "192.0.2.2",   // our own address
+        VIP4,          // land: source = destination
+    ] {
+        let f = builder::tcp4(&FrameSpec {
+            src: v4(src),
+            ..ok.clone()
+        });
+        assert_eq!(rig.run(&f).0, martian, "source {src}");
+    }
+    for mac in [[0xff; 6], [0x01, 0, 0x5e, 0, 0, 1], [0; 6]] {
+        let f = builder::tcp4(&FrameSpec {
+            src_mac: MacAddr(mac),
+            ..ok.clone()
+        });
+        assert_eq!(rig.run(&f).0, martian, "source MAC {mac:?}");
+    }
+    // A unicast destination in a broadcast frame; a broadcast one is fine.
+    let f = builder::tcp4(&FrameSpec {
+        dst_mac: MacAddr([0xff; 6]),
+        ..ok.clone()
+    });
+    assert_eq!(rig.run(&f).0, martian);
+    let f = builder::udp4(&FrameSpec {
+        dst_mac: MacAddr([0xff; 6]),
+        dst: v4("192.0.2.255"),
+        ..ok.clone()
+    });
+    assert_eq!(rig.run(&f).0, Outcome::Dropped(DropReason::NotOurs));
+    let six = tcp6(CLIENT6, 1, VIP6, 80);
+    for src in ["ff02::1", "::1", "::", "2001:db8::2"] {
+        let f = builder::tcp6(&FrameSpec {
+            src: v6(src),
+            ..six.clone()
+        });
+        assert_eq!(rig.run(&f).0, martian, "source {src}");
+    }
+}
+
+#[test]
+fn corrupt_ip_and_tcp_headers_are_dropped_as_malformed() {
+    let mut rig = Rig::new(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(2, 80))]);
+    let good = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN));
+    assert_eq!(rig.run(&good).0, Outcome::Forward { port: 0 });
+    let malformed = Outcome::Dropped(DropReason::Malformed);
+    let mut bad_sum = good.clone();
+    bad_sum[24] ^= 0xff;
+    assert_eq!(rig.run(&bad_sum).0, malformed);
+    // Total length 39: the TCP header ends past the IP packet (the frame
+    // still holds its bytes, as Ethernet padding would).
+    let mut short = good.clone();
+    short[16..18].copy_from_slice(&39u16.to_be_bytes());
+    let sum = crate::packet::checksum::ipv4_header_checksum(&short[14..34]);
+    short[24..26].copy_from_slice(&sum.to_be_bytes());
+    assert_eq!(rig.run(&short).0, malformed);
+    // Of the 256 flag bytes, those no TCP stack sends are dropped.
+    let mut valid = 0;
+    for flags in 0..=255u8 {
+        let mut f = good.clone();
+        f[34 + 13] = flags;
+        match rig.run(&f).0 {
+            Outcome::Forward { .. } => valid += 1,
+            Outcome::Dropped(DropReason::BadTcpFlags) => {}
+            o => panic!("flags {flags:#04x}: {o:?}"),
+        }
+    }
+    // 9 combinations of FIN/SYN/RST/ACK/URG, each with any PSH/ECE/CWR.
+    assert_eq!(valid, 9 * 8);
+    for doff in [0u8, 4, 15] {
+        let mut f = good.clone();
+        f[34 + 12] = doff << 4;
+        assert_eq!(rig.run(&f).0, malformed, "data offset {doff}");
+    }
+}
+
+#[test]
+fn new_flows_over_the_rate_limit_are_dropped_and_established_ones_pass() {
+    let mut spec = svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(2, 80));
+    spec.new_flow_rate_limit = Some(5);
+    let mut rig = Rig::new(vec![spec]);
+    let syn = |port: u16| builder::tcp4(&tcp4(CLIENT4, port, VIP4, 80, WireFlags::SYN));
+    let outcomes: Vec<Outcome> = (0..10).map(|p| rig.run(&syn(40000 + p)).0).collect();
+    let ok = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Forward { .. }))
+        .count();
+    assert_eq!(ok, 5, "{outcomes:?}");
+    assert_eq!(
+        outcomes[9],
+        Outcome::Dropped(DropReason::RateLimited),
+        "{outcomes:?}"
+    );
+    // The admitted flows keep flowing.
+    let ack = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::ACK));
+    for _ in 0..20 {
+        assert_eq!(rig.run(&ack).0, Outcome::Forward { port: 0 });
+    }
+    // 400 ms later: two more new flows.
+    rig.now += 400;
+    let ok = (20..30)
+        .filter(|p| matches!(rig.run(&syn(40000 + p)).0, Outcome::Forward { .. }))
+        .count();
+    assert_eq!(ok, 2);
 }
 
 #[test]

@@ -189,6 +189,10 @@ pub struct ServiceSpec {
     /// A server for new flows when no real is eligible (never scheduled;
     /// takes new flows while its own state is `Up`, weight ignored).
     pub fallback: Option<Real>,
+    /// New flows admitted per second (per worker), if limited: a token
+    /// bucket holding one second's worth; packets of existing flows are
+    /// never limited.
+    pub new_flow_rate_limit: Option<u32>,
 }
 
 /// Why a [`VipTable`] could not be built.
@@ -636,6 +640,7 @@ pub(crate) mod tests {
             reals: (1..=4).map(|i| real(i, 1, RealState::Up)).collect(),
             on_down: OnDown::Reschedule,
             fallback: None,
+            new_flow_rate_limit: None,
         }
     }
 

@@ -16,10 +16,12 @@ fn client4() -> impl Strategy<Value = Ipv4Addr> {
         // On the reals' link, the reals themselves included (hairpin).
         1 => (3u8..=254).prop_map(|x| Ipv4Addr::new(192, 0, 2, x)),
     ]
-    .prop_filter("unicast, not ours", |a| {
-        !(a.is_multicast()
-            || a.is_broadcast()
-            || a.is_unspecified()
+    .prop_filter("unicast, not martian, not ours", |a| {
+        let o = a.octets()[0];
+        !(o == 0
+            || o == 127
+            || o >= 224
+            || *a == v4("192.0.2.255")
             || *a == v4("192.0.2.2")
             || *a == v4(VIP4))
     })
@@ -31,7 +33,11 @@ fn client6() -> impl Strategy<Value = Ipv6Addr> {
         1 => (3u16..=0x1ff).prop_map(|x| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, x)),
     ]
     .prop_filter("unicast, not ours", |a| {
-        !(a.is_multicast() || a.is_unspecified() || *a == v6("2001:db8::2") || *a == v6(VIP6))
+        !(a.is_multicast()
+            || a.is_unspecified()
+            || a.is_loopback()
+            || *a == v6("2001:db8::2")
+            || *a == v6(VIP6))
     })
 }
 
@@ -193,7 +199,10 @@ proptest! {
         ipv6 in any::<bool>(),
         udp in any::<bool>(),
         cport in 1u16..,
-        flags in any::<u8>(),
+        // Any flag byte a TCP stack sends (invalid ones are dropped:
+        // corrupt_ip_and_tcp_headers_are_dropped_as_malformed).
+        flags in prop::sample::select(vec![0x02u8, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30])
+            .prop_flat_map(|f| (0u8..8).prop_map(move |x| f | ((x & 1) << 3) | ((x >> 1) << 6))),
         ttl in 1u8..,
         payload in prop::collection::vec(any::<u8>(), 0..1400),
     ) {
