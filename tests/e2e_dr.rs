@@ -313,7 +313,12 @@ fn tun_sends_ipip_with_the_right_outer_addresses() {
     std::thread::sleep(Duration::from_millis(1500));
     let _ = l
         .client
-        .try_exec("for i in $(seq 1 30); do curl -s -m 1 -o /dev/null http://192.0.2.100/; done");
+        // In parallel: the reals answer nothing (no ipip), so each curl
+        // waits out its timeout, and all 30 SYNs must fall inside the
+        // capture window (30 flows miss a real with p = 3 x (2/3)^30).
+        .try_exec(
+            "for i in $(seq 1 30); do curl -s -m 1 -o /dev/null http://192.0.2.100/ & done; wait",
+        );
     let mut seen = 0;
     for (i, c) in caps.into_iter().enumerate() {
         let out = String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).to_string();
