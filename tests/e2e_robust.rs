@@ -933,9 +933,16 @@ fn soak_with_reloads_flaps_and_drains_keeps_memory_and_mbufs_flat() {
         assert!(alive(&lb), "ferrolb died:\n{}", lb.log_text());
         // Only a flap may fail requests: new connections sent to real3
         // between its nginx stopping and the health checks taking it out
-        // (fall 2 x interval 500 ms) are refused by real3's kernel.
+        // (fall 2 x interval 500 ms, plus up to one interval: 1.5 s; 2 s
+        // with slack) are refused by real3's kernel. The budget is what
+        // real3's third of this cycle's request rate makes in those 2 s.
         if i % 4 == 1 {
-            assert!(failed <= 25, "cycle {i} ({what}): {failed} failed");
+            let rate = (ok + failed) as f64 / t0.elapsed().as_secs_f64();
+            let budget = (rate / 3.0 * 2.0).ceil() as usize;
+            assert!(
+                failed <= budget,
+                "cycle {i} ({what}): {failed} failed, budget {budget} at {rate:.0} requests/s"
+            );
         } else {
             assert_eq!(failed, 0, "cycle {i} ({what}): {failed} failed");
         }
