@@ -844,3 +844,34 @@ fn flows_expire_and_release_their_real() {
     assert_eq!(rig.tables.active[0][0], 0);
     assert_eq!(EtherType::IPV4, EtherType(0x0800));
 }
+
+/// Found by the `pipeline` fuzzer (seed `tcp4_tun8080`): on a VIP of every
+/// port, whose reals have no port, each packet of an established flow was
+/// taken for a flow whose real had gone, rescheduled as a new flow, and
+/// left its real's active count behind (RR sent it to another real).
+#[test]
+fn flows_to_reals_without_a_port_stay_put_and_release_their_count() {
+    for mode in [Mode::Dr, Mode::Nat, Mode::Tun] {
+        let mut s = svc(4, VIP4, Proto::Tcp, 0, mode, reals4(3, 0));
+        s.scheduler = SchedulerKind::Rr;
+        let mut rig = Rig::small(vec![s]);
+        let mut reals = Vec::new();
+        for flags in [
+            WireFlags::SYN,
+            WireFlags::ACK,
+            WireFlags::FIN | WireFlags::ACK,
+        ] {
+            let f = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 8080, flags));
+            let (o, out) = rig.run(&f);
+            assert_eq!(o, Outcome::Forward { port: 0 }, "{mode:?}");
+            reals.push(Rig::real_of(&out));
+        }
+        assert!(reals.iter().all(|r| *r == reals[0]), "{mode:?}: {reals:?}");
+        assert_eq!(rig.tables.counters[0].new_flows, 1, "{mode:?}");
+        assert_eq!(rig.tables.active[0].iter().sum::<u32>(), 1, "{mode:?}");
+        rig.now += 3_600_000;
+        rig.tables.sweep(&rig.snap, rig.now, 4096);
+        assert_eq!(rig.tables.conn.len(), 0, "{mode:?}");
+        assert_eq!(rig.tables.active[0], vec![0; 3], "{mode:?}");
+    }
+}
