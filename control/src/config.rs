@@ -864,7 +864,12 @@ fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
             Some(t) => t.clone(),
             None => {
                 let mut t = format!("fl-{name}");
-                t.truncate(15);
+                // At most 15 bytes, cut on a character boundary.
+                let mut end = t.len().min(15);
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                t.truncate(end);
                 t
             }
         };

@@ -340,3 +340,26 @@ fn every_syntax_error_says_what_is_wrong() {
         "lb.toml:2: control character '\\0' is not allowed in TOML"
     );
 }
+
+/// Found by the `config` fuzzer: the default TAP name (`fl-` and the port
+/// name, cut to 15 bytes) was cut inside a multi-byte character, and
+/// loading panicked.
+#[test]
+fn a_port_name_with_multibyte_characters_does_not_panic() {
+    let text = MINIMAL.replace("name = \"lan\"", "name = \"pa' #--dgr,\u{35a}\u{7fb}\"");
+    let errs = parse("lb.toml", &text).unwrap_err();
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.key == "port[0].tap" && e.message.contains("is not a valid interface name")),
+        "{errs}"
+    );
+    // A name whose 15-byte cut falls inside a character, and an ASCII one.
+    let text = MINIMAL.replace("name = \"lan\"", "name = \"lan-ééééé\"");
+    assert!(parse("lb.toml", &text).is_err());
+    let text = MINIMAL.replace("name = \"lan\"", "name = \"lan-abcdefghijklm\"");
+    assert_eq!(
+        parse("lb.toml", &text).unwrap().ports[0].tap,
+        "fl-lan-abcdefgh"
+    );
+}
