@@ -5,9 +5,11 @@
 //!
 //! Checks: no panic; every frame sent is a well-formed, untagged frame
 //! whose checksums are right where the input's were (see
-//! `ferrolb_fuzz::check`); the connection table's invariants hold; and
-//! once every flow has expired, no real counts an active flow and no
-//! source-NAT port is in use.
+//! `ferrolb_fuzz::check`); frames to the kernel are untouched; the
+//! per-real active counts add up to the flows in the table (until a
+//! snapshot swap forgets removed reals); the connection table's invariants
+//! hold; and once every flow has expired, no real counts an active flow
+//! and no source-NAT port is in use.
 #![no_main]
 
 use ferrolb_fuzz::{check, neigh, records, snapshots, Record, CONN_CAPACITY};
@@ -26,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let mut tables = Tables::new(CONN_CAPACITY, &snaps[cur]);
     let mut reqs = NeighRequests::default();
     let mut now: u64 = 1000;
+    let mut swapped = false;
 
     for rec in records(data) {
         match rec {
@@ -34,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
                 let next = 1 - cur;
                 tables.adopt(&snaps[cur], &snaps[next]);
                 cur = next;
+                swapped = true;
             }
             Record::Frame {
                 advance_ms,
@@ -74,6 +78,12 @@ fuzz_target!(|data: &[u8]| {
                     assert!(usize::from(r.port) < snap.ports.len());
                 }
                 tables.sweep(snap, now, SWEEP_BUDGET);
+                // Every flow counts once on its real (or fallback) until
+                // freed. (A swap forgets the counts of removed reals.)
+                if !swapped {
+                    let active: u32 = tables.active.iter().flatten().sum();
+                    assert_eq!(active as usize, tables.conn.len(), "active counts vs flows");
+                }
             }
         }
     }
