@@ -875,3 +875,23 @@ fn flows_to_reals_without_a_port_stay_put_and_release_their_count() {
         assert_eq!(rig.tables.active[0], vec![0; 3], "{mode:?}");
     }
 }
+
+/// Found by the `pipeline` fuzzer: a ping to a VIP with identifier 0,
+/// sequence 0 and no data got a reply whose checksum (0x0000) no client
+/// accepts.
+#[test]
+fn an_all_zero_ping_to_a_vip_gets_a_valid_reply() {
+    let mut rig = Rig::small(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80))]);
+    let spec = FrameSpec {
+        payload: Vec::new(),
+        ..tcp4(CLIENT4, 0, VIP4, 0, WireFlags::NONE)
+    };
+    let ping = builder::icmp4_echo(&spec, 0, 0);
+    let (o, out) = rig.run(&ping);
+    assert_eq!(o, Outcome::Answered);
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (v4(VIP4), v4(CLIENT4)));
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(icmp.msg_type(), crate::packet::icmp::ECHO_REPLY);
+    assert!(icmp.verify_checksum(), "checksum {:#06x}", icmp.checksum());
+}
