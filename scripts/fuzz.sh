@@ -57,7 +57,7 @@ for t in $TARGETS; do
         failed+=("$t")
         continue
     fi
-    grep -E "^(stat::|#[0-9]+ +DONE)" "$scratch/$t.log" || true
+    grep -E "^(stat::|#[0-9]+[[:space:]]+DONE)" "$scratch/$t.log" || true
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
