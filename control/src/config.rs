@@ -714,11 +714,26 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         Ok(r) => r,
         Err(e) => {
             let line = e.span().map(|s| loc.line_of_offset(s.start));
+            let mut message = e.message().trim().to_string();
+            if message.is_empty() {
+                // The TOML parser has no text for some errors (a control
+                // character in a comment): name what it stopped at.
+                let at = e.span().and_then(|s| text.get(s.start..)).unwrap_or("");
+                let ctl = at
+                    .chars()
+                    .take(16)
+                    .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'));
+                message = match (ctl, at.chars().next()) {
+                    (Some(c), _) => format!("control character {c:?} is not allowed in TOML"),
+                    (None, Some(c)) => format!("invalid TOML at {c:?}"),
+                    (None, None) => "invalid TOML".to_string(),
+                };
+            }
             errs.list.push(ConfigError {
                 file: file.to_string(),
                 line,
                 key: String::new(),
-                message: e.message().trim().to_string(),
+                message,
             });
             return Err(ConfigErrors(errs.list));
         }
@@ -896,7 +911,12 @@ fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
             Some(t) => t.clone(),
             None => {
                 let mut t = format!("fl-{name}");
-                t.truncate(15);
+                // At most 15 bytes, cut on a character boundary.
+                let mut end = t.len().min(15);
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                t.truncate(end);
                 t
             }
         };

@@ -341,3 +341,51 @@ fn cidr_contains() {
     let all: Cidr = "0.0.0.0/0".parse().unwrap();
     assert!(all.contains("203.0.113.9".parse().unwrap()));
 }
+
+/// Found by the `config` fuzzer: for some syntax errors (a control
+/// character in a comment) the TOML parser's message is empty, and the
+/// error read `fuzz.toml:2: ` with nothing to say what was wrong.
+#[test]
+fn every_syntax_error_says_what_is_wrong() {
+    for text in [
+        "[dataplane]\n# a comment with a \t\0 control character\n",
+        "[dataplane]\neal_args = [\"-l\", # \u{1} \n",
+        "a = \"\u{7f}\0\"",
+        "= 1",
+        "[x\n",
+    ] {
+        let errs = parse("lb.toml", text).unwrap_err();
+        assert!(!errs.0.is_empty(), "{text:?}");
+        for e in &errs.0 {
+            assert!(!e.message.trim().is_empty(), "{text:?}: {e:?}");
+        }
+    }
+    let errs = parse("lb.toml", "[dataplane]\n# \0\n").unwrap_err();
+    assert_eq!(
+        errs.to_string(),
+        "lb.toml:2: control character '\\0' is not allowed in TOML"
+    );
+}
+
+/// Found by the `config` fuzzer: the default TAP name (`fl-` and the port
+/// name, cut to 15 bytes) was cut inside a multi-byte character, and
+/// loading panicked.
+#[test]
+fn a_port_name_with_multibyte_characters_does_not_panic() {
+    let text = MINIMAL.replace("name = \"lan\"", "name = \"pa' #--dgr,\u{35a}\u{7fb}\"");
+    let errs = parse("lb.toml", &text).unwrap_err();
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.key == "port[0].tap" && e.message.contains("is not a valid interface name")),
+        "{errs}"
+    );
+    // A name whose 15-byte cut falls inside a character, and an ASCII one.
+    let text = MINIMAL.replace("name = \"lan\"", "name = \"lan-ééééé\"");
+    assert!(parse("lb.toml", &text).is_err());
+    let text = MINIMAL.replace("name = \"lan\"", "name = \"lan-abcdefghijklm\"");
+    assert_eq!(
+        parse("lb.toml", &text).unwrap().ports[0].tap,
+        "fl-lan-abcdefgh"
+    );
+}

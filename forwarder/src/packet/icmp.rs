@@ -272,8 +272,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
             .remove_u16(old)
             .add_u16(new)
             .finish();
+        // ICMPv4 has no pseudo-header, so a reply can be all zeros
+        // (identifier 0, sequence 0, no data): its only valid checksum is
+        // 0xFFFF, where RFC 1624's update gives 0x0000. 0xFFFF is valid
+        // wherever 0x0000 is, so it is always used.
         self.set_msg_type(ECHO_REPLY);
-        self.set_checksum(c);
+        self.set_checksum(if c == 0 { 0xffff } else { c });
         true
     }
 
@@ -390,5 +394,26 @@ mod tests {
         p.set_echo_seq_no(2);
         p.data_mut()[0] = b'P';
         assert_eq!((p.echo_ident(), p.echo_seq_no(), p.data()[0]), (1, 2, b'P'));
+    }
+
+    /// Found by the `pipeline` fuzzer: an echo request with identifier 0,
+    /// sequence 0 and no data (checksum 0xF7FF) was answered with checksum
+    /// 0x0000, which no receiver accepts: the reply is all zeros, and only
+    /// 0xFFFF verifies.
+    #[test]
+    fn echo_reply_of_an_all_zero_request_verifies() {
+        let mut m = vec![ECHO_REQUEST, 0, 0xf7, 0xff, 0, 0, 0, 0];
+        assert!(Icmpv4Packet::new_checked(&m[..]).unwrap().verify_checksum());
+        let mut p = Icmpv4Packet::new_checked(&mut m[..]).unwrap();
+        assert!(p.echo_request_to_reply());
+        assert!(p.verify_checksum(), "checksum {:#06x}", p.checksum());
+        assert_eq!(m, [ECHO_REPLY, 0, 0xff, 0xff, 0, 0, 0, 0]);
+        // Where the reply sums to 0xFFFF, 0x0000 and 0xFFFF both verify.
+        let mut m = vec![ECHO_REQUEST, 0, 0, 0, 0xff, 0xff, 0, 0];
+        let c = checksum::transport_checksum(0, &m, 2);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut p = Icmpv4Packet::new_checked(&mut m[..]).unwrap();
+        assert!(p.echo_request_to_reply());
+        assert!(p.verify_checksum(), "checksum {:#06x}", p.checksum());
     }
 }

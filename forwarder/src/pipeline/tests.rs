@@ -995,3 +995,54 @@ fn flows_expire_and_release_their_real() {
     assert_eq!(rig.tables.active[0][0], 0);
     assert_eq!(EtherType::IPV4, EtherType(0x0800));
 }
+
+/// Found by the `pipeline` fuzzer (seed `tcp4_tun8080`): on a VIP of every
+/// port, whose reals have no port, each packet of an established flow was
+/// taken for a flow whose real had gone, rescheduled as a new flow, and
+/// left its real's active count behind (RR sent it to another real).
+#[test]
+fn flows_to_reals_without_a_port_stay_put_and_release_their_count() {
+    for mode in [Mode::Dr, Mode::Nat, Mode::Tun] {
+        let mut s = svc(4, VIP4, Proto::Tcp, 0, mode, reals4(3, 0));
+        s.scheduler = SchedulerKind::Rr;
+        let mut rig = Rig::small(vec![s]);
+        let mut reals = Vec::new();
+        for flags in [
+            WireFlags::SYN,
+            WireFlags::ACK,
+            WireFlags::FIN | WireFlags::ACK,
+        ] {
+            let f = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 8080, flags));
+            let (o, out) = rig.run(&f);
+            assert_eq!(o, Outcome::Forward { port: 0 }, "{mode:?}");
+            reals.push(Rig::real_of(&out));
+        }
+        assert!(reals.iter().all(|r| *r == reals[0]), "{mode:?}: {reals:?}");
+        assert_eq!(rig.tables.counters[0].new_flows, 1, "{mode:?}");
+        assert_eq!(rig.tables.active[0].iter().sum::<u32>(), 1, "{mode:?}");
+        rig.now += 3_600_000;
+        rig.tables.sweep(&rig.snap, rig.now, 4096);
+        assert_eq!(rig.tables.conn.len(), 0, "{mode:?}");
+        assert_eq!(rig.tables.active[0], vec![0; 3], "{mode:?}");
+    }
+}
+
+/// Found by the `pipeline` fuzzer: a ping to a VIP with identifier 0,
+/// sequence 0 and no data got a reply whose checksum (0x0000) no client
+/// accepts.
+#[test]
+fn an_all_zero_ping_to_a_vip_gets_a_valid_reply() {
+    let mut rig = Rig::small(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80))]);
+    let spec = FrameSpec {
+        payload: Vec::new(),
+        ..tcp4(CLIENT4, 0, VIP4, 0, WireFlags::NONE)
+    };
+    let ping = builder::icmp4_echo(&spec, 0, 0);
+    let (o, out) = rig.run(&ping);
+    assert_eq!(o, Outcome::Answered);
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (v4(VIP4), v4(CLIENT4)));
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(icmp.msg_type(), crate::packet::icmp::ECHO_REPLY);
+    assert!(icmp.verify_checksum(), "checksum {:#06x}", icmp.checksum());
+}

@@ -385,29 +385,18 @@ impl Service {
     /// Re-resolves a real after a snapshot swap: `hint` if it still names
     /// `(addr, port)`, else a linear search by address (slow path, only
     /// taken when the real list changed).
+    ///
+    /// A flow records the port it reaches its server on; a server without
+    /// a port (0: the flow keeps the VIP port it came to, as on a VIP of
+    /// every port) matches any port at its address.
     pub fn resolve_real(&self, hint: RealIdx, addr: IpAddr, port: u16) -> Option<RealIdx> {
-        match self.spec.reals.get(hint.get()) {
-            Some(r) if r.addr == addr && r.port == port => Some(hint),
-            _ => self
-                .spec
-                .reals
-                .iter()
-                .position(|r| r.addr == addr && r.port == port)
-                .map(|i| RealIdx(i as u16)),
-        }
+        resolve_in(&self.spec.reals, hint, addr, port)
     }
 
     /// [`Self::resolve_real`] over the targets: a flow's server is found
     /// among the reals, then as the fallback.
     pub fn resolve_target(&self, hint: RealIdx, addr: IpAddr, port: u16) -> Option<RealIdx> {
-        match self.targets.get(hint.get()) {
-            Some(r) if r.addr == addr && r.port == port => Some(hint),
-            _ => self
-                .targets
-                .iter()
-                .position(|r| r.addr == addr && r.port == port)
-                .map(|i| RealIdx(i as u16)),
-        }
+        resolve_in(&self.targets, hint, addr, port)
     }
 
     /// Carries a worker's per-target active connection counts over to
@@ -459,6 +448,21 @@ impl Service {
         } else {
             self.pick(flow_hash, src, state, conns)
         }
+    }
+}
+
+/// The server of `list` a flow to `(addr, port)` is on: `hint` if it
+/// still serves it, else the first with that address and port, else the
+/// first with that address and no port (port 0 carries the flow's port).
+fn resolve_in(list: &[Real], hint: RealIdx, addr: IpAddr, port: u16) -> Option<RealIdx> {
+    let serves = |r: &Real| r.addr == addr && (r.port == port || r.port == 0);
+    match list.get(hint.get()) {
+        Some(r) if serves(r) => Some(hint),
+        _ => list
+            .iter()
+            .position(|r| r.addr == addr && r.port == port)
+            .or_else(|| list.iter().position(serves))
+            .map(|i| RealIdx(i as u16)),
     }
 }
 
@@ -772,6 +776,40 @@ pub(crate) mod tests {
         s.reals.remove(0);
         let svc3 = Service::build(s).unwrap();
         assert_eq!(svc3.resolve_real(RealIdx(2), r2.addr, r2.port), None);
+    }
+
+    /// Found by the `pipeline` fuzzer: a flow to a real without a port
+    /// (a VIP of every port) records the port it came to, and must still
+    /// resolve to that real, or every packet re-schedules the flow and
+    /// leaks an active count.
+    #[test]
+    fn a_real_without_a_port_serves_every_port() {
+        let mut s = spec(1, v4(1), 0, SchedulerKind::Rr);
+        for r in &mut s.reals {
+            r.port = 0;
+        }
+        s.fallback = Some(Real {
+            port: 0,
+            ..real(9, 1, RealState::Up)
+        });
+        let svc = Service::build(s).unwrap();
+        let r2 = svc.reals()[2].addr;
+        for hint in [RealIdx(2), RealIdx(0), RealIdx(99)] {
+            assert_eq!(svc.resolve_real(hint, r2, 8443), Some(RealIdx(2)));
+            assert_eq!(svc.resolve_target(hint, r2, 8443), Some(RealIdx(2)));
+        }
+        let fb = svc.targets()[4].addr;
+        assert_eq!(svc.resolve_target(RealIdx(0), fb, 22), Some(RealIdx(4)));
+        assert_eq!(svc.resolve_real(RealIdx(0), fb, 22), None);
+        // An exact port still wins over a real without one.
+        let mut s = spec(2, v4(1), 443, SchedulerKind::Rr);
+        s.reals[0].port = 0;
+        s.reals[3].addr = s.reals[0].addr;
+        s.reals[3].port = 443;
+        let svc = Service::build(s).unwrap();
+        let a = svc.reals()[0].addr;
+        assert_eq!(svc.resolve_real(RealIdx(1), a, 443), Some(RealIdx(3)));
+        assert_eq!(svc.resolve_real(RealIdx(1), a, 80), Some(RealIdx(0)));
     }
 
     #[test]
