@@ -123,6 +123,8 @@ pub fn services(degraded: bool) -> Vec<ServiceSpec> {
             reals,
             on_down: OnDown::Reschedule,
             fallback: None,
+            // One service limits its new flows, so the limiter is fuzzed.
+            new_flow_rate_limit: (id == 1).then_some(50),
         };
     vec![
         // DR, TCP 80, Maglev, persistence by /24.
@@ -216,7 +218,23 @@ pub fn snapshots() -> &'static [Snapshot; 2] {
     SNAPS.get_or_init(|| {
         let build = |generation, degraded| {
             let vips = VipTable::build(services(degraded), generation).expect("valid services");
-            Snapshot::new(generation, ports(), vips)
+            // Connection sync with a peer on the lan port: the first
+            // snapshot is a MASTER (logs and sends), the degraded one a
+            // BACKUP that takes the peer's datagrams in, with the full
+            // service set on standby.
+            let peer = IpAddr::V4(std::net::Ipv4Addr::from(u32::from(LAN4) + 1));
+            let snap =
+                Snapshot::new(generation, ports(), vips).with_sync(forwarder::sync::SyncSpec {
+                    peer,
+                    port: 8848,
+                    send: !degraded,
+                });
+            if degraded {
+                let all = VipTable::build(services(false), generation).expect("valid services");
+                snap.with_standby(all)
+            } else {
+                snap
+            }
         };
         [build(1, false), build(2, true)]
     })
