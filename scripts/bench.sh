@@ -35,19 +35,23 @@ ip netns add "$NS"
 ip -n "$NS" link set lo up
 
 if [ "$SWEEP" = 1 ]; then
-    python3 -c 'import matplotlib' 2>/dev/null ||
+    /usr/bin/python3 -c 'import matplotlib' 2>/dev/null ||
         { apt-get install -y -qq --no-install-recommends python3-matplotlib >/dev/null; }
 fi
 
-# Sized for a capture of $1 frames: the pcap PMD holds every frame in an mbuf.
-mbufs_for() { python3 -c "print(max(16383, int($1 * 1.1)))"; }
-mem_for() { if [ "$1" -le 4096 ]; then echo 1024; elif [ "$1" -le 262144 ]; then echo 2048; else echo 8192; fi; }
+# Sized for a capture of $1 frames: the pcap PMD holds every frame in an
+# mbuf, and the rings (TAP, null) need theirs: 8,192 more, to 2^k - 1.
+mbufs_for() { python3 -c "n = $1 + 8192; print((1 << (n - 1).bit_length()) - 1)"; }
+mem_for() { if [ "$1" -le 65536 ]; then echo 1024; elif [ "$1" -le 262144 ]; then echo 4096; else echo 8192; fi; }
 cap_for() { python3 -c "print(max(65536, 2 * $1))"; }
 
-# testpmd MODE PCAP -> Mpps (best 1 s figure after the first)
+# testpmd MODE PCAP [MBUFS MEM] -> Mpps (best 1 s figure after the first)
 testpmd() {
-    timeout $((SECS + 4)) dpdk-testpmd -l 0-1 --no-huge -m 1024 --no-pci --file-prefix=flbtpm$$ \
+    local mbufs=${3:-}
+    # Loading a large capture into mbufs takes a while before forwarding.
+    timeout $((SECS + 4 + ${mbufs:-0} / 100000)) dpdk-testpmd -l 0-1 --no-huge -m "${4:-1024}" --no-pci --file-prefix=flbtpm$$ \
         --vdev="net_pcap0,rx_pcap=$2,infinite_rx=1" --vdev=net_null0,no-rx=1 -- \
+        ${mbufs:+--total-num-mbufs=$mbufs} \
         --forward-mode="$1" --stats-period=1 --nb-cores=1 > "$W/testpmd-$1.log" 2>&1 || true
     grep -o "Rx-pps: *[0-9]*" "$W/testpmd-$1.log" | awk '{print $2}' | sort -n | tail -1 |
         awk '{printf "%.2f", $1 / 1e6}'
@@ -118,7 +122,7 @@ if [ "$SWEEP" = 1 ]; then
     echo "flows,testpmd_io_mpps,dr_mpps,nat_mpps,dr_ratio,nat_ratio,dr_cycles,nat_cycles" > "$CSV.tmp"
     for n in 4096 16384 65536 262144 1000000; do
         python3 scripts/mkpcap.py est "$n" "$W/sweep.pcap" >/dev/null
-        IO=$(testpmd io "$W/sweep.pcap")
+        IO=$(testpmd io "$W/sweep.pcap" "$(mbufs_for $n)" "$(mem_for $n)")
         read -r D DC _ < <(ferrolb dr "$W/sweep.pcap" "$(cap_for $n)" "$(mbufs_for $n)" "$(mem_for $n)")
         read -r N NC _ < <(ferrolb nat "$W/sweep.pcap" "$(cap_for $n)" "$(mbufs_for $n)" "$(mem_for $n)")
         DR_R=$(python3 -c "print(f'{$D / $IO:.2f}')")
@@ -129,7 +133,7 @@ if [ "$SWEEP" = 1 ]; then
         rm -f "$W/sweep.pcap"
     done
     mv "$CSV.tmp" "$CSV"
-    python3 scripts/plot_flows.py "$CSV" docs/perf-flows.png
+    /usr/bin/python3 scripts/plot_flows.py "$CSV" docs/perf-flows.png
     echo "wrote $CSV and docs/perf-flows.png"
     exit 0
 fi

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Plots Mpps against active flows for DR and NAT (docs/perf-flows.png).
 
 Input: the CSV that `scripts/bench.sh --sweep` writes (flows,
