@@ -508,11 +508,13 @@ fn hostile_frames_are_counted_dropped_and_leak_nothing() {
         // The exception path took exactly what was counted as to_kernel.
         assert_eq!(d.tap_rx, d.to_kernel, "{cat}: {d:?}");
         // Every hostile frame arrived; the rest is the lab's own chatter
-        // (ARP, IPv6 router solicitations, neighbour discovery), captured
-        // around the window (2 frames of slack for the capture's start).
+        // (ARP, IPv6 router solicitations, neighbour discovery, MLD),
+        // captured around the window. The capture starts and stops a
+        // little apart from the counters: 8 frames of slack (a CI run saw
+        // 4 uncaptured chatter frames land in `not_ours`).
         let delivered = sent - kdrops - d.defrag_absorbed();
         assert!(
-            d.rx >= delivered && d.rx - delivered <= bg + 2,
+            d.rx >= delivered && d.rx - delivered <= bg + 8,
             "{cat}: sent {sent}, ferrolb received {}: {d:?}",
             d.rx
         );
