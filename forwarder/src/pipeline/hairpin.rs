@@ -128,14 +128,7 @@ impl Tables {
         match self.conn.lookup_reply(now, &key, h) {
             Lookup::Hit(id) => Some(self.reply_to_client(buf, ip, id, flags, ctx)),
             Lookup::Expired(fr) => {
-                super::release(
-                    ctx.snap,
-                    &mut self.active,
-                    &mut self.snat,
-                    &mut self.sync,
-                    ctx.now_ms,
-                    &fr,
-                );
+                self.release_flow(ctx.snap, ctx.now_ms, &fr);
                 None
             }
             Lookup::Miss => None,

@@ -32,7 +32,7 @@ use std::net::IpAddr;
 
 use super::rewrite::{self, Quote, Side};
 use super::Tables;
-use super::{hairpin, is_vip_addr, release, send, Ctx, DropReason, IpInfo, Outcome, PortInfo};
+use super::{hairpin, is_vip_addr, send, Ctx, DropReason, IpInfo, Outcome, PortInfo};
 use crate::buffer::PacketBuf;
 use crate::conntrack::{FlowKey, Lookup, Nat, ReplyKey, L4};
 use crate::packet::ipv4::Ipv4Packet;
@@ -207,14 +207,7 @@ impl Tables {
         let e = match self.conn.lookup(now, &key, h) {
             Lookup::Hit(id) => *self.conn.entry(id),
             Lookup::Expired(fr) => {
-                release(
-                    snap,
-                    &mut self.active,
-                    &mut self.snat,
-                    &mut self.sync,
-                    ctx.now_ms,
-                    &fr,
-                );
+                self.release_flow(snap, ctx.now_ms, &fr);
                 return no_flow;
             }
             Lookup::Miss => return no_flow,
@@ -321,14 +314,7 @@ impl Tables {
         let e = match self.conn.lookup_reply(now, key, h) {
             Lookup::Hit(id) => *self.conn.entry(id),
             Lookup::Expired(fr) => {
-                release(
-                    snap,
-                    &mut self.active,
-                    &mut self.snat,
-                    &mut self.sync,
-                    ctx.now_ms,
-                    &fr,
-                );
+                self.release_flow(snap, ctx.now_ms, &fr);
                 return None;
             }
             Lookup::Miss => return None,

@@ -801,28 +801,14 @@ impl Tables {
         let existing = match self.conn.lookup(now, &rec.key, h) {
             Lookup::Hit(id) => Some(id),
             Lookup::Expired(fr) => {
-                release(
-                    snap,
-                    &mut self.active,
-                    &mut self.snat,
-                    &mut self.sync,
-                    now_ms,
-                    &fr,
-                );
+                self.release_flow(snap, now_ms, &fr);
                 None
             }
             Lookup::Miss => None,
         };
         if rec.op == Op::Delete {
             if let Some(fr) = existing.and_then(|id| self.conn.remove(id)) {
-                release(
-                    snap,
-                    &mut self.active,
-                    &mut self.snat,
-                    &mut self.sync,
-                    now_ms,
-                    &fr,
-                );
+                self.release_flow(snap, now_ms, &fr);
             }
             return Ok(());
         }
@@ -848,14 +834,7 @@ impl Tables {
             }
             // Bound elsewhere here: the peer's word wins.
             if let Some(fr) = self.conn.remove(id) {
-                release(
-                    snap,
-                    &mut self.active,
-                    &mut self.snat,
-                    &mut self.sync,
-                    now_ms,
-                    &fr,
-                );
+                self.release_flow(snap, now_ms, &fr);
             }
         }
         if let Nat::Snat(p) = rec.nat {
@@ -1087,14 +1066,7 @@ impl Tables {
         match self.conn.lookup_reply(now, &key, h) {
             Lookup::Hit(id) => self.reply_to_client(buf, ip, id, flags, ctx),
             Lookup::Expired(fr) => {
-                release(
-                    snap,
-                    &mut self.active,
-                    &mut self.snat,
-                    &mut self.sync,
-                    ctx.now_ms,
-                    &fr,
-                );
+                self.release_flow(snap, ctx.now_ms, &fr);
                 Outcome::Dropped(DropReason::NotOurs)
             }
             Lookup::Miss => Outcome::Dropped(DropReason::NotOurs),
@@ -1210,26 +1182,12 @@ impl Tables {
                     // packet.
                     _ => {
                         if let Some(fr) = self.conn.remove(id) {
-                            release(
-                                snap,
-                                &mut self.active,
-                                &mut self.snat,
-                                &mut self.sync,
-                                ctx.now_ms,
-                                &fr,
-                            );
+                            self.release_flow(snap, ctx.now_ms, &fr);
                         }
                     }
                 }
             }
-            Lookup::Expired(fr) => release(
-                snap,
-                &mut self.active,
-                &mut self.snat,
-                &mut self.sync,
-                ctx.now_ms,
-                &fr,
-            ),
+            Lookup::Expired(fr) => self.release_flow(snap, ctx.now_ms, &fr),
             Lookup::Miss => {}
         }
         let (real, snat) = match bound {
@@ -1456,6 +1414,21 @@ impl RateBucket {
 
 /// Lowers the active count of a freed flow's real and returns its
 /// source-NAT port to the pool.
+impl Tables {
+    /// [`release`] on this worker's own counts, port pool and sync log.
+    #[inline]
+    pub(crate) fn release_flow(&mut self, snap: &Snapshot, now_ms: u64, f: &conntrack::Freed) {
+        release(
+            snap,
+            &mut self.active,
+            &mut self.snat,
+            &mut self.sync,
+            now_ms,
+            f,
+        );
+    }
+}
+
 fn release(
     snap: &Snapshot,
     active: &mut [Vec<u32>],
