@@ -61,6 +61,9 @@
 //! ([`Counters::evictions_half_open`], [`Counters::evictions_established`]).
 
 mod index;
+mod v4;
+
+pub use v4::{FlowKeyV4, HitV4};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,0 +1,213 @@
+//! The IPv4 fast path's view of the table.
+//!
+//! The pipeline's fast path handles the common packet (an IPv4 TCP or UDP
+//! segment of an established flow) without building the address-family
+//! agnostic [`FlowKey`]. It needs two things of the table, both read-only
+//! so that it can give the packet to the general path, untouched, when
+//! the answer is not a plain hit:
+//!
+//! * [`ConnTable::hash_v4`]: the same 32-bit hash [`ConnTable::hash`]
+//!   gives the equivalent [`FlowKey`], so flows inserted by either path
+//!   are found by both;
+//! * [`ConnTable::find_v4`]: a live, unexpired flow whose real is IPv4,
+//!   with what the fast path needs of it. An expired flow is reported as
+//!   `None` and left in place: the general path's [`ConnTable::lookup`]
+//!   frees it and reports it to the caller.
+
+use std::net::Ipv4Addr;
+
+use super::{fin32, mx, ConnTable, FlowId, FlowKey, Nat, State, F_CLIENT_V6, F_LIVE, L4};
+use super::{is_expired, F_NAT, F_REAL_V6, F_SNAT};
+use crate::service::RealIdx;
+
+/// Forward key of an IPv4 flow (client -> VIP); see [`FlowKey`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKeyV4 {
+    /// Control-plane id of the service.
+    pub service: u32,
+    /// Client address.
+    pub client: Ipv4Addr,
+    /// Client port.
+    pub client_port: u16,
+    /// Destination port on the VIP.
+    pub vport: u16,
+    /// Protocol.
+    pub proto: L4,
+}
+
+impl FlowKeyV4 {
+    /// The general form of this key.
+    pub fn key(&self) -> FlowKey {
+        FlowKey {
+            service: self.service,
+            client: self.client.into(),
+            client_port: self.client_port,
+            vport: self.vport,
+            proto: self.proto,
+        }
+    }
+}
+
+/// What the fast path needs of a live IPv4 flow (a copy: valid until
+/// the next call that can free entries, like [`FlowId`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HitV4 {
+    /// The flow.
+    pub id: FlowId,
+    /// Real address.
+    pub real: Ipv4Addr,
+    /// Real port.
+    pub real_port: u16,
+    /// Real index hint.
+    pub real_hint: RealIdx,
+    /// Reply handling.
+    pub nat: Nat,
+    /// State.
+    pub state: State,
+    /// When the flow was last described to the HA peer (ticks).
+    pub synced: u32,
+}
+
+impl ConnTable {
+    /// [`Self::hash`] of `k.key()`, without the 16-byte address form.
+    #[inline]
+    pub fn hash_v4(&self, k: &FlowKeyV4) -> u32 {
+        // The v4-mapped address ::ffff:a.b.c.d: its high 64 bits are 0.
+        let mut h = mx(self.cfg.seed, 0);
+        h = mx(h, 0xffff_0000_0000 | u64::from(u32::from(k.client)));
+        h = mx(
+            h,
+            (u64::from(k.service) << 32) | (u64::from(k.client_port) << 16) | u64::from(k.vport),
+        );
+        h = mx(h, u64::from(k.proto.code()));
+        fin32(h)
+    }
+
+    /// The live, unexpired flow of `k` if its real is IPv4; `None` for a
+    /// miss, an expired flow (left for [`Self::lookup`] to free) or an
+    /// IPv6 real. `hash` as for [`Self::lookup`]. Reads only.
+    #[inline]
+    pub fn find_v4(&self, now: u32, k: &FlowKeyV4, hash: u32) -> Option<HitV4> {
+        let client = k.client.to_ipv6_mapped().octets();
+        let proto = k.proto.code();
+        let entries = &self.entries;
+        let s = self.fwd.find(hash, |s| {
+            let e = &entries[s as usize];
+            e.flags & (F_LIVE | F_CLIENT_V6) == F_LIVE
+                && e.client == client
+                && e.service == k.service
+                && e.client_port == k.client_port
+                && e.vport == k.vport
+                && e.proto == proto
+        })?;
+        let e = &self.entries[s as usize];
+        if is_expired(e.expiry, now) || e.flags & F_REAL_V6 != 0 {
+            return None;
+        }
+        let r = e.real;
+        Some(HitV4 {
+            id: FlowId(s),
+            real: Ipv4Addr::new(r[12], r[13], r[14], r[15]),
+            real_port: e.real_port,
+            real_hint: RealIdx(e.real_hint),
+            nat: if e.flags & F_SNAT != 0 {
+                Nat::Snat(e.snat_port)
+            } else if e.flags & F_NAT != 0 {
+                Nat::Nat
+            } else {
+                Nat::None
+            },
+            state: e.state(),
+            synced: e.synced,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv6Addr};
+
+    use super::*;
+    use crate::conntrack::{FlowValue, Lookup};
+
+    fn key(i: u32) -> FlowKeyV4 {
+        FlowKeyV4 {
+            service: 7 + i % 3,
+            client: Ipv4Addr::from(0xc633_6400 + i),
+            client_port: 1024 + i as u16,
+            vport: 80 + (i % 2) as u16,
+            proto: if i % 4 == 0 { L4::Udp } else { L4::Tcp },
+        }
+    }
+
+    fn value(i: u32, nat: Nat) -> FlowValue {
+        FlowValue {
+            real: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10 + (i % 8) as u8)),
+            real_port: 8080,
+            real_hint: RealIdx((i % 8) as u16),
+            nat,
+            state: State::Established,
+        }
+    }
+
+    #[test]
+    fn same_hash_and_flow_as_the_general_path() {
+        let mut t = ConnTable::with_capacity(4096);
+        for i in 0..2000 {
+            let k = key(i);
+            assert_eq!(t.hash_v4(&k), t.hash(&k.key()), "{k:?}");
+            let nat = match i % 3 {
+                0 => Nat::None,
+                1 => Nat::Nat,
+                _ => Nat::Snat(40_000 + i as u16),
+            };
+            let h = t.hash(&k.key());
+            t.insert(10, &k.key(), h, &value(i, nat), |_| {}).unwrap();
+        }
+        for i in 0..2000 {
+            let k = key(i);
+            let h = t.hash_v4(&k);
+            let hit = t.find_v4(10, &k, h).unwrap();
+            let id = t.lookup(10, &k.key(), h).hit().unwrap();
+            let e = *t.entry(id);
+            assert_eq!(hit.id, id);
+            assert_eq!(IpAddr::V4(hit.real), e.real());
+            assert_eq!(hit.real_port, e.real_port());
+            assert_eq!(hit.real_hint, e.real_hint());
+            assert_eq!(hit.nat, e.nat());
+            assert_eq!(hit.state, e.state());
+            assert_eq!(hit.synced, e.synced());
+        }
+        // Another client, port or service: a miss.
+        let mut k = key(5);
+        k.client_port ^= 1;
+        assert_eq!(t.find_v4(10, &k, t.hash_v4(&k)), None);
+        t.check_invariants();
+    }
+
+    #[test]
+    fn expired_flows_and_ipv6_reals_are_left_to_the_general_path() {
+        let mut t = ConnTable::with_capacity(64);
+        let k = key(1);
+        let h = t.hash_v4(&k);
+        t.insert(0, &k.key(), h, &value(1, Nat::None), |_| {})
+            .unwrap();
+        let timeout = t.config().timeouts.established;
+        assert!(t.find_v4(timeout - 1, &k, h).is_some());
+        // Expired: not reported, not freed.
+        assert_eq!(t.find_v4(timeout, &k, h), None);
+        assert_eq!(t.len(), 1);
+        assert!(matches!(t.lookup(timeout, &k.key(), h), Lookup::Expired(_)));
+        assert_eq!(t.len(), 0);
+
+        let k = key(2);
+        let h = t.hash_v4(&k);
+        let v6 = FlowValue {
+            real: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 10)),
+            ..value(2, Nat::None)
+        };
+        t.insert(0, &k.key(), h, &v6, |_| {}).unwrap();
+        assert_eq!(t.find_v4(1, &k, h), None);
+        assert!(t.lookup(1, &k.key(), h).hit().is_some());
+    }
+}
