@@ -135,8 +135,8 @@ mod tests {
             service: 7 + i % 3,
             client: Ipv4Addr::from(0xc633_6400 + i),
             client_port: 1024 + i as u16,
-            vport: 80 + (i % 2) as u16,
-            proto: if i % 4 == 0 { L4::Udp } else { L4::Tcp },
+            vport: 80 + (i & 1) as u16,
+            proto: if i & 3 == 0 { L4::Udp } else { L4::Tcp },
         }
     }
 
