@@ -37,6 +37,7 @@
 //! scheduler cursors, per-real active counts), which survive snapshot swaps
 //! ([`Tables::adopt`]).
 
+mod fast;
 pub mod frag;
 mod hairpin;
 mod icmp;
@@ -295,6 +296,8 @@ pub struct Snapshot {
     /// A BACKUP's services: not balanced (`vips` is empty), only known, so
     /// that flows synced from the MASTER can be checked and installed.
     standby: Option<VipTable>,
+    /// Per port, what the IPv4 fast path checks ([`fast`]).
+    fast: Vec<fast::FastPort>,
 }
 
 impl Snapshot {
@@ -307,7 +310,9 @@ impl Snapshot {
             real_routes: Vec::new(),
             sync: None,
             standby: None,
+            fast: Vec::new(),
         };
+        s.fast = s.ports.iter().map(fast::FastPort::of).collect();
         s.real_routes = s
             .vips
             .services()
@@ -879,14 +884,15 @@ impl Tables {
         &mut self,
         now_ms: u64,
         id: conntrack::FlowId,
-        before: &conntrack::Entry,
+        before_state: conntrack::State,
+        before_synced: u32,
         st: conntrack::State,
     ) {
         if !self.sync.enabled() {
             return;
         }
         let timeout = self.conn.config().timeouts.for_state(st);
-        if st != before.state() || self.sync.stale(before.synced(), now_ms as u32, timeout) {
+        if st != before_state || self.sync.stale(before_synced, now_ms as u32, timeout) {
             self.log_flow(now_ms, Op::Update, id, false);
         }
     }
@@ -923,8 +929,26 @@ impl Tables {
         })
     }
 
-    /// Decides the fate of one frame that arrived on data port `in_port`.
+    /// Decides the fate of one frame that arrived on data port `in_port`:
+    /// the IPv4 fast path for an established flow's packet, else the
+    /// general path.
+    #[inline]
     pub fn handle<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        match self.fast_v4(buf, in_port, ctx) {
+            Some(o) => o,
+            None => self.handle_general(buf, in_port, ctx),
+        }
+    }
+
+    /// [`Self::handle`] without the IPv4 fast path ([`fast`]): the same
+    /// verdicts, slower. For the tests and fuzzers that compare the two.
+    #[doc(hidden)]
+    pub fn handle_general<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         in_port: u16,
@@ -1093,7 +1117,7 @@ impl Tables {
         };
         let vip = snap.vips.services()[si].spec().vip;
         let st = self.conn.touch(id, now, Dir::Reply, flags);
-        self.log_touched(ctx.now_ms, id, &e, st);
+        self.log_touched(ctx.now_ms, id, e.state(), e.synced(), st);
         let frame = buf.data_mut();
         if !rewrite::decrement_ttl(frame, 14) {
             return Outcome::Dropped(DropReason::TtlExceeded);
@@ -1170,7 +1194,7 @@ impl Tables {
                             self.conn.set_real_hint(id, r);
                         }
                         let st = self.conn.touch(id, now, Dir::Client, flags);
-                        self.log_touched(ctx.now_ms, id, &e, st);
+                        self.log_touched(ctx.now_ms, id, e.state(), e.synced(), st);
                         let snat = match e.nat() {
                             Nat::Snat(p) => Some(p),
                             _ => None,

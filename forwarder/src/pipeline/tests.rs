@@ -13,6 +13,7 @@ use crate::packet::{EtherType, Icmpv4Packet, Icmpv6Packet};
 use crate::service::{OnDown, Persistence, Real, RealState, SchedulerKind, ServiceSpec};
 
 mod down;
+mod fast;
 mod flows;
 mod props;
 mod sync;

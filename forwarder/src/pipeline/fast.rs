@@ -1,0 +1,305 @@
+//! The IPv4 fast path: the packet that makes up nearly all of a
+//! balancer's traffic, a TCP segment or UDP datagram of an established
+//! flow to an IPv4 VIP, handled in 32-bit arithmetic on the frame's bytes.
+//!
+//! [`Tables::fast_v4`] runs first for every frame. It either gives the
+//! frame's final [`Outcome`], exactly as the general path would (same
+//! bytes written, same counters, same table and sync-log changes), or
+//! returns `None` having changed nothing, and the general path
+//! ([`Tables::handle`]) decides. It answers only when every check the
+//! general path makes holds on a cheap test:
+//!
+//! * Ethernet: unicast destination MAC, a unicast non-zero source, type
+//!   IPv4 (so no VLAN tag);
+//! * IPv4: a 20-byte header (no options) with a valid checksum, not a
+//!   fragment (DF allowed), the whole packet in the frame, TCP or UDP;
+//! * not martian: the source is not this port's own address or subnet
+//!   broadcast, not 0/8, 127/8 or 224/3, not the destination; the
+//!   destination is not the port's own address;
+//! * L4: the header inside the IP packet, a sane TCP data offset and
+//!   flag combination;
+//! * a VIP service, and a live flow in the connection table whose real
+//!   still takes it ([`Service::keeps_flow`](crate::service::Service::keeps_flow)),
+//!   reached on an IPv4 route; for NAT the TTL allows a hop, for TUN the
+//!   encapsulated packet fits the MTU.
+//!
+//! New flows, NAT replies, fragments, ICMP, IPv6, ARP and everything odd
+//! take the general path. The equivalence is tested frame by frame
+//! against the general path (`tests::fast_path_*`) and fuzzed.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::{ip_proto, send_via, Ctx, DropReason, IpInfo, Outcome, Snapshot, Tables};
+use crate::buffer::PacketBuf;
+use crate::conntrack::{Dir, FlowKeyV4, Nat, TcpFlags, L4};
+use crate::packet::checksum::Incremental;
+use crate::service::{Mode, Proto, RealIdx};
+
+/// What the fast path needs of a port, precomputed per snapshot.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FastPort {
+    /// The port's own IPv4 addresses, and the broadcast address of each
+    /// subnet of /30 or shorter (sources no station uses).
+    pub(crate) own: Vec<u32>,
+    /// Sources that make a frame martian besides the fixed ranges: the
+    /// own addresses and their subnet broadcasts.
+    pub(crate) bad_src: Vec<u32>,
+}
+
+impl FastPort {
+    pub(crate) fn of(p: &super::PortInfo) -> FastPort {
+        let mut f = FastPort::default();
+        for (a, len) in &p.addrs {
+            if let IpAddr::V4(a) = a {
+                let a = u32::from(*a);
+                f.own.push(a);
+                f.bad_src.push(a);
+                if *len <= 30 {
+                    f.bad_src.push(a | (u32::MAX >> u32::from(*len)));
+                }
+            }
+        }
+        f
+    }
+}
+
+/// The ones' complement sum of a 20-byte IPv4 header is 0xffff.
+#[inline(always)]
+fn header_sum_ok(h: &[u8; 20]) -> bool {
+    let mut s = 0u64;
+    for w in h.chunks_exact(4) {
+        s += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    // Fold 64 -> 16 bits.
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s == 0xffff
+}
+
+impl Tables {
+    /// The fast path (see the module docs): `Some` outcome, or `None`
+    /// with nothing changed.
+    #[inline]
+    pub(super) fn fast_v4<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Outcome> {
+        let snap: &Snapshot = ctx.snap;
+        let fp = snap.fast.get(usize::from(in_port))?;
+        let port = snap.ports.get(usize::from(in_port))?;
+        let f = buf.data();
+        if f.len() < 14 + 20 + 8 {
+            return None;
+        }
+        // Unicast destination, unicast non-zero source, IPv4.
+        if f[0] & 1 != 0 || f[6] & 1 != 0 || f[12] != 0x08 || f[13] != 0x00 {
+            return None;
+        }
+        if f[6..12] == [0; 6] {
+            return None;
+        }
+        let h: &[u8; 20] = f[14..34].try_into().ok()?;
+        // Version 4, no options; not a fragment (only DF may be set).
+        if h[0] != 0x45 || h[6] & 0xbf != 0 || h[7] != 0 {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        let proto = h[9];
+        let (min, p) = match proto {
+            ip_proto::TCP => (20, Proto::Tcp),
+            ip_proto::UDP => (8, Proto::Udp),
+            _ => return None,
+        };
+        let end = 14 + total;
+        if total < 20 + min || end > f.len() || !header_sum_ok(h) {
+            return None;
+        }
+        let s = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+        let d = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+        let o = s >> 24;
+        if s == d || o == 0 || o == 127 || o >= 224 {
+            return None;
+        }
+        if fp.bad_src.contains(&s) || fp.own.contains(&d) {
+            return None;
+        }
+        let flags = if proto == ip_proto::TCP {
+            let doff = usize::from(f[34 + 12] >> 4) * 4;
+            if doff < 20 || 34 + doff > end || !super::tcp_flags_valid(f[34 + 13]) {
+                return None;
+            }
+            TcpFlags(f[34 + 13])
+        } else {
+            TcpFlags::NONE
+        };
+        let sport = u16::from_be_bytes([f[34], f[35]]);
+        let dport = u16::from_be_bytes([f[36], f[37]]);
+        let (src, dst) = (Ipv4Addr::from(s), Ipv4Addr::from(d));
+        let si = snap.vips.lookup_idx(IpAddr::V4(dst), p, dport)?.0 as usize;
+        let svc = &snap.vips.services()[si];
+        let now = ctx.now_ms as u32;
+        let key = FlowKeyV4 {
+            service: svc.id(),
+            client: src,
+            client_port: sport,
+            vport: dport,
+            proto: L4::from(svc.spec().proto),
+        };
+        let hash = self.conn.hash_v4(&key);
+        let hit = self.conn.find_v4(now, &key, hash)?;
+        let r = svc.resolve_target(hit.real_hint, IpAddr::V4(hit.real), hit.real_port)?;
+        if !svc.keeps_flow(r) {
+            return None;
+        }
+        let mode = svc.mode();
+        let snat = match hit.nat {
+            Nat::Snat(p) => Some(p),
+            _ => None,
+        };
+        match mode {
+            Mode::Dr => {}
+            Mode::Nat => {
+                // The TTL must allow a hop; the translation must be IPv4
+                // on both sides.
+                if h[8] <= 1 || !svc.target(r)?.addr.is_ipv4() {
+                    return None;
+                }
+                if snat.is_some() && !snap.real_route(si, r)?.src.is_ipv4() {
+                    return None;
+                }
+            }
+            Mode::Tun => {
+                let route = snap.real_route(si, r)?;
+                let rs = svc.target(r)?;
+                let mtu = usize::from(snap.ports.get(usize::from(route.port))?.mtu);
+                let outer = if rs.addr.is_ipv4() { 20 } else { 40 };
+                if total + outer > mtu && h[6] & 0x40 != 0 {
+                    return None;
+                }
+            }
+        }
+
+        // Committed: from here on, what the general path's `balance` does
+        // for a hit, then `deliver`.
+        if r != hit.real_hint {
+            self.conn.set_real_hint(hit.id, r);
+        }
+        let st = self.conn.touch(hit.id, now, Dir::Client, flags);
+        self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
+        if mode == Mode::Tun {
+            let ip = IpInfo {
+                src: IpAddr::V4(src),
+                dst: IpAddr::V4(dst),
+                proto,
+                l4: Some(34),
+                frag_later: false,
+                total_len: total,
+                dont_frag: h[6] & 0x40 != 0,
+                frag: None,
+            };
+            return Some(self.deliver(buf, &ip, si, r, dport, snat, port, ctx));
+        }
+        Some(self.deliver_v4(buf, si, r, dport, snat, mode, ctx))
+    }
+
+    /// [`Tables::deliver`] of a DR or NAT packet the fast path checked.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_v4<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        si: usize,
+        r: RealIdx,
+        vport: u16,
+        snat: Option<u16>,
+        mode: Mode,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let snap = ctx.snap;
+        let svc = &snap.vips.services()[si];
+        let Some(rs) = svc.target(r) else {
+            return Outcome::Dropped(DropReason::NoReal);
+        };
+        let len = buf.len() as u64;
+        let c = &mut self.counters[si];
+        c.packets_in += 1;
+        c.bytes_in += len;
+        if let Some(rc) = c.reals.get_mut(r.get()) {
+            rc[0] += 1;
+            rc[1] += len;
+        }
+        let Some(route) = snap.real_route(si, r) else {
+            return Outcome::Dropped(DropReason::NoRoute);
+        };
+        if mode == Mode::Nat {
+            // Checked before committing: IPv4 real and source.
+            let (IpAddr::V4(ra), IpAddr::V4(la)) = (rs.addr, route.src) else {
+                return Outcome::Dropped(DropReason::NoRoute);
+            };
+            let port = if rs.port != 0 { rs.port } else { vport };
+            let f = buf.data_mut();
+            nat_v4(f, u32::from(ra), port, snat.map(|p| (u32::from(la), p)));
+        }
+        send_via(&mut self.hops, buf, route, snap, ctx)
+    }
+}
+
+#[inline(always)]
+fn rd16(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+#[inline(always)]
+fn wr16(f: &mut [u8], at: usize, v: u16) {
+    f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// NAT of a checked IPv4 TCP/UDP frame (20-byte header, L4 at 34): TTL
+/// down by one, destination to `dst:dport`, and with `src` the source to
+/// that address and port; checksums updated incrementally in the same
+/// steps as [`rewrite::decrement_ttl`] and [`rewrite::translate`], so
+/// the bytes are the same.
+#[inline]
+fn nat_v4(f: &mut [u8], dst: u32, dport: u16, src: Option<(u32, u16)>) {
+    let old = rd16(f, 22);
+    f[22] -= 1;
+    let c = Incremental::new(rd16(f, 24))
+        .remove_u16(old)
+        .add_u16(rd16(f, 22))
+        .finish();
+    wr16(f, 24, c);
+    xlate_v4(f, 30, 36, dst, dport);
+    if let Some((a, p)) = src {
+        xlate_v4(f, 26, 34, a, p);
+    }
+}
+
+/// One side of [`nat_v4`]: the address at `a_off`, the port at `p_off`.
+#[inline(always)]
+fn xlate_v4(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u16) {
+    let old_a = u32::from_be_bytes([f[a_off], f[a_off + 1], f[a_off + 2], f[a_off + 3]]);
+    let old_p = rd16(f, p_off);
+    let (c_off, inc) = if f[23] == ip_proto::UDP {
+        (40, Incremental::new_udp(rd16(f, 40)))
+    } else {
+        (50, Incremental::new(rd16(f, 50)))
+    };
+    let c = inc
+        .remove_u32(old_a)
+        .add_u32(addr)
+        .remove_u16(old_p)
+        .add_u16(port)
+        .finish();
+    wr16(f, c_off, c);
+    wr16(f, p_off, port);
+    let ic = Incremental::new(rd16(f, 24))
+        .remove_u32(old_a)
+        .add_u32(addr)
+        .finish();
+    wr16(f, 24, ic);
+    f[a_off..a_off + 4].copy_from_slice(&addr.to_be_bytes());
+}
