@@ -29,11 +29,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{ip_proto, send_via, Ctx, DropReason, IpInfo, Outcome, Snapshot, Tables};
+use super::{finish_send, ip_proto, Ctx, DropReason, IpInfo, Outcome, Snapshot, Tables};
 use crate::buffer::PacketBuf;
 use crate::conntrack::{Dir, FlowKeyV4, Nat, TcpFlags, L4};
 use crate::packet::checksum::Incremental;
-use crate::service::{Mode, Proto, RealIdx};
+use crate::neigh::{Resolve, HOP_CACHE_MS};
+use crate::packet::MacAddr;
+use crate::service::{Mode, RealIdx, VipTable};
 
 /// What the fast path needs of a port, precomputed per snapshot.
 #[derive(Debug, Clone, Default)]
@@ -99,7 +101,7 @@ impl Tables {
         if f[0] & 1 != 0 || f[6] & 1 != 0 || f[12] != 0x08 || f[13] != 0x00 {
             return None;
         }
-        if f[6..12] == [0; 6] {
+        if u32::from_ne_bytes([f[6], f[7], f[8], f[9]]) == 0 && f[10] == 0 && f[11] == 0 {
             return None;
         }
         let h: &[u8; 20] = f[14..34].try_into().ok()?;
@@ -109,9 +111,9 @@ impl Tables {
         }
         let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
         let proto = h[9];
-        let (min, p) = match proto {
-            ip_proto::TCP => (20, Proto::Tcp),
-            ip_proto::UDP => (8, Proto::Udp),
+        let min = match proto {
+            ip_proto::TCP => 20,
+            ip_proto::UDP => 8,
             _ => return None,
         };
         let end = 14 + total;
@@ -124,8 +126,15 @@ impl Tables {
         if s == d || o == 0 || o == 127 || o >= 224 {
             return None;
         }
-        if fp.bad_src.contains(&s) || fp.own.contains(&d) {
-            return None;
+        for &a in fp.bad_src.iter() {
+            if a == s {
+                return None;
+            }
+        }
+        for &a in fp.own.iter() {
+            if a == d {
+                return None;
+            }
         }
         let flags = if proto == ip_proto::TCP {
             let doff = usize::from(f[34 + 12] >> 4) * 4;
@@ -139,7 +148,7 @@ impl Tables {
         let sport = u16::from_be_bytes([f[34], f[35]]);
         let dport = u16::from_be_bytes([f[36], f[37]]);
         let (src, dst) = (Ipv4Addr::from(s), Ipv4Addr::from(d));
-        let si = snap.vips.lookup_idx(IpAddr::V4(dst), p, dport)?.0 as usize;
+        let si = snap.fast_vips.lookup(d, proto, dport)?;
         let svc = &snap.vips.services()[si];
         let now = ctx.now_ms as u32;
         let key = FlowKeyV4 {
@@ -232,19 +241,148 @@ impl Tables {
             rc[0] += 1;
             rc[1] += len;
         }
-        let Some(route) = snap.real_route(si, r) else {
-            return Outcome::Dropped(DropReason::NoRoute);
+        // The next hop's MAC, remembered per target for as long as the
+        // worker's next-hop memo would (and only within one snapshot: a
+        // memo implies the route).
+        let t = snap.fast_base.get(si).map(|b| *b as usize + r.get());
+        let memo = t
+            .and_then(|t| self.fast_hops.get(t))
+            .filter(|m| ctx.now_ms < m.until)
+            .copied();
+        let route = match memo {
+            Some(_) => None,
+            None => match snap.real_route(si, r) {
+                Some(rt) => Some(rt),
+                None => return Outcome::Dropped(DropReason::NoRoute),
+            },
         };
         if mode == Mode::Nat {
-            // Checked before committing: IPv4 real and source.
-            let (IpAddr::V4(ra), IpAddr::V4(la)) = (rs.addr, route.src) else {
+            // Checked before committing: an IPv4 real, and for source NAT
+            // an IPv4 route.
+            let IpAddr::V4(ra) = rs.addr else {
                 return Outcome::Dropped(DropReason::NoRoute);
             };
+            let la = match snat {
+                Some(p) => match route.or_else(|| snap.real_route(si, r)).map(|rt| rt.src) {
+                    Some(IpAddr::V4(la)) => Some((u32::from(la), p)),
+                    _ => return Outcome::Dropped(DropReason::NoRoute),
+                },
+                None => None,
+            };
             let port = if rs.port != 0 { rs.port } else { vport };
-            let f = buf.data_mut();
-            nat_v4(f, u32::from(ra), port, snat.map(|p| (u32::from(la), p)));
+            nat_v4(buf.data_mut(), u32::from(ra), port, la);
         }
-        send_via(&mut self.hops, buf, route, snap, ctx)
+        let route = match (memo, route) {
+            (Some(m), _) => {
+                let f = buf.data_mut();
+                f[0..6].copy_from_slice(&m.dst.0);
+                f[6..12].copy_from_slice(&m.src.0);
+                return Outcome::Forward { port: m.port };
+            }
+            (None, Some(rt)) => rt,
+            (None, None) => return Outcome::Dropped(DropReason::NoRoute),
+        };
+        let res = ctx.neigh.resolve(route.next_hop, ctx.now_ms);
+        if let Resolve::Known {
+            mac,
+            refresh: false,
+        } = res
+        {
+            if let Some(m) = t.and_then(|t| self.fast_hops.get_mut(t)) {
+                *m = FastHop {
+                    dst: mac,
+                    src: snap.ports[usize::from(route.port)].mac,
+                    port: route.port,
+                    until: ctx.now_ms + HOP_CACHE_MS,
+                };
+            }
+        }
+        finish_send(res, buf, route, snap, ctx)
+    }
+}
+
+/// A target's next hop as the fast path last resolved it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FastHop {
+    dst: MacAddr,
+    src: MacAddr,
+    port: u16,
+    /// Valid while `now_ms` is below (0: never filled).
+    until: u64,
+}
+
+/// The services on IPv4 VIPs by (VIP, protocol, port): an open-addressed
+/// table of packed keys, for the fast path. Services on IPv6 (or
+/// v4-mapped) VIPs are not in it: their packets take the general path.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FastVips {
+    keys: Box<[u64]>,
+    idx: Box<[u32]>,
+    shift: u32,
+}
+
+/// Marks a used key (bits 24..32 are otherwise 0).
+const VIP_USED: u64 = 1 << 24;
+
+#[inline(always)]
+const fn vip_key(vip: u32, proto: u8, port: u16) -> u64 {
+    ((vip as u64) << 32) | VIP_USED | ((proto as u64) << 16) | port as u64
+}
+
+impl FastVips {
+    pub(crate) fn build(vips: &VipTable) -> FastVips {
+        let n = vips.services().len();
+        let size = (n * 2).max(8).next_power_of_two();
+        let mut t = FastVips {
+            keys: vec![0; size].into_boxed_slice(),
+            idx: vec![0; size].into_boxed_slice(),
+            shift: 64 - size.trailing_zeros(),
+        };
+        for (i, svc) in vips.services().iter().enumerate() {
+            let spec = svc.spec();
+            let IpAddr::V4(a) = spec.vip else { continue };
+            let k = vip_key(u32::from(a), spec.proto.number(), spec.port);
+            let mut at = t.slot(k);
+            while t.keys[at] != 0 {
+                at = (at + 1) & (size - 1);
+            }
+            t.keys[at] = k;
+            t.idx[at] = i as u32;
+        }
+        t
+    }
+
+    #[inline(always)]
+    fn slot(&self, k: u64) -> usize {
+        (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline(always)]
+    fn get(&self, k: u64) -> Option<usize> {
+        let mask = self.keys.len().checked_sub(1)?;
+        let mut at = self.slot(k);
+        for _ in 0..self.keys.len() {
+            let x = self.keys[at];
+            if x == k {
+                return Some(self.idx[at] as usize);
+            }
+            if x == 0 {
+                return None;
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
+
+    /// As [`VipTable::lookup_idx`]: the exact port, else the VIP's
+    /// wildcard service.
+    #[inline(always)]
+    pub(crate) fn lookup(&self, vip: u32, proto: u8, port: u16) -> Option<usize> {
+        match self.get(vip_key(vip, proto, port)) {
+            Some(i) => Some(i),
+            None if port != 0 => self.get(vip_key(vip, proto, 0)),
+            None => None,
+        }
     }
 }
 

@@ -298,6 +298,11 @@ pub struct Snapshot {
     standby: Option<VipTable>,
     /// Per port, what the IPv4 fast path checks ([`fast`]).
     fast: Vec<fast::FastPort>,
+    /// The services on IPv4 VIPs, for the fast path.
+    fast_vips: fast::FastVips,
+    /// Per service index, the flat index of its first target (the fast
+    /// path's next-hop memo, [`Tables`]`::fast_hops`).
+    fast_base: Vec<u32>,
 }
 
 impl Snapshot {
@@ -311,8 +316,16 @@ impl Snapshot {
             sync: None,
             standby: None,
             fast: Vec::new(),
+            fast_vips: fast::FastVips::default(),
+            fast_base: Vec::new(),
         };
         s.fast = s.ports.iter().map(fast::FastPort::of).collect();
+        s.fast_vips = fast::FastVips::build(&s.vips);
+        let mut base = 0u32;
+        for svc in s.vips.services() {
+            s.fast_base.push(base);
+            base += svc.targets().len() as u32;
+        }
         s.real_routes = s
             .vips
             .services()
@@ -333,6 +346,11 @@ impl Snapshot {
     pub fn with_standby(mut self, standby: VipTable) -> Snapshot {
         self.standby = Some(standby);
         self
+    }
+
+    /// Targets (reals and fallbacks) of all services.
+    fn target_count(&self) -> usize {
+        self.vips.services().iter().map(|s| s.targets().len()).sum()
     }
 
     /// The connection sync, with the route to the peer.
@@ -518,6 +536,9 @@ pub struct Tables {
     snat: SnatPorts,
     /// Next-hop MACs this worker read recently.
     hops: HopCache,
+    /// The fast path's next hop per target (flat index, see
+    /// [`Snapshot`]`::fast_base`), remembered as briefly as `hops`.
+    fast_hops: Vec<fast::FastHop>,
     /// Records for the HA peer (logging only while MASTER with a peer).
     pub sync: SyncLog,
     /// The other workers' inboxes: records from the peer go to every
@@ -563,6 +584,7 @@ impl Tables {
             limits: vec![RateBucket::default(); snap.vips.services().len()],
             snat: SnatPorts::new(snat_ports),
             hops: HopCache::default(),
+            fast_hops: vec![fast::FastHop::default(); snap.target_count()],
             sync: Self::sync_log_for(snap),
             fanout: Vec::new(),
             generation: snap.generation,
@@ -680,6 +702,10 @@ impl Tables {
             })
         });
         self.sched = new.vips.new_sched_states();
+        // Targets and routes may have changed: the memo starts afresh.
+        self.fast_hops.clear();
+        self.fast_hops
+            .resize(new.target_count(), fast::FastHop::default());
         self.generation = new.generation;
     }
 
