@@ -9,7 +9,10 @@
 //! per-real active counts add up to the flows in the table (until a
 //! snapshot swap forgets removed reals); the connection table's invariants
 //! hold; and once every flow has expired, no real counts an active flow
-//! and no source-NAT port is in use.
+//! and no source-NAT port is in use. A twin of the tables gets every frame
+//! through the general path alone (`Tables::handle_general`): outcomes,
+//! output bytes, neighbour requests, counters and flows must be the same
+//! as with the IPv4 fast path in front.
 #![no_main]
 
 use ferrolb_fuzz::{check, neigh, records, snapshots, Record, CONN_CAPACITY};
@@ -26,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let mut cur = 0usize;
     let neigh = neigh();
     let mut tables = Tables::new(CONN_CAPACITY, &snaps[cur]);
+    let mut general = Tables::new(CONN_CAPACITY, &snaps[cur]);
     let mut reqs = NeighRequests::default();
+    let mut general_reqs = NeighRequests::default();
     let mut now: u64 = 1000;
     let mut swapped = false;
 
@@ -36,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
                 now += advance_ms;
                 let next = 1 - cur;
                 tables.adopt(&snaps[cur], &snaps[next]);
+                general.adopt(&snaps[cur], &snaps[next]);
                 cur = next;
                 swapped = true;
             }
@@ -54,6 +60,21 @@ fuzz_target!(|data: &[u8]| {
                     requests: &mut reqs,
                 };
                 let outcome = tables.handle(&mut buf, port, &mut ctx);
+                let mut general_buf = TestBuffer::new(frame);
+                let mut general_ctx = Ctx {
+                    snap,
+                    neigh: &neigh,
+                    now_ms: now,
+                    requests: &mut general_reqs,
+                };
+                let general_outcome =
+                    general.handle_general(&mut general_buf, port, &mut general_ctx);
+                assert_eq!(outcome, general_outcome, "fast path vs general path");
+                assert_eq!(
+                    buf.data(),
+                    general_buf.data(),
+                    "fast path vs general: bytes"
+                );
                 let out = buf.data();
                 match outcome {
                     Outcome::Forward { port: p } => {
@@ -75,10 +96,14 @@ fuzz_target!(|data: &[u8]| {
                     // A sync datagram from the HA peer, taken in.
                     Outcome::Consumed | Outcome::Dropped(_) => {}
                 }
-                for r in reqs.drain() {
+                let asked: Vec<_> = reqs.drain().collect();
+                let general_asked: Vec<_> = general_reqs.drain().collect();
+                assert_eq!(asked, general_asked, "fast path vs general: requests");
+                for r in asked {
                     assert!(usize::from(r.port) < snap.ports.len());
                 }
                 tables.sweep(snap, now, SWEEP_BUDGET);
+                general.sweep(snap, now, SWEEP_BUDGET);
                 // Every flow counts once on its real (or fallback) until
                 // freed. (A swap forgets the counts of removed reals.)
                 if !swapped {
@@ -90,6 +115,16 @@ fuzz_target!(|data: &[u8]| {
     }
 
     tables.conn.check_invariants();
+    assert_eq!(
+        tables.counters, general.counters,
+        "fast path vs general: counters"
+    );
+    assert_eq!(
+        tables.active, general.active,
+        "fast path vs general: active"
+    );
+    assert_eq!(tables.conn.counters(), general.conn.counters());
+    assert_eq!(tables.conn.by_state(), general.conn.by_state());
     // Let every flow expire (the longest timeout is well under an hour).
     now += 3_600_000;
     tables.sweep(&snaps[cur], now, SWEEP_BUDGET);

@@ -32,8 +32,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::{finish_send, ip_proto, Ctx, DropReason, IpInfo, Outcome, Snapshot, Tables};
 use crate::buffer::PacketBuf;
 use crate::conntrack::{Dir, FlowKeyV4, Nat, TcpFlags, L4};
-use crate::packet::checksum::Incremental;
 use crate::neigh::{Resolve, HOP_CACHE_MS};
+use crate::packet::checksum::Incremental;
 use crate::packet::MacAddr;
 use crate::service::{Mode, RealIdx, VipTable};
 
