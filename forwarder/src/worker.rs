@@ -26,7 +26,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::buffer::PacketBuf;
-use crate::dpdk::{self, Burst, Mempool, Port, QueueId};
+use crate::dpdk::{self, Burst, Mempool, Port, QueueId, BURST_SIZE};
 use crate::neigh::{self, NeighTable, Resolve};
 use crate::pipeline::{
     Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
@@ -294,12 +294,31 @@ impl Worker {
                     now_ms,
                     requests: &mut requests,
                 };
-                for mut m in rx.drain() {
+                // Two first passes over the burst: hash each frame's flow
+                // and prefetch its connection-table bucket, then (the
+                // buckets arriving meanwhile) the entry it points to. The
+                // lookups below then rarely wait for memory.
+                let mut hints = [None; BURST_SIZE];
+                for (j, h) in hints.iter_mut().enumerate().take(n) {
+                    if let Some(f) = rx.frame(j) {
+                        *h = tables.flow_hash_v4(f, &snap);
+                        if let Some(h) = *h {
+                            dpdk::prefetch(tables.conn.bucket_addr(h));
+                        }
+                    }
+                }
+                for h in hints.iter().take(n).flatten() {
+                    if let Some(p) = tables.conn.entry_addr(*h) {
+                        dpdk::prefetch(p);
+                    }
+                }
+                for (j, mut m) in rx.drain().enumerate() {
                     if m.segments() != 1 {
                         local.drops[DropReason::MultiSegment as usize] += 1;
                         continue;
                     }
-                    match tables.handle(&mut m, i as u16, &mut ctx) {
+                    let hint = hints.get(j).copied().flatten();
+                    match tables.handle_hinted(&mut m, i as u16, &mut ctx, hint) {
                         Outcome::Answered => {
                             local.answered += 1;
                             push(&mut tx_nic[i], m, &mut local);

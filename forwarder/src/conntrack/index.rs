@@ -101,6 +101,12 @@ impl Index {
         std::hint::black_box(self.buckets[self.home(h)].overflow);
     }
 
+    /// The address of `h`'s home bucket (to prefetch).
+    #[inline]
+    pub(super) fn bucket_addr(&self, h: u32) -> *const u8 {
+        std::ptr::from_ref(&self.buckets[self.home(h)]).cast()
+    }
+
     /// The first slot in `h`'s home bucket whose tag matches, if any
     /// (a candidate to prefetch; not a verified match).
     #[inline]

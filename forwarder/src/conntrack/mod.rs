@@ -1025,6 +1025,22 @@ impl ConnTable {
         }
     }
 
+    /// The address of the forward index bucket a lookup of `hash` reads
+    /// first, for a prefetch instruction (the worker's, in
+    /// `crate::dpdk`): the first pass over a burst.
+    #[inline]
+    pub fn bucket_addr(&self, hash: u32) -> *const u8 {
+        self.fwd.bucket_addr(hash)
+    }
+
+    /// The address of the entry a forward lookup of `hash` will most
+    /// likely compare (reads the bucket): the second pass over a burst.
+    #[inline]
+    pub fn entry_addr(&self, hash: u32) -> Option<*const u8> {
+        let s = self.fwd.first_candidate(hash)?;
+        Some(std::ptr::from_ref(&self.entries[s as usize]).cast())
+    }
+
     /// [`Self::prefetch`] for the reply index.
     #[inline]
     pub fn prefetch_reply(&self, hash: u32) {

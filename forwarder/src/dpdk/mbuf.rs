@@ -176,6 +176,21 @@ impl Burst {
         self.len == BURST_SIZE
     }
 
+    /// The `i`-th frame's bytes, in place (for a first look over a burst
+    /// before it is drained).
+    #[inline]
+    pub fn frame(&self, i: usize) -> Option<&[u8]> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: the first `len` slots hold valid, non-null mbufs this
+        // burst owns, and `Mbuf` is a transparent wrapper of that pointer;
+        // the reference lives no longer than `&self`, during which nothing
+        // can take the mbuf out.
+        let m: &Mbuf = unsafe { &*self.ptrs.as_ptr().add(i).cast::<Mbuf>() };
+        Some(m.data())
+    }
+
     /// Adds a frame; gives it back when the burst is full.
     #[inline]
     pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {

@@ -89,6 +89,7 @@ impl Tables {
         buf: &mut B,
         in_port: u16,
         ctx: &mut Ctx<'_>,
+        hint: Option<u32>,
     ) -> Option<Outcome> {
         let snap: &Snapshot = ctx.snap;
         let fp = snap.fast.get(usize::from(in_port))?;
@@ -145,20 +146,16 @@ impl Tables {
         } else {
             TcpFlags::NONE
         };
-        let sport = u16::from_be_bytes([f[34], f[35]]);
-        let dport = u16::from_be_bytes([f[36], f[37]]);
-        let (src, dst) = (Ipv4Addr::from(s), Ipv4Addr::from(d));
-        let si = snap.fast_vips.lookup(d, proto, dport)?;
+        let (si, key) = key_v4(snap, f)?;
+        let (src, dst, dport) = (key.client, Ipv4Addr::from(d), key.vport);
         let svc = &snap.vips.services()[si];
         let now = ctx.now_ms as u32;
-        let key = FlowKeyV4 {
-            service: svc.id(),
-            client: src,
-            client_port: sport,
-            vport: dport,
-            proto: L4::from(svc.spec().proto),
+        // The first pass over the burst hashed it already (a wrong hint
+        // can only make this lookup miss: the general path rehashes).
+        let hash = match hint {
+            Some(h) => h,
+            None => self.conn.hash_v4(&key),
         };
-        let hash = self.conn.hash_v4(&key);
         let hit = self.conn.find_v4(now, &key, hash)?;
         let r = svc.resolve_target(hit.real_hint, IpAddr::V4(hit.real), hit.real_port)?;
         if !svc.keeps_flow(r) {
@@ -299,6 +296,47 @@ impl Tables {
         }
         finish_send(res, buf, route, snap, ctx)
     }
+}
+
+impl Tables {
+    /// The first look at a frame of a burst: the connection-table hash of
+    /// the flow the fast path would look up for it, from the IPv4 header
+    /// and ports alone (no other check), so that the worker can prefetch
+    /// its bucket ([`ConnTable::bucket_addr`](crate::conntrack::ConnTable::bucket_addr))
+    /// and entry while it looks at the rest of the burst, then pass the
+    /// hash to [`Tables::handle_hinted`].
+    #[inline]
+    pub fn flow_hash_v4(&self, frame: &[u8], snap: &Snapshot) -> Option<u32> {
+        if frame.len() < 14 + 20 + 8 || frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
+            return None;
+        }
+        let (_, key) = key_v4(snap, frame)?;
+        Some(self.conn.hash_v4(&key))
+    }
+}
+
+/// The service index and the forward key of an IPv4 TCP/UDP frame with a
+/// 20-byte header and at least 8 bytes after it (the caller checked).
+#[inline(always)]
+fn key_v4(snap: &Snapshot, f: &[u8]) -> Option<(usize, FlowKeyV4)> {
+    let proto = f[23];
+    if proto != ip_proto::TCP && proto != ip_proto::UDP {
+        return None;
+    }
+    let d = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
+    let dport = u16::from_be_bytes([f[36], f[37]]);
+    let si = snap.fast_vips.lookup(d, proto, dport)?;
+    let svc = &snap.vips.services()[si];
+    Some((
+        si,
+        FlowKeyV4 {
+            service: svc.id(),
+            client: Ipv4Addr::new(f[26], f[27], f[28], f[29]),
+            client_port: u16::from_be_bytes([f[34], f[35]]),
+            vport: dport,
+            proto: L4::from(svc.spec().proto),
+        },
+    ))
 }
 
 /// A target's next hop as the fast path last resolved it.

@@ -965,7 +965,20 @@ impl Tables {
         in_port: u16,
         ctx: &mut Ctx<'_>,
     ) -> Outcome {
-        match self.fast_v4(buf, in_port, ctx) {
+        self.handle_hinted(buf, in_port, ctx, None)
+    }
+
+    /// [`Self::handle`] with the frame's flow hash from
+    /// [`Self::flow_hash_v4`], computed in a first pass over the burst.
+    #[inline]
+    pub fn handle_hinted<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+        hint: Option<u32>,
+    ) -> Outcome {
+        match self.fast_v4(buf, in_port, ctx, hint) {
             Some(o) => o,
             None => self.handle_general(buf, in_port, ctx),
         }
