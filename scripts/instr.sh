@@ -16,7 +16,7 @@ for l in sys.stdin:
         print(m["executable"])')
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-for mode in dr nat; do
+for mode in dr nat new; do
     # Twice: N packets and 2N, so setup and warm-up cancel out.
     for k in 1 2; do
         PIPELINE_MODE=$mode PIPELINE_COUNT=$((N * k)) valgrind --tool=callgrind \
@@ -24,5 +24,9 @@ for mode in dr nat; do
     done
     a=$(grep -o 'refs: *[0-9,]*' "$OUT/${mode}1.log" | tr -dc 0-9)
     b=$(grep -o 'refs: *[0-9,]*' "$OUT/${mode}2.log" | tr -dc 0-9)
-    python3 -c "print(f'$mode hit, 4,096 flows: {($b - $a) / $N:.1f} instructions per packet')"
+    case $mode in
+        new) what="dr new flow (SYN from a new client)" ;;
+        *) what="$mode hit, 4,096 flows" ;;
+    esac
+    python3 -c "print(f'$what: {($b - $a) / $N:.1f} instructions per packet')"
 done

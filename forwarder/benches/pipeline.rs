@@ -337,6 +337,7 @@ fn pipeline(c: &mut Criterion) {
 fn count_mode(n: u64) {
     let mode = match std::env::var("PIPELINE_MODE").as_deref() {
         Ok("nat") => Mode::Nat,
+        Ok("new") => return count_new_mode(n),
         _ => Mode::Dr,
     };
     let mut s = Setup::new(mode, 4_096);
@@ -349,6 +350,37 @@ fn count_mode(n: u64) {
     count_hits(&mut s, &mut rot, ROT as u64);
     count_hits(&mut s, &mut rot, n);
     println!("handled {n} hit packets");
+}
+
+/// `PIPELINE_MODE=new`: N SYNs from N clients not in the table (DR,
+/// 4,096 established flows, room for all of them), in [`count_hits`].
+fn count_new_mode(n: u64) {
+    let mut s = Setup::new(Mode::Dr, 4_096);
+    // Room for every new flow without eviction.
+    s.tables = Tables::new(4 * (n as u32 + ROT as u32), &s.snap);
+    let frames: Vec<Vec<u8>> = (0..n as u32 + ROT as u32)
+        .map(|i| frame(client(0x0b00_0000, i), TcpFlags::SYN))
+        .collect();
+    let mut rot = Rotation::new(frames);
+    count_news(&mut s, &mut rot, 0, ROT as u64);
+    count_hits_new(&mut s, &mut rot, n);
+    println!("handled {n} new-flow packets");
+}
+
+#[inline(never)]
+fn count_news(s: &mut Setup, rot: &mut Rotation, from: u64, n: u64) {
+    for k in from..from + n {
+        let o = s.handle(&mut rot.bufs[k as usize]);
+        assert!(matches!(o, Outcome::Forward { .. }), "{o:?}");
+        black_box(o);
+    }
+}
+
+/// The counted part of [`count_new_mode`] (its name matches
+/// `--toggle-collect=*count_hits*`).
+#[inline(never)]
+fn count_hits_new(s: &mut Setup, rot: &mut Rotation, n: u64) {
+    count_news(s, rot, ROT as u64, n);
 }
 
 #[inline(never)]

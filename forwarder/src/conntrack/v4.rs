@@ -88,10 +88,18 @@ impl ConnTable {
     /// IPv6 real. `hash` as for [`Self::lookup`]. Reads only.
     #[inline]
     pub fn find_v4(&self, now: u32, k: &FlowKeyV4, hash: u32) -> Option<HitV4> {
+        self.probe_v4(now, k, hash).ok()
+    }
+
+    /// [`Self::find_v4`], telling apart why there is no hit: `Err(true)`
+    /// when the table holds no flow of `k` at all (an insert needs no
+    /// lookup first), `Err(false)` for an expired flow or an IPv6 real.
+    #[inline]
+    pub fn probe_v4(&self, now: u32, k: &FlowKeyV4, hash: u32) -> Result<HitV4, bool> {
         let client = k.client.to_ipv6_mapped().octets();
         let proto = k.proto.code();
         let entries = &self.entries;
-        let s = self.fwd.find(hash, |s| {
+        let Some(s) = self.fwd.find(hash, |s| {
             let e = &entries[s as usize];
             e.flags & (F_LIVE | F_CLIENT_V6) == F_LIVE
                 && e.client == client
@@ -99,13 +107,15 @@ impl ConnTable {
                 && e.client_port == k.client_port
                 && e.vport == k.vport
                 && e.proto == proto
-        })?;
+        }) else {
+            return Err(true);
+        };
         let e = &self.entries[s as usize];
         if is_expired(e.expiry, now) || e.flags & F_REAL_V6 != 0 {
-            return None;
+            return Err(false);
         }
         let r = e.real;
-        Some(HitV4 {
+        Ok(HitV4 {
             id: FlowId(s),
             real: Ipv4Addr::new(r[12], r[13], r[14], r[15]),
             real_port: e.real_port,
@@ -178,10 +188,11 @@ mod tests {
             assert_eq!(hit.state, e.state());
             assert_eq!(hit.synced, e.synced());
         }
-        // Another client, port or service: a miss.
+        // Another client, port or service: a miss, and known absent.
         let mut k = key(5);
         k.client_port ^= 1;
         assert_eq!(t.find_v4(10, &k, t.hash_v4(&k)), None);
+        assert_eq!(t.probe_v4(10, &k, t.hash_v4(&k)), Err(true));
         t.check_invariants();
     }
 
@@ -194,8 +205,9 @@ mod tests {
             .unwrap();
         let timeout = t.config().timeouts.established;
         assert!(t.find_v4(timeout - 1, &k, h).is_some());
-        // Expired: not reported, not freed.
+        // Expired: not reported, not freed, not absent.
         assert_eq!(t.find_v4(timeout, &k, h), None);
+        assert_eq!(t.probe_v4(timeout, &k, h), Err(false));
         assert_eq!(t.len(), 1);
         assert!(matches!(t.lookup(timeout, &k.key(), h), Lookup::Expired(_)));
         assert_eq!(t.len(), 0);
@@ -208,6 +220,7 @@ mod tests {
         };
         t.insert(0, &k.key(), h, &v6, |_| {}).unwrap();
         assert_eq!(t.find_v4(1, &k, h), None);
+        assert_eq!(t.probe_v4(1, &k, h), Err(false));
         assert!(t.lookup(1, &k.key(), h).hit().is_some());
     }
 }

@@ -150,63 +150,85 @@ impl Tables {
         let (src, dst, dport) = (key.client, Ipv4Addr::from(d), key.vport);
         let svc = &snap.vips.services()[si];
         let now = ctx.now_ms as u32;
-        // The first pass over the burst hashed it already (a wrong hint
-        // can only make this lookup miss: the general path rehashes).
+        // The first pass over the burst hashed it already.
         let hash = match hint {
             Some(h) => h,
             None => self.conn.hash_v4(&key),
         };
-        let hit = self.conn.find_v4(now, &key, hash)?;
-        let r = svc.resolve_target(hit.real_hint, IpAddr::V4(hit.real), hit.real_port)?;
-        if !svc.keeps_flow(r) {
-            return None;
-        }
+        let dont_frag = h[6] & 0x40 != 0;
+        let ip = || IpInfo {
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            proto,
+            l4: Some(34),
+            frag_later: false,
+            total_len: total,
+            dont_frag,
+            frag: None,
+        };
         let mode = svc.mode();
+        // A plain hit: a live flow whose real takes it, and nothing the
+        // mode must refuse. Anything else (a new flow, an expired one, a
+        // real gone, a TTL at its end, a tunnel too big) is the general
+        // path's `balance`, from the same point: every check before it
+        // has been made above.
+        let probe = self.conn.probe_v4(now, &key, hash);
+        let absent = probe == Err(true);
+        let plain = probe.ok().and_then(|hit| {
+            let r = svc.resolve_target(hit.real_hint, IpAddr::V4(hit.real), hit.real_port)?;
+            if !svc.keeps_flow(r) {
+                return None;
+            }
+            match mode {
+                Mode::Dr => {}
+                Mode::Nat => {
+                    // The TTL must allow a hop; the translation must be
+                    // IPv4 on both sides.
+                    if h[8] <= 1 || !svc.target(r)?.addr.is_ipv4() {
+                        return None;
+                    }
+                    if matches!(hit.nat, Nat::Snat(_)) && !snap.real_route(si, r)?.src.is_ipv4() {
+                        return None;
+                    }
+                }
+                Mode::Tun => {
+                    let route = snap.real_route(si, r)?;
+                    let rs = svc.target(r)?;
+                    let mtu = usize::from(snap.ports.get(usize::from(route.port))?.mtu);
+                    let outer = if rs.addr.is_ipv4() { 20 } else { 40 };
+                    if total + outer > mtu && dont_frag {
+                        return None;
+                    }
+                }
+            }
+            Some((hit, r))
+        });
+        let Some((hit, r)) = plain else {
+            // A hint is trusted for a lookup (a wrong one can only miss),
+            // never for an insert, nor to skip the general lookup.
+            let exact = match hint {
+                Some(_) => self.conn.hash_v4(&key),
+                None => hash,
+            };
+            let absent = absent && exact == hash;
+            let sport = key.client_port;
+            let ip = ip();
+            let known = Some((exact, absent));
+            return Some(self.balance(buf, &ip, si, sport, dport, flags, port, ctx, known));
+        };
         let snat = match hit.nat {
             Nat::Snat(p) => Some(p),
             _ => None,
         };
-        match mode {
-            Mode::Dr => {}
-            Mode::Nat => {
-                // The TTL must allow a hop; the translation must be IPv4
-                // on both sides.
-                if h[8] <= 1 || !svc.target(r)?.addr.is_ipv4() {
-                    return None;
-                }
-                if snat.is_some() && !snap.real_route(si, r)?.src.is_ipv4() {
-                    return None;
-                }
-            }
-            Mode::Tun => {
-                let route = snap.real_route(si, r)?;
-                let rs = svc.target(r)?;
-                let mtu = usize::from(snap.ports.get(usize::from(route.port))?.mtu);
-                let outer = if rs.addr.is_ipv4() { 20 } else { 40 };
-                if total + outer > mtu && h[6] & 0x40 != 0 {
-                    return None;
-                }
-            }
-        }
 
-        // Committed: from here on, what the general path's `balance` does
-        // for a hit, then `deliver`.
+        // A hit: what `balance` does for one, then `deliver`.
         if r != hit.real_hint {
             self.conn.set_real_hint(hit.id, r);
         }
         let st = self.conn.touch(hit.id, now, Dir::Client, flags);
         self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
         if mode == Mode::Tun {
-            let ip = IpInfo {
-                src: IpAddr::V4(src),
-                dst: IpAddr::V4(dst),
-                proto,
-                l4: Some(34),
-                frag_later: false,
-                total_len: total,
-                dont_frag: h[6] & 0x40 != 0,
-                frag: None,
-            };
+            let ip = ip();
             return Some(self.deliver(buf, &ip, si, r, dport, snat, port, ctx));
         }
         Some(self.deliver_v4(buf, si, r, dport, snat, mode, ctx))
@@ -215,7 +237,7 @@ impl Tables {
     /// [`Tables::deliver`] of a DR or NAT packet the fast path checked.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn deliver_v4<B: PacketBuf>(
+    pub(super) fn deliver_v4<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         si: usize,

@@ -1114,7 +1114,7 @@ impl Tables {
         };
         let snap = ctx.snap;
         if let Some(si) = snap.vips.lookup_idx(ip.dst, proto, dport) {
-            return self.balance(buf, ip, si.0 as usize, sport, dport, flags, port, ctx);
+            return self.balance(buf, ip, si.0 as usize, sport, dport, flags, port, ctx, None);
         }
         // A reply from a real of a NAT service?
         let key = ReplyKey::Nat {
@@ -1209,6 +1209,7 @@ impl Tables {
         flags: conntrack::TcpFlags,
         in_port: &PortInfo,
         ctx: &mut Ctx<'_>,
+        known: Option<(u32, bool)>,
     ) -> Outcome {
         let snap = ctx.snap;
         let svc = &snap.vips.services()[si];
@@ -1221,10 +1222,20 @@ impl Tables {
             vport: dport,
             proto: l4p,
         };
-        let h = self.conn.hash(&key);
+        // From the fast path: the hash of the same key, and whether its
+        // probe found the table without any flow of it.
+        let (h, absent) = match known {
+            Some(k) => k,
+            None => (self.conn.hash(&key), false),
+        };
         // The real, and the local port of a source-NAT flow.
         let mut bound: Option<(RealIdx, Option<u16>)> = None;
-        match self.conn.lookup(now, &key, h) {
+        let found = if absent {
+            Lookup::Miss
+        } else {
+            self.conn.lookup(now, &key, h)
+        };
+        match found {
             Lookup::Hit(id) => {
                 let e = *self.conn.entry(id);
                 match svc.resolve_target(e.real_hint(), e.real(), e.real_port()) {
@@ -1390,6 +1401,11 @@ impl Tables {
     ) -> Outcome {
         let snap = ctx.snap;
         let svc = &snap.vips.services()[si];
+        // DR of IPv4: the fast path's delivery (the same, with its
+        // per-target next-hop memo).
+        if svc.mode() == Mode::Dr && ip.src.is_ipv4() {
+            return self.deliver_v4(buf, si, real, vport, snat, Mode::Dr, ctx);
+        }
         let Some(rs) = svc.target(real) else {
             return Outcome::Dropped(DropReason::NoReal);
         };
