@@ -99,7 +99,9 @@ impl Pair {
         };
         // Every other frame with the first pass's hash, as the worker does.
         self.frames += 1;
-        let hint = (self.frames % 2 == 0)
+        let hint = self
+            .frames
+            .is_multiple_of(2)
             .then(|| a.tables.flow_hash_v4(frame, &a.snap))
             .flatten();
         let oa = match a.tables.fast_v4(&mut fa, 0, &mut ca, hint) {
