@@ -70,7 +70,7 @@ pub struct HitV4 {
 
 impl ConnTable {
     /// [`Self::hash`] of `k.key()`, without the 16-byte address form.
-    #[inline]
+    #[inline(always)]
     pub fn hash_v4(&self, k: &FlowKeyV4) -> u32 {
         // The v4-mapped address ::ffff:a.b.c.d: its high 64 bits are 0.
         let mut h = mx(self.cfg.seed, 0);
@@ -94,7 +94,7 @@ impl ConnTable {
     /// [`Self::find_v4`], telling apart why there is no hit: `Err(true)`
     /// when the table holds no flow of `k` at all (an insert needs no
     /// lookup first), `Err(false)` for an expired flow or an IPv6 real.
-    #[inline]
+    #[inline(always)]
     pub fn probe_v4(&self, now: u32, k: &FlowKeyV4, hash: u32) -> Result<HitV4, bool> {
         let client = k.client.to_ipv6_mapped().octets();
         let proto = k.proto.code();

@@ -31,7 +31,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{finish_send, ip_proto, Ctx, DropReason, IpInfo, Outcome, Snapshot, Tables};
 use crate::buffer::PacketBuf;
-use crate::conntrack::{Dir, FlowKeyV4, Nat, TcpFlags, L4};
+use crate::conntrack::{Dir, FlowKeyV4, HitV4, Nat, TcpFlags, L4};
 use crate::neigh::{Resolve, HOP_CACHE_MS};
 use crate::packet::checksum::Incremental;
 use crate::packet::MacAddr;
@@ -172,49 +172,22 @@ impl Tables {
         // real gone, a TTL at its end, a tunnel too big) is the general
         // path's `balance`, from the same point: every check before it
         // has been made above.
-        let probe = self.conn.probe_v4(now, &key, hash);
-        let absent = probe == Err(true);
-        let plain = probe.ok().and_then(|hit| {
-            let r = svc.resolve_target(hit.real_hint, IpAddr::V4(hit.real), hit.real_port)?;
-            if !svc.keeps_flow(r) {
-                return None;
-            }
-            match mode {
-                Mode::Dr => {}
-                Mode::Nat => {
-                    // The TTL must allow a hop; the translation must be
-                    // IPv4 on both sides.
-                    if h[8] <= 1 || !svc.target(r)?.addr.is_ipv4() {
-                        return None;
-                    }
-                    if matches!(hit.nat, Nat::Snat(_)) && !snap.real_route(si, r)?.src.is_ipv4() {
-                        return None;
-                    }
+        let (hit, r) = match self.conn.probe_v4(now, &key, hash) {
+            Ok(hit) => match plain_target(snap, si, mode, &hit, h[8], total, dont_frag) {
+                Some(r) => (hit, r),
+                None => {
+                    let ip = ip();
+                    let known = self.known(&key, hash, hint, false);
+                    let sport = key.client_port;
+                    return Some(self.balance(buf, &ip, si, sport, dport, flags, port, ctx, known));
                 }
-                Mode::Tun => {
-                    let route = snap.real_route(si, r)?;
-                    let rs = svc.target(r)?;
-                    let mtu = usize::from(snap.ports.get(usize::from(route.port))?.mtu);
-                    let outer = if rs.addr.is_ipv4() { 20 } else { 40 };
-                    if total + outer > mtu && dont_frag {
-                        return None;
-                    }
-                }
+            },
+            Err(absent) => {
+                let ip = ip();
+                let known = self.known(&key, hash, hint, absent);
+                let sport = key.client_port;
+                return Some(self.balance(buf, &ip, si, sport, dport, flags, port, ctx, known));
             }
-            Some((hit, r))
-        });
-        let Some((hit, r)) = plain else {
-            // A hint is trusted for a lookup (a wrong one can only miss),
-            // never for an insert, nor to skip the general lookup.
-            let exact = match hint {
-                Some(_) => self.conn.hash_v4(&key),
-                None => hash,
-            };
-            let absent = absent && exact == hash;
-            let sport = key.client_port;
-            let ip = ip();
-            let known = Some((exact, absent));
-            return Some(self.balance(buf, &ip, si, sport, dport, flags, port, ctx, known));
         };
         let snat = match hit.nat {
             Nat::Snat(p) => Some(p),
@@ -234,8 +207,26 @@ impl Tables {
         Some(self.deliver_v4(buf, si, r, dport, snat, mode, ctx))
     }
 
-    /// [`Tables::deliver`] of a DR or NAT packet the fast path checked.
+    /// What `balance` may reuse of the fast path's probe: the key's hash
+    /// (a hint is trusted for a lookup, where a wrong one can only miss,
+    /// never for an insert) and whether the probe found no flow at all.
     #[inline]
+    fn known(
+        &self,
+        key: &FlowKeyV4,
+        hash: u32,
+        hint: Option<u32>,
+        absent: bool,
+    ) -> Option<(u32, bool)> {
+        let exact = match hint {
+            Some(_) => self.conn.hash_v4(key),
+            None => hash,
+        };
+        Some((exact, absent && exact == hash))
+    }
+
+    /// [`Tables::deliver`] of a DR or NAT packet the fast path checked.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn deliver_v4<B: PacketBuf>(
         &mut self,
@@ -359,6 +350,48 @@ fn key_v4(snap: &Snapshot, f: &[u8]) -> Option<(usize, FlowKeyV4)> {
             proto: L4::from(svc.spec().proto),
         },
     ))
+}
+
+/// The target a flow's packet goes to when the fast path may send it: the
+/// flow's real still takes it (`keeps_flow`), and NAT (TTL left, IPv4 on
+/// both sides) or TUN (fits the MTU, or may be fragmented) allows it.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn plain_target(
+    snap: &Snapshot,
+    si: usize,
+    mode: Mode,
+    hit: &HitV4,
+    ttl: u8,
+    total: usize,
+    dont_frag: bool,
+) -> Option<RealIdx> {
+    let svc = &snap.vips.services()[si];
+    let r = svc.resolve_target(hit.real_hint, IpAddr::V4(hit.real), hit.real_port)?;
+    if !svc.keeps_flow(r) {
+        return None;
+    }
+    match mode {
+        Mode::Dr => {}
+        Mode::Nat => {
+            if ttl <= 1 || !svc.target(r)?.addr.is_ipv4() {
+                return None;
+            }
+            if matches!(hit.nat, Nat::Snat(_)) && !snap.real_route(si, r)?.src.is_ipv4() {
+                return None;
+            }
+        }
+        Mode::Tun => {
+            let route = snap.real_route(si, r)?;
+            let rs = svc.target(r)?;
+            let mtu = usize::from(snap.ports.get(usize::from(route.port))?.mtu);
+            let outer = if rs.addr.is_ipv4() { 20 } else { 40 };
+            if total + outer > mtu && dont_frag {
+                return None;
+            }
+        }
+    }
+    Some(r)
 }
 
 /// A target's next hop as the fast path last resolved it.
