@@ -246,6 +246,22 @@ impl Worker {
         let q = self.queue;
         let mut snap = self.snapshot.load();
         let mut tables = Tables::new(self.conn_capacity, &snap);
+        // Random lookups over a large table miss the TLB on 4 KiB pages.
+        let mut huge = 0usize;
+        for (p, len) in tables.conn.memory_regions() {
+            match dpdk::advise_huge(p, len) {
+                Ok(n) => huge += n,
+                Err(e) => {
+                    tracing::info!("connection table on 4 KiB pages (transparent huge pages: {e})");
+                    break;
+                }
+            }
+        }
+        tracing::info!(
+            "connection table: {} MiB, {} MiB on huge pages",
+            tables.conn.memory_bytes() >> 20,
+            huge >> 20
+        );
         tables.set_fanout(self.sync_out.clone());
         let mut hops = if self.resolver {
             snap.next_hops()

@@ -48,6 +48,10 @@ impl Index {
         }
     }
 
+    pub(super) fn region(&self) -> (*const u8, usize) {
+        (self.buckets.as_ptr().cast(), self.bytes())
+    }
+
     pub(super) fn bytes(&self) -> usize {
         std::mem::size_of_val(&*self.buckets)
     }

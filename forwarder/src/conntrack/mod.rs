@@ -994,6 +994,17 @@ impl ConnTable {
             + std::mem::size_of::<Self>()
     }
 
+    /// The table's large arrays (slab, forward index, reply index) as
+    /// (address, bytes): for the worker to ask the kernel to back them
+    /// with huge pages (fewer TLB misses on random lookups).
+    pub fn memory_regions(&self) -> [(*const u8, usize); 3] {
+        [
+            (self.entries.as_ptr().cast(), std::mem::size_of_val(&*self.entries)),
+            self.fwd.region(),
+            self.rev.region(),
+        ]
+    }
+
     /// The table's hash of a forward key.
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u32 {
