@@ -248,7 +248,8 @@ impl Worker {
         let mut tables = Tables::new(self.conn_capacity, &snap);
         // Random lookups over a large table miss the TLB on 4 KiB pages.
         let mut huge = 0usize;
-        for (p, len) in tables.conn.memory_regions() {
+        let thp = std::env::var_os("FERROLB_THP").is_none_or(|v| v != "off");
+        for (p, len) in tables.conn.memory_regions().into_iter().filter(|_| thp) {
             match dpdk::advise_huge(p, len) {
                 Ok(n) => huge += n,
                 Err(e) => {
