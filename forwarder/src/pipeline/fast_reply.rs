@@ -28,11 +28,64 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::fast::xlate_v4;
-use super::{ip_proto, send_via, Ctx, Outcome, Tables};
+use super::{ip_proto, send_via, Ctx, Outcome, PortInfo, Route, Tables};
 use crate::buffer::PacketBuf;
 use crate::conntrack::{Dir, TcpFlags, L4};
 use crate::packet::checksum::Incremental;
 use crate::service::Proto;
+
+/// [`Snapshot::route`](super::Snapshot::route) of IPv4 addresses,
+/// precomputed per snapshot: the connected IPv4 prefixes in the order
+/// `route` tries them, then the gateway route (the same for every
+/// address outside them).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FastRoutes {
+    /// (network, mask, port, own address).
+    nets: Vec<(u32, u32, u16, u32)>,
+    gateway: Option<Route>,
+}
+
+impl FastRoutes {
+    pub(crate) fn of(ports: &[PortInfo]) -> FastRoutes {
+        let mut t = FastRoutes::default();
+        for (i, p) in ports.iter().enumerate() {
+            for (a, len) in &p.addrs {
+                if let IpAddr::V4(a) = a {
+                    // As `same_prefix`.
+                    let m = match *len {
+                        0 => 0,
+                        l => u32::MAX << (32 - u32::from(l.min(32))),
+                    };
+                    t.nets.push((u32::from(*a) & m, m, i as u16, u32::from(*a)));
+                }
+            }
+        }
+        t.gateway = ports.iter().enumerate().find_map(|(i, p)| {
+            let gw = IpAddr::V4(p.gateway_v4?);
+            Some(Route {
+                port: i as u16,
+                next_hop: gw,
+                src: p.connected(gw)?,
+            })
+        });
+        t
+    }
+
+    /// `Snapshot::route(IpAddr::V4(d))`.
+    #[inline]
+    pub(crate) fn route(&self, d: u32) -> Option<Route> {
+        for &(net, mask, port, src) in self.nets.iter() {
+            if d & mask == net {
+                return Some(Route {
+                    port,
+                    next_hop: IpAddr::V4(Ipv4Addr::from(d)),
+                    src: IpAddr::V4(Ipv4Addr::from(src)),
+                });
+            }
+        }
+        self.gateway
+    }
+}
 
 #[inline(always)]
 fn rd16(f: &[u8], at: usize) -> u16 {
@@ -80,7 +133,7 @@ impl Tables {
         let IpAddr::V4(vip) = snap.vips.services()[si].spec().vip else {
             return None;
         };
-        let route = snap.route(IpAddr::V4(client))?;
+        let route = snap.fast_routes.route(d)?;
 
         // Committed: what `reply_to_client` does.
         let st = self.conn.touch(hit.id, now, Dir::Reply, flags);
@@ -101,5 +154,75 @@ impl Tables {
         c.packets_out += 1;
         c.bytes_out += len;
         Some(send_via(&mut self.hops, buf, route, snap, ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::MacAddr;
+    use std::net::Ipv6Addr;
+
+    #[test]
+    fn routes_as_the_snapshot() {
+        let a4 = |s: &str| IpAddr::V4(s.parse().unwrap());
+        let port = |addrs: Vec<(IpAddr, u8)>, gw: Option<&str>| PortInfo {
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            addrs,
+            gateway_v4: gw.map(|g| g.parse().unwrap()),
+            gateway_v6: None,
+            vips: Vec::new(),
+            mtu: 1500,
+        };
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+        let layouts = vec![
+            vec![port(
+                vec![(a4("192.0.2.2"), 24), (v6, 64)],
+                Some("192.0.2.1"),
+            )],
+            vec![
+                // A gateway not on a prefix of its port; another's is.
+                port(vec![(a4("10.0.0.2"), 8)], Some("192.0.2.1")),
+                port(
+                    vec![(a4("192.0.2.2"), 25), (a4("192.0.2.130"), 32)],
+                    Some("192.0.2.1"),
+                ),
+                port(vec![(a4("198.51.100.2"), 0)], None),
+            ],
+            vec![port(vec![(a4("203.0.113.9"), 31)], None)],
+            vec![port(vec![(v6, 64)], Some("192.0.2.1"))],
+            Vec::new(),
+        ];
+        let mut x = 0x1234_5678u32;
+        for ports in layouts {
+            let snap = crate::pipeline::Snapshot::new(
+                1,
+                ports,
+                crate::service::VipTable::build(Vec::new(), 1).unwrap(),
+            );
+            let t = FastRoutes::of(&snap.ports);
+            let mut addrs = vec![
+                0xc000_0201,
+                0xc000_0282,
+                0xc000_0282,
+                0x0a01_0203,
+                0xcb00_7109,
+                0xcb00_7108,
+            ];
+            for _ in 0..2000 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                addrs.push(x);
+                addrs.push(0xc000_0200 | (x & 0xff));
+            }
+            for d in addrs {
+                assert_eq!(
+                    t.route(d),
+                    snap.route(IpAddr::V4(Ipv4Addr::from(d))),
+                    "{d:#x}"
+                );
+            }
+        }
     }
 }

@@ -307,6 +307,8 @@ pub struct Snapshot {
     /// Some service has a v4-mapped IPv6 VIP, which IPv4 packets reach
     /// but the fast path's VIP table does not hold ([`fast_reply`]).
     mapped_vips: bool,
+    /// IPv4 routes, for the reply fast path.
+    fast_routes: fast_reply::FastRoutes,
 }
 
 impl Snapshot {
@@ -323,7 +325,9 @@ impl Snapshot {
             fast_vips: fast::FastVips::default(),
             fast_base: Vec::new(),
             mapped_vips: false,
+            fast_routes: fast_reply::FastRoutes::default(),
         };
+        s.fast_routes = fast_reply::FastRoutes::of(&s.ports);
         s.fast = s.ports.iter().map(fast::FastPort::of).collect();
         s.mapped_vips = s
             .vips
