@@ -24,9 +24,10 @@
 //!   encapsulated packet fits the MTU.
 //!
 //! A frame that matches no service may be a NAT reply: see
-//! [`fast_reply`](super::fast_reply). New flows, SNAT replies, fragments, ICMP, IPv6, ARP and everything odd
-//! take the general path. The equivalence is tested frame by frame
-//! against the general path (`tests::fast_path_*`) and fuzzed.
+//! [`fast_reply`](super::fast_reply). New flows, SNAT replies,
+//! fragments, ICMP, IPv6, ARP and everything odd take the general path.
+//! The equivalence is tested frame by frame against the general path
+//! (`tests::fast_path_*`) and fuzzed.
 
 use std::net::{IpAddr, Ipv4Addr};
 
