@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per packet of the pipeline's hit path (DR and NAT, 4,096
-# established flows), counted by callgrind: the same figure on every run of
+# established flows; NAT replies; new flows), counted by callgrind: the same figure on every run of
 # the same build, whatever else the machine does. For A/B of the fast path.
 #
 #   scripts/instr.sh [PACKETS]       # default 200000
@@ -16,7 +16,7 @@ for l in sys.stdin:
         print(m["executable"])')
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-for mode in dr nat new; do
+for mode in dr nat new natreply; do
     # Twice: N packets and 2N, so setup and warm-up cancel out.
     for k in 1 2; do
         PIPELINE_MODE=$mode PIPELINE_COUNT=$((N * k)) valgrind --tool=callgrind \
@@ -26,6 +26,7 @@ for mode in dr nat new; do
     b=$(grep -o 'refs: *[0-9,]*' "$OUT/${mode}2.log" | tr -dc 0-9)
     case $mode in
         new) what="dr new flow (SYN from a new client)" ;;
+        natreply) what="nat reply (real -> client), 4,096 flows" ;;
         *) what="$mode hit, 4,096 flows" ;;
     esac
     python3 -c "print(f'$what: {($b - $a) / $N:.1f} instructions per packet')"

@@ -338,6 +338,7 @@ fn count_mode(n: u64) {
     let mode = match std::env::var("PIPELINE_MODE").as_deref() {
         Ok("nat") => Mode::Nat,
         Ok("new") => return count_new_mode(n),
+        Ok("natreply") => return count_reply_mode(n),
         _ => Mode::Dr,
     };
     let mut s = Setup::new(mode, 4_096);
@@ -365,6 +366,45 @@ fn count_new_mode(n: u64) {
     count_news(&mut s, &mut rot, 0, ROT as u64);
     count_hits_new(&mut s, &mut rot, n);
     println!("handled {n} new-flow packets");
+}
+
+/// `PIPELINE_MODE=natreply`: N replies (real:8080 -> client:cport, ACK)
+/// of the 4,096 established NAT flows, in [`count_hits`].
+fn count_reply_mode(n: u64) {
+    let mut s = Setup::new(Mode::Nat, 4_096);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let replies = (0..ROT)
+        .map(|_| {
+            let c = client(0x0a00_0000, rng.below(4_096));
+            let key = FlowKey {
+                service: 1,
+                client: IpAddr::V4(c.0),
+                client_port: c.1,
+                vport: 80,
+                proto: L4::Tcp,
+            };
+            let h = s.tables.conn.hash(&key);
+            let id = s.tables.conn.lookup(NOW as u32, &key, h).hit().unwrap();
+            let e = *s.tables.conn.entry(id);
+            let IpAddr::V4(real) = e.real() else {
+                unreachable!("IPv4 reals")
+            };
+            builder::tcp4(&FrameSpec {
+                src_mac: MacAddr([0x02, 0, 0, 0, 0, real.octets()[3] - 100]),
+                dst_mac: LB,
+                src: real,
+                src_port: e.real_port(),
+                dst: c.0,
+                dst_port: c.1,
+                tcp_flags: TcpFlags::ACK,
+                ..FrameSpec::default()
+            })
+        })
+        .collect();
+    let mut rot = Rotation::new(replies);
+    count_hits(&mut s, &mut rot, ROT as u64);
+    count_hits(&mut s, &mut rot, n);
+    println!("handled {n} NAT replies");
 }
 
 #[inline(never)]

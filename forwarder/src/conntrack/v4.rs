@@ -13,6 +13,9 @@
 //!   with what the fast path needs of it. An expired flow is reported as
 //!   `None` and left in place: the general path's [`ConnTable::lookup`]
 //!   frees it and reports it to the caller.
+//!
+//! For a NAT reply (`real -> client`, both IPv4) the same pair:
+//! [`ConnTable::hash_reply_v4`] and [`ConnTable::find_reply_v4`].
 
 use std::net::Ipv4Addr;
 
@@ -133,12 +136,104 @@ impl ConnTable {
     }
 }
 
+/// What the fast path needs of a live IPv4 NAT flow found by a reply
+/// (a copy, valid as [`HitV4`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyV4 {
+    /// The flow.
+    pub id: FlowId,
+    /// Control-plane id of its service.
+    pub service: u32,
+    /// Destination port on the VIP (the reply's new source port).
+    pub vport: u16,
+    /// State.
+    pub state: State,
+    /// When the flow was last described to the HA peer (ticks).
+    pub synced: u32,
+}
+
+/// The reply side of the fast path: a NAT reply `real:real_port ->
+/// client:client_port` with both addresses IPv4, without building the
+/// [`ReplyKey`](super::ReplyKey). Self-contained: it reads the reply
+/// index and the entries as [`ConnTable::lookup_reply`] does.
+impl ConnTable {
+    /// [`Self::hash_reply`] of the [`ReplyKey::Nat`](super::ReplyKey::Nat)
+    /// of these IPv4 values.
+    #[inline]
+    pub fn hash_reply_v4(
+        &self,
+        real: Ipv4Addr,
+        real_port: u16,
+        client: Ipv4Addr,
+        client_port: u16,
+        proto: L4,
+    ) -> u32 {
+        // As `PReply::hash` of v4-mapped addresses (high 64 bits 0) and
+        // the flags of a NAT key of two IPv4 addresses (F_NAT alone).
+        let mut h = mx(self.cfg.seed ^ 0x0072_6570_6c79, 0);
+        h = mx(h, 0xffff_0000_0000 | u64::from(u32::from(real)));
+        h = mx(h, 0);
+        h = mx(h, 0xffff_0000_0000 | u64::from(u32::from(client)));
+        h = mx(
+            h,
+            (u64::from(F_NAT) << 40)
+                | (u64::from(proto.code()) << 32)
+                | (u64::from(real_port) << 16)
+                | u64::from(client_port),
+        );
+        fin32(h)
+    }
+
+    /// The live, unexpired plain-NAT flow (IPv4 client and real) whose
+    /// replies are `real:real_port -> client:client_port`; `None` for a
+    /// miss or an expired flow (left for [`Self::lookup_reply`] to free).
+    /// `hash` as for [`Self::lookup_reply`]. Reads only.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn find_reply_v4(
+        &self,
+        now: u32,
+        real: Ipv4Addr,
+        real_port: u16,
+        client: Ipv4Addr,
+        client_port: u16,
+        proto: L4,
+        hash: u32,
+    ) -> Option<ReplyV4> {
+        let real = real.to_ipv6_mapped().octets();
+        let client = client.to_ipv6_mapped().octets();
+        let proto = proto.code();
+        let entries = &self.entries;
+        // The same match as `PReply::matches` of an IPv4 NAT key.
+        let s = self.rev.find(hash, |s| {
+            let e = &entries[s as usize];
+            e.flags & (F_LIVE | F_NAT | F_SNAT | F_REAL_V6 | F_CLIENT_V6) == F_LIVE | F_NAT
+                && e.real == real
+                && e.client == client
+                && e.real_port == real_port
+                && e.client_port == client_port
+                && e.proto == proto
+        })?;
+        let e = &self.entries[s as usize];
+        if is_expired(e.expiry, now) {
+            return None;
+        }
+        Some(ReplyV4 {
+            id: FlowId(s),
+            service: e.service,
+            vport: e.vport,
+            state: e.state(),
+            synced: e.synced,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv6Addr};
 
     use super::*;
-    use crate::conntrack::{FlowValue, Lookup};
+    use crate::conntrack::{FlowValue, Lookup, ReplyKey};
 
     fn key(i: u32) -> FlowKeyV4 {
         FlowKeyV4 {
@@ -222,5 +317,103 @@ mod tests {
         assert_eq!(t.find_v4(1, &k, h), None);
         assert_eq!(t.probe_v4(1, &k, h), Err(false));
         assert!(t.lookup(1, &k.key(), h).hit().is_some());
+    }
+
+    #[test]
+    fn reply_hash_and_flow_as_the_general_path() {
+        let mut t = ConnTable::with_capacity(4096);
+        let rkey = |e: &crate::conntrack::Entry| ReplyKey::Nat {
+            real: e.real(),
+            real_port: e.real_port(),
+            client: e.client(),
+            client_port: e.client_port(),
+            proto: e.proto(),
+        };
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => unreachable!(),
+        };
+        for i in 0..2000 {
+            let k = key(i);
+            let nat = match i % 3 {
+                0 => Nat::None,
+                1 => Nat::Nat,
+                _ => Nat::Snat(40_000 + i as u16),
+            };
+            let h = t.hash(&k.key());
+            t.insert(10, &k.key(), h, &value(i, nat), |_| {}).unwrap();
+        }
+        let mut found = 0;
+        for i in 0..2000 {
+            let k = key(i);
+            let id = t.lookup(10, &k.key(), t.hash(&k.key())).hit().unwrap();
+            let e = *t.entry(id);
+            let rk = rkey(&e);
+            let (real, client) = (v4(e.real()), v4(e.client()));
+            let (rp, cp, proto) = (e.real_port(), e.client_port(), e.proto());
+            let h = t.hash_reply_v4(real, rp, client, cp, proto);
+            assert_eq!(h, t.hash_reply(&rk), "{rk:?}");
+            let fast = t.find_reply_v4(10, real, rp, client, cp, proto, h);
+            // Found by both for a NAT flow; by neither for DR (no reply
+            // index entry) or SNAT (replies come to the local port).
+            match t.lookup_reply(10, &rk, h) {
+                Lookup::Hit(gid) => {
+                    let hit = fast.unwrap();
+                    found += 1;
+                    assert_eq!(hit.id, gid);
+                    assert_eq!(e.nat(), Nat::Nat);
+                    assert_eq!(hit.service, e.service());
+                    assert_eq!(hit.vport, e.vport());
+                    assert_eq!(hit.state, e.state());
+                    assert_eq!(hit.synced, e.synced());
+                }
+                Lookup::Miss => assert_eq!(fast, None, "{rk:?}"),
+                Lookup::Expired(_) => unreachable!(),
+            }
+            // Another port or address: a miss on both.
+            for (r, c, p) in [
+                (real, client, cp ^ 1),
+                (real, Ipv4Addr::from(u32::from(client) ^ 1), cp),
+                (Ipv4Addr::from(u32::from(real) ^ 1), client, cp),
+            ] {
+                let h = t.hash_reply_v4(r, rp, c, p, proto);
+                assert_eq!(t.find_reply_v4(10, r, rp, c, p, proto, h), None);
+            }
+        }
+        assert_eq!(found, 667);
+        t.check_invariants();
+    }
+
+    #[test]
+    fn expired_replies_are_left_to_the_general_path() {
+        let mut t = ConnTable::with_capacity(64);
+        let k = key(1);
+        t.insert(0, &k.key(), t.hash(&k.key()), &value(1, Nat::Nat), |_| {})
+            .unwrap();
+        let real = Ipv4Addr::new(192, 0, 2, 11);
+        let rk = ReplyKey::Nat {
+            real: IpAddr::V4(real),
+            real_port: 8080,
+            client: IpAddr::V4(k.client),
+            client_port: k.client_port,
+            proto: k.proto,
+        };
+        let h = t.hash_reply_v4(real, 8080, k.client, k.client_port, k.proto);
+        assert_eq!(h, t.hash_reply(&rk));
+        let timeout = t.config().timeouts.established;
+        assert!(t
+            .find_reply_v4(timeout - 1, real, 8080, k.client, k.client_port, k.proto, h)
+            .is_some());
+        // Expired: not reported, not freed.
+        assert_eq!(
+            t.find_reply_v4(timeout, real, 8080, k.client, k.client_port, k.proto, h),
+            None
+        );
+        assert_eq!(t.len(), 1);
+        assert!(matches!(
+            t.lookup_reply(timeout, &rk, h),
+            Lookup::Expired(_)
+        ));
+        assert_eq!(t.len(), 0);
     }
 }

@@ -23,9 +23,11 @@
 //!   reached on an IPv4 route; for NAT the TTL allows a hop, for TUN the
 //!   encapsulated packet fits the MTU.
 //!
-//! New flows, NAT replies, fragments, ICMP, IPv6, ARP and everything odd
-//! take the general path. The equivalence is tested frame by frame
-//! against the general path (`tests::fast_path_*`) and fuzzed.
+//! A frame that matches no service may be a NAT reply: see
+//! [`fast_reply`](super::fast_reply). New flows, SNAT replies,
+//! fragments, ICMP, IPv6, ARP and everything odd take the general path.
+//! The equivalence is tested frame by frame against the general path
+//! (`tests::fast_path_*`) and fuzzed.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -146,7 +148,10 @@ impl Tables {
         } else {
             TcpFlags::NONE
         };
-        let (si, key) = key_v4(snap, f)?;
+        let Some((si, key)) = key_v4(snap, f) else {
+            // No service: a NAT reply (real -> client)?
+            return self.fast_reply_v4(buf, s, d, proto, flags, ctx);
+        };
         let (src, dst, dport) = (key.client, Ipv4Addr::from(d), key.vport);
         let svc = &snap.vips.services()[si];
         let now = ctx.now_ms as u32;
@@ -511,7 +516,7 @@ fn nat_v4(f: &mut [u8], dst: u32, dport: u16, src: Option<(u32, u16)>) {
 
 /// One side of [`nat_v4`]: the address at `a_off`, the port at `p_off`.
 #[inline(always)]
-fn xlate_v4(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u16) {
+pub(super) fn xlate_v4(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u16) {
     let old_a = u32::from_be_bytes([f[a_off], f[a_off + 1], f[a_off + 2], f[a_off + 3]]);
     let old_p = rd16(f, p_off);
     let (c_off, inc) = if f[23] == ip_proto::UDP {

@@ -38,6 +38,7 @@
 //! ([`Tables::adopt`]).
 
 mod fast;
+mod fast_reply;
 pub mod frag;
 mod hairpin;
 mod icmp;
@@ -303,6 +304,11 @@ pub struct Snapshot {
     /// Per service index, the flat index of its first target (the fast
     /// path's next-hop memo, [`Tables`]`::fast_hops`).
     fast_base: Vec<u32>,
+    /// Some service has a v4-mapped IPv6 VIP, which IPv4 packets reach
+    /// but the fast path's VIP table does not hold ([`fast_reply`]).
+    mapped_vips: bool,
+    /// IPv4 routes, for the reply fast path.
+    fast_routes: fast_reply::FastRoutes,
 }
 
 impl Snapshot {
@@ -318,8 +324,16 @@ impl Snapshot {
             fast: Vec::new(),
             fast_vips: fast::FastVips::default(),
             fast_base: Vec::new(),
+            mapped_vips: false,
+            fast_routes: fast_reply::FastRoutes::default(),
         };
+        s.fast_routes = fast_reply::FastRoutes::of(&s.ports);
         s.fast = s.ports.iter().map(fast::FastPort::of).collect();
+        s.mapped_vips = s
+            .vips
+            .services()
+            .iter()
+            .any(|svc| matches!(svc.spec().vip, IpAddr::V6(a) if a.to_ipv4_mapped().is_some()));
         s.fast_vips = fast::FastVips::build(&s.vips);
         let mut base = 0u32;
         for svc in s.vips.services() {

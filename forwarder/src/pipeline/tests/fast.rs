@@ -7,9 +7,13 @@
 //! must be the same, over traffic that reaches every check of the fast
 //! path: new and established flows, DR / NAT (with hairpin source NAT) /
 //! TUN, UDP, wildcard ports, expiries, reals going down and drained, and
-//! frames with random bytes changed.
+//! frames with random bytes changed; and the replies of the NAT flows
+//! (real -> client: the reply fast path), to clients with and without a
+//! flow, from the flow's real and from others, of every TCP flag
+//! combination, changed and after expiry.
 
 use super::*;
+use crate::conntrack::{FlowKeyV4, L4};
 use crate::sync::{self, SyncSpec};
 
 const VIP4B: &str = "192.0.2.101";
@@ -27,7 +31,17 @@ fn specs(down: Option<RealState>) -> Vec<ServiceSpec> {
         nat.reals[0].state = st;
         wild.reals[1].state = st;
     }
-    vec![dr, nat, nat_udp, tun, wild]
+    // On the v4-mapped form of a client's address: IPv4 packets to that
+    // client (replies of its NAT flows too) are this service's.
+    let mapped = svc(
+        6,
+        "::ffff:203.0.113.7",
+        Proto::Tcp,
+        0,
+        Mode::Dr,
+        reals4(2, 0),
+    );
+    vec![dr, nat, nat_udp, tun, wild, mapped]
 }
 
 fn snap_of(down: Option<RealState>, sync_on: bool, generation: u64) -> Snapshot {
@@ -68,6 +82,8 @@ struct Pair {
     hits: u64,
     /// Frames handled.
     frames: u64,
+    /// NAT replies the fast path answered.
+    reply_hits: u64,
 }
 
 impl Pair {
@@ -83,10 +99,13 @@ impl Pair {
             general: rig(),
             hits: 0,
             frames: 0,
+            reply_hits: 0,
         }
     }
 
-    fn step(&mut self, frame: &[u8], what: &str) {
+    /// Handles `frame` on both rigs, compares; whether the fast path
+    /// answered.
+    fn step(&mut self, frame: &[u8], what: &str) -> bool {
         let (a, b) = (&mut self.fast, &mut self.general);
         let mut fa = TestBuffer::new(frame);
         let mut fb = TestBuffer::new(frame);
@@ -104,7 +123,9 @@ impl Pair {
             .is_multiple_of(2)
             .then(|| a.tables.flow_hash_v4(frame, &a.snap))
             .flatten();
-        let oa = match a.tables.fast_v4(&mut fa, 0, &mut ca, hint) {
+        let fast = a.tables.fast_v4(&mut fa, 0, &mut ca, hint);
+        let answered = fast.is_some();
+        let oa = match fast {
             Some(o) => {
                 self.hits += 1;
                 o
@@ -126,6 +147,7 @@ impl Pair {
         if a.tables.sync.due(a.now) || b.tables.sync.due(b.now) {
             self.compare_sync(what);
         }
+        answered
     }
 
     fn compare_sync(&mut self, what: &str) {
@@ -184,11 +206,7 @@ impl Pair {
 /// One frame of the traffic mix: a client (off-link, or on the reals'
 /// link so NAT flows are source-NATed), a service port, flags.
 fn traffic(rng: &mut Rng) -> Vec<u8> {
-    let client = if rng.below(8) == 0 {
-        format!("192.0.2.{}", 50 + rng.below(8))
-    } else {
-        format!("203.0.113.{}", 1 + rng.below(24))
-    };
+    let client = client_of(rng);
     let sport = 30_000 + rng.below(6) as u16;
     let (dst, dport, udp) = match rng.below(12) {
         0..=3 => (VIP4, 80, false),
@@ -208,6 +226,65 @@ fn traffic(rng: &mut Rng) -> Vec<u8> {
     let mut spec = tcp4(&client, sport, dst, dport, flags);
     if rng.below(6) == 0 {
         spec.payload = vec![0x5a; 1400];
+    }
+    if udp {
+        builder::udp4(&spec)
+    } else {
+        builder::tcp4(&spec)
+    }
+}
+
+/// A client of the traffic mix: off-link (NAT), or on the reals' link
+/// (source NAT: its replies come to our address, not to it).
+fn client_of(rng: &mut Rng) -> String {
+    if rng.below(8) == 0 {
+        format!("192.0.2.{}", 50 + rng.below(8))
+    } else {
+        format!("203.0.113.{}", 1 + rng.below(24))
+    }
+}
+
+/// A reply from a real of a NAT service (TCP 8080 -> real port 8000, UDP
+/// 53 -> the client's vport) to a client of the mix: mostly from the
+/// real and port of the client's flow (as the general rig holds it, even
+/// expired), else from another real or port.
+fn nat_reply(rng: &mut Rng, general: &Rig) -> Vec<u8> {
+    let client = client_of(rng);
+    let cport = 30_000 + rng.below(6) as u16;
+    let udp = rng.below(4) == 0;
+    let key = FlowKeyV4 {
+        service: if udp { 3 } else { 2 },
+        client: v4(&client),
+        client_port: cport,
+        vport: if udp { 53 } else { 8080 },
+        proto: if udp { L4::Udp } else { L4::Tcp },
+    }
+    .key();
+    let flow = general
+        .tables
+        .conn
+        .live()
+        .find(|e| e.key() == key)
+        .map(|e| (e.real(), e.real_port()));
+    let (real, rport) = match flow {
+        Some((IpAddr::V4(r), p)) if rng.below(8) != 0 => (r, p),
+        _ => (
+            Ipv4Addr::new(192, 0, 2, 21 + rng.below(3) as u8),
+            [8000, 53, 8001, 80][rng.below(4) as usize],
+        ),
+    };
+    let flags = match rng.below(16) {
+        0 => WireFlags::SYN | WireFlags::ACK,
+        1 => WireFlags::FIN | WireFlags::ACK,
+        2 => WireFlags::RST,
+        3 => WireFlags::RST | WireFlags::ACK,
+        4 => WireFlags::SYN,
+        _ => WireFlags::ACK | WireFlags::PSH,
+    };
+    let mut spec = tcp4(&real.to_string(), rport, &client, cport, flags);
+    spec.src_mac = real_mac(real.octets()[3] - 20);
+    if rng.below(6) == 0 {
+        spec.payload = vec![0xa5; 1400];
     }
     if udp {
         builder::udp4(&spec)
@@ -281,11 +358,18 @@ fn run_mix(sync_on: bool, seed: u64, frames: usize) -> Pair {
     let mut p = Pair::new(sync_on);
     let mut rng = Rng(seed);
     for i in 0..frames {
-        let mut f = traffic(&mut rng);
+        // A third of the frames are replies of the NAT services.
+        let reply = rng.below(3) == 0;
+        let mut f = if reply {
+            nat_reply(&mut rng, &p.general)
+        } else {
+            traffic(&mut rng)
+        };
         if rng.below(4) == 0 {
             mutate(&mut rng, &mut f);
         }
-        p.step(&f, &format!("frame {i}"));
+        let fast = p.step(&f, &format!("frame {i}"));
+        p.reply_hits += u64::from(reply && fast);
         p.advance(rng.below(40));
         match rng.below(2000) {
             // Past the SYN timeout (half-open flows expire) ...
@@ -313,10 +397,20 @@ fn fast_path_matches_the_general_path() {
     // Most frames of established flows take the fast path: the
     // comparison is not vacuous.
     assert!(p.hits > 10_000, "fast path hits: {}", p.hits);
+    assert!(
+        p.reply_hits > 2_500,
+        "reply fast path hits: {}",
+        p.reply_hits
+    );
 }
 
 #[test]
 fn fast_path_matches_the_general_path_with_connection_sync() {
     let p = run_mix(true, 0x0bad_cafe_8765_4321, 20_000);
     assert!(p.hits > 6_000, "fast path hits: {}", p.hits);
+    assert!(
+        p.reply_hits > 1_400,
+        "reply fast path hits: {}",
+        p.reply_hits
+    );
 }
