@@ -999,7 +999,10 @@ impl ConnTable {
     /// with huge pages (fewer TLB misses on random lookups).
     pub fn memory_regions(&self) -> [(*const u8, usize); 3] {
         [
-            (self.entries.as_ptr().cast(), std::mem::size_of_val(&*self.entries)),
+            (
+                self.entries.as_ptr().cast(),
+                std::mem::size_of_val(&*self.entries),
+            ),
             self.fwd.region(),
             self.rev.region(),
         ]
