@@ -319,8 +319,14 @@ impl Worker {
                 for (j, h) in hints.iter_mut().enumerate().take(n) {
                     if let Some(f) = rx.frame(j) {
                         *h = tables.flow_hash_v4(f, &snap);
-                        if let Some(h) = *h {
-                            dpdk::prefetch(tables.conn.bucket_addr(h));
+                        match *h {
+                            Some(h) => dpdk::prefetch(tables.conn.bucket_addr(h)),
+                            // Perhaps a NAT reply: its reply-index bucket.
+                            None => {
+                                if let Some(p) = tables.reply_bucket_v4(f) {
+                                    dpdk::prefetch(p);
+                                }
+                            }
                         }
                     }
                 }

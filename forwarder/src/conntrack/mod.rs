@@ -1055,6 +1055,12 @@ impl ConnTable {
         Some(std::ptr::from_ref(&self.entries[s as usize]).cast())
     }
 
+    /// [`Self::bucket_addr`] for the reply index.
+    #[inline]
+    pub fn reply_bucket_addr(&self, hash: u32) -> *const u8 {
+        self.rev.bucket_addr(hash)
+    }
+
     /// [`Self::prefetch`] for the reply index.
     #[inline]
     pub fn prefetch_reply(&self, hash: u32) {

@@ -331,6 +331,28 @@ impl Tables {
         let (_, key) = key_v4(snap, frame)?;
         Some(self.conn.hash_v4(&key))
     }
+
+    /// For a frame [`Self::flow_hash_v4`] found no service for: the
+    /// address of the reply-index bucket a NAT reply lookup of it would
+    /// read first (for the worker to prefetch), from the IPv4 header and
+    /// ports alone.
+    #[inline]
+    pub fn reply_bucket_v4(&self, frame: &[u8]) -> Option<*const u8> {
+        if frame.len() < 14 + 20 + 8 || frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
+            return None;
+        }
+        let l4 = match frame[23] {
+            ip_proto::TCP => L4::Tcp,
+            ip_proto::UDP => L4::Udp,
+            _ => return None,
+        };
+        let real = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+        let client = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+        let rport = u16::from_be_bytes([frame[34], frame[35]]);
+        let cport = u16::from_be_bytes([frame[36], frame[37]]);
+        let h = self.conn.hash_reply_v4(real, rport, client, cport, l4);
+        Some(self.conn.reply_bucket_addr(h))
+    }
 }
 
 /// The service index and the forward key of an IPv4 TCP/UDP frame with a

@@ -414,3 +414,52 @@ fn fast_path_matches_the_general_path_with_connection_sync() {
         p.reply_hits
     );
 }
+
+#[test]
+fn first_pass_hashes_and_buckets_are_the_lookups_own() {
+    let mut r = Rig::small(Vec::new());
+    r.snap = snap_of(None, false, 1);
+    r.tables = Tables::new(1024, &r.snap);
+    // A NAT flow: the client's SYN to VIP:8080.
+    let syn = builder::tcp4(&tcp4("203.0.113.9", 40_000, VIP4, 8080, WireFlags::SYN));
+    assert!(matches!(r.run(&syn).0, Outcome::Forward { .. }));
+    let e = r.tables.conn.live().next().unwrap();
+    let (IpAddr::V4(real), real_port) = (e.real(), e.real_port()) else {
+        panic!("IPv4 real expected")
+    };
+    // The forward hash of the first pass is the table's hash of the key.
+    let h = r.tables.flow_hash_v4(&syn, &r.snap).unwrap();
+    assert_eq!(h, r.tables.conn.hash(&e.key()));
+    assert_eq!(
+        r.tables.conn.bucket_addr(h),
+        r.tables.conn.bucket_addr(r.tables.conn.hash(&e.key()))
+    );
+    // The reply's bucket is the one the reply lookup reads.
+    let reply = builder::tcp4(&FrameSpec {
+        src_mac: real_mac(1),
+        ..tcp4(
+            &real.to_string(),
+            real_port,
+            "203.0.113.9",
+            40_000,
+            WireFlags::ACK,
+        )
+    });
+    assert_eq!(r.tables.flow_hash_v4(&reply, &r.snap), None);
+    let key = ReplyKey::Nat {
+        real: IpAddr::V4(real),
+        real_port,
+        client: IpAddr::V4(v4("203.0.113.9")),
+        client_port: 40_000,
+        proto: L4::Tcp,
+    };
+    let want = r
+        .tables
+        .conn
+        .reply_bucket_addr(r.tables.conn.hash_reply(&key));
+    assert_eq!(r.tables.reply_bucket_v4(&reply), Some(want));
+    // Not IPv4 TCP/UDP: no hash, no bucket.
+    let arp = vec![0u8; 60];
+    assert_eq!(r.tables.flow_hash_v4(&arp, &r.snap), None);
+    assert_eq!(r.tables.reply_bucket_v4(&arp), None);
+}
