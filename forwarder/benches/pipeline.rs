@@ -385,7 +385,7 @@ fn count_reply_mode(n: u64) {
             };
             let h = s.tables.conn.hash(&key);
             let id = s.tables.conn.lookup(NOW as u32, &key, h).hit().unwrap();
-            let e = *s.tables.conn.entry(id);
+            let e = s.tables.conn.entry(id);
             let IpAddr::V4(real) = e.real() else {
                 unreachable!("IPv4 reals")
             };

@@ -6,26 +6,31 @@
 //!
 //! # Layout
 //!
-//! * A slab of `capacity` [`Entry`]s, 64 bytes each, cache-line aligned.
-//!   Free entries form an intrusive free list. A [`FlowId`] is a slab slot.
-//! * A forward index (client -> VIP) and a reply index (real -> client, NAT
-//!   flows only), each a bucketed hash index ([`index`]) of 64-byte buckets
-//!   of 10 ways sized for 8 flows per bucket: 8 bytes per flow each.
+//! * A slab of `capacity` 32-byte cells, two per cache line. A flow whose
+//!   client and real are both IPv4 is one cell (addresses as 32-bit
+//!   words); a flow with an IPv6 address takes a second cell for its
+//!   16-byte addresses, linked from the first (see `Cell`). Capacity
+//!   counts cells: `capacity` IPv4 flows, or half as many IPv6 ones.
+//!   Free cells form an intrusive free list. A [`FlowId`] is the slot of
+//!   a flow's first cell.
+//! * A forward index (client -> VIP) and a reply index (real -> client,
+//!   NAT flows only), each a bucketed hash index ([`index`]) of 64-byte
+//!   buckets of 10 ways sized for 8 flows per bucket: 8 bytes per flow
+//!   each.
 //!
-//! Memory: 64 (entry) + 8 (forward) + 8 (reply) = 80 bytes per flow, plus
-//! a few hundred bytes of table header: 10,000,000 flows take ~800 MB
-//! (`memory_bytes`; the `bytes_per_flow_10m` test prints the measure).
+//! Memory: 32 (cell) + 8 (forward) + 8 (reply) = 48 bytes per IPv4 flow,
+//! 80 per IPv6 flow, plus a few hundred bytes of table header: 10,000,000
+//! IPv4 flows take 480 MB (`memory_bytes`; the `bytes_per_flow_10m` test
+//! prints the measure).
 //!
 //! # Hashing and lookups
 //!
 //! Keys are hashed with a seeded multiply-xorshift over the key's fields
-//! ([`ConnTable::hash`], [`ConnTable::hash_reply`]) to 32 bits. The forward
-//! lookup accepts any caller-supplied 32-bit hash instead (e.g. the NIC's
-//! RSS hash), provided the same key always comes with the same hash; the
-//! entry stores the hash it was inserted with so that it can be removed
-//! later. Lookups are hash-then-probe: a burst can hash all its packets
-//! first and then probe. Probing is bounded (8 buckets); a hit usually
-//! reads one bucket line and one entry line.
+//! ([`ConnTable::hash`], [`ConnTable::hash_reply`]) to 32 bits; callers
+//! pass that hash to lookups and inserts (so a burst can hash all its
+//! packets first, prefetch, then probe). The hash is not stored: freeing
+//! a flow recomputes it from the key. Probing is bounded (8 buckets); an
+//! IPv4 hit usually reads one bucket line and one cell.
 //!
 //! # Time
 //!
@@ -546,67 +551,148 @@ const F_CLIENT_V6: u8 = 2;
 const F_REAL_V6: u8 = 4;
 const F_NAT: u8 = 8;
 const F_SNAT: u8 = 16;
+/// An extension cell (the addresses of an IPv6 flow), never live itself.
+const F_EXT: u8 = 32;
+/// The protocol code sits in the top two bits of `flags`.
+const PROTO_SHIFT: u8 = 6;
 
-/// One flow: exactly one 64-byte cache line, IPv4 and IPv6 alike.
+/// One 32-byte cell of the slab: two per cache line.
+///
+/// A flow whose client and real are both IPv4 is one **head** cell:
 ///
 /// ```text
 /// off size field
-///   0  16  client address (IPv4 stored v4-mapped; family in `flags`)
-///  16  16  real address   (idem)
-///  32   4  service id     (next free slot while on the free list)
-///  36   4  expiry (ticks)
-///  40   4  forward hash the flow was inserted with
-///  44   2  client port          46 2 VIP port
-///  48   2  real port            50 2 SNAT port (hairpin)
-///  52   2  real index hint      54 1 protocol   55 1 state
-///  56   1  flags: live, client v6, real v6, NAT, SNAT
-///  57   3  padding          60 4 tick of the last connection-sync record
+///   0   4  client IPv4 address        4  4  real IPv4 address
+///   8   4  service id (next free cell while on the free list)
+///  12   4  expiry (ticks)             16  4  tick of the last sync record
+///  20   2  client port   22 2 VIP port   24 2 real port   26 2 SNAT port
+///  28   2  real index hint            30  1  state
+///  31   1  flags: live, client v6, real v6, NAT, SNAT, extension; protocol
 /// ```
 ///
-/// Full IPv6 addresses fit: the key (service, client, ports, protocol:
-/// 25 bytes) and the value (real address and port, SNAT port, hint,
-/// state, expiry, flags: 30 bytes) plus the stored hash need 59 bytes.
-/// The real index is only a hint: after a snapshot swap the worker checks
-/// it against the stored real address (`Service::resolve_real`), so no
-/// generation number is needed.
+/// A flow with an IPv6 address (client or real) takes a second,
+/// **extension** cell for its addresses: the head keeps the last four
+/// bytes of the client's 16-byte form in `a` (a cheap first compare) and
+/// the extension's index in `b`; the extension holds the client's first
+/// 12 bytes and the real's 16 (28 bytes over the fields up to the SNAT
+/// port) and is marked `F_EXT`, never `F_LIVE`. IPv4 addresses in an
+/// IPv6 flow are kept v4-mapped, the family in `flags`.
+///
+/// The forward hash is not stored: it is the table's hash of the key,
+/// recomputed when the flow is freed. The real index is only a hint:
+/// after a snapshot swap the worker checks it against the stored real
+/// address (`Service::resolve_target`).
 #[derive(Clone, Copy, Debug)]
-#[repr(C, align(64))]
-pub struct Entry {
-    client: [u8; 16],
-    real: [u8; 16],
+#[repr(C, align(32))]
+struct Cell {
+    a: u32,
+    b: u32,
     service: u32,
     expiry: u32,
-    hash: u32,
+    synced: u32,
     client_port: u16,
     vport: u16,
     real_port: u16,
     snat_port: u16,
     real_hint: u16,
-    proto: u8,
     state: u8,
     flags: u8,
-    synced: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() <= 64);
-const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+const _: () = assert!(std::mem::size_of::<Cell>() == 32);
 
-const FREE_ENTRY: Entry = Entry {
-    client: [0; 16],
-    real: [0; 16],
+const FREE_CELL: Cell = Cell {
+    a: 0,
+    b: 0,
     service: NIL,
     expiry: 0,
-    hash: 0,
+    synced: 0,
     client_port: 0,
     vport: 0,
     real_port: 0,
     snat_port: 0,
     real_hint: 0,
-    proto: 0,
     state: 0,
     flags: 0,
-    synced: 0,
 };
+
+impl Cell {
+    #[inline]
+    fn is_live(&self) -> bool {
+        self.flags & F_LIVE != 0
+    }
+    #[inline]
+    fn has_ext(&self) -> bool {
+        self.flags & (F_CLIENT_V6 | F_REAL_V6) != 0
+    }
+    #[inline]
+    fn proto(&self) -> u8 {
+        self.flags >> PROTO_SHIFT
+    }
+    #[inline]
+    fn state(&self) -> State {
+        State::from_u8(self.state)
+    }
+    /// Cells the flow of this head takes.
+    #[inline]
+    fn cells(&self) -> u32 {
+        if self.has_ext() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// An extension cell holding `client[..12]` and `real`.
+    fn ext(client: &[u8; 16], real: &[u8; 16]) -> Cell {
+        let w = |b: &[u8], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let h = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+        Cell {
+            a: w(client, 0),
+            b: w(client, 4),
+            service: w(client, 8),
+            expiry: w(real, 0),
+            synced: w(real, 4),
+            client_port: h(real, 8),
+            vport: h(real, 10),
+            real_port: h(real, 12),
+            snat_port: h(real, 14),
+            real_hint: 0,
+            state: 0,
+            flags: F_EXT,
+        }
+    }
+}
+
+/// The two addresses of a flow in their 16-byte forms.
+#[inline]
+fn addrs16(cells: &[Cell], head: &Cell) -> ([u8; 16], [u8; 16]) {
+    if !head.has_ext() {
+        let c = Ipv4Addr::from(head.a).to_ipv6_mapped().octets();
+        let r = Ipv4Addr::from(head.b).to_ipv6_mapped().octets();
+        return (c, r);
+    }
+    let x = &cells[head.b as usize];
+    let mut c = [0u8; 16];
+    c[0..4].copy_from_slice(&x.a.to_be_bytes());
+    c[4..8].copy_from_slice(&x.b.to_be_bytes());
+    c[8..12].copy_from_slice(&x.service.to_be_bytes());
+    c[12..16].copy_from_slice(&head.a.to_be_bytes());
+    let mut r = [0u8; 16];
+    r[0..4].copy_from_slice(&x.expiry.to_be_bytes());
+    r[4..8].copy_from_slice(&x.synced.to_be_bytes());
+    r[8..10].copy_from_slice(&x.client_port.to_be_bytes());
+    r[10..12].copy_from_slice(&x.vport.to_be_bytes());
+    r[12..14].copy_from_slice(&x.real_port.to_be_bytes());
+    r[14..16].copy_from_slice(&x.snat_port.to_be_bytes());
+    (c, r)
+}
+
+/// The last four bytes of a 16-byte address form.
+#[inline]
+fn low32(b: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([b[12], b[13], b[14], b[15]])
+}
 
 #[inline]
 fn from16(b: [u8; 16], v6: bool) -> IpAddr {
@@ -619,7 +705,43 @@ fn from16(b: [u8; 16], v6: bool) -> IpAddr {
     }
 }
 
+/// A flow as stored (a decoded copy of its cells).
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    client: [u8; 16],
+    real: [u8; 16],
+    service: u32,
+    expiry: u32,
+    synced: u32,
+    client_port: u16,
+    vport: u16,
+    real_port: u16,
+    snat_port: u16,
+    real_hint: u16,
+    proto: u8,
+    state: u8,
+    flags: u8,
+}
+
 impl Entry {
+    fn decode(cells: &[Cell], head: &Cell) -> Entry {
+        let (client, real) = addrs16(cells, head);
+        Entry {
+            client,
+            real,
+            service: head.service,
+            expiry: head.expiry,
+            synced: head.synced,
+            client_port: head.client_port,
+            vport: head.vport,
+            real_port: head.real_port,
+            snat_port: head.snat_port,
+            real_hint: head.real_hint,
+            proto: head.proto(),
+            state: head.state,
+            flags: head.flags,
+        }
+    }
     /// Client address.
     pub fn client(&self) -> IpAddr {
         from16(self.client, self.flags & F_CLIENT_V6 != 0)
@@ -685,10 +807,6 @@ impl Entry {
     pub fn synced(&self) -> u32 {
         self.synced
     }
-    #[inline]
-    fn is_live(&self) -> bool {
-        self.flags & F_LIVE != 0
-    }
 }
 
 /// A key in the stored form.
@@ -714,14 +832,34 @@ impl PKey {
             v6: if v6 { F_CLIENT_V6 } else { 0 },
         }
     }
+
     #[inline]
-    fn matches(&self, e: &Entry) -> bool {
-        e.flags & (F_LIVE | F_CLIENT_V6) == F_LIVE | self.v6
-            && e.client == self.client
-            && e.service == self.service
-            && e.client_port == self.client_port
-            && e.vport == self.vport
-            && e.proto == self.proto
+    fn of_entry(e: &Entry) -> Self {
+        Self {
+            client: e.client,
+            service: e.service,
+            client_port: e.client_port,
+            vport: e.vport,
+            proto: e.proto,
+            v6: e.flags & F_CLIENT_V6,
+        }
+    }
+
+    #[inline]
+    fn matches(&self, cells: &[Cell], s: u32) -> bool {
+        let e = &cells[s as usize];
+        if e.flags & (F_LIVE | F_CLIENT_V6) != F_LIVE | self.v6
+            || e.a != low32(&self.client)
+            || e.service != self.service
+            || e.client_port != self.client_port
+            || e.vport != self.vport
+            || e.proto() != self.proto
+        {
+            return false;
+        }
+        // The rest of the client's address: in the extension cell of a
+        // flow that has one (IPv4 clients of IPv4 flows match on `a`).
+        !e.has_ext() || addrs16(cells, e).0 == self.client
     }
 }
 
@@ -802,23 +940,37 @@ impl PReply {
     }
 
     #[inline]
-    fn matches(&self, e: &Entry) -> bool {
+    fn matches(&self, cells: &[Cell], s: u32) -> bool {
+        let e = &cells[s as usize];
         if !e.is_live() || e.flags & (F_NAT | F_SNAT) == 0 {
             return false;
         }
         if self.flags & F_SNAT != 0 {
-            e.flags & (F_SNAT | F_REAL_V6) == self.flags
-                && e.real == self.real
-                && e.real_port == self.real_port
-                && e.snat_port == self.port
-                && e.proto == self.proto
+            if e.flags & (F_SNAT | F_REAL_V6) != self.flags
+                || e.real_port != self.real_port
+                || e.snat_port != self.port
+                || e.proto() != self.proto
+            {
+                return false;
+            }
+            if e.has_ext() {
+                addrs16(cells, e).1 == self.real
+            } else {
+                e.b == low32(&self.real)
+            }
         } else {
-            e.flags & (F_NAT | F_SNAT | F_REAL_V6 | F_CLIENT_V6) == self.flags
-                && e.real == self.real
-                && e.client == self.client
-                && e.real_port == self.real_port
-                && e.client_port == self.port
-                && e.proto == self.proto
+            if e.flags & (F_NAT | F_SNAT | F_REAL_V6 | F_CLIENT_V6) != self.flags
+                || e.real_port != self.real_port
+                || e.client_port != self.port
+                || e.proto() != self.proto
+            {
+                return false;
+            }
+            if e.has_ext() {
+                addrs16(cells, e) == (self.client, self.real)
+            } else {
+                e.a == low32(&self.client) && e.b == low32(&self.real)
+            }
         }
     }
 
@@ -880,7 +1032,9 @@ fn fwd_hash(seed: u64, k: &PKey) -> u32 {
 
 /// The per-worker flow table. See the module docs.
 pub struct ConnTable {
-    entries: Box<[Entry]>,
+    cells: Box<[Cell]>,
+    /// Cells on the free list.
+    free_cells: u32,
     fwd: Index,
     rev: Index,
     free_head: u32,
@@ -895,7 +1049,7 @@ pub struct ConnTable {
 impl std::fmt::Debug for ConnTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnTable")
-            .field("capacity", &self.entries.len())
+            .field("capacity", &self.cells.len())
             .field("len", &self.len)
             .field("counters", &self.counters)
             .finish()
@@ -904,7 +1058,7 @@ impl std::fmt::Debug for ConnTable {
 
 /// Eviction rank: lower is evicted first; `None` = never.
 #[inline]
-fn victim_rank(e: &Entry, now: u32, evict_established: bool) -> Option<(u8, i32)> {
+fn victim_rank(e: &Cell, now: u32, evict_established: bool) -> Option<(u8, i32)> {
     let remaining = e.expiry.wrapping_sub(now) as i32;
     if is_expired(e.expiry, now) {
         return Some((0, remaining));
@@ -930,12 +1084,13 @@ impl ConnTable {
             "capacity out of range"
         );
         let cap = cfg.capacity as usize;
-        let mut entries = vec![FREE_ENTRY; cap].into_boxed_slice();
-        for (i, e) in entries.iter_mut().enumerate() {
+        let mut cells = vec![FREE_CELL; cap].into_boxed_slice();
+        for (i, e) in cells.iter_mut().enumerate() {
             e.service = if i + 1 < cap { i as u32 + 1 } else { NIL };
         }
         Self {
-            entries,
+            cells,
+            free_cells: cap as u32,
             fwd: Index::for_flows(cap),
             rev: Index::for_flows(cap),
             free_head: 0,
@@ -956,10 +1111,11 @@ impl ConnTable {
         Self::new(Config::new(capacity))
     }
 
-    /// Maximum number of flows.
+    /// Maximum number of flows: cells, each IPv4 flow taking one and
+    /// each flow with an IPv6 address two.
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.cells.len()
     }
     /// Live flows (including expired ones not freed yet).
     #[inline]
@@ -970,6 +1126,12 @@ impl ConnTable {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+    /// Cells in use (an IPv4 flow takes one, a flow with an IPv6
+    /// address two); [`Self::capacity`] counts cells.
+    #[inline]
+    pub fn cells_used(&self) -> usize {
+        self.cells.len() - self.free_cells as usize
     }
     /// Flows per state, indexed by `State as usize`.
     #[inline]
@@ -988,7 +1150,7 @@ impl ConnTable {
     }
     /// Bytes of memory held (slab, both indexes, header).
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.entries)
+        std::mem::size_of_val(&*self.cells)
             + self.fwd.bytes()
             + self.rev.bytes()
             + std::mem::size_of::<Self>()
@@ -1000,8 +1162,8 @@ impl ConnTable {
     pub fn memory_regions(&self) -> [(*const u8, usize); 3] {
         [
             (
-                self.entries.as_ptr().cast(),
-                std::mem::size_of_val(&*self.entries),
+                self.cells.as_ptr().cast(),
+                std::mem::size_of_val(&*self.cells),
             ),
             self.fwd.region(),
             self.rev.region(),
@@ -1035,7 +1197,7 @@ impl ConnTable {
     #[inline]
     pub fn prefetch_entry(&self, hash: u32) {
         if let Some(s) = self.fwd.first_candidate(hash) {
-            std::hint::black_box(self.entries[s as usize].expiry);
+            std::hint::black_box(self.cells[s as usize].expiry);
         }
     }
 
@@ -1052,7 +1214,7 @@ impl ConnTable {
     #[inline]
     pub fn entry_addr(&self, hash: u32) -> Option<*const u8> {
         let s = self.fwd.first_candidate(hash)?;
-        Some(std::ptr::from_ref(&self.entries[s as usize]).cast())
+        Some(std::ptr::from_ref(&self.cells[s as usize]).cast())
     }
 
     /// [`Self::bucket_addr`] for the reply index.
@@ -1071,14 +1233,14 @@ impl ConnTable {
     #[inline]
     pub fn prefetch_reply_entry(&self, hash: u32) {
         if let Some(s) = self.rev.first_candidate(hash) {
-            std::hint::black_box(self.entries[s as usize].expiry);
+            std::hint::black_box(self.cells[s as usize].expiry);
         }
     }
 
-    /// The flow of `id`.
+    /// The flow of `id` (a decoded copy).
     #[inline]
-    pub fn entry(&self, id: FlowId) -> &Entry {
-        &self.entries[id.0 as usize]
+    pub fn entry(&self, id: FlowId) -> Entry {
+        Entry::decode(&self.cells, &self.cells[id.0 as usize])
     }
 
     /// Forward lookup. `hash` is [`Self::hash`] of `key` or the caller's
@@ -1088,8 +1250,8 @@ impl ConnTable {
     #[inline]
     pub fn lookup(&mut self, now: u32, key: &FlowKey, hash: u32) -> Lookup {
         let pk = PKey::new(key);
-        let entries = &self.entries;
-        match self.fwd.find(hash, |s| pk.matches(&entries[s as usize])) {
+        let cells = &self.cells;
+        match self.fwd.find(hash, |s| pk.matches(cells, s)) {
             None => Lookup::Miss,
             Some(s) => self.hit_or_expire(s, now),
         }
@@ -1100,8 +1262,8 @@ impl ConnTable {
     #[inline]
     pub fn lookup_reply(&mut self, now: u32, key: &ReplyKey, hash: u32) -> Lookup {
         let pr = PReply::new(key);
-        let entries = &self.entries;
-        match self.rev.find(hash, |s| pr.matches(&entries[s as usize])) {
+        let cells = &self.cells;
+        match self.rev.find(hash, |s| pr.matches(cells, s)) {
             None => Lookup::Miss,
             Some(s) => self.hit_or_expire(s, now),
         }
@@ -1109,7 +1271,7 @@ impl ConnTable {
 
     #[inline]
     fn hit_or_expire(&mut self, s: u32, now: u32) -> Lookup {
-        if is_expired(self.entries[s as usize].expiry, now) {
+        if is_expired(self.cells[s as usize].expiry, now) {
             Lookup::Expired(self.free(s, FreeReason::Expired))
         } else {
             Lookup::Hit(FlowId(s))
@@ -1121,7 +1283,7 @@ impl ConnTable {
     /// the new state.
     #[inline]
     pub fn touch(&mut self, id: FlowId, now: u32, dir: Dir, flags: TcpFlags) -> State {
-        let e = &mut self.entries[id.0 as usize];
+        let e = &mut self.cells[id.0 as usize];
         let old = e.state();
         let new = old.next(dir, flags);
         if new != old {
@@ -1136,7 +1298,7 @@ impl ConnTable {
     /// Sets a flow's state and expiry as another node reported them
     /// (connection sync): `expiry` = `now` + the time it had left there.
     pub fn restore(&mut self, id: FlowId, state: State, expiry: u32) {
-        let e = &mut self.entries[id.0 as usize];
+        let e = &mut self.cells[id.0 as usize];
         let old = e.state();
         if old != state {
             self.by_state[old as usize] -= 1;
@@ -1149,25 +1311,29 @@ impl ConnTable {
     /// Records that flow `id` was described to the HA peer at `now`.
     #[inline]
     pub fn set_synced(&mut self, id: FlowId, now: u32) {
-        self.entries[id.0 as usize].synced = now;
+        self.cells[id.0 as usize].synced = now;
     }
 
     /// Every live flow (expired ones not freed yet included), in slab
     /// order. O(capacity): for snapshot changes and tests, not per packet.
-    pub fn live(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.entries.iter().filter(|e| e.is_live())
+    pub fn live(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.cells
+            .iter()
+            .filter(|e| e.is_live())
+            .map(|e| Entry::decode(&self.cells, e))
     }
 
     /// Updates the real index hint of a flow (after re-resolving it
     /// against a new snapshot).
     #[inline]
     pub fn set_real_hint(&mut self, id: FlowId, hint: RealIdx) {
-        self.entries[id.0 as usize].real_hint = hint.0;
+        self.cells[id.0 as usize].real_hint = hint.0;
     }
 
     /// Inserts a new flow; its expiry is `now` + the timeout of
-    /// `value.state`. `hash` as for [`Self::lookup`]. Entries freed to make
-    /// room (or found expired on the way) are passed to `on_free`.
+    /// `value.state`. `hash` must be [`Self::hash`] of `key` (it is not
+    /// stored: freeing recomputes it). Entries freed to make room (or
+    /// found expired on the way) are passed to `on_free`.
     pub fn insert(
         &mut self,
         now: u32,
@@ -1178,15 +1344,15 @@ impl ConnTable {
     ) -> Result<FlowId, InsertError> {
         let pk = PKey::new(key);
         // 1. Same key already present?
-        let entries = &self.entries;
-        if let Some(s) = self.fwd.find(hash, |s| pk.matches(&entries[s as usize])) {
-            if !is_expired(self.entries[s as usize].expiry, now) {
+        let cells = &self.cells;
+        if let Some(s) = self.fwd.find(hash, |s| pk.matches(cells, s)) {
+            if !is_expired(self.cells[s as usize].expiry, now) {
                 return Err(InsertError::Exists(FlowId(s)));
             }
             on_free(&self.free(s, FreeReason::Expired));
         }
 
-        // 2. Build the entry.
+        // 2. The flow, decoded.
         let (real, rv6) = addr16(value.real);
         let (flags_nat, snat_port) = match value.nat {
             Nat::None => (0, 0),
@@ -1198,7 +1364,7 @@ impl ConnTable {
             real,
             service: pk.service,
             expiry: now.wrapping_add(self.cfg.timeouts.for_state(value.state)),
-            hash,
+            synced: now,
             client_port: pk.client_port,
             vport: pk.vport,
             real_port: value.real_port,
@@ -1207,16 +1373,20 @@ impl ConnTable {
             proto: pk.proto,
             state: value.state as u8,
             flags: F_LIVE | pk.v6 | fam(rv6, F_REAL_V6) | flags_nat,
-            synced: now,
+        };
+        let need = if e.flags & (F_CLIENT_V6 | F_REAL_V6) != 0 {
+            2
+        } else {
+            1
         };
 
         // 3. Reply tuple owned by another live flow?
         let rev = if flags_nat != 0 {
             let pr = PReply::of_entry(&e);
             let rh = pr.hash(self.cfg.seed);
-            let entries = &self.entries;
-            if let Some(s) = self.rev.find(rh, |s| pr.matches(&entries[s as usize])) {
-                if !is_expired(self.entries[s as usize].expiry, now) {
+            let cells = &self.cells;
+            if let Some(s) = self.rev.find(rh, |s| pr.matches(cells, s)) {
+                if !is_expired(self.cells[s as usize].expiry, now) {
                     self.counters.reply_conflicts += 1;
                     return Err(InsertError::ReplyConflict(FlowId(s)));
                 }
@@ -1233,48 +1403,46 @@ impl ConnTable {
         // flow exists anywhere in the table (a SYN flood must not push out
         // working connections).
         let ev = self.cfg.evict_established && self.by_state[State::SynRecv as usize] == 0;
-        let v_fwd = if self.fwd.has_room(hash) {
-            None
-        } else {
+        let mut victims: [Option<u32>; 4] = [None; 4];
+        let mut gained = 0u32;
+        if !self.fwd.has_room(hash) {
             let mut best = None;
             self.fwd
-                .window(hash, |s| consider(&mut best, &self.entries, s, now, ev));
+                .window(hash, |s| consider(&mut best, &self.cells, s, now, ev, &[]));
             match best {
-                Some((s, _)) => Some(s),
+                Some((s, _)) => gained += take(&mut victims, &self.cells, s),
                 None => return Err(self.fail()),
             }
-        };
-        let v_rev = match rev {
-            Some(rh) if !self.rev.has_room(rh) => {
+        }
+        if let Some(rh) = rev {
+            if !self.rev.has_room(rh) {
                 let mut best = None;
                 self.rev
-                    .window(rh, |s| consider(&mut best, &self.entries, s, now, ev));
+                    .window(rh, |s| consider(&mut best, &self.cells, s, now, ev, &[]));
                 match best {
-                    Some((s, _)) => Some(s),
+                    Some((s, _)) => gained += take(&mut victims, &self.cells, s),
                     None => return Err(self.fail()),
                 }
             }
-            _ => None,
-        };
-        let v_slab = if self.free_head == NIL && v_fwd.is_none() && v_rev.is_none() {
-            let cap = self.entries.len() as u32;
+        }
+        // Cells: an IPv6 flow needs two, and may take two victims.
+        let cap = self.cells.len() as u32;
+        while self.free_cells + gained < need {
             let mut best = None;
             let mut s = self.evict_pos;
             for _ in 0..self.cfg.evict_scan.min(cap) {
-                consider(&mut best, &self.entries, s, now, ev);
+                consider(&mut best, &self.cells, s, now, ev, &victims);
                 s = if s + 1 == cap { 0 } else { s + 1 };
             }
             self.evict_pos = s;
             match best {
-                Some((s, _)) => Some(s),
+                Some((s, _)) => gained += take(&mut victims, &self.cells, s),
                 None => return Err(self.fail()),
             }
-        } else {
-            None
-        };
-        for v in [v_fwd, v_rev, v_slab].into_iter().flatten() {
-            if self.entries[v as usize].is_live() {
-                let reason = if is_expired(self.entries[v as usize].expiry, now) {
+        }
+        for v in victims.into_iter().flatten() {
+            if self.cells[v as usize].is_live() {
+                let reason = if is_expired(self.cells[v as usize].expiry, now) {
                     FreeReason::Expired
                 } else {
                     FreeReason::Evicted
@@ -1283,11 +1451,29 @@ impl ConnTable {
             }
         }
 
-        // 5. Store.
-        let slot = self.free_head;
-        debug_assert_ne!(slot, NIL);
-        self.free_head = self.entries[slot as usize].service;
-        self.entries[slot as usize] = e;
+        // 5. Store: the head, and the extension of a flow with an IPv6
+        //    address.
+        let slot = self.pop_free();
+        let mut head = Cell {
+            a: low32(&e.client),
+            b: low32(&e.real),
+            service: e.service,
+            expiry: e.expiry,
+            synced: e.synced,
+            client_port: e.client_port,
+            vport: e.vport,
+            real_port: e.real_port,
+            snat_port: e.snat_port,
+            real_hint: e.real_hint,
+            state: e.state,
+            flags: e.flags | (e.proto << PROTO_SHIFT),
+        };
+        if need == 2 {
+            let x = self.pop_free();
+            self.cells[x as usize] = Cell::ext(&e.client, &e.real);
+            head.b = x;
+        }
+        self.cells[slot as usize] = head;
         let ok = self.fwd.insert(hash, slot);
         debug_assert!(ok);
         if let Some(rh) = rev {
@@ -1300,6 +1486,26 @@ impl ConnTable {
         Ok(FlowId(slot))
     }
 
+    /// Takes a cell off the free list (the caller made sure there is one).
+    #[inline]
+    fn pop_free(&mut self) -> u32 {
+        let slot = self.free_head;
+        debug_assert_ne!(slot, NIL);
+        self.free_head = self.cells[slot as usize].service;
+        self.free_cells -= 1;
+        slot
+    }
+
+    /// Puts cell `s` on the free list.
+    #[inline]
+    fn push_free(&mut self, s: u32) {
+        let c = &mut self.cells[s as usize];
+        c.flags = 0;
+        c.service = self.free_head;
+        self.free_head = s;
+        self.free_cells += 1;
+    }
+
     #[cold]
     fn fail(&mut self) -> InsertError {
         self.counters.insert_failures += 1;
@@ -1308,21 +1514,21 @@ impl ConnTable {
 
     /// Removes a flow (e.g. after an RST the caller wants gone at once).
     pub fn remove(&mut self, id: FlowId) -> Option<Freed> {
-        if !self.entries.get(id.0 as usize)?.is_live() {
+        if !self.cells.get(id.0 as usize)?.is_live() {
             return None;
         }
         Some(self.free(id.0, FreeReason::Removed))
     }
 
-    /// Examines at most `budget` slots (continuing where the previous call
+    /// Examines at most `budget` cells (continuing where the previous call
     /// stopped) and frees the expired flows, passing each to `on_free`.
     /// Returns how many were freed. Call it every burst with a small budget.
     pub fn sweep(&mut self, now: u32, budget: u32, mut on_free: impl FnMut(&Freed)) -> u32 {
-        let cap = self.entries.len() as u32;
+        let cap = self.cells.len() as u32;
         let mut freed = 0;
         let mut s = self.sweep_pos;
         for _ in 0..budget.min(cap) {
-            let e = &self.entries[s as usize];
+            let e = &self.cells[s as usize];
             if e.is_live() && is_expired(e.expiry, now) {
                 on_free(&self.free(s, FreeReason::Expired));
                 freed += 1;
@@ -1333,12 +1539,15 @@ impl ConnTable {
         freed
     }
 
-    /// Unlinks slot `s` from both indexes, puts it on the free list and
-    /// reports it.
+    /// Unlinks the flow of head cell `s` from both indexes, puts its
+    /// cells on the free list and reports it.
     fn free(&mut self, s: u32, reason: FreeReason) -> Freed {
-        let e = self.entries[s as usize];
-        debug_assert!(e.is_live());
-        let ok = self.fwd.remove(e.hash, s);
+        let head = self.cells[s as usize];
+        debug_assert!(head.is_live());
+        let e = Entry::decode(&self.cells, &head);
+        let ok = self
+            .fwd
+            .remove(fwd_hash(self.cfg.seed, &PKey::of_entry(&e)), s);
         debug_assert!(ok);
         if e.flags & (F_NAT | F_SNAT) != 0 {
             let ok = self.rev.remove(PReply::of_entry(&e).hash(self.cfg.seed), s);
@@ -1359,10 +1568,10 @@ impl ConnTable {
                 }
             }
         }
-        let slot = &mut self.entries[s as usize];
-        slot.flags = 0;
-        slot.service = self.free_head;
-        self.free_head = s;
+        if head.has_ext() {
+            self.push_free(head.b);
+        }
+        self.push_free(s);
         Freed {
             key: e.key(),
             real: e.real(),
@@ -1374,30 +1583,50 @@ impl ConnTable {
         }
     }
 
-    /// Checks internal invariants (tests): counts, free list, indexes.
+    /// Checks internal invariants (tests): counts, cells, free list,
+    /// indexes.
     #[doc(hidden)]
     pub fn check_invariants(&self) {
-        let live = self.entries.iter().filter(|e| e.is_live()).count();
+        let live = self.cells.iter().filter(|e| e.is_live()).count();
         assert_eq!(live, self.len as usize);
         let mut by_state = [0u32; N_STATES];
-        for e in self.entries.iter().filter(|e| e.is_live()) {
+        let mut used = 0usize;
+        let mut ext_owned = vec![false; self.cells.len()];
+        for e in self.cells.iter().filter(|e| e.is_live()) {
             by_state[e.state as usize] += 1;
+            used += e.cells() as usize;
+            if e.has_ext() {
+                let x = e.b as usize;
+                assert_eq!(self.cells[x].flags, F_EXT, "extension cell {x}");
+                assert!(!ext_owned[x], "extension cell {x} shared");
+                ext_owned[x] = true;
+            }
         }
+        let exts = self.cells.iter().filter(|e| e.flags == F_EXT).count();
+        assert_eq!(
+            exts,
+            ext_owned.iter().filter(|&&o| o).count(),
+            "orphan extension"
+        );
         assert_eq!(by_state, self.by_state);
         let mut free = 0;
         let mut f = self.free_head;
         while f != NIL {
-            assert!(!self.entries[f as usize].is_live());
+            let c = &self.cells[f as usize];
+            assert!(!c.is_live() && c.flags & F_EXT == 0);
             free += 1;
-            f = self.entries[f as usize].service;
-            assert!(free <= self.entries.len());
+            f = c.service;
+            assert!(free <= self.cells.len());
         }
-        assert_eq!(free + live, self.entries.len());
-        for (s, e) in self.entries.iter().enumerate() {
-            if e.is_live() {
-                assert_eq!(self.fwd.find(e.hash, |x| x == s as u32), Some(s as u32));
+        assert_eq!(free, self.free_cells as usize);
+        assert_eq!(free + used, self.cells.len());
+        for (s, c) in self.cells.iter().enumerate() {
+            if c.is_live() {
+                let e = Entry::decode(&self.cells, c);
+                let h = fwd_hash(self.cfg.seed, &PKey::of_entry(&e));
+                assert_eq!(self.fwd.find(h, |x| x == s as u32), Some(s as u32));
                 if e.flags & (F_NAT | F_SNAT) != 0 {
-                    let rh = PReply::of_entry(e).hash(self.cfg.seed);
+                    let rh = PReply::of_entry(&e).hash(self.cfg.seed);
                     assert_eq!(self.rev.find(rh, |x| x == s as u32), Some(s as u32));
                 }
             }
@@ -1405,10 +1634,30 @@ impl ConnTable {
     }
 }
 
+/// Adds head `v` to the victims (once); returns the cells it frees.
 #[inline]
-fn consider(best: &mut Option<(u32, (u8, i32))>, entries: &[Entry], s: u32, now: u32, ev: bool) {
-    let e = &entries[s as usize];
-    if !e.is_live() {
+fn take(victims: &mut [Option<u32>; 4], cells: &[Cell], v: u32) -> u32 {
+    if victims.contains(&Some(v)) {
+        return 0;
+    }
+    if let Some(slot) = victims.iter_mut().find(|x| x.is_none()) {
+        *slot = Some(v);
+    }
+    cells[v as usize].cells()
+}
+
+/// Keeps the best eviction victim among live heads, skipping `taken`.
+#[inline]
+fn consider(
+    best: &mut Option<(u32, (u8, i32))>,
+    cells: &[Cell],
+    s: u32,
+    now: u32,
+    ev: bool,
+    taken: &[Option<u32>],
+) {
+    let e = &cells[s as usize];
+    if !e.is_live() || taken.contains(&Some(s)) {
         return;
     }
     if let Some(rank) = victim_rank(e, now, ev) {

@@ -99,28 +99,30 @@ impl ConnTable {
     /// lookup first), `Err(false)` for an expired flow or an IPv6 real.
     #[inline(always)]
     pub fn probe_v4(&self, now: u32, k: &FlowKeyV4, hash: u32) -> Result<HitV4, bool> {
-        let client = k.client.to_ipv6_mapped().octets();
+        let client = u32::from(k.client);
         let proto = k.proto.code();
-        let entries = &self.entries;
+        let cells = &self.cells;
+        // An IPv4 client is all in `a` (the family bit tells it apart).
         let Some(s) = self.fwd.find(hash, |s| {
-            let e = &entries[s as usize];
+            let e = &cells[s as usize];
             e.flags & (F_LIVE | F_CLIENT_V6) == F_LIVE
-                && e.client == client
+                && e.a == client
                 && e.service == k.service
                 && e.client_port == k.client_port
                 && e.vport == k.vport
-                && e.proto == proto
+                && e.proto() == proto
         }) else {
             return Err(true);
         };
-        let e = &self.entries[s as usize];
+        let e = &self.cells[s as usize];
         if is_expired(e.expiry, now) || e.flags & F_REAL_V6 != 0 {
             return Err(false);
         }
-        let r = e.real;
+        // No IPv6 address: no extension, the real is in `b`.
+        let r = e.b;
         Ok(HitV4 {
             id: FlowId(s),
-            real: Ipv4Addr::new(r[12], r[13], r[14], r[15]),
+            real: Ipv4Addr::from(r),
             real_port: e.real_port,
             real_hint: RealIdx(e.real_hint),
             nat: if e.flags & F_SNAT != 0 {
@@ -200,21 +202,21 @@ impl ConnTable {
         proto: L4,
         hash: u32,
     ) -> Option<ReplyV4> {
-        let real = real.to_ipv6_mapped().octets();
-        let client = client.to_ipv6_mapped().octets();
+        let (real, client) = (u32::from(real), u32::from(client));
         let proto = proto.code();
-        let entries = &self.entries;
-        // The same match as `PReply::matches` of an IPv4 NAT key.
+        let cells = &self.cells;
+        // The same match as `PReply::matches` of an IPv4 NAT key: no IPv6
+        // address, so no extension; client in `a`, real in `b`.
         let s = self.rev.find(hash, |s| {
-            let e = &entries[s as usize];
+            let e = &cells[s as usize];
             e.flags & (F_LIVE | F_NAT | F_SNAT | F_REAL_V6 | F_CLIENT_V6) == F_LIVE | F_NAT
-                && e.real == real
-                && e.client == client
+                && e.b == real
+                && e.a == client
                 && e.real_port == real_port
                 && e.client_port == client_port
-                && e.proto == proto
+                && e.proto() == proto
         })?;
-        let e = &self.entries[s as usize];
+        let e = &self.cells[s as usize];
         if is_expired(e.expiry, now) {
             return None;
         }
@@ -274,7 +276,7 @@ mod tests {
             let h = t.hash_v4(&k);
             let hit = t.find_v4(10, &k, h).unwrap();
             let id = t.lookup(10, &k.key(), h).hit().unwrap();
-            let e = *t.entry(id);
+            let e = t.entry(id);
             assert_eq!(hit.id, id);
             assert_eq!(IpAddr::V4(hit.real), e.real());
             assert_eq!(hit.real_port, e.real_port());
@@ -347,7 +349,7 @@ mod tests {
         for i in 0..2000 {
             let k = key(i);
             let id = t.lookup(10, &k.key(), t.hash(&k.key())).hit().unwrap();
-            let e = *t.entry(id);
+            let e = t.entry(id);
             let rk = rkey(&e);
             let (real, client) = (v4(e.real()), v4(e.client()));
             let (rp, cp, proto) = (e.real_port(), e.client_port(), e.proto());

@@ -205,7 +205,7 @@ impl Tables {
         let now = ctx.now_ms as u32;
         let h = self.conn.hash(&key);
         let e = match self.conn.lookup(now, &key, h) {
-            Lookup::Hit(id) => *self.conn.entry(id),
+            Lookup::Hit(id) => self.conn.entry(id),
             Lookup::Expired(fr) => {
                 self.release_flow(snap, ctx.now_ms, &fr);
                 return no_flow;
@@ -312,7 +312,7 @@ impl Tables {
         let now = ctx.now_ms as u32;
         let h = self.conn.hash_reply(key);
         let e = match self.conn.lookup_reply(now, key, h) {
-            Lookup::Hit(id) => *self.conn.entry(id),
+            Lookup::Hit(id) => self.conn.entry(id),
             Lookup::Expired(fr) => {
                 self.release_flow(snap, ctx.now_ms, &fr);
                 return None;

@@ -869,7 +869,7 @@ impl Tables {
         let timeout = self.conn.config().timeouts.for_state(rec.state);
         let expiry = now.wrapping_add(rec.remaining_ms.min(timeout));
         if let Some(id) = existing {
-            let e = *self.conn.entry(id);
+            let e = self.conn.entry(id);
             if e.real() == rec.real && e.real_port() == rec.real_port && e.nat() == rec.nat {
                 self.conn.restore(id, rec.state, expiry);
                 if rec.persist {
@@ -1164,7 +1164,7 @@ impl Tables {
     ) -> Outcome {
         let snap = ctx.snap;
         let now = ctx.now_ms as u32;
-        let e = *self.conn.entry(id);
+        let e = self.conn.entry(id);
         let Some(si) = snap.vips.idx_by_id(e.service()) else {
             return Outcome::Dropped(DropReason::NotOurs);
         };
@@ -1251,7 +1251,7 @@ impl Tables {
         };
         match found {
             Lookup::Hit(id) => {
-                let e = *self.conn.entry(id);
+                let e = self.conn.entry(id);
                 match svc.resolve_target(e.real_hint(), e.real(), e.real_port()) {
                     Some(r) if svc.keeps_flow(r) => {
                         if r != e.real_hint() {
