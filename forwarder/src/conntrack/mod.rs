@@ -1340,12 +1340,45 @@ impl ConnTable {
         key: &FlowKey,
         hash: u32,
         value: &FlowValue,
+        on_free: impl FnMut(&Freed),
+    ) -> Result<FlowId, InsertError> {
+        self.insert_inner(now, key, hash, value, on_free, true)
+    }
+
+    /// [`Self::insert`] of a key a lookup with the same hash has just
+    /// found absent (a miss, not an expired flow), with no change to the
+    /// table since: the duplicate check is skipped.
+    pub fn insert_absent(
+        &mut self,
+        now: u32,
+        key: &FlowKey,
+        hash: u32,
+        value: &FlowValue,
+        on_free: impl FnMut(&Freed),
+    ) -> Result<FlowId, InsertError> {
+        self.insert_inner(now, key, hash, value, on_free, false)
+    }
+
+    #[inline]
+    fn insert_inner(
+        &mut self,
+        now: u32,
+        key: &FlowKey,
+        hash: u32,
+        value: &FlowValue,
         mut on_free: impl FnMut(&Freed),
+        check_duplicate: bool,
     ) -> Result<FlowId, InsertError> {
         let pk = PKey::new(key);
         // 1. Same key already present?
         let cells = &self.cells;
-        if let Some(s) = self.fwd.find(hash, |s| pk.matches(cells, s)) {
+        let dup = if check_duplicate {
+            self.fwd.find(hash, |s| pk.matches(cells, s))
+        } else {
+            debug_assert!(self.fwd.find(hash, |s| pk.matches(cells, s)).is_none());
+            None
+        };
+        if let Some(s) = dup {
             if !is_expired(self.cells[s as usize].expiry, now) {
                 return Err(InsertError::Exists(FlowId(s)));
             }

@@ -765,3 +765,22 @@ fn prefetch_calls_are_harmless() {
     t.prefetch_reply_entry(rh);
     assert_eq!(t.lookup(1, &k, h), Lookup::Hit(id));
 }
+
+#[test]
+fn insert_absent_is_insert_without_the_duplicate_check() {
+    let mut t = ConnTable::with_capacity(64);
+    for i in 0..20 {
+        let k = if i % 2 == 0 { key(i) } else { key6(i) };
+        let h = t.hash(&k);
+        assert_eq!(find(&mut t, 0, &k), Lookup::Miss);
+        let id = t
+            .insert_absent(0, &k, h, &val(State::SynRecv, Nat::Nat), |_| {})
+            .unwrap();
+        assert_eq!(find(&mut t, 0, &k), Lookup::Hit(id));
+        assert_eq!(
+            ins(&mut t, 0, &k, &val(State::SynRecv, Nat::Nat)),
+            Err(InsertError::Exists(id))
+        );
+    }
+    t.check_invariants();
+}

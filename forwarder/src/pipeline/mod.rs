@@ -1349,9 +1349,12 @@ impl Tables {
                 };
                 let (active, pool, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
                 let now_ms = ctx.now_ms;
-                let inserted = self.conn.insert(now, &key, h, &value, |fr| {
-                    release(snap, active, pool, sync, now_ms, fr)
-                });
+                let on_free = |fr: &conntrack::Freed| release(snap, active, pool, sync, now_ms, fr);
+                let inserted = if absent {
+                    self.conn.insert_absent(now, &key, h, &value, on_free)
+                } else {
+                    self.conn.insert(now, &key, h, &value, on_free)
+                };
                 let Ok(id) = inserted else {
                     if let Some(p) = snat {
                         self.snat.free(p);

@@ -185,8 +185,14 @@ mod tests {
             let (s, d) = ((x >> 32) as u32, x as u32);
             let (sp, dp, pr) = ((x >> 16) as u16, (x >> 40) as u16, (x >> 56) as u8);
             let (sa, da) = (IpAddr::V4(s.into()), IpAddr::V4(d.into()));
-            assert_eq!(flow_hash_wide(sa, sp, da, dp, pr), flow_hash_v4(s, sp, d, dp, pr));
-            assert_eq!(flow_hash(sa, sp, da, dp, pr), flow_hash_v4(s, sp, d, dp, pr));
+            assert_eq!(
+                flow_hash_wide(sa, sp, da, dp, pr),
+                flow_hash_v4(s, sp, d, dp, pr)
+            );
+            assert_eq!(
+                flow_hash(sa, sp, da, dp, pr),
+                flow_hash_v4(s, sp, d, dp, pr)
+            );
         }
         assert_ne!(base, flow_hash(b, 1000, a, 80, 6));
         assert_ne!(base, flow_hash(a, 1001, b, 80, 6));
