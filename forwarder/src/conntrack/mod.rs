@@ -1463,8 +1463,10 @@ impl ConnTable {
         while self.free_cells + gained < need {
             let mut best = None;
             let mut s = self.evict_pos;
+            // Victims already chosen are skipped (most inserts have none).
+            let taken = victims.iter().take_while(|v| v.is_some()).count();
             for _ in 0..self.cfg.evict_scan.min(cap) {
-                consider(&mut best, &self.cells, s, now, ev, &victims);
+                consider(&mut best, &self.cells, s, now, ev, &victims[..taken]);
                 s = if s + 1 == cap { 0 } else { s + 1 };
             }
             self.evict_pos = s;
