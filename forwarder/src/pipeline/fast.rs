@@ -507,7 +507,7 @@ impl FastVips {
 }
 
 #[inline(always)]
-fn rd16(f: &[u8], at: usize) -> u16 {
+pub(super) fn rd16(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
 }
 
@@ -523,6 +523,17 @@ fn wr16(f: &mut [u8], at: usize, v: u16) {
 /// the bytes are the same.
 #[inline]
 fn nat_v4(f: &mut [u8], dst: u32, dport: u16, src: Option<(u32, u16)>) {
+    ttl_down_v4(f);
+    xlate_v4(f, 30, 36, dst, dport);
+    if let Some((a, p)) = src {
+        xlate_v4(f, 26, 34, a, p);
+    }
+}
+
+/// The TTL of a checked IPv4 frame (20-byte header, TTL above 1) down by
+/// one, its header checksum updated as [`rewrite::decrement_ttl`] does.
+#[inline(always)]
+pub(super) fn ttl_down_v4(f: &mut [u8]) {
     let old = rd16(f, 22);
     f[22] -= 1;
     let c = Incremental::new(rd16(f, 24))
@@ -530,10 +541,6 @@ fn nat_v4(f: &mut [u8], dst: u32, dport: u16, src: Option<(u32, u16)>) {
         .add_u16(rd16(f, 22))
         .finish();
     wr16(f, 24, c);
-    xlate_v4(f, 30, 36, dst, dport);
-    if let Some((a, p)) = src {
-        xlate_v4(f, 26, 34, a, p);
-    }
 }
 
 /// One side of [`nat_v4`]: the address at `a_off`, the port at `p_off`.

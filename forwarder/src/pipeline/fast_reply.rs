@@ -27,11 +27,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::fast::xlate_v4;
+use super::fast::{rd16, ttl_down_v4, xlate_v4};
 use super::{ip_proto, send_via, Ctx, Outcome, PortInfo, Route, Tables};
 use crate::buffer::PacketBuf;
 use crate::conntrack::{Dir, TcpFlags, L4};
-use crate::packet::checksum::Incremental;
 use crate::service::Proto;
 
 /// [`Snapshot::route`](super::Snapshot::route) of IPv4 addresses,
@@ -87,11 +86,6 @@ impl FastRoutes {
     }
 }
 
-#[inline(always)]
-fn rd16(f: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([f[at], f[at + 1]])
-}
-
 impl Tables {
     /// The reply fast path (see the module docs) for a frame [`Self::fast_v4`]
     /// checked: a TCP or UDP header at 34, source `s`, destination `d`
@@ -139,14 +133,7 @@ impl Tables {
         let st = self.conn.touch(hit.id, now, Dir::Reply, flags);
         self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
         let f = buf.data_mut();
-        // TTL down by one, as `rewrite::decrement_ttl`.
-        let old = rd16(f, 22);
-        f[22] -= 1;
-        let c = Incremental::new(rd16(f, 24))
-            .remove_u16(old)
-            .add_u16(rd16(f, 22))
-            .finish();
-        f[24..26].copy_from_slice(&c.to_be_bytes());
+        ttl_down_v4(f);
         // Source to VIP:vport, as `rewrite::translate(.., Side::Src, ..)`.
         xlate_v4(f, 26, 34, u32::from(vip), hit.vport);
         let len = f.len() as u64;
