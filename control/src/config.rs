@@ -109,7 +109,8 @@ pub struct Dataplane {
     pub eal_args: Vec<String>,
     /// Worker lcores.
     pub workers: u16,
-    /// Flows per worker.
+    /// Flows per worker: IPv4 flows; a flow with an IPv6 address counts
+    /// twice (connection-table cells).
     pub conn_table_capacity: u32,
     /// Back-off when a poll finds nothing.
     pub idle_sleep: Option<Duration>,

@@ -23,9 +23,12 @@
 //!   reached on an IPv4 route; for NAT the TTL allows a hop, for TUN the
 //!   encapsulated packet fits the MTU.
 //!
-//! A frame that matches no service may be a NAT reply: see
-//! [`fast_reply`](super::fast_reply). New flows, SNAT replies,
-//! fragments, ICMP, IPv6, ARP and everything odd take the general path.
+//! A frame past these checks that is not a plain hit (a new flow, an
+//! expired one, a real gone, a TTL at its end, a tunnel too big) goes
+//! straight to the general path's balancing step, without a second
+//! parse. A frame that matches no service may be a NAT reply: see
+//! [`fast_reply`](super::fast_reply). SNAT replies, fragments, ICMP,
+//! IPv6, ARP and everything odd take the general path from the start.
 //! The equivalence is tested frame by frame against the general path
 //! (`tests::fast_path_*`) and fuzzed.
 
@@ -42,11 +45,11 @@ use crate::service::{Mode, RealIdx, VipTable};
 /// What the fast path needs of a port, precomputed per snapshot.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FastPort {
-    /// The port's own IPv4 addresses, and the broadcast address of each
-    /// subnet of /30 or shorter (sources no station uses).
+    /// The port's own IPv4 addresses.
     pub(crate) own: Vec<u32>,
     /// Sources that make a frame martian besides the fixed ranges: the
-    /// own addresses and their subnet broadcasts.
+    /// own addresses and the broadcast address of each subnet of /30 or
+    /// shorter (sources no station uses).
     pub(crate) bad_src: Vec<u32>,
 }
 
