@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dpdk::{self, Eal, LcoreId, Mempool, Port, PortConfig, QueueId};
+use crate::conntrack::toeplitz::KEY_LEN as RSS_KEY_LEN;
+use crate::dpdk::{self, Eal, LcoreId, Mempool, Port, PortConfig, QueueId, RssState};
 use crate::neigh::NeighTable;
 use crate::packet::MacAddr;
 use crate::pipeline::Snapshot;
@@ -86,6 +87,11 @@ pub struct Dataplane {
     stop: Arc<AtomicBool>,
     lcores: Vec<LcoreId>,
     ports: Vec<(Port, Port)>,
+    /// Per data port: its NIC hashes IPv4 flows with `rss_key`.
+    rss: Vec<RssState>,
+    /// The RSS key of every data port and every worker's connection
+    /// table (random per start).
+    rss_key: [u8; RSS_KEY_LEN],
     macs: Vec<MacAddr>,
     shared: Vec<Arc<WorkerShared>>,
     neigh: Arc<NeighTable>,
@@ -103,6 +109,8 @@ impl Dataplane {
             stop: Arc::new(AtomicBool::new(false)),
             lcores: Vec::new(),
             ports: Vec::new(),
+            rss: Vec::new(),
+            rss_key: crate::conntrack::toeplitz::random_key(),
             macs: Vec::new(),
             shared: Vec::new(),
             neigh: Arc::new(NeighTable::new(NEIGH_SLOTS)),
@@ -145,6 +153,7 @@ impl Dataplane {
             rx_desc: RING_DESC,
             tx_desc: RING_DESC,
             promiscuous: true,
+            rss_key: Some(self.rss_key),
         };
         for (i, ps) in spec.ports.iter().enumerate() {
             let nic = Port::by_name(&ps.device)?;
@@ -167,12 +176,24 @@ impl Dataplane {
             tap.configure(
                 &PortConfig {
                     promiscuous: false,
+                    rss_key: None,
                     ..cfg.clone()
                 },
                 &pool,
             )?;
             nic.start()?;
             tap.start()?;
+            let rss = nic.rss_key_state(&self.rss_key);
+            self.rss.push(rss);
+            tracing::info!(
+                "port {}: the NIC's RSS hash {} as the connection-table hash",
+                ps.name,
+                if rss.v4_with_key {
+                    "is reused"
+                } else {
+                    "is not available"
+                }
+            );
         }
         for &(ip, mac) in &spec.static_neigh {
             self.neigh.set_static(ip, mac);
@@ -210,9 +231,11 @@ impl Dataplane {
                 ports: self
                     .ports
                     .iter()
-                    .map(|(nic, tap)| WorkerPort {
+                    .zip(&self.rss)
+                    .map(|((nic, tap), rss)| WorkerPort {
                         nic: nic.clone(),
                         tap: tap.clone(),
+                        rss_hash: rss.v4_with_key,
                     })
                     .collect(),
                 neigh: Arc::clone(&self.neigh),
@@ -223,6 +246,7 @@ impl Dataplane {
                 idle_sleep: spec.idle_sleep,
                 conn_capacity: spec.conn_capacity,
                 resolver: w == 0,
+                rss_key: self.rss_key,
                 sync_out: inboxes[w].iter().flatten().cloned().collect(),
                 sync_in: inboxes.iter().filter_map(|row| row[w].clone()).collect(),
             };

@@ -77,6 +77,9 @@ pub struct WorkerPort {
     pub nic: Port,
     /// Its exception-path TAP.
     pub tap: Port,
+    /// The NIC hashes IPv4 frames with `Worker::rss_key`: its RSS hash
+    /// stands for the connection table's (see [`Tables::flow_hash_v4`]).
+    pub rss_hash: bool,
 }
 
 /// Counters of one worker, readable by the control plane.
@@ -230,6 +233,8 @@ pub struct Worker {
     pub conn_capacity: u32,
     /// Whether this worker keeps next hops resolved (one worker does).
     pub resolver: bool,
+    /// The ports' RSS key: the connection table hashes IPv4 flows with it.
+    pub rss_key: [u8; crate::conntrack::toeplitz::KEY_LEN],
     /// Connection sync with several workers: the other workers' inboxes
     /// (records from the peer this worker receives go there too) ...
     pub sync_out: Vec<Arc<Inbox>>,
@@ -246,6 +251,8 @@ impl Worker {
         let q = self.queue;
         let mut snap = self.snapshot.load();
         let mut tables = Tables::new(self.conn_capacity, &snap);
+        // Empty tables take any key.
+        tables.set_rss_key(self.rss_key, &snap);
         // Random lookups over a large table miss the TLB on 4 KiB pages.
         let mut huge = 0usize;
         let thp = std::env::var_os("FERROLB_THP").is_none_or(|v| v != "off");
@@ -312,26 +319,33 @@ impl Worker {
                     requests: &mut requests,
                 };
                 // Two first passes over the burst: hash each frame's flow
-                // and prefetch its connection-table bucket, then (the
+                // (the NIC's RSS hash, adjusted, where it has the table's
+                // key) and prefetch its connection-table bucket, then (the
                 // buckets arriving meanwhile) the entry it points to. The
                 // lookups below then rarely wait for memory.
                 let mut hints = [None; BURST_SIZE];
+                let mut forward = [false; BURST_SIZE];
                 for (j, h) in hints.iter_mut().enumerate().take(n) {
                     if let Some(f) = rx.frame(j) {
-                        *h = tables.flow_hash_v4(f, &snap);
+                        let rss = if wp.rss_hash { rx.rss_hash(j) } else { None };
+                        *h = tables.flow_hash_v4(f, &snap, rss);
                         match *h {
-                            Some(h) => dpdk::prefetch(tables.conn.bucket_addr(h)),
+                            Some(h) => {
+                                forward[j] = true;
+                                dpdk::prefetch(tables.conn.bucket_addr(h));
+                            }
                             // Perhaps a NAT reply: its reply-index bucket.
                             None => {
-                                if let Some(p) = tables.reply_bucket_v4(f) {
-                                    dpdk::prefetch(p);
+                                *h = tables.reply_hash_v4(f, rss);
+                                if let Some(h) = *h {
+                                    dpdk::prefetch(tables.conn.reply_bucket_addr(h));
                                 }
                             }
                         }
                     }
                 }
-                for h in hints.iter().take(n).flatten() {
-                    if let Some(p) = tables.conn.entry_addr(*h) {
+                for (h, _) in hints.iter().zip(forward).take(n).filter(|(_, f)| *f) {
+                    if let Some(p) = h.and_then(|h| tables.conn.entry_addr(h)) {
                         dpdk::prefetch(p);
                     }
                 }

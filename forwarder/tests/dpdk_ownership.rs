@@ -33,6 +33,7 @@ fn env() -> MutexGuard<'static, Env> {
             "--log-level=lib.eal:error",
             "--vdev=net_null0",
             "--vdev=net_ring0",
+            "--vdev=net_null1",
         ])
         .expect("EAL init for tests (run as root with DPDK installed)");
         let pool = Mempool::new("test_pool", 4095, 0, 0).expect("mempool");
@@ -145,6 +146,54 @@ fn ring_port_loops_frames_back_intact() {
         assert_eq!(m.data(), &[i as u8; 64][..]);
     }
     assert_eq!(e.pool.in_use(), base);
+}
+
+#[test]
+fn rss_hash_travels_with_the_mbuf_and_is_read_in_the_burst() {
+    let e = env();
+    let base = e.pool.in_use();
+    let mut tx = Burst::new();
+    for i in 0..4u32 {
+        let mut m = e.pool.alloc_with(&[i as u8; 64]).expect("alloc");
+        m.set_rss_hash((i % 2 == 1).then_some(0x51cc_c178 ^ i));
+        tx.push(m).expect("room");
+    }
+    assert_eq!(e.ring.tx_burst(Q, &mut tx), (4, 0));
+    let mut rx = Burst::new();
+    assert_eq!(e.ring.rx_burst(Q, &mut rx), 4);
+    let got: Vec<_> = (0..5).map(|i| rx.rss_hash(i)).collect();
+    assert_eq!(
+        got,
+        [None, Some(0x51cc_c179), None, Some(0x51cc_c17b), None],
+        "burst slots 0..4, and past its end"
+    );
+    for (i, mut m) in rx.drain().enumerate() {
+        assert_eq!(m.rss_hash(), (i % 2 == 1).then_some(0x51cc_c178 ^ i as u32));
+        m.set_rss_hash(None);
+        assert_eq!(m.rss_hash(), None);
+    }
+    assert_eq!(e.pool.in_use(), base);
+}
+
+#[test]
+fn rss_key_is_programmed_where_the_device_takes_it() {
+    let e = env();
+    // net_null hashes nothing but keeps an RSS configuration (40-byte
+    // key, every hash type): the key must read back.
+    let p = Port::by_name("net_null1").expect("net_null1");
+    let key: [u8; 40] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5a);
+    let with = PortConfig {
+        rss_key: Some(key),
+        ..PortConfig::default()
+    };
+    p.configure(&with, &e.pool).expect("configure with a key");
+    p.start().expect("start");
+    let st = p.rss_key_state(&key);
+    assert!(st.v4_with_key, "net_null1 took the key: {st:?}");
+    p.stop().expect("stop");
+    // A device without RSS (net_ring): nothing to reuse, no error.
+    assert!(!e.ring.rss_key_state(&key).v4_with_key);
+    drop(e);
 }
 
 #[test]

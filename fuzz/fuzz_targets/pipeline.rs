@@ -12,7 +12,8 @@
 //! and no source-NAT port is in use. A twin of the tables gets every frame
 //! through the general path alone (`Tables::handle_general`): outcomes,
 //! output bytes, neighbour requests, counters and flows must be the same
-//! as with the IPv4 fast path in front.
+//! as with the IPv4 fast path in front, given the first pass's hint (of
+//! an arbitrary RSS hash, on some frames) as the worker gives it.
 #![no_main]
 
 use ferrolb_fuzz::{check, neigh, records, snapshots, Record, CONN_CAPACITY};
@@ -59,7 +60,20 @@ fuzz_target!(|data: &[u8]| {
                     now_ms: now,
                     requests: &mut reqs,
                 };
-                let outcome = tables.handle(&mut buf, port, &mut ctx);
+                // As the worker: a first pass's hint, computed or from an
+                // RSS hash (here arbitrary, so mostly wrong), or none.
+                let rss = (frame.len() % 3 == 1).then(|| {
+                    let t = &frame[frame.len().saturating_sub(4)..];
+                    t.iter().fold(0u32, |h, &b| (h << 8) | u32::from(b))
+                });
+                let hint = (frame.len() % 3 != 0)
+                    .then(|| {
+                        tables
+                            .flow_hash_v4(frame, snap, rss)
+                            .or_else(|| tables.reply_hash_v4(frame, rss))
+                    })
+                    .flatten();
+                let outcome = tables.handle_hinted(&mut buf, port, &mut ctx, hint);
                 let mut general_buf = TestBuffer::new(frame);
                 let mut general_ctx = Ctx {
                     snap,

@@ -25,8 +25,13 @@
 //!
 //! # Hashing and lookups
 //!
-//! Keys are hashed with a seeded multiply-xorshift over the key's fields
-//! ([`ConnTable::hash`], [`ConnTable::hash_reply`]) to 32 bits; callers
+//! Keys are hashed to 32 bits ([`ConnTable::hash`],
+//! [`ConnTable::hash_reply`]). A flow with an IPv4 client is hashed with
+//! the Toeplitz hash of the table's RSS key ([`toeplitz`]) over the
+//! tuple its frames carry, plus a seeded mix of the service, so that the
+//! NIC's RSS hash of a frame gives the table's hash with one xor
+//! ([`ConnTable::rss_adjust`], [`ConnTable::rss_reply_adjust`]); IPv6
+//! keys with a seeded multiply-xorshift over the key's fields. Callers
 //! pass that hash to lookups and inserts (so a burst can hash all its
 //! packets first, prefetch, then probe). The hash is not stored: freeing
 //! a flow recomputes it from the key. Probing is bounded (8 buckets); an
@@ -66,8 +71,10 @@
 //! ([`Counters::evictions_half_open`], [`Counters::evictions_established`]).
 
 mod index;
+pub mod toeplitz;
 mod v4;
 
+pub use toeplitz::Toeplitz;
 pub use v4::{FlowKeyV4, HitV4};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -355,6 +362,10 @@ pub struct Config {
     /// Hash seed (pick a random one per process in production; fixed in
     /// tests).
     pub seed: u64,
+    /// The Toeplitz key of IPv4 flows' hashes: the RSS key the NICs are
+    /// given, so that their hash can stand in for the table's
+    /// ([`toeplitz::random_key`] in production; fixed in tests).
+    pub rss_key: [u8; toeplitz::KEY_LEN],
     /// Per-state timeouts in ticks.
     pub timeouts: Timeouts,
     /// Slab slots examined for a victim when the table is full.
@@ -373,6 +384,7 @@ impl Config {
         Self {
             capacity,
             seed: 0x636f_6e6e_7472_6b30,
+            rss_key: TEST_RSS_KEY,
             timeouts: Timeouts::default(),
             evict_scan: 16,
             evict_established: true,
@@ -974,10 +986,12 @@ impl PReply {
         }
     }
 
+    /// The hash of a key [`ConnTable::reply_hash`] does not give to
+    /// Toeplitz.
     #[inline]
-    fn hash(&self, seed: u64) -> u32 {
+    fn hash_wide(&self, seed: u64) -> u32 {
         let r = u128::from_be_bytes(self.real);
-        let mut h = mx(seed ^ 0x0072_6570_6c79, (r >> 64) as u64);
+        let mut h = mx(seed ^ REPLY_SEED, (r >> 64) as u64);
         h = mx(h, r as u64);
         if self.flags & F_NAT != 0 {
             let c = u128::from_be_bytes(self.client);
@@ -1017,8 +1031,9 @@ const fn fin32(h: u64) -> u32 {
     ((x >> 32) ^ x) as u32
 }
 
+/// The hash of a key with an IPv6 client.
 #[inline]
-fn fwd_hash(seed: u64, k: &PKey) -> u32 {
+fn fwd_hash_wide(seed: u64, k: &PKey) -> u32 {
     let c = u128::from_be_bytes(k.client);
     let mut h = mx(seed, (c >> 64) as u64);
     h = mx(h, c as u64);
@@ -1043,7 +1058,123 @@ pub struct ConnTable {
     sweep_pos: u32,
     evict_pos: u32,
     cfg: Config,
+    /// The hash of IPv4 flows (of `cfg.rss_key`).
+    tz: Toeplitz,
     counters: Counters,
+}
+
+/// The key of [`Config::new`]: any fixed bytes do for tests.
+const TEST_RSS_KEY: [u8; toeplitz::KEY_LEN] = *b"ferrolb connection table test RSS key 40";
+
+/// Seed offset of reply hashes.
+const REPLY_SEED: u64 = 0x0072_6570_6c79;
+
+impl ConnTable {
+    /// The forward hash of a stored key: Toeplitz for an IPv4 client.
+    #[inline]
+    fn fwd_hash(&self, k: &PKey) -> u32 {
+        if k.v6 == 0 {
+            self.hash_v4_parts(low32(&k.client), k.service, k.client_port, k.vport, k.proto)
+        } else {
+            fwd_hash_wide(self.cfg.seed, k)
+        }
+    }
+
+    /// The forward hash of an IPv4 client's flow: the Toeplitz hash of the
+    /// 4-tuple with destination 0.0.0.0, xor a seeded mix of the service
+    /// and protocol (which stands in for the VIP, see [`Self::rss_adjust`]).
+    #[inline(always)]
+    pub(crate) fn hash_v4_parts(
+        &self,
+        client: u32,
+        service: u32,
+        client_port: u16,
+        vport: u16,
+        proto: u8,
+    ) -> u32 {
+        self.tz.v4_src_ports(client, client_port, vport) ^ self.service_mix(service, proto)
+    }
+
+    #[inline(always)]
+    fn service_mix(&self, service: u32, proto: u8) -> u32 {
+        fin32(mx(
+            self.cfg.seed,
+            (u64::from(service) << 8) | u64::from(proto),
+        ))
+    }
+
+    /// The part of [`Self::hash_v4`] that depends on the service alone,
+    /// for a caller to keep per service: `hash_v4(k)` is
+    /// `hash_v4_mixed(k, service_part(k.service, k.proto))`.
+    pub fn service_part(&self, service: u32, proto: L4) -> u32 {
+        self.service_mix(service, proto.code())
+    }
+
+    /// What turns the NIC's RSS hash of a frame from an IPv4 client to
+    /// `vip` (a TCP or UDP frame, hashed over addresses and ports with
+    /// this table's [`Config::rss_key`]) into [`Self::hash_v4`] of its
+    /// flow of `service`: `rss ^ rss_adjust(..)`.
+    pub fn rss_adjust(&self, vip: Ipv4Addr, service: u32, proto: L4) -> u32 {
+        self.tz.v4_dst(u32::from(vip)) ^ self.service_mix(service, proto.code())
+    }
+
+    /// The reply hash of a stored key: Toeplitz for plain NAT between
+    /// IPv4 addresses (the tuple the reply frame carries), else wide.
+    #[inline]
+    fn reply_hash(&self, k: &PReply) -> u32 {
+        if k.flags == F_NAT {
+            self.hash_reply_v4_parts(
+                low32(&k.real),
+                k.real_port,
+                low32(&k.client),
+                k.port,
+                k.proto,
+            )
+        } else {
+            k.hash_wide(self.cfg.seed)
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn hash_reply_v4_parts(
+        &self,
+        real: u32,
+        real_port: u16,
+        client: u32,
+        client_port: u16,
+        proto: u8,
+    ) -> u32 {
+        self.tz.v4(real, client, real_port, client_port) ^ self.reply_mix(proto)
+    }
+
+    #[inline(always)]
+    fn reply_mix(&self, proto: u8) -> u32 {
+        fin32(mx(self.cfg.seed ^ REPLY_SEED, u64::from(proto)))
+    }
+
+    /// What turns the NIC's RSS hash of a NAT reply frame (IPv4, real ->
+    /// client, TCP or UDP, hashed over addresses and ports) into its
+    /// reply hash: `rss ^ rss_reply_adjust(..)`.
+    #[inline(always)]
+    pub fn rss_reply_adjust(&self, proto: L4) -> u32 {
+        self.reply_mix(proto.code())
+    }
+
+    /// The Toeplitz key of IPv4 hashes ([`Config::rss_key`]).
+    pub fn rss_key(&self) -> &[u8; toeplitz::KEY_LEN] {
+        self.tz.key()
+    }
+
+    /// Replaces the RSS key (to the one the ports were given). Only an
+    /// empty table can: `false`, unchanged, once it holds a flow.
+    pub fn set_rss_key(&mut self, key: [u8; toeplitz::KEY_LEN]) -> bool {
+        if self.len != 0 {
+            return false;
+        }
+        self.cfg.rss_key = key;
+        self.tz = Toeplitz::new(key);
+        true
+    }
 }
 
 impl std::fmt::Debug for ConnTable {
@@ -1102,6 +1233,7 @@ impl ConnTable {
                 evict_scan: cfg.evict_scan.max(1),
                 ..cfg
             },
+            tz: Toeplitz::new(cfg.rss_key),
             counters: Counters::default(),
         }
     }
@@ -1173,13 +1305,13 @@ impl ConnTable {
     /// The table's hash of a forward key.
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u32 {
-        fwd_hash(self.cfg.seed, &PKey::new(key))
+        self.fwd_hash(&PKey::new(key))
     }
 
     /// The table's hash of a reply key.
     #[inline]
     pub fn hash_reply(&self, key: &ReplyKey) -> u32 {
-        PReply::new(key).hash(self.cfg.seed)
+        self.reply_hash(&PReply::new(key))
     }
 
     /// Starts loading the forward index bucket of `hash` without waiting
@@ -1416,7 +1548,7 @@ impl ConnTable {
         // 3. Reply tuple owned by another live flow?
         let rev = if flags_nat != 0 {
             let pr = PReply::of_entry(&e);
-            let rh = pr.hash(self.cfg.seed);
+            let rh = self.reply_hash(&pr);
             let cells = &self.cells;
             if let Some(s) = self.rev.find(rh, |s| pr.matches(cells, s)) {
                 if !is_expired(self.cells[s as usize].expiry, now) {
@@ -1580,12 +1712,10 @@ impl ConnTable {
         let head = self.cells[s as usize];
         debug_assert!(head.is_live());
         let e = Entry::decode(&self.cells, &head);
-        let ok = self
-            .fwd
-            .remove(fwd_hash(self.cfg.seed, &PKey::of_entry(&e)), s);
+        let ok = self.fwd.remove(self.fwd_hash(&PKey::of_entry(&e)), s);
         debug_assert!(ok);
         if e.flags & (F_NAT | F_SNAT) != 0 {
-            let ok = self.rev.remove(PReply::of_entry(&e).hash(self.cfg.seed), s);
+            let ok = self.rev.remove(self.reply_hash(&PReply::of_entry(&e)), s);
             debug_assert!(ok);
         }
         let state = e.state();
@@ -1658,10 +1788,10 @@ impl ConnTable {
         for (s, c) in self.cells.iter().enumerate() {
             if c.is_live() {
                 let e = Entry::decode(&self.cells, c);
-                let h = fwd_hash(self.cfg.seed, &PKey::of_entry(&e));
+                let h = self.fwd_hash(&PKey::of_entry(&e));
                 assert_eq!(self.fwd.find(h, |x| x == s as u32), Some(s as u32));
                 if e.flags & (F_NAT | F_SNAT) != 0 {
-                    let rh = PReply::of_entry(&e).hash(self.cfg.seed);
+                    let rh = self.reply_hash(&PReply::of_entry(&e));
                     assert_eq!(self.rev.find(rh, |x| x == s as u32), Some(s as u32));
                 }
             }

@@ -19,8 +19,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::{fin32, mx, ConnTable, FlowId, FlowKey, Nat, State, F_CLIENT_V6, F_LIVE, L4};
 use super::{is_expired, F_NAT, F_REAL_V6, F_SNAT};
+use super::{ConnTable, FlowId, FlowKey, Nat, State, F_CLIENT_V6, F_LIVE, L4};
 use crate::service::RealIdx;
 
 /// Forward key of an IPv4 flow (client -> VIP); see [`FlowKey`].
@@ -75,15 +75,30 @@ impl ConnTable {
     /// [`Self::hash`] of `k.key()`, without the 16-byte address form.
     #[inline(always)]
     pub fn hash_v4(&self, k: &FlowKeyV4) -> u32 {
-        // The v4-mapped address ::ffff:a.b.c.d: its high 64 bits are 0.
-        let mut h = mx(self.cfg.seed, 0);
-        h = mx(h, 0xffff_0000_0000 | u64::from(u32::from(k.client)));
-        h = mx(
-            h,
-            (u64::from(k.service) << 32) | (u64::from(k.client_port) << 16) | u64::from(k.vport),
-        );
-        h = mx(h, u64::from(k.proto.code()));
-        fin32(h)
+        self.hash_v4_parts(
+            u32::from(k.client),
+            k.service,
+            k.client_port,
+            k.vport,
+            k.proto.code(),
+        )
+    }
+
+    /// [`Self::hash_v4`] with the service's part precomputed
+    /// ([`Self::service_part`]).
+    #[inline(always)]
+    pub fn hash_v4_mixed(&self, k: &FlowKeyV4, service_part: u32) -> u32 {
+        self.tz
+            .v4_src_ports(u32::from(k.client), k.client_port, k.vport)
+            ^ service_part
+    }
+
+    /// [`Self::hash_v4_mixed`] of the key of an IPv4 TCP/UDP frame to a
+    /// service's VIP: `client` its source address, `ports` its source and
+    /// destination ports, as on the wire.
+    #[inline(always)]
+    pub fn hash_v4_wire(&self, client: &[u8; 4], ports: &[u8; 4], service_part: u32) -> u32 {
+        self.tz.v4_src_ports_bytes(client, ports) ^ service_part
     }
 
     /// The live, unexpired flow of `k` if its real is IPv4; `None` for a
@@ -170,20 +185,13 @@ impl ConnTable {
         client_port: u16,
         proto: L4,
     ) -> u32 {
-        // As `PReply::hash` of v4-mapped addresses (high 64 bits 0) and
-        // the flags of a NAT key of two IPv4 addresses (F_NAT alone).
-        let mut h = mx(self.cfg.seed ^ 0x0072_6570_6c79, 0);
-        h = mx(h, 0xffff_0000_0000 | u64::from(u32::from(real)));
-        h = mx(h, 0);
-        h = mx(h, 0xffff_0000_0000 | u64::from(u32::from(client)));
-        h = mx(
-            h,
-            (u64::from(F_NAT) << 40)
-                | (u64::from(proto.code()) << 32)
-                | (u64::from(real_port) << 16)
-                | u64::from(client_port),
-        );
-        fin32(h)
+        self.hash_reply_v4_parts(
+            u32::from(real),
+            real_port,
+            u32::from(client),
+            client_port,
+            proto.code(),
+        )
     }
 
     /// The live, unexpired plain-NAT flow (IPv4 client and real) whose

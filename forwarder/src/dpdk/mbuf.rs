@@ -49,6 +49,22 @@ impl Mbuf {
     pub fn in_port(&self) -> u16 {
         self.m().port
     }
+
+    /// Sets (or clears) the RSS hash a NIC would have written: for a
+    /// software stage that computes one, and for tests of readers.
+    pub fn set_rss_hash(&mut self, hash: Option<u32>) {
+        // SAFETY: we own a valid mbuf exclusively for the lifetime of
+        // &mut self; writing the `rss` member of the hash union and the
+        // flag that says it is valid is what a PMD does on receive.
+        let m = unsafe { self.0.as_mut() };
+        match hash {
+            Some(h) => {
+                m.__bindgen_anon_2.hash.rss = h;
+                m.ol_flags |= RX_RSS_HASH;
+            }
+            None => m.ol_flags &= !RX_RSS_HASH,
+        }
+    }
 }
 
 impl Drop for Mbuf {
@@ -189,6 +205,17 @@ impl Burst {
         // can take the mbuf out.
         let m: &Mbuf = unsafe { &*self.ptrs.as_ptr().add(i).cast::<Mbuf>() };
         Some(m.data())
+    }
+
+    /// The `i`-th frame's RSS hash, if the NIC computed one.
+    #[inline]
+    pub fn rss_hash(&self, i: usize) -> Option<u32> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: as in `frame`.
+        let m: &Mbuf = unsafe { &*self.ptrs.as_ptr().add(i).cast::<Mbuf>() };
+        m.rss_hash()
     }
 
     /// Adds a frame; gives it back when the burst is full.

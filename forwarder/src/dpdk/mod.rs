@@ -21,7 +21,7 @@ pub use eal::{Eal, EalError};
 pub use lcore::{launch, wait_lcore, worker_lcores, LaunchError};
 pub use mbuf::{Burst, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
-pub use port::{create_vdev, LinkStatus, Port, PortConfig, PortStats};
+pub use port::{create_vdev, LinkStatus, Port, PortConfig, PortStats, RssState};
 
 use std::ffi::CStr;
 use std::fmt;

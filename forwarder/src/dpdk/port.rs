@@ -32,6 +32,45 @@ pub struct PortConfig {
     /// Receive frames for every MAC (needed on ports that see VIP traffic
     /// addressed to a floating MAC, and on af_packet labs).
     pub promiscuous: bool,
+    /// The RSS key to program, so that the NIC's hash of a frame is the
+    /// Toeplitz hash the connection table computes
+    /// ([`crate::conntrack::toeplitz`]). With a key, RSS is on even with
+    /// one RX queue (for the hash, not the spreading).
+    pub rss_key: Option<[u8; RSS_KEY_LEN]>,
+}
+
+/// Bytes of [`PortConfig::rss_key`].
+pub const RSS_KEY_LEN: usize = crate::conntrack::toeplitz::KEY_LEN;
+
+/// Whether a device can hash IPv4 TCP and UDP over addresses and ports
+/// with a key of ours (one of 16 to 64 bytes).
+fn rss_keyable(info: &dpdk_sys::rte_eth_dev_info) -> bool {
+    let types = RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP;
+    info.flow_type_rss_offloads & types == types && (16..=64).contains(&key_size(info))
+}
+
+/// The device's RSS key size; a PMD that reports none (net_null) is
+/// given 40 bytes, which the read-back then confirms or not.
+fn key_size(info: &dpdk_sys::rte_eth_dev_info) -> u8 {
+    match info.hash_key_size {
+        0 => RSS_KEY_LEN as u8,
+        n => n,
+    }
+}
+
+/// The key as long as any device takes: ours, repeated (52 bytes on
+/// X710 / E810; the bytes past 40 only reach inputs longer than IPv4's).
+fn padded_key(k: &[u8; RSS_KEY_LEN]) -> [u8; 64] {
+    std::array::from_fn(|i| k[i % RSS_KEY_LEN])
+}
+
+/// What [`Port::rss_key_state`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RssState {
+    /// The NIC hashes IPv4 TCP and UDP frames over addresses and ports
+    /// with [`PortConfig::rss_key`] (read back after configuring): its
+    /// hash may stand for the connection table's.
+    pub v4_with_key: bool,
 }
 
 impl Default for PortConfig {
@@ -42,6 +81,7 @@ impl Default for PortConfig {
             rx_desc: 1024,
             tx_desc: 1024,
             promiscuous: true,
+            rss_key: None,
         }
     }
 }
@@ -116,8 +156,11 @@ impl Port {
         &self.name
     }
 
-    /// Configures the queues (RSS across RX queues when more than one) and
-    /// sets them up with `pool`; the port is left stopped.
+    /// Configures the queues (RSS across RX queues when more than one, or
+    /// with [`PortConfig::rss_key`]) and sets them up with `pool`; the
+    /// port is left stopped. A device that refuses the key is configured
+    /// without it (logged); [`Port::rss_key_state`], once the port has
+    /// started, says what it hashes with.
     pub fn configure(&self, cfg: &PortConfig, pool: &Mempool) -> Result<(), DpdkError> {
         let p = self.id.0;
         let mut info = dpdk_sys::rte_eth_dev_info::default();
@@ -126,21 +169,47 @@ impl Port {
         if rc != 0 {
             return Err(DpdkError::new(format!("get info of {}", self.name), rc));
         }
+        let want = RSS_IPV4
+            | RSS_FRAG_IPV4
+            | RSS_NONFRAG_IPV4_TCP
+            | RSS_NONFRAG_IPV4_UDP
+            | RSS_IPV6
+            | RSS_FRAG_IPV6
+            | RSS_NONFRAG_IPV6_TCP
+            | RSS_NONFRAG_IPV6_UDP;
+        let keyed = cfg.rss_key.is_some() && rss_keyable(&info);
         let mut conf = dpdk_sys::rte_eth_conf::default();
-        if cfg.rx_queues > 1 {
-            let want = RSS_IPV4
-                | RSS_FRAG_IPV4
-                | RSS_NONFRAG_IPV4_TCP
-                | RSS_NONFRAG_IPV4_UDP
-                | RSS_IPV6
-                | RSS_FRAG_IPV6
-                | RSS_NONFRAG_IPV6_TCP
-                | RSS_NONFRAG_IPV6_UDP;
+        if cfg.rx_queues > 1 || keyed {
             conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
         }
-        // SAFETY: conf is a valid, initialised rte_eth_conf.
-        let rc = unsafe { dpdk_sys::rte_eth_dev_configure(p, cfg.rx_queues, cfg.tx_queues, &conf) };
+        if let (true, Some(k)) = (keyed, cfg.rss_key) {
+            // DPDK keeps the pointer, and some PMDs read the key only when
+            // the port starts: the bytes must outlive this call. 64 bytes
+            // per configured port, for the life of the process.
+            let key: &'static mut [u8; 64] = Box::leak(Box::new(padded_key(&k)));
+            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+            conf.rx_adv_conf.rss_conf.rss_key_len = key_size(&info);
+        }
+        // SAFETY: conf is a valid, initialised rte_eth_conf; its key
+        // pointer (if any) points to bytes that live forever.
+        let mut rc =
+            unsafe { dpdk_sys::rte_eth_dev_configure(p, cfg.rx_queues, cfg.tx_queues, &conf) };
+        if rc != 0 && keyed {
+            tracing::warn!(
+                "{}: refused RSS key ({}); configured without it",
+                self.name,
+                DpdkError::new("configure", rc)
+            );
+            conf.rx_adv_conf.rss_conf.rss_key = std::ptr::null_mut();
+            conf.rx_adv_conf.rss_conf.rss_key_len = 0;
+            if cfg.rx_queues <= 1 {
+                conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_NONE;
+                conf.rx_adv_conf.rss_conf.rss_hf = 0;
+            }
+            // SAFETY: as above, without a key.
+            rc = unsafe { dpdk_sys::rte_eth_dev_configure(p, cfg.rx_queues, cfg.tx_queues, &conf) };
+        }
         if rc != 0 {
             return Err(DpdkError::new(
                 format!(
@@ -193,6 +262,63 @@ impl Port {
             let _ = unsafe { dpdk_sys::rte_eth_promiscuous_enable(p) };
         }
         Ok(())
+    }
+
+    /// Whether the started port hashes IPv4 TCP and UDP frames over
+    /// addresses and ports with `key` (configured with it, see
+    /// [`PortConfig::rss_key`]). Read back from the device; if it holds
+    /// another key (a PMD that applies the configured key late, or not
+    /// at all), the key is set once more and read back again.
+    pub fn rss_key_state(&self, key: &[u8; RSS_KEY_LEN]) -> RssState {
+        let p = self.id.0;
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: info is a valid out-pointer; the port id was validated.
+        if unsafe { dpdk_sys::rte_eth_dev_info_get(p, &mut info) } != 0 || !rss_keyable(&info) {
+            return RssState::default();
+        }
+        let want = padded_key(key);
+        let len = usize::from(key_size(&info));
+        let types = RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP;
+        let read = || {
+            let mut got = [0u8; 64];
+            let mut conf = dpdk_sys::rte_eth_rss_conf {
+                rss_key: got.as_mut_ptr(),
+                rss_key_len: len as u8,
+                rss_hf: 0,
+            };
+            // SAFETY: valid port id; the key buffer holds 64 bytes, at
+            // least rss_key_len, which the PMD fills.
+            let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(p, &mut conf) };
+            rc == 0 && conf.rss_hf & types == types && got[..len] == want[..len]
+        };
+        if read() {
+            return RssState { v4_with_key: true };
+        }
+        let mut bytes = want;
+        let mut conf = dpdk_sys::rte_eth_rss_conf {
+            rss_key: bytes.as_mut_ptr(),
+            rss_key_len: len as u8,
+            rss_hf: (RSS_IPV4
+                | RSS_FRAG_IPV4
+                | RSS_NONFRAG_IPV4_TCP
+                | RSS_NONFRAG_IPV4_UDP
+                | RSS_IPV6
+                | RSS_FRAG_IPV6
+                | RSS_NONFRAG_IPV6_TCP
+                | RSS_NONFRAG_IPV6_UDP)
+                & info.flow_type_rss_offloads,
+        };
+        // SAFETY: valid port id; the key buffer holds 64 bytes, at least
+        // rss_key_len, and the PMD copies it during the call.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_update(p, &mut conf) };
+        let ok = rc == 0 && read();
+        if !ok {
+            tracing::info!(
+                "{}: the NIC's RSS hash is not reused for the connection table (key update: {rc})",
+                self.name
+            );
+        }
+        RssState { v4_with_key: ok }
     }
 
     /// Starts the port.

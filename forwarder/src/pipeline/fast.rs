@@ -153,7 +153,7 @@ impl Tables {
         };
         let Some((si, key)) = key_v4(snap, f) else {
             // No service: a NAT reply (real -> client)?
-            return self.fast_reply_v4(buf, s, d, proto, flags, ctx);
+            return self.fast_reply_v4(buf, s, d, proto, flags, ctx, hint);
         };
         let (src, dst, dport) = (key.client, Ipv4Addr::from(d), key.vport);
         let svc = &snap.vips.services()[si];
@@ -161,7 +161,7 @@ impl Tables {
         // The first pass over the burst hashed it already.
         let hash = match hint {
             Some(h) => h,
-            None => self.conn.hash_v4(&key),
+            None => self.hash_v4_of(si, f, &key),
         };
         let dont_frag = h[6] & 0x40 != 0;
         let ip = || IpInfo {
@@ -230,6 +230,7 @@ impl Tables {
             Some(_) => self.conn.hash_v4(key),
             None => hash,
         };
+        debug_assert_eq!(exact, self.conn.hash_v4(key));
         Some((exact, absent && exact == hash))
     }
 
@@ -326,21 +327,50 @@ impl Tables {
     /// its bucket ([`ConnTable::bucket_addr`](crate::conntrack::ConnTable::bucket_addr))
     /// and entry while it looks at the rest of the burst, then pass the
     /// hash to [`Tables::handle_hinted`].
+    ///
+    /// `rss` is the NIC's RSS hash of the frame, if it computed one over
+    /// addresses and ports with the key the table hashes with
+    /// ([`Tables::set_rss_key`]): the hash is then one xor away, and is
+    /// not computed. The NIC hashes a fragment by its addresses alone, so
+    /// for a fragment `rss` is not used.
     #[inline]
-    pub fn flow_hash_v4(&self, frame: &[u8], snap: &Snapshot) -> Option<u32> {
+    pub fn flow_hash_v4(&self, frame: &[u8], snap: &Snapshot, rss: Option<u32>) -> Option<u32> {
         if frame.len() < 14 + 20 + 8 || frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
             return None;
         }
-        let (_, key) = key_v4(snap, frame)?;
-        Some(self.conn.hash_v4(&key))
+        let (si, key) = key_v4(snap, frame)?;
+        if let Some(h) = rss.filter(|_| frame[20] & 0x3f == 0 && frame[21] == 0) {
+            if let Some(adj) = self.rss_adj.get(si) {
+                return Some(h ^ adj.0);
+            }
+        }
+        Some(self.hash_v4_of(si, frame, &key))
     }
 
-    /// For a frame [`Self::flow_hash_v4`] found no service for: the
-    /// address of the reply-index bucket a NAT reply lookup of it would
-    /// read first (for the worker to prefetch), from the IPv4 header and
-    /// ports alone.
+    /// The table's hash of `key`, the flow of `frame` (an IPv4 TCP/UDP
+    /// frame with a 20-byte header) to service index `si` of the adopted
+    /// snapshot: from the frame's bytes, with the service's part kept
+    /// per service.
+    #[inline(always)]
+    fn hash_v4_of(&self, si: usize, frame: &[u8], key: &FlowKeyV4) -> u32 {
+        let (Some(&(_, part)), Ok(client), Ok(ports)) = (
+            self.rss_adj.get(si),
+            <&[u8; 4]>::try_from(&frame[26..30]),
+            <&[u8; 4]>::try_from(&frame[34..38]),
+        ) else {
+            return self.conn.hash_v4(key);
+        };
+        self.conn.hash_v4_wire(client, ports, part)
+    }
+
+    /// For a frame [`Self::flow_hash_v4`] found no service for: the hash
+    /// of the reply-index lookup the NAT reply fast path would make, for
+    /// the worker to prefetch its bucket
+    /// ([`ConnTable::reply_bucket_addr`](crate::conntrack::ConnTable::reply_bucket_addr))
+    /// and pass to [`Tables::handle_hinted`]; from the IPv4 header and
+    /// ports alone. `rss` as for [`Self::flow_hash_v4`].
     #[inline]
-    pub fn reply_bucket_v4(&self, frame: &[u8]) -> Option<*const u8> {
+    pub fn reply_hash_v4(&self, frame: &[u8], rss: Option<u32>) -> Option<u32> {
         if frame.len() < 14 + 20 + 8 || frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
             return None;
         }
@@ -349,19 +379,21 @@ impl Tables {
             ip_proto::UDP => L4::Udp,
             _ => return None,
         };
+        if let Some(h) = rss.filter(|_| frame[20] & 0x3f == 0 && frame[21] == 0) {
+            return Some(h ^ self.conn.rss_reply_adjust(l4));
+        }
         let real = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
         let client = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
         let rport = u16::from_be_bytes([frame[34], frame[35]]);
         let cport = u16::from_be_bytes([frame[36], frame[37]]);
-        let h = self.conn.hash_reply_v4(real, rport, client, cport, l4);
-        Some(self.conn.reply_bucket_addr(h))
+        Some(self.conn.hash_reply_v4(real, rport, client, cport, l4))
     }
 }
 
 /// The service index and the forward key of an IPv4 TCP/UDP frame with a
 /// 20-byte header and at least 8 bytes after it (the caller checked).
 #[inline(always)]
-fn key_v4(snap: &Snapshot, f: &[u8]) -> Option<(usize, FlowKeyV4)> {
+pub(super) fn key_v4(snap: &Snapshot, f: &[u8]) -> Option<(usize, FlowKeyV4)> {
     let proto = f[23];
     if proto != ip_proto::TCP && proto != ip_proto::UDP {
         return None;

@@ -89,9 +89,11 @@ impl FastRoutes {
 impl Tables {
     /// The reply fast path (see the module docs) for a frame [`Self::fast_v4`]
     /// checked: a TCP or UDP header at 34, source `s`, destination `d`
-    /// (host order), `flags` its TCP flags. `Some` outcome, or `None`
-    /// with nothing changed.
+    /// (host order), `flags` its TCP flags, `hint` the reply hash from
+    /// [`Self::reply_hash_v4`] if the worker computed it. `Some` outcome,
+    /// or `None` with nothing changed.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn fast_reply_v4<B: PacketBuf>(
         &mut self,
         buf: &mut B,
@@ -100,6 +102,7 @@ impl Tables {
         proto: u8,
         flags: TcpFlags,
         ctx: &mut Ctx<'_>,
+        hint: Option<u32>,
     ) -> Option<Outcome> {
         let snap = ctx.snap;
         let f = buf.data();
@@ -119,7 +122,12 @@ impl Tables {
             return None;
         }
         let now = ctx.now_ms as u32;
-        let hash = self.conn.hash_reply_v4(real, sport, client, dport, l4);
+        // A hint is only looked up with: a wrong one misses, and the
+        // general path looks up again.
+        let hash = match hint {
+            Some(h) => h,
+            None => self.conn.hash_reply_v4(real, sport, client, dport, l4),
+        };
         let hit = self
             .conn
             .find_reply_v4(now, real, sport, client, dport, l4, hash)?;

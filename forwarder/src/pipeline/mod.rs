@@ -559,10 +559,31 @@ pub struct Tables {
     /// worker's tables (see [`crate::sync::Inbox`]).
     fanout: Vec<std::sync::Arc<Inbox>>,
     generation: u64,
+    /// Per service index: what turns a NIC's RSS hash of a frame to the
+    /// service's IPv4 VIP into the flow's table hash
+    /// ([`ConnTable::rss_adjust`]; 0 for other VIPs), and the service's
+    /// part of that hash ([`ConnTable::service_part`]).
+    rss_adj: Vec<(u32, u32)>,
 }
 
 /// Persistence entries per worker.
 const PERSIST_CAPACITY: usize = 65536;
+
+/// [`Tables::rss_adj`] for `snap`'s services.
+fn rss_adjusts(conn: &ConnTable, snap: &Snapshot) -> Vec<(u32, u32)> {
+    snap.vips
+        .services()
+        .iter()
+        .map(|svc| {
+            let proto = L4::from(svc.spec().proto);
+            let part = conn.service_part(svc.id(), proto);
+            match svc.spec().vip {
+                IpAddr::V4(vip) => (conn.rss_adjust(vip, svc.id(), proto), part),
+                IpAddr::V6(_) => (0, part),
+            }
+        })
+        .collect()
+}
 
 impl Tables {
     /// Tables for `conn_capacity` flows, shaped for `snap`, with the
@@ -580,8 +601,10 @@ impl Tables {
     ) -> Tables {
         let mut cfg = conntrack::Config::new(conn_capacity);
         cfg.timeouts = conntrack::Timeouts::ipvs(TICK_HZ);
+        let conn = ConnTable::new(cfg);
         Tables {
-            conn: ConnTable::new(cfg),
+            rss_adj: rss_adjusts(&conn, snap),
+            conn,
             persist: PersistTable::new(PERSIST_CAPACITY, TICK_HZ),
             sched: snap.vips.new_sched_states(),
             active: snap.vips.new_conn_counts(),
@@ -603,6 +626,22 @@ impl Tables {
             fanout: Vec::new(),
             generation: snap.generation,
         }
+    }
+
+    /// Hashes IPv4 flows with the Toeplitz key `key`, the RSS key the
+    /// ports were given, so that the NIC's hash can stand for the
+    /// table's ([`Self::flow_hash_v4`]). Only before the first flow:
+    /// `false`, unchanged, after.
+    pub fn set_rss_key(
+        &mut self,
+        key: [u8; conntrack::toeplitz::KEY_LEN],
+        snap: &Snapshot,
+    ) -> bool {
+        if !self.conn.set_rss_key(key) {
+            return false;
+        }
+        self.rss_adj = rss_adjusts(&self.conn, snap);
+        true
     }
 
     fn sync_log_for(snap: &Snapshot) -> SyncLog {
@@ -672,6 +711,7 @@ impl Tables {
         }
         self.active = active;
         self.counters = counters;
+        self.rss_adj = rss_adjusts(&self.conn, new);
         // Services this snapshot brings in (a BACKUP taking over) may
         // already have flows, synced from the old MASTER: count them, so
         // least-connection schedulers and status see them. One scan of
@@ -982,8 +1022,11 @@ impl Tables {
         self.handle_hinted(buf, in_port, ctx, None)
     }
 
-    /// [`Self::handle`] with the frame's flow hash from
-    /// [`Self::flow_hash_v4`], computed in a first pass over the burst.
+    /// [`Self::handle`] with the hash of the frame's first table lookup,
+    /// computed in a first pass over the burst: [`Self::flow_hash_v4`],
+    /// or for a frame that has no service [`Self::reply_hash_v4`]. The
+    /// hint is used for lookups only (a wrong one can only miss, and a
+    /// miss is looked up again with the exact hash).
     #[inline]
     pub fn handle_hinted<B: PacketBuf>(
         &mut self,
