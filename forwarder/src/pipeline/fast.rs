@@ -429,14 +429,21 @@ fn plain_target(
     dont_frag: bool,
 ) -> Option<RealIdx> {
     let svc = &snap.vips.services()[si];
-    let r = svc.resolve_target(hit.real_hint, IpAddr::V4(hit.real), hit.real_port)?;
-    if !svc.keeps_flow(r) {
-        return None;
-    }
+    // Most often the flow's remembered target is still its real, IPv4,
+    // and keeps its flows: one word says so. Otherwise, the general test.
+    let (r, v4) = if hinted_target_holds(snap, si, hit) {
+        (hit.real_hint, true)
+    } else {
+        let r = svc.resolve_target(hit.real_hint, IpAddr::V4(hit.real), hit.real_port)?;
+        if !svc.keeps_flow(r) {
+            return None;
+        }
+        (r, false)
+    };
     match mode {
         Mode::Dr => {}
         Mode::Nat => {
-            if ttl <= 1 || !svc.target(r)?.addr.is_ipv4() {
+            if ttl <= 1 || !(v4 || svc.target(r)?.addr.is_ipv4()) {
                 return None;
             }
             if matches!(hit.nat, Nat::Snat(_)) && !snap.real_route(si, r)?.src.is_ipv4() {
@@ -454,6 +461,34 @@ fn plain_target(
         }
     }
     Some(r)
+}
+
+/// A packed IPv4 target that keeps its flows: address, port, and a mark
+/// (bit 0) no other target's word has.
+#[inline(always)]
+pub(super) const fn target_word(addr: u32, port: u16) -> u64 {
+    ((addr as u64) << 32) | ((port as u64) << 16) | 1
+}
+
+/// Whether the flow's remembered target (`real_hint`) is, in this
+/// snapshot, an IPv4 target that serves the flow's real (same address,
+/// same port or any port) and keeps its flows: what
+/// `resolve_target(real_hint, ..) == Some(real_hint) && keeps_flow(..)`
+/// says, in one word.
+#[inline(always)]
+fn hinted_target_holds(snap: &Snapshot, si: usize, hit: &HitV4) -> bool {
+    let Some(&base) = snap.fast_base.get(si) else {
+        return false;
+    };
+    let Some(&w) = snap.fast_targets.get(base as usize + hit.real_hint.get()) else {
+        return false;
+    };
+    // A base past the service's targets would name another service's:
+    // the hint must be within this one.
+    let in_service = hit.real_hint.get() < snap.vips.services()[si].targets().len();
+    let real = u32::from(hit.real);
+    in_service
+        && (w == target_word(real, hit.real_port) || w == target_word(real, 0))
 }
 
 /// A target's next hop as the fast path last resolved it.

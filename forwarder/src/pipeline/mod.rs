@@ -304,6 +304,10 @@ pub struct Snapshot {
     /// Per service index, the flat index of its first target (the fast
     /// path's next-hop memo, [`Tables`]`::fast_hops`).
     fast_base: Vec<u32>,
+    /// Per flat target index (as `fast_base`): an IPv4 target that keeps
+    /// its flows, packed for the fast path's one-word check
+    /// ([`fast::target_word`]); 0 for any other.
+    fast_targets: Vec<u64>,
     /// Some service has a v4-mapped IPv6 VIP, which IPv4 packets reach
     /// but the fast path's VIP table does not hold ([`fast_reply`]).
     mapped_vips: bool,
@@ -324,6 +328,7 @@ impl Snapshot {
             fast: Vec::new(),
             fast_vips: fast::FastVips::default(),
             fast_base: Vec::new(),
+            fast_targets: Vec::new(),
             mapped_vips: false,
             fast_routes: fast_reply::FastRoutes::default(),
         };
@@ -339,6 +344,15 @@ impl Snapshot {
         for svc in s.vips.services() {
             s.fast_base.push(base);
             base += svc.targets().len() as u32;
+            for (ri, t) in svc.targets().iter().enumerate() {
+                let w = match t.addr {
+                    IpAddr::V4(a) if svc.keeps_flow(RealIdx(ri as u16)) => {
+                        fast::target_word(u32::from(a), t.port)
+                    }
+                    _ => 0,
+                };
+                s.fast_targets.push(w);
+            }
         }
         s.real_routes = s
             .vips
