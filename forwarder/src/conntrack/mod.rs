@@ -1383,7 +1383,11 @@ impl ConnTable {
     pub fn lookup(&mut self, now: u32, key: &FlowKey, hash: u32) -> Lookup {
         let pk = PKey::new(key);
         let cells = &self.cells;
-        match self.fwd.find(hash, |s| pk.matches(cells, s)) {
+        match self.fwd.find(
+            hash,
+            #[inline(always)]
+            |s| pk.matches(cells, s),
+        ) {
             None => Lookup::Miss,
             Some(s) => self.hit_or_expire(s, now),
         }
@@ -1395,7 +1399,11 @@ impl ConnTable {
     pub fn lookup_reply(&mut self, now: u32, key: &ReplyKey, hash: u32) -> Lookup {
         let pr = PReply::new(key);
         let cells = &self.cells;
-        match self.rev.find(hash, |s| pr.matches(cells, s)) {
+        match self.rev.find(
+            hash,
+            #[inline(always)]
+            |s| pr.matches(cells, s),
+        ) {
             None => Lookup::Miss,
             Some(s) => self.hit_or_expire(s, now),
         }
@@ -1505,9 +1513,20 @@ impl ConnTable {
         // 1. Same key already present?
         let cells = &self.cells;
         let dup = if check_duplicate {
-            self.fwd.find(hash, |s| pk.matches(cells, s))
+            self.fwd.find(
+                hash,
+                #[inline(always)]
+                |s| pk.matches(cells, s),
+            )
         } else {
-            debug_assert!(self.fwd.find(hash, |s| pk.matches(cells, s)).is_none());
+            debug_assert!(self
+                .fwd
+                .find(
+                    hash,
+                    #[inline(always)]
+                    |s| pk.matches(cells, s)
+                )
+                .is_none());
             None
         };
         if let Some(s) = dup {

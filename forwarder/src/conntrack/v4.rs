@@ -118,15 +118,19 @@ impl ConnTable {
         let proto = k.proto.code();
         let cells = &self.cells;
         // An IPv4 client is all in `a` (the family bit tells it apart).
-        let Some(s) = self.fwd.find(hash, |s| {
-            let e = &cells[s as usize];
-            e.flags & (F_LIVE | F_CLIENT_V6) == F_LIVE
-                && e.a == client
-                && e.service == k.service
-                && e.client_port == k.client_port
-                && e.vport == k.vport
-                && e.proto() == proto
-        }) else {
+        let Some(s) = self.fwd.find(
+            hash,
+            #[inline(always)]
+            |s| {
+                let e = &cells[s as usize];
+                e.flags & (F_LIVE | F_CLIENT_V6) == F_LIVE
+                    && e.a == client
+                    && e.service == k.service
+                    && e.client_port == k.client_port
+                    && e.vport == k.vport
+                    && e.proto() == proto
+            },
+        ) else {
             return Err(true);
         };
         let e = &self.cells[s as usize];
@@ -215,15 +219,19 @@ impl ConnTable {
         let cells = &self.cells;
         // The same match as `PReply::matches` of an IPv4 NAT key: no IPv6
         // address, so no extension; client in `a`, real in `b`.
-        let s = self.rev.find(hash, |s| {
-            let e = &cells[s as usize];
-            e.flags & (F_LIVE | F_NAT | F_SNAT | F_REAL_V6 | F_CLIENT_V6) == F_LIVE | F_NAT
-                && e.b == real
-                && e.a == client
-                && e.real_port == real_port
-                && e.client_port == client_port
-                && e.proto() == proto
-        })?;
+        let s = self.rev.find(
+            hash,
+            #[inline(always)]
+            |s| {
+                let e = &cells[s as usize];
+                e.flags & (F_LIVE | F_NAT | F_SNAT | F_REAL_V6 | F_CLIENT_V6) == F_LIVE | F_NAT
+                    && e.b == real
+                    && e.a == client
+                    && e.real_port == real_port
+                    && e.client_port == client_port
+                    && e.proto() == proto
+            },
+        )?;
         let e = &self.cells[s as usize];
         if is_expired(e.expiry, now) {
             return None;

@@ -487,8 +487,7 @@ fn hinted_target_holds(snap: &Snapshot, si: usize, hit: &HitV4) -> bool {
     // the hint must be within this one.
     let in_service = hit.real_hint.get() < snap.vips.services()[si].targets().len();
     let real = u32::from(hit.real);
-    in_service
-        && (w == target_word(real, hit.real_port) || w == target_word(real, 0))
+    in_service && (w == target_word(real, hit.real_port) || w == target_word(real, 0))
 }
 
 /// A target's next hop as the fast path last resolved it.
