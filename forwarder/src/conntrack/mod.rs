@@ -1055,6 +1055,8 @@ pub struct ConnTable {
     free_head: u32,
     len: u32,
     by_state: [u32; N_STATES],
+    /// `cfg.timeouts.for_state(s)` by `s as usize`.
+    timeout: [u32; N_STATES],
     sweep_pos: u32,
     evict_pos: u32,
     cfg: Config,
@@ -1227,6 +1229,7 @@ impl ConnTable {
             free_head: 0,
             len: 0,
             by_state: [0; N_STATES],
+            timeout: State::ALL.map(|st| cfg.timeouts.for_state(st)),
             sweep_pos: 0,
             evict_pos: 0,
             cfg: Config {
@@ -1425,13 +1428,21 @@ impl ConnTable {
     pub fn touch(&mut self, id: FlowId, now: u32, dir: Dir, flags: TcpFlags) -> State {
         let e = &mut self.cells[id.0 as usize];
         let old = e.state();
-        let new = old.next(dir, flags);
+        // Nearly every packet: an established flow's segment without
+        // SYN, FIN or RST, or a UDP / ICMP flow's, which keeps the state
+        // whatever the direction ([`State::next`]).
+        let steady = match old {
+            State::Established => flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) == 0,
+            State::Udp | State::Icmp => true,
+            _ => false,
+        };
+        let new = if steady { old } else { old.next(dir, flags) };
         if new != old {
             self.by_state[old as usize] -= 1;
             self.by_state[new as usize] += 1;
             e.state = new as u8;
         }
-        e.expiry = now.wrapping_add(self.cfg.timeouts.for_state(new));
+        e.expiry = now.wrapping_add(self.timeout[new as usize]);
         new
     }
 
@@ -1547,7 +1558,7 @@ impl ConnTable {
             client: pk.client,
             real,
             service: pk.service,
-            expiry: now.wrapping_add(self.cfg.timeouts.for_state(value.state)),
+            expiry: now.wrapping_add(self.timeout[value.state as usize]),
             synced: now,
             client_port: pk.client_port,
             vport: pk.vport,

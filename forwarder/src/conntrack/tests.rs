@@ -296,6 +296,35 @@ fn lazy_expiry_on_lookup() {
 }
 
 #[test]
+fn touch_follows_the_state_machine_for_every_state_direction_and_flags() {
+    // `touch` takes a shortcut for steady states: it must agree with
+    // `State::next` and the timeouts everywhere.
+    let mut t = ConnTable::with_capacity(10);
+    let k = key(1);
+    let id = ins(&mut t, 0, &k, &val(State::SynRecv, Nat::Nat)).unwrap();
+    let timeouts = Timeouts::default();
+    let mut now = 1;
+    for old in State::ALL {
+        for dir in [Dir::Client, Dir::Reply] {
+            for f in 0..=255u8 {
+                t.restore(id, old, now);
+                now += 1;
+                let want = old.next(dir, TcpFlags(f));
+                assert_eq!(
+                    t.touch(id, now, dir, TcpFlags(f)),
+                    want,
+                    "{old:?} {dir:?} {f:#x}"
+                );
+                assert_eq!(t.entry(id).state(), want);
+                assert_eq!(t.entry(id).expiry(), now + timeouts.for_state(want));
+                assert_eq!(t.by_state()[want as usize], 1);
+                assert_eq!(t.by_state().iter().sum::<u32>(), 1);
+            }
+        }
+    }
+}
+
+#[test]
 fn touch_drives_state_and_expiry() {
     let mut t = ConnTable::with_capacity(10);
     let k = key(1);
