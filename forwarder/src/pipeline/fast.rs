@@ -99,10 +99,10 @@ impl Tables {
         let snap: &Snapshot = ctx.snap;
         let fp = snap.fast.get(usize::from(in_port))?;
         let port = snap.ports.get(usize::from(in_port))?;
-        let f = buf.data();
-        if f.len() < 14 + 20 + 8 {
-            return None;
-        }
+        let frame = buf.data();
+        // The Ethernet and IPv4 headers and 8 bytes of L4 header, as an
+        // array: its fixed offsets need no bounds checks.
+        let f: &[u8; 42] = frame.first_chunk()?;
         // Unicast destination, unicast non-zero source, IPv4.
         if f[0] & 1 != 0 || f[6] & 1 != 0 || f[12] != 0x08 || f[13] != 0x00 {
             return None;
@@ -123,7 +123,7 @@ impl Tables {
             _ => return None,
         };
         let end = 14 + total;
-        if total < 20 + min || end > f.len() || !header_sum_ok(h) {
+        if total < 20 + min || end > frame.len() || !header_sum_ok(h) {
             return None;
         }
         let s = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
@@ -143,11 +143,15 @@ impl Tables {
             }
         }
         let flags = if proto == ip_proto::TCP {
-            let doff = usize::from(f[34 + 12] >> 4) * 4;
-            if doff < 20 || 34 + doff > end || !super::tcp_flags_valid(f[34 + 13]) {
+            // In the frame: the IP packet holds a 20-byte TCP header.
+            let &[off, fl] = frame.get(34 + 12..34 + 14)? else {
+                return None;
+            };
+            let doff = usize::from(off >> 4) * 4;
+            if doff < 20 || 34 + doff > end || !super::tcp_flags_valid(fl) {
                 return None;
             }
-            TcpFlags(f[34 + 13])
+            TcpFlags(fl)
         } else {
             TcpFlags::NONE
         };
@@ -335,7 +339,8 @@ impl Tables {
     /// for a fragment `rss` is not used.
     #[inline]
     pub fn flow_hash_v4(&self, frame: &[u8], snap: &Snapshot, rss: Option<u32>) -> Option<u32> {
-        if frame.len() < 14 + 20 + 8 || frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
+        let frame: &[u8; 42] = frame.first_chunk()?;
+        if frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
             return None;
         }
         let (si, key) = key_v4(snap, frame)?;
@@ -352,7 +357,7 @@ impl Tables {
     /// snapshot: from the frame's bytes, with the service's part kept
     /// per service.
     #[inline(always)]
-    fn hash_v4_of(&self, si: usize, frame: &[u8], key: &FlowKeyV4) -> u32 {
+    fn hash_v4_of(&self, si: usize, frame: &[u8; 42], key: &FlowKeyV4) -> u32 {
         let (Some(&(_, part)), Ok(client), Ok(ports)) = (
             self.rss_adj.get(si),
             <&[u8; 4]>::try_from(&frame[26..30]),
@@ -371,7 +376,8 @@ impl Tables {
     /// ports alone. `rss` as for [`Self::flow_hash_v4`].
     #[inline]
     pub fn reply_hash_v4(&self, frame: &[u8], rss: Option<u32>) -> Option<u32> {
-        if frame.len() < 14 + 20 + 8 || frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
+        let frame: &[u8; 42] = frame.first_chunk()?;
+        if frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
             return None;
         }
         let l4 = match frame[23] {
@@ -393,7 +399,7 @@ impl Tables {
 /// The service index and the forward key of an IPv4 TCP/UDP frame with a
 /// 20-byte header and at least 8 bytes after it (the caller checked).
 #[inline(always)]
-pub(super) fn key_v4(snap: &Snapshot, f: &[u8]) -> Option<(usize, FlowKeyV4)> {
+pub(super) fn key_v4(snap: &Snapshot, f: &[u8; 42]) -> Option<(usize, FlowKeyV4)> {
     let proto = f[23];
     if proto != ip_proto::TCP && proto != ip_proto::UDP {
         return None;
