@@ -27,12 +27,6 @@ pub trait PacketBuf {
     fn rss_hash(&self) -> Option<u32> {
         None
     }
-    /// Whether the NIC verified the frame's IPv4 header checksum and
-    /// found it right (receive checksum offload); `false` when it did
-    /// not look, found it wrong, or the frame is not IPv4.
-    fn ip_checksum_good(&self) -> bool {
-        false
-    }
     /// Length of the frame in bytes.
     fn len(&self) -> usize {
         self.data().len()
@@ -55,7 +49,6 @@ pub struct TestBuffer {
     start: usize,
     end: usize,
     rss: Option<u32>,
-    ip_good: bool,
 }
 
 impl TestBuffer {
@@ -75,20 +68,12 @@ impl TestBuffer {
             start: TEST_HEADROOM,
             end: TEST_HEADROOM + frame.len(),
             rss: None,
-            ip_good: false,
         }
     }
 
     /// Sets the RSS hash the buffer reports.
     pub fn with_rss(mut self, hash: u32) -> Self {
         self.rss = Some(hash);
-        self
-    }
-
-    /// Reports the IPv4 header checksum as verified good, as a NIC with
-    /// receive checksum offload would.
-    pub fn with_ip_checksum_good(mut self) -> Self {
-        self.ip_good = true;
         self
     }
 
@@ -145,9 +130,6 @@ impl PacketBuf for TestBuffer {
     }
     fn rss_hash(&self) -> Option<u32> {
         self.rss
-    }
-    fn ip_checksum_good(&self) -> bool {
-        self.ip_good
     }
 }
 

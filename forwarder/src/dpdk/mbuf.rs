@@ -10,12 +10,6 @@ pub const BURST_SIZE: usize = 32;
 
 /// `RTE_MBUF_F_RX_RSS_HASH`: the NIC filled `hash.rss`.
 const RX_RSS_HASH: u64 = 1 << 1;
-/// `RTE_MBUF_F_RX_IP_CKSUM_BAD` | `RTE_MBUF_F_RX_IP_CKSUM_GOOD`: the
-/// IPv4 checksum status bits (both set: "none", the header was checked
-/// but its checksum field is not right).
-const RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
-/// `RTE_MBUF_F_RX_IP_CKSUM_GOOD`.
-const RX_IP_CKSUM_GOOD: u64 = 1 << 7;
 
 /// One owned, single-segment packet buffer. Dropping it frees it.
 #[repr(transparent)]
@@ -54,18 +48,6 @@ impl Mbuf {
     /// The port the frame arrived on.
     pub fn in_port(&self) -> u16 {
         self.m().port
-    }
-
-    /// Marks the IPv4 header checksum as verified good (or unknown), as a
-    /// NIC with receive checksum offload does: for tests of readers.
-    pub fn set_ip_checksum_good(&mut self, good: bool) {
-        // SAFETY: as in `set_rss_hash`: the flag word of an mbuf we own
-        // exclusively.
-        let m = unsafe { self.0.as_mut() };
-        m.ol_flags &= !RX_IP_CKSUM_MASK;
-        if good {
-            m.ol_flags |= RX_IP_CKSUM_GOOD;
-        }
     }
 
     /// Sets (or clears) the RSS hash a NIC would have written: for a
@@ -153,11 +135,6 @@ impl PacketBuf for Mbuf {
         };
         // SAFETY: as above; rte_pktmbuf_trim returns -1 when too short.
         unsafe { dpdk_sys::rte_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
-    }
-
-    #[inline]
-    fn ip_checksum_good(&self) -> bool {
-        self.m().ol_flags & RX_IP_CKSUM_MASK == RX_IP_CKSUM_GOOD
     }
 
     #[inline]

@@ -17,8 +17,6 @@ const RSS_IPV6: u64 = 1 << 8;
 const RSS_FRAG_IPV6: u64 = 1 << 9;
 const RSS_NONFRAG_IPV6_TCP: u64 = 1 << 10;
 const RSS_NONFRAG_IPV6_UDP: u64 = 1 << 11;
-/// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM`.
-const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
 
 /// Queue layout of a port.
 #[derive(Debug, Clone)]
@@ -181,9 +179,6 @@ impl Port {
             | RSS_NONFRAG_IPV6_UDP;
         let keyed = cfg.rss_key.is_some() && rss_keyable(&info);
         let mut conf = dpdk_sys::rte_eth_conf::default();
-        // Where the NIC verifies IPv4 header checksums, it marks each
-        // frame and the fast path skips its own sum.
-        conf.rxmode.offloads = info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM;
         if cfg.rx_queues > 1 || keyed {
             conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;

@@ -11,10 +11,8 @@
 //!
 //! * Ethernet: unicast destination MAC, a unicast non-zero source, type
 //!   IPv4 (so no VLAN tag);
-//! * IPv4: a 20-byte header (no options) with a valid checksum (summed
-//!   here unless the NIC verified it: [`PacketBuf::ip_checksum_good`]),
-//!   not a fragment (DF allowed), the whole packet in the frame, TCP or
-//!   UDP;
+//! * IPv4: a 20-byte header (no options) with a valid checksum, not a
+//!   fragment (DF allowed), the whole packet in the frame, TCP or UDP;
 //! * not martian: the source is not this port's own address or subnet
 //!   broadcast, not 0/8, 127/8 or 224/3, not the destination; the
 //!   destination is not the port's own address;
@@ -101,8 +99,6 @@ impl Tables {
         let snap: &Snapshot = ctx.snap;
         let fp = snap.fast.get(usize::from(in_port))?;
         let port = snap.ports.get(usize::from(in_port))?;
-        // The NIC verified the header checksum (receive offload).
-        let sum_checked = buf.ip_checksum_good();
         let frame = buf.data();
         // The Ethernet and IPv4 headers and 8 bytes of L4 header, as an
         // array: its fixed offsets need no bounds checks.
@@ -127,7 +123,7 @@ impl Tables {
             _ => return None,
         };
         let end = 14 + total;
-        if total < 20 + min || end > frame.len() || !(sum_checked || header_sum_ok(h)) {
+        if total < 20 + min || end > frame.len() || !header_sum_ok(h) {
             return None;
         }
         let s = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);

@@ -108,11 +108,6 @@ impl Pair {
     fn step(&mut self, frame: &[u8], what: &str) -> bool {
         let (a, b) = (&mut self.fast, &mut self.general);
         let mut fa = TestBuffer::new(frame);
-        // Every third frame as a NIC with checksum offload gives it: the
-        // IPv4 header checksum marked good where it is.
-        if self.frames % 3 == 0 && ipv4_sum_right(frame) {
-            fa = fa.with_ip_checksum_good();
-        }
         let mut fb = TestBuffer::new(frame);
         // What `handle` does, with the fast path's answers counted.
         let mut ca = Ctx {
@@ -428,58 +423,6 @@ fn fast_path_matches_the_general_path_with_connection_sync() {
         "reply fast path hits: {}",
         p.reply_hits
     );
-}
-
-/// Whether `f` is an IPv4 frame whose header checksum is right (what a
-/// NIC's receive checksum offload reports as good).
-fn ipv4_sum_right(f: &[u8]) -> bool {
-    if f.len() < 34 || f[12..14] != [8, 0] || f[14] >> 4 != 4 {
-        return false;
-    }
-    let ihl = usize::from(f[14] & 15) * 4;
-    let Some(h) = f.get(14..14 + ihl).filter(|_| ihl >= 20) else {
-        return false;
-    };
-    let mut s: u32 = h
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s == 0xffff
-}
-
-#[test]
-fn the_nics_checksum_verdict_is_trusted() {
-    // A NIC that verified a header checksum spares the fast path its
-    // sum: a frame it marks good is taken as good, one it does not mark
-    // is summed (and this one, wrong, dropped by the general path).
-    let mut r = Rig::small(Vec::new());
-    r.snap = snap_of(None, false, 1);
-    r.tables = Tables::new(1024, &r.snap);
-    let syn = builder::tcp4(&tcp4("203.0.113.9", 40_000, VIP4, 80, WireFlags::SYN));
-    assert!(matches!(r.run(&syn).0, Outcome::Forward { .. }));
-    let mut ack = builder::tcp4(&tcp4("203.0.113.9", 40_000, VIP4, 80, WireFlags::ACK));
-    ack[24] ^= 0x55;
-    assert!(!ipv4_sum_right(&ack));
-    let mut ctx = Ctx {
-        snap: &r.snap,
-        neigh: &r.neigh,
-        now_ms: r.now,
-        requests: &mut r.reqs,
-    };
-    let mut plain = TestBuffer::new(&ack);
-    assert_eq!(r.tables.fast_v4(&mut plain, 0, &mut ctx, None), None);
-    assert!(matches!(
-        r.tables.handle(&mut plain, 0, &mut ctx),
-        Outcome::Dropped(DropReason::Malformed)
-    ));
-    let mut marked = TestBuffer::new(&ack).with_ip_checksum_good();
-    assert!(matches!(
-        r.tables.fast_v4(&mut marked, 0, &mut ctx, None),
-        Some(Outcome::Forward { .. })
-    ));
 }
 
 /// The RSS hash a NIC given the table's key writes for an IPv4 frame:
