@@ -17,6 +17,16 @@ const RSS_IPV6: u64 = 1 << 8;
 const RSS_FRAG_IPV6: u64 = 1 << 9;
 const RSS_NONFRAG_IPV6_TCP: u64 = 1 << 10;
 const RSS_NONFRAG_IPV6_UDP: u64 = 1 << 11;
+/// What ports hash on (as far as the device can): addresses, and ports
+/// of TCP and UDP frames that are not fragments.
+const RSS_TYPES: u64 = RSS_IPV4
+    | RSS_FRAG_IPV4
+    | RSS_NONFRAG_IPV4_TCP
+    | RSS_NONFRAG_IPV4_UDP
+    | RSS_IPV6
+    | RSS_FRAG_IPV6
+    | RSS_NONFRAG_IPV6_TCP
+    | RSS_NONFRAG_IPV6_UDP;
 
 /// Queue layout of a port.
 #[derive(Debug, Clone)]
@@ -169,14 +179,7 @@ impl Port {
         if rc != 0 {
             return Err(DpdkError::new(format!("get info of {}", self.name), rc));
         }
-        let want = RSS_IPV4
-            | RSS_FRAG_IPV4
-            | RSS_NONFRAG_IPV4_TCP
-            | RSS_NONFRAG_IPV4_UDP
-            | RSS_IPV6
-            | RSS_FRAG_IPV6
-            | RSS_NONFRAG_IPV6_TCP
-            | RSS_NONFRAG_IPV6_UDP;
+        let want = RSS_TYPES;
         let keyed = cfg.rss_key.is_some() && rss_keyable(&info);
         let mut conf = dpdk_sys::rte_eth_conf::default();
         if cfg.rx_queues > 1 || keyed {
@@ -298,15 +301,7 @@ impl Port {
         let mut conf = dpdk_sys::rte_eth_rss_conf {
             rss_key: bytes.as_mut_ptr(),
             rss_key_len: len as u8,
-            rss_hf: (RSS_IPV4
-                | RSS_FRAG_IPV4
-                | RSS_NONFRAG_IPV4_TCP
-                | RSS_NONFRAG_IPV4_UDP
-                | RSS_IPV6
-                | RSS_FRAG_IPV6
-                | RSS_NONFRAG_IPV6_TCP
-                | RSS_NONFRAG_IPV6_UDP)
-                & info.flow_type_rss_offloads,
+            rss_hf: RSS_TYPES & info.flow_type_rss_offloads,
         };
         // SAFETY: valid port id; the key buffer holds 64 bytes, at least
         // rss_key_len, and the PMD copies it during the call.
