@@ -341,7 +341,7 @@ proptest! {
     ) {
         // Short timeouts so that time advances expire things.
         let to = Timeouts { syn_recv: 30, established: 900, fin_wait: 120, close_wait: 60, time_wait: 120, close: 10, udp: 300, icmp: 60 };
-        let cfg = Config { capacity: cap, seed: 0x1234, timeouts: to, evict_scan, evict_established };
+        let cfg = Config { capacity: cap, seed: 0x1234, timeouts: to, evict_scan, evict_established, ..Config::new(cap) };
         let mut h = Harness { t: ConnTable::new(cfg), m: HashMap::new(), now: start, to };
         for op in &ops {
             h.step(op);

@@ -166,8 +166,11 @@ mod tests {
     ];
 
     /// (source, destination, source port, destination port, hash of the
-    /// addresses alone, hash with the ports): the suite's IPv4 rows.
-    const SUITE: [([u8; 4], [u8; 4], u16, u16, u32, u32); 5] = [
+    /// addresses alone, hash with the ports).
+    type Row = ([u8; 4], [u8; 4], u16, u16, u32, u32);
+
+    /// The suite's IPv4 rows.
+    const SUITE: [Row; 5] = [
         (
             [66, 9, 149, 187],
             [161, 142, 100, 80],
