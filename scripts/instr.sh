@@ -16,7 +16,7 @@ for l in sys.stdin:
         print(m["executable"])')
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-for mode in dr nat new natreply; do
+for mode in ${INSTR_MODES:-dr nat new natreply burst burst_nat}; do
     # Twice: N packets and 2N, so setup and warm-up cancel out.
     for k in 1 2; do
         PIPELINE_MODE=$mode PIPELINE_COUNT=$((N * k)) valgrind --tool=callgrind \
@@ -27,6 +27,8 @@ for mode in dr nat new natreply; do
     case $mode in
         new) what="dr new flow (SYN from a new client)" ;;
         natreply) what="nat reply (real -> client), 4,096 flows" ;;
+        burst) what="dr hit in bursts of 32 (handle_burst), 4,096 flows" ;;
+        burst_nat) what="nat hit in bursts of 32 (handle_burst), 4,096 flows" ;;
         *) what="$mode hit, 4,096 flows" ;;
     esac
     python3 -c "print(f'$what: {($b - $a) / $N:.1f} instructions per packet')"

@@ -31,6 +31,7 @@ use forwarder::conntrack::{FlowKey, Lookup, L4};
 use forwarder::neigh::NeighTable;
 use forwarder::packet::builder::{self, FrameSpec};
 use forwarder::packet::{MacAddr, TcpFlags};
+use forwarder::pipeline::burst::BURST;
 use forwarder::pipeline::{Ctx, NeighRequests, Outcome, PortInfo, Snapshot, Tables};
 use forwarder::service::{
     Mode, OnDown, Proto, Real, RealState, SchedulerKind, ServiceSpec, VipTable,
@@ -339,6 +340,8 @@ fn count_mode(n: u64) {
         Ok("nat") => Mode::Nat,
         Ok("new") => return count_new_mode(n),
         Ok("natreply") => return count_reply_mode(n),
+        Ok("burst") => return count_burst_mode(n, Mode::Dr),
+        Ok("burst_nat") => return count_burst_mode(n, Mode::Nat),
         _ => Mode::Dr,
     };
     let mut s = Setup::new(mode, 4_096);
@@ -405,6 +408,45 @@ fn count_reply_mode(n: u64) {
     count_hits(&mut s, &mut rot, ROT as u64);
     count_hits(&mut s, &mut rot, n);
     println!("handled {n} NAT replies");
+}
+
+/// `PIPELINE_MODE=burst` (DR) or `burst_nat`: N hit packets over 4,096
+/// established flows, in bursts of 32 through `Tables::handle_burst` (the
+/// worker's entry), in [`count_hits_burst`].
+fn count_burst_mode(n: u64, mode: Mode) {
+    let mut s = Setup::new(mode, 4_096);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let hits = (0..ROT)
+        .map(|_| frame(client(0x0a00_0000, rng.below(4_096)), TcpFlags::ACK))
+        .collect();
+    let mut rot = Rotation::new(hits);
+    count_hits_burst(&mut s, &mut rot, ROT as u64);
+    count_hits_burst(&mut s, &mut rot, n);
+    println!("handled {n} hit packets in bursts");
+}
+
+#[inline(never)]
+fn count_hits_burst(s: &mut Setup, rot: &mut Rotation, n: u64) {
+    let mut out = [Outcome::Consumed; BURST];
+    for k in 0..n / BURST as u64 {
+        let at = (k as usize * BURST) % ROT;
+        for i in at..at + BURST {
+            rot.restore(i);
+        }
+        let mut ctx = Ctx {
+            snap: &s.snap,
+            neigh: &s.neigh,
+            now_ms: NOW,
+            requests: &mut s.reqs,
+        };
+        s.tables
+            .handle_burst(&mut rot.bufs[at..at + BURST], 0, &mut ctx, &mut out);
+        assert!(
+            out.iter().all(|o| matches!(o, Outcome::Forward { .. })),
+            "{out:?}"
+        );
+        black_box(&out);
+    }
 }
 
 #[inline(never)]

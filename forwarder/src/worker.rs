@@ -28,6 +28,7 @@ use arc_swap::ArcSwap;
 use crate::buffer::PacketBuf;
 use crate::dpdk::{self, Burst, Mempool, Port, QueueId, BURST_SIZE};
 use crate::neigh::{self, NeighTable, Resolve};
+use crate::pipeline::burst::RxFrames;
 use crate::pipeline::{
     Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
 };
@@ -37,8 +38,11 @@ use crate::sync::{self, Inbox, SyncCounters, SyncLog};
 const PUBLISH_EVERY: u32 = 256;
 /// How often housekeeping (next-hop resolution) runs.
 const HOUSEKEEPING_MS: u64 = 100;
-/// Connection-table slots examined per pass by the expiry sweep.
-const SWEEP_BUDGET: u32 = 64;
+/// The expiry sweep examines every connection-table slot once in this
+/// period (a share of them every millisecond): flows are freed at most
+/// this long after they expire (a lookup of an expired flow frees it at
+/// once).
+const SWEEP_PERIOD_MS: u64 = 1000;
 /// Synced records taken per pass from each other worker's inbox.
 const INBOX_BUDGET: usize = 256;
 
@@ -68,6 +72,45 @@ impl SharedSnapshot {
     /// The snapshot in force.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+}
+
+/// A received burst of one data port, as the pipeline reads it.
+struct RxPort<'a> {
+    burst: &'a mut Burst,
+    /// The port's RSS hash stands for the table's (`WorkerPort::rss_hash`).
+    rss: bool,
+}
+
+impl RxFrames for RxPort<'_> {
+    type Buf = dpdk::Mbuf;
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.burst.len()
+    }
+    #[inline(always)]
+    fn frame(&self, i: usize) -> &[u8] {
+        self.burst.frame(i).unwrap_or(&[])
+    }
+    #[inline(always)]
+    fn buf_mut(&mut self, i: usize) -> Option<&mut dpdk::Mbuf> {
+        self.burst.get_mut(i)
+    }
+    #[inline(always)]
+    fn rss_hash(&self, i: usize) -> Option<u32> {
+        if self.rss {
+            self.burst.rss_hash(i)
+        } else {
+            None
+        }
+    }
+    #[inline(always)]
+    fn single_segment(&self, i: usize) -> bool {
+        self.burst.single_segment(i)
+    }
+    #[inline(always)]
+    fn prefetch(&self, p: *const u8) {
+        dpdk::prefetch(p);
     }
 }
 
@@ -280,9 +323,12 @@ impl Worker {
         let mut local = Local::default();
         let mut requests = NeighRequests::default();
         let mut rx = Burst::new();
+        let mut outcomes = [Outcome::Consumed; BURST_SIZE];
         let mut tx_nic: Vec<Burst> = self.ports.iter().map(|_| Burst::new()).collect();
         let mut tx_tap: Vec<Burst> = self.ports.iter().map(|_| Burst::new()).collect();
         let mut since_publish = 0u32;
+        let mut swept_ms = 0u64;
+        let sweep_per_ms = (tables.conn.capacity() as u64).div_ceil(SWEEP_PERIOD_MS);
         let mut next_housekeeping = 0u64;
         self.shared
             .stats
@@ -318,70 +364,22 @@ impl Worker {
                     now_ms,
                     requests: &mut requests,
                 };
-                // Two first passes over the burst: hash each frame's flow
-                // (the NIC's RSS hash, adjusted, where it has the table's
-                // key) and prefetch its connection-table bucket, then (the
-                // buckets arriving meanwhile) the entry it points to. The
-                // lookups below then rarely wait for memory.
-                let mut hints = [None; BURST_SIZE];
-                let mut forward = [false; BURST_SIZE];
-                for (j, h) in hints.iter_mut().enumerate().take(n) {
-                    if let Some(f) = rx.frame(j) {
-                        let rss = if wp.rss_hash { rx.rss_hash(j) } else { None };
-                        *h = tables.flow_hash_v4(f, &snap, rss);
-                        match *h {
-                            Some(h) => {
-                                forward[j] = true;
-                                dpdk::prefetch(tables.conn.bucket_addr(h));
-                            }
-                            // Perhaps a NAT reply: its reply-index bucket.
-                            None => {
-                                *h = tables.reply_hash_v4(f, rss);
-                                if let Some(h) = *h {
-                                    dpdk::prefetch(tables.conn.reply_bucket_addr(h));
-                                }
-                            }
-                        }
+                // The pipeline decides the whole burst (in passes that
+                // prefetch what the frames need), then the frames go
+                // where their outcomes say.
+                let mut frames = RxPort {
+                    burst: &mut rx,
+                    rss: wp.rss_hash,
+                };
+                tables.handle_burst(&mut frames, i as u16, &mut ctx, &mut outcomes);
+                // Nearly always every frame goes out one port: the whole
+                // burst moves there at once.
+                match uniform_port(&outcomes[..n]).and_then(|p| tx_nic.get_mut(p)) {
+                    Some(b) if b.is_empty() => {
+                        local.forwarded += n as u64;
+                        std::mem::swap(&mut rx, b);
                     }
-                }
-                for (h, _) in hints.iter().zip(forward).take(n).filter(|(_, f)| *f) {
-                    if let Some(p) = h.and_then(|h| tables.conn.entry_addr(h)) {
-                        dpdk::prefetch(p);
-                    }
-                }
-                for (j, mut m) in rx.drain().enumerate() {
-                    if m.segments() != 1 {
-                        local.drops[DropReason::MultiSegment as usize] += 1;
-                        continue;
-                    }
-                    let hint = hints.get(j).copied().flatten();
-                    match tables.handle_hinted(&mut m, i as u16, &mut ctx, hint) {
-                        Outcome::Answered => {
-                            local.answered += 1;
-                            push(&mut tx_nic[i], m, &mut local);
-                        }
-                        Outcome::ToKernel => {
-                            local.to_kernel += 1;
-                            push(&mut tx_tap[i], m, &mut local);
-                        }
-                        Outcome::Forward { port } => {
-                            local.forwarded += 1;
-                            match tx_nic.get_mut(usize::from(port)) {
-                                Some(b) => push(b, m, &mut local),
-                                None => local.drops[DropReason::NoRoute as usize] += 1,
-                            }
-                        }
-                        Outcome::Dropped(r) => local.drops[r as usize] += 1,
-                        Outcome::Consumed => {}
-                    }
-                    for (j, b) in tx_nic.iter_mut().enumerate() {
-                        if b.is_full() {
-                            flush(&self.ports[j].nic, q, b, &mut local, true);
-                        }
-                    }
-                    if tx_tap[i].is_full() {
-                        flush(&wp.tap, q, &mut tx_tap[i], &mut local, false);
-                    }
+                    _ => self.dispatch(i, &mut rx, &outcomes, &mut tx_nic, &mut tx_tap, &mut local),
                 }
                 // Frames the kernel sends leave through the data port.
                 let n = wp.tap.rx_burst(q, &mut rx);
@@ -412,7 +410,15 @@ impl Worker {
                     }
                 }
             }
-            tables.sweep(&snap, now_ms, SWEEP_BUDGET);
+            // The expiry sweep goes over the whole table once every
+            // SWEEP_PERIOD_MS, a few slots at a time: the cells it reads
+            // would otherwise crowd the caches of every pass.
+            if now_ms != swept_ms {
+                let elapsed = now_ms.saturating_sub(swept_ms).min(SWEEP_PERIOD_MS);
+                swept_ms = now_ms;
+                let budget = (sweep_per_ms * elapsed).clamp(1, u64::from(u32::MAX)) as u32;
+                tables.sweep(&snap, now_ms, budget);
+            }
             for ib in &self.sync_in {
                 tables.drain_inbox(&snap, now_ms, ib, INBOX_BUDGET);
             }
@@ -441,7 +447,7 @@ impl Worker {
                 local.publish(&self.shared.stats);
                 self.shared.stats.publish_sync(&tables.sync.counters);
                 publish_conn(&self.shared.stats, &tables.conn);
-                publish_services(&self.shared, &tables, &mut report);
+                publish_services(&self.shared, &mut tables, &mut report);
             }
             if got == 0 {
                 if let Some(d) = self.idle_sleep {
@@ -452,8 +458,54 @@ impl Worker {
         local.publish(&self.shared.stats);
         self.shared.stats.publish_sync(&tables.sync.counters);
         publish_conn(&self.shared.stats, &tables.conn);
-        publish_services(&self.shared, &tables, &mut report);
+        publish_services(&self.shared, &mut tables, &mut report);
         0
+    }
+
+    /// Sends each frame of `rx` (received on data port `i`) where its
+    /// outcome says, counting it.
+    fn dispatch(
+        &self,
+        i: usize,
+        rx: &mut Burst,
+        outcomes: &[Outcome; BURST_SIZE],
+        tx_nic: &mut [Burst],
+        tx_tap: &mut [Burst],
+        local: &mut Local,
+    ) {
+        let q = self.queue;
+        for (m, o) in rx.drain().zip(outcomes) {
+            match *o {
+                Outcome::Forward { port } => {
+                    local.forwarded += 1;
+                    match tx_nic.get_mut(usize::from(port)) {
+                        Some(b) => {
+                            if b.is_full() {
+                                flush(&self.ports[usize::from(port)].nic, q, b, local, true);
+                            }
+                            push(b, m, local);
+                        }
+                        None => local.drops[DropReason::NoRoute as usize] += 1,
+                    }
+                }
+                Outcome::Answered => {
+                    local.answered += 1;
+                    if tx_nic[i].is_full() {
+                        flush(&self.ports[i].nic, q, &mut tx_nic[i], local, true);
+                    }
+                    push(&mut tx_nic[i], m, local);
+                }
+                Outcome::ToKernel => {
+                    local.to_kernel += 1;
+                    if tx_tap[i].is_full() {
+                        flush(&self.ports[i].tap, q, &mut tx_tap[i], local, false);
+                    }
+                    push(&mut tx_tap[i], m, local);
+                }
+                Outcome::Dropped(r) => local.drops[r as usize] += 1,
+                Outcome::Consumed => {}
+            }
+        }
     }
 
     /// Sends what the sync log holds as UDP datagrams to the HA peer
@@ -601,13 +653,33 @@ fn publish_conn(s: &WorkerStats, conn: &crate::conntrack::ConnTable) {
 
 /// Copies per-service counters out if the control plane is not reading
 /// them right now (never waits).
-fn publish_services(shared: &WorkerShared, tables: &Tables, scratch: &mut ServiceReport) {
+fn publish_services(shared: &WorkerShared, tables: &mut Tables, scratch: &mut ServiceReport) {
     scratch.generation = tables.generation();
-    scratch.counters.clone_from(&tables.counters);
+    let counters = tables.counters();
+    scratch.counters.truncate(counters.len());
+    scratch
+        .counters
+        .resize_with(counters.len(), ServiceCounters::default);
+    for (d, c) in scratch.counters.iter_mut().zip(counters) {
+        d.clone_from(c);
+    }
     scratch.active.clone_from(&tables.active);
     if let Ok(mut g) = shared.services.try_lock() {
         std::mem::swap(&mut *g, scratch);
     }
+}
+
+/// The port every outcome forwards to, if they all forward to one (and
+/// there is at least one).
+#[inline]
+fn uniform_port(outcomes: &[Outcome]) -> Option<usize> {
+    let first = *outcomes.first()?;
+    let Outcome::Forward { port } = first else {
+        return None;
+    };
+    // One compare per frame, no early exit: the loop vectorizes.
+    let same = outcomes.iter().fold(true, |all, o| all & (*o == first));
+    same.then_some(usize::from(port))
 }
 
 #[inline]

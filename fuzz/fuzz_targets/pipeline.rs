@@ -1,7 +1,8 @@
-//! The whole pipeline (`Tables::handle`) on sequences of arbitrary frames,
-//! with a fixed balancer of DR, NAT and TUN services over IPv4 and IPv6
-//! (persistence, fallbacks, a snapshot with reals down and removed), a
-//! clock the input advances, and a sweep after every frame.
+//! The whole pipeline as the worker drives it (`Tables::handle_burst`) on
+//! sequences of arbitrary frames, with a fixed balancer of DR, NAT and TUN
+//! services over IPv4 and IPv6 (persistence, fallbacks, a snapshot with
+//! reals down and removed), a clock the input advances, and a sweep after
+//! every burst (the frames of one port between two clock advances).
 //!
 //! Checks: no panic; every frame sent is a well-formed, untagged frame
 //! whose checksums are right where the input's were (see
@@ -10,15 +11,18 @@
 //! snapshot swap forgets removed reals); the connection table's invariants
 //! hold; and once every flow has expired, no real counts an active flow
 //! and no source-NAT port is in use. A twin of the tables gets every frame
-//! through the general path alone (`Tables::handle_general`): outcomes,
-//! output bytes, neighbour requests, counters and flows must be the same
-//! as with the IPv4 fast path in front, given the first pass's hint (of
-//! an arbitrary RSS hash, on some frames) as the worker gives it.
+//! through the general path alone (`Tables::handle_general`), frame by
+//! frame: outcomes, output bytes, neighbour requests, counters and flows
+//! must be the same as through the burst path (plain frames forwarded on
+//! their own, the others by the fast path with the first pass's hint),
+//! with an arbitrary RSS hash on some frames.
 #![no_main]
 
 use ferrolb_fuzz::{check, neigh, records, snapshots, Record, CONN_CAPACITY};
 use forwarder::buffer::{PacketBuf, TestBuffer};
-use forwarder::pipeline::{Ctx, NeighRequests, Outcome, Tables};
+use forwarder::neigh::NeighTable;
+use forwarder::pipeline::burst::BURST;
+use forwarder::pipeline::{Ctx, NeighRequests, Outcome, Snapshot, Tables};
 use libfuzzer_sys::fuzz_target;
 
 /// Slots a sweep may examine: the whole table, as the worker's sweep
@@ -35,8 +39,12 @@ fuzz_target!(|data: &[u8]| {
     let mut general_reqs = NeighRequests::default();
     let mut now: u64 = 1000;
     let mut swapped = false;
+    // Frames of one port with no clock advance between them form a burst
+    // (up to BURST), as the worker receives them.
+    let mut burst: Vec<(u16, &[u8])> = Vec::with_capacity(BURST);
 
-    for rec in records(data) {
+    let mut records = records(data).peekable();
+    while let Some(rec) = records.next() {
         match rec {
             Record::Swap { advance_ms } => {
                 now += advance_ms;
@@ -52,70 +60,24 @@ fuzz_target!(|data: &[u8]| {
                 frame,
             } => {
                 now += advance_ms;
-                let snap = &snaps[cur];
-                let mut buf = TestBuffer::new(frame);
-                let mut ctx = Ctx {
-                    snap,
-                    neigh: &neigh,
-                    now_ms: now,
-                    requests: &mut reqs,
-                };
-                // As the worker: a first pass's hint, computed or from an
-                // RSS hash (here arbitrary, so mostly wrong), or none.
-                let rss = (frame.len() % 3 == 1).then(|| {
-                    let t = &frame[frame.len().saturating_sub(4)..];
-                    t.iter().fold(0u32, |h, &b| (h << 8) | u32::from(b))
-                });
-                let hint = (frame.len() % 3 != 0)
-                    .then(|| {
-                        tables
-                            .flow_hash_v4(frame, snap, rss)
-                            .or_else(|| tables.reply_hash_v4(frame, rss))
-                    })
-                    .flatten();
-                let outcome = tables.handle_hinted(&mut buf, port, &mut ctx, hint);
-                let mut general_buf = TestBuffer::new(frame);
-                let mut general_ctx = Ctx {
-                    snap,
-                    neigh: &neigh,
-                    now_ms: now,
-                    requests: &mut general_reqs,
-                };
-                let general_outcome =
-                    general.handle_general(&mut general_buf, port, &mut general_ctx);
-                assert_eq!(outcome, general_outcome, "fast path vs general path");
-                assert_eq!(
-                    buf.data(),
-                    general_buf.data(),
-                    "fast path vs general: bytes"
+                burst.push((port, frame));
+                let more = matches!(
+                    records.peek(),
+                    Some(Record::Frame { advance_ms: 0, port: p, .. }) if *p == port
                 );
-                let out = buf.data();
-                match outcome {
-                    Outcome::Forward { port: p } => {
-                        let p = usize::from(p);
-                        assert!(p < snap.ports.len(), "forwarded to port {p}");
-                        check::sent_frame(frame, out, false);
-                        assert_eq!(&out[6..12], &snap.ports[p].mac.0, "source MAC");
-                        assert!(out[0] & 1 == 0, "forwarded to a group MAC");
-                    }
-                    Outcome::Answered => {
-                        check::sent_frame(frame, out, true);
-                        assert_eq!(
-                            &out[6..12],
-                            &snap.ports[usize::from(port)].mac.0,
-                            "answer's source MAC"
-                        );
-                    }
-                    Outcome::ToKernel => assert_eq!(out, frame, "frame to the kernel changed"),
-                    // A sync datagram from the HA peer, taken in.
-                    Outcome::Consumed | Outcome::Dropped(_) => {}
+                if more && burst.len() < BURST {
+                    continue;
                 }
-                let asked: Vec<_> = reqs.drain().collect();
-                let general_asked: Vec<_> = general_reqs.drain().collect();
-                assert_eq!(asked, general_asked, "fast path vs general: requests");
-                for r in asked {
-                    assert!(usize::from(r.port) < snap.ports.len());
-                }
+                run_burst(
+                    &snaps[cur],
+                    &neigh,
+                    now,
+                    &burst,
+                    (&mut tables, &mut reqs),
+                    (&mut general, &mut general_reqs),
+                );
+                burst.clear();
+                let snap = &snaps[cur];
                 tables.sweep(snap, now, SWEEP_BUDGET);
                 general.sweep(snap, now, SWEEP_BUDGET);
                 // Every flow counts once on its real (or fallback) until
@@ -130,8 +92,9 @@ fuzz_target!(|data: &[u8]| {
 
     tables.conn.check_invariants();
     assert_eq!(
-        tables.counters, general.counters,
-        "fast path vs general: counters"
+        tables.counters(),
+        general.counters(),
+        "burst path vs general: counters"
     );
     assert_eq!(
         tables.active, general.active,
@@ -152,3 +115,82 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(tables.snat_ports().in_use(), 0, "source-NAT ports leaked");
 });
+
+/// One burst (frames of one port, the same clock) through
+/// `Tables::handle_burst` on `fast`, frame by frame through the general
+/// path alone on `general`; outcomes, bytes and requests compared, every
+/// frame sent checked.
+fn run_burst(
+    snap: &Snapshot,
+    neigh: &NeighTable,
+    now: u64,
+    burst: &[(u16, &[u8])],
+    fast: (&mut Tables, &mut NeighRequests),
+    general: (&mut Tables, &mut NeighRequests),
+) {
+    let (tables, reqs) = fast;
+    let (general, general_reqs) = general;
+    let port = burst[0].0;
+    // As a NIC would: some frames carry an RSS hash (here arbitrary, so
+    // mostly wrong, which the tables must survive).
+    let mut bufs: Vec<TestBuffer> = burst
+        .iter()
+        .map(|&(_, frame)| {
+            let b = TestBuffer::new(frame);
+            if frame.len() % 3 == 1 {
+                let t = &frame[frame.len().saturating_sub(4)..];
+                b.with_rss(t.iter().fold(0u32, |h, &x| (h << 8) | u32::from(x)))
+            } else {
+                b
+            }
+        })
+        .collect();
+    let mut out = [Outcome::Consumed; BURST];
+    let mut ctx = Ctx {
+        snap,
+        neigh,
+        now_ms: now,
+        requests: reqs,
+    };
+    tables.handle_burst(&mut bufs[..], port, &mut ctx, &mut out);
+    for (i, &(_, frame)) in burst.iter().enumerate() {
+        let outcome = out[i];
+        let mut general_buf = TestBuffer::new(frame);
+        let mut general_ctx = Ctx {
+            snap,
+            neigh,
+            now_ms: now,
+            requests: general_reqs,
+        };
+        let general_outcome = general.handle_general(&mut general_buf, port, &mut general_ctx);
+        assert_eq!(outcome, general_outcome, "burst path vs general path");
+        let out = bufs[i].data();
+        assert_eq!(out, general_buf.data(), "burst path vs general: bytes");
+        match outcome {
+            Outcome::Forward { port: p } => {
+                let p = usize::from(p);
+                assert!(p < snap.ports.len(), "forwarded to port {p}");
+                check::sent_frame(frame, out, false);
+                assert_eq!(&out[6..12], &snap.ports[p].mac.0, "source MAC");
+                assert!(out[0] & 1 == 0, "forwarded to a group MAC");
+            }
+            Outcome::Answered => {
+                check::sent_frame(frame, out, true);
+                assert_eq!(
+                    &out[6..12],
+                    &snap.ports[usize::from(port)].mac.0,
+                    "answer's source MAC"
+                );
+            }
+            Outcome::ToKernel => assert_eq!(out, frame, "frame to the kernel changed"),
+            // A sync datagram from the HA peer, taken in.
+            Outcome::Consumed | Outcome::Dropped(_) => {}
+        }
+    }
+    let asked: Vec<_> = reqs.drain().collect();
+    let general_asked: Vec<_> = general_reqs.drain().collect();
+    assert_eq!(asked, general_asked, "burst path vs general: requests");
+    for r in asked {
+        assert!(usize::from(r.port) < snap.ports.len());
+    }
+}

@@ -75,7 +75,7 @@ pub mod toeplitz;
 mod v4;
 
 pub use toeplitz::Toeplitz;
-pub use v4::{FlowKeyV4, HitV4};
+pub use v4::{FlowKeyV4, HitV4, PlainV4, WireKeyV4};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -90,9 +90,10 @@ pub const fn is_expired(expiry: u32, now: u32) -> bool {
 }
 
 /// Transport protocol of a flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum L4 {
     /// TCP.
+    #[default]
     Tcp,
     /// UDP.
     Udp,

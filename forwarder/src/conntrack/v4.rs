@@ -19,7 +19,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{is_expired, F_NAT, F_REAL_V6, F_SNAT};
+use super::{is_expired, F_NAT, F_REAL_V6, F_SNAT, NIL, PROTO_SHIFT};
 use super::{ConnTable, FlowId, FlowKey, Nat, State, F_CLIENT_V6, F_LIVE, L4};
 use crate::service::RealIdx;
 
@@ -101,6 +101,21 @@ impl ConnTable {
         self.tz.v4_src_ports_bytes(client, ports) ^ service_part
     }
 
+    /// [`Self::hash_v4_mixed`] in two parts: this one of the client's
+    /// address and port, [`Self::hash_v4_vport`] of the VIP's port (the
+    /// hash is linear: `hash_v4_mixed(k, part)` is
+    /// `hash_v4_client(..) ^ hash_v4_vport(k.vport) ^ part`).
+    #[inline(always)]
+    pub fn hash_v4_client(&self, client: u32, client_port: u16) -> u32 {
+        self.tz.v4_src_sport(client, client_port)
+    }
+
+    /// The VIP port's part of the hash (see [`Self::hash_v4_client`]).
+    #[inline(always)]
+    pub fn hash_v4_vport(&self, vport: u16) -> u32 {
+        self.tz.v4_dport(vport)
+    }
+
     /// The live, unexpired flow of `k` if its real is IPv4; `None` for a
     /// miss, an expired flow (left for [`Self::lookup`] to free) or an
     /// IPv6 real. `hash` as for [`Self::lookup`]. Reads only.
@@ -151,6 +166,99 @@ impl ConnTable {
             } else {
                 Nat::None
             },
+            state: e.state(),
+            synced: e.synced,
+        })
+    }
+}
+
+/// The forward key of an IPv4 flow in the words the burst path reads off
+/// the frame (see [`ConnTable::plain_v4`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireKeyV4 {
+    /// Client address.
+    pub client: u32,
+    /// Control-plane id of the service.
+    pub service: u32,
+    /// Client port.
+    pub client_port: u16,
+    /// Destination port on the VIP.
+    pub vport: u16,
+    /// Protocol.
+    pub proto: L4,
+}
+
+/// A flow the burst path may forward on its own: live, unexpired, both
+/// addresses IPv4, no source NAT (see [`ConnTable::plain_v4`]). A copy,
+/// valid as [`HitV4`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlainV4 {
+    /// The flow.
+    pub id: FlowId,
+    /// Real address.
+    pub real: u32,
+    /// Real port.
+    pub real_port: u16,
+    /// Real index hint.
+    pub real_hint: u16,
+    /// State.
+    pub state: State,
+    /// When the flow was last described to the HA peer (ticks).
+    pub synced: u32,
+}
+
+impl ConnTable {
+    /// The head cell of the first entry in the home bucket of `hash`
+    /// whose tag matches, or `u32::MAX`: where the flow most likely is,
+    /// to prefetch ([`Self::cell_addr`]) and to try first
+    /// ([`Self::plain_v4`]). Reads the bucket, nothing else.
+    #[inline(always)]
+    pub fn candidate(&self, hash: u32) -> u32 {
+        self.fwd.first_candidate(hash).unwrap_or(NIL)
+    }
+
+    /// The address of cell `slot` (for a prefetch; null past the slab).
+    #[inline(always)]
+    pub fn cell_addr(&self, slot: u32) -> *const u8 {
+        match self.cells.get(slot as usize) {
+            Some(c) => std::ptr::from_ref(c).cast(),
+            None => std::ptr::null(),
+        }
+    }
+
+    /// The flow of `k` when it is a live, unexpired flow with an IPv4
+    /// real and no source NAT: what [`Self::probe_v4`] finds as a hit,
+    /// less source-NAT flows. Looks at `candidate` first (from
+    /// [`Self::candidate`], possibly stale: it counts only if its cell
+    /// holds `k`), then probes with `hash`. `None` for a miss, an
+    /// expired flow, an IPv6 real or a source-NAT flow. Reads only.
+    #[inline(always)]
+    pub fn plain_v4(&self, now: u32, candidate: u32, hash: u32, k: &WireKeyV4) -> Option<PlainV4> {
+        let cells = &self.cells;
+        let proto = k.proto.code() << PROTO_SHIFT;
+        let ports = u32::from(k.client_port) | (u32::from(k.vport) << 16);
+        // Live, an IPv4 client, the protocol: one compare of the flags.
+        let is_key = |e: &super::Cell| {
+            (e.flags & (F_LIVE | F_CLIENT_V6 | 0xc0) == F_LIVE | proto)
+                & (e.a == k.client)
+                & (e.service == k.service)
+                & ((u32::from(e.client_port) | (u32::from(e.vport) << 16)) == ports)
+        };
+        let (s, e) = match cells.get(candidate as usize) {
+            Some(e) if is_key(e) => (candidate, e),
+            _ => {
+                let s = self.fwd.find(hash, |s| is_key(&cells[s as usize]))?;
+                (s, &cells[s as usize])
+            }
+        };
+        if e.flags & (F_REAL_V6 | F_SNAT) != 0 || is_expired(e.expiry, now) {
+            return None;
+        }
+        Some(PlainV4 {
+            id: FlowId(s),
+            real: e.b,
+            real_port: e.real_port,
+            real_hint: e.real_hint,
             state: e.state(),
             synced: e.synced,
         })

@@ -207,6 +207,27 @@ impl Burst {
         Some(m.data())
     }
 
+    /// The `i`-th frame's mbuf, in place.
+    #[inline]
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Mbuf> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: as in `frame`; `&mut self` makes the reference unique.
+        Some(unsafe { &mut *self.ptrs.as_mut_ptr().add(i).cast::<Mbuf>() })
+    }
+
+    /// Whether the `i`-th frame is in one segment (false past the end).
+    #[inline]
+    pub fn single_segment(&self, i: usize) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        // SAFETY: as in `frame`.
+        let m: &Mbuf = unsafe { &*self.ptrs.as_ptr().add(i).cast::<Mbuf>() };
+        m.segments() == 1
+    }
+
     /// The `i`-th frame's RSS hash, if the NIC computed one.
     #[inline]
     pub fn rss_hash(&self, i: usize) -> Option<u32> {

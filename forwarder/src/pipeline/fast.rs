@@ -39,7 +39,6 @@ use crate::buffer::PacketBuf;
 use crate::conntrack::{Dir, FlowKeyV4, HitV4, Nat, TcpFlags, L4};
 use crate::neigh::{Resolve, HOP_CACHE_MS};
 use crate::packet::checksum::Incremental;
-use crate::packet::MacAddr;
 use crate::service::{Mode, RealIdx, VipTable};
 
 /// What the fast path needs of a port, precomputed per snapshot.
@@ -51,6 +50,21 @@ pub(crate) struct FastPort {
     /// own addresses and the broadcast address of each subnet of /30 or
     /// shorter (sources no station uses).
     pub(crate) bad_src: Vec<u32>,
+    /// The last bytes of `own` and of `bad_src`, as 256-bit sets: an
+    /// address whose last byte is in neither needs no look at the lists.
+    own_last: [u64; 4],
+    bad_src_last: [u64; 4],
+}
+
+/// Adds `a`'s last byte to the 256-bit set `set`.
+fn add_last(set: &mut [u64; 4], a: u32) {
+    set[(a as usize >> 6) & 3] |= 1 << (a & 63);
+}
+
+/// Whether `a`'s last byte is in `set`.
+#[inline(always)]
+fn has_last(set: &[u64; 4], a: u32) -> bool {
+    (set[(a as usize >> 6) & 3] >> (a & 63)) & 1 != 0
 }
 
 impl FastPort {
@@ -66,7 +80,25 @@ impl FastPort {
                 }
             }
         }
+        for &a in &f.own {
+            add_last(&mut f.own_last, a);
+        }
+        for &a in &f.bad_src {
+            add_last(&mut f.bad_src_last, a);
+        }
         f
+    }
+
+    /// Whether IPv4 source `s` is one of [`Self::bad_src`].
+    #[inline(always)]
+    pub(crate) fn is_bad_src(&self, s: u32) -> bool {
+        has_last(&self.bad_src_last, s) && self.bad_src.contains(&s)
+    }
+
+    /// Whether IPv4 destination `d` is one of [`Self::own`].
+    #[inline(always)]
+    pub(crate) fn is_own(&self, d: u32) -> bool {
+        has_last(&self.own_last, d) && self.own.contains(&d)
     }
 }
 
@@ -298,8 +330,7 @@ impl Tables {
         let route = match (memo, route) {
             (Some(m), _) => {
                 let f = buf.data_mut();
-                f[0..6].copy_from_slice(&m.dst.0);
-                f[6..12].copy_from_slice(&m.src.0);
+                f[0..12].copy_from_slice(&m.macs);
                 return Outcome::Forward { port: m.port };
             }
             (None, Some(rt)) => rt,
@@ -312,12 +343,10 @@ impl Tables {
         } = res
         {
             if let Some(m) = t.and_then(|t| self.fast_hops.get_mut(t)) {
-                *m = FastHop {
-                    dst: mac,
-                    src: snap.ports[usize::from(route.port)].mac,
-                    port: route.port,
-                    until: ctx.now_ms + HOP_CACHE_MS,
-                };
+                m.macs[..6].copy_from_slice(&mac.0);
+                m.macs[6..].copy_from_slice(&snap.ports[usize::from(route.port)].mac.0);
+                m.port = route.port;
+                m.until = ctx.now_ms + HOP_CACHE_MS;
             }
         }
         finish_send(res, buf, route, snap, ctx)
@@ -345,8 +374,8 @@ impl Tables {
         }
         let (si, key) = key_v4(snap, frame)?;
         if let Some(h) = rss.filter(|_| frame[20] & 0x3f == 0 && frame[21] == 0) {
-            if let Some(adj) = self.rss_adj.get(si) {
-                return Some(h ^ adj.0);
+            if let Some(sv) = self.svc_fast.get(si) {
+                return Some(h ^ sv.adj);
             }
         }
         Some(self.hash_v4_of(si, frame, &key))
@@ -358,8 +387,8 @@ impl Tables {
     /// per service.
     #[inline(always)]
     fn hash_v4_of(&self, si: usize, frame: &[u8; 42], key: &FlowKeyV4) -> u32 {
-        let (Some(&(_, part)), Ok(client), Ok(ports)) = (
-            self.rss_adj.get(si),
+        let (Some(part), Ok(client), Ok(ports)) = (
+            self.svc_fast.get(si).map(|sv| sv.part),
             <&[u8; 4]>::try_from(&frame[26..30]),
             <&[u8; 4]>::try_from(&frame[34..38]),
         ) else {
@@ -496,14 +525,26 @@ fn hinted_target_holds(snap: &Snapshot, si: usize, hit: &HitV4) -> bool {
     in_service && (w == target_word(real, hit.real_port) || w == target_word(real, 0))
 }
 
-/// A target's next hop as the fast path last resolved it.
+/// What a worker keeps per target (flat index, as the snapshot's
+/// `fast_base`) for the fast and burst paths: the target's packed word,
+/// its next hop as last resolved, and the burst path's counts not yet
+/// added to the service counters ([`Tables::counters`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct FastHop {
-    dst: MacAddr,
-    src: MacAddr,
-    port: u16,
-    /// Valid while `now_ms` is below (0: never filled).
-    until: u64,
+    /// The snapshot's [`target_word`] of the target (0: not an IPv4
+    /// target that keeps its flows).
+    pub(super) word: u64,
+    /// The next hop's MAC, then the output port's: the frame's first 12
+    /// bytes.
+    pub(super) macs: [u8; 12],
+    /// The output port.
+    pub(super) port: u16,
+    /// The next hop is valid while `now_ms` is below (0: never filled).
+    pub(super) until: u64,
+    /// Packets and bytes forwarded by the burst path, to add to the
+    /// service's and the target's counters.
+    pub(super) packets: u64,
+    pub(super) bytes: u64,
 }
 
 /// The services on IPv4 VIPs by (VIP, protocol, port): an open-addressed
@@ -520,7 +561,7 @@ pub(crate) struct FastVips {
 const VIP_USED: u64 = 1 << 24;
 
 #[inline(always)]
-const fn vip_key(vip: u32, proto: u8, port: u16) -> u64 {
+pub(super) const fn vip_key(vip: u32, proto: u8, port: u16) -> u64 {
     ((vip as u64) << 32) | VIP_USED | ((proto as u64) << 16) | port as u64
 }
 
@@ -597,7 +638,7 @@ fn wr16(f: &mut [u8], at: usize, v: u16) {
 /// steps as [`rewrite::decrement_ttl`] and [`rewrite::translate`], so
 /// the bytes are the same.
 #[inline]
-fn nat_v4(f: &mut [u8], dst: u32, dport: u16, src: Option<(u32, u16)>) {
+pub(super) fn nat_v4(f: &mut [u8], dst: u32, dport: u16, src: Option<(u32, u16)>) {
     ttl_down_v4(f);
     xlate_v4(f, 30, 36, dst, dport);
     if let Some((a, p)) = src {

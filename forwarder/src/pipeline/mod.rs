@@ -37,6 +37,7 @@
 //! scheduler cursors, per-real active counts), which survive snapshot swaps
 //! ([`Tables::adopt`]).
 
+pub mod burst;
 mod fast;
 mod fast_reply;
 pub mod frag;
@@ -376,11 +377,6 @@ impl Snapshot {
         self
     }
 
-    /// Targets (reals and fallbacks) of all services.
-    fn target_count(&self) -> usize {
-        self.vips.services().iter().map(|s| s.targets().len()).sum()
-    }
-
     /// The connection sync, with the route to the peer.
     #[inline]
     pub fn sync(&self) -> Option<(SyncSpec, Option<Route>)> {
@@ -554,8 +550,9 @@ pub struct Tables {
     sched: Vec<SchedState>,
     /// Active flows per service index and real index.
     pub active: Vec<Vec<u32>>,
-    /// Counters per service index.
-    pub counters: Vec<ServiceCounters>,
+    /// Counters per service index (the burst path's latest counts wait
+    /// in `fast_hops` until [`Tables::counters`] adds them).
+    counters: Vec<ServiceCounters>,
     /// Where the later fragments of datagrams in flight go.
     frags: FragTable,
     /// Per service index: the new-flow token bucket (`new_flow_rate_limit`).
@@ -573,31 +570,30 @@ pub struct Tables {
     /// worker's tables (see [`crate::sync::Inbox`]).
     fanout: Vec<std::sync::Arc<Inbox>>,
     generation: u64,
-    /// Per service index: what turns a NIC's RSS hash of a frame to the
-    /// service's IPv4 VIP into the flow's table hash
-    /// ([`ConnTable::rss_adjust`]; 0 for other VIPs), and the service's
-    /// part of that hash ([`ConnTable::service_part`]).
-    rss_adj: Vec<(u32, u32)>,
+    /// Per service index: what the fast and burst paths need of it with
+    /// this table's hash key (the NIC's RSS hash turned into the table's,
+    /// the service's part of the hash, its targets).
+    svc_fast: Vec<burst::SvcFast>,
+    /// Frames the burst path forwarded on its own (tests check that the
+    /// comparison with the general path is not vacuous).
+    #[cfg(test)]
+    plain_hits: u64,
+}
+
+/// [`Tables`]`::fast_hops` for `snap`: each target's word, nothing
+/// remembered.
+fn fast_targets(snap: &Snapshot) -> Vec<fast::FastHop> {
+    snap.fast_targets
+        .iter()
+        .map(|&word| fast::FastHop {
+            word,
+            ..fast::FastHop::default()
+        })
+        .collect()
 }
 
 /// Persistence entries per worker.
 const PERSIST_CAPACITY: usize = 65536;
-
-/// [`Tables::rss_adj`] for `snap`'s services.
-fn rss_adjusts(conn: &ConnTable, snap: &Snapshot) -> Vec<(u32, u32)> {
-    snap.vips
-        .services()
-        .iter()
-        .map(|svc| {
-            let proto = L4::from(svc.spec().proto);
-            let part = conn.service_part(svc.id(), proto);
-            match svc.spec().vip {
-                IpAddr::V4(vip) => (conn.rss_adjust(vip, svc.id(), proto), part),
-                IpAddr::V6(_) => (0, part),
-            }
-        })
-        .collect()
-}
 
 impl Tables {
     /// Tables for `conn_capacity` flows, shaped for `snap`, with the
@@ -617,7 +613,7 @@ impl Tables {
         cfg.timeouts = conntrack::Timeouts::ipvs(TICK_HZ);
         let conn = ConnTable::new(cfg);
         Tables {
-            rss_adj: rss_adjusts(&conn, snap),
+            svc_fast: burst::SvcFast::all(&conn, snap),
             conn,
             persist: PersistTable::new(PERSIST_CAPACITY, TICK_HZ),
             sched: snap.vips.new_sched_states(),
@@ -635,10 +631,12 @@ impl Tables {
             limits: vec![RateBucket::default(); snap.vips.services().len()],
             snat: SnatPorts::new(snat_ports),
             hops: HopCache::default(),
-            fast_hops: vec![fast::FastHop::default(); snap.target_count()],
+            fast_hops: fast_targets(snap),
             sync: Self::sync_log_for(snap),
             fanout: Vec::new(),
             generation: snap.generation,
+            #[cfg(test)]
+            plain_hits: 0,
         }
     }
 
@@ -654,7 +652,7 @@ impl Tables {
         if !self.conn.set_rss_key(key) {
             return false;
         }
-        self.rss_adj = rss_adjusts(&self.conn, snap);
+        self.svc_fast = burst::SvcFast::all(&self.conn, snap);
         true
     }
 
@@ -674,6 +672,33 @@ impl Tables {
         &self.snat
     }
 
+    /// Counters per service index of the adopted snapshot, with every
+    /// packet forwarded so far counted.
+    pub fn counters(&mut self) -> &[ServiceCounters] {
+        self.settle_counters();
+        &self.counters
+    }
+
+    /// Adds the burst path's waiting counts to the service counters.
+    fn settle_counters(&mut self) {
+        for (c, sv) in self.counters.iter_mut().zip(&self.svc_fast) {
+            let base = sv.base as usize;
+            for (r, rc) in c.reals.iter_mut().enumerate() {
+                let Some(t) = self.fast_hops.get_mut(base + r) else {
+                    break;
+                };
+                if t.packets != 0 {
+                    c.packets_in += t.packets;
+                    c.bytes_in += t.bytes;
+                    rc[0] += t.packets;
+                    rc[1] += t.bytes;
+                    t.packets = 0;
+                    t.bytes = 0;
+                }
+            }
+        }
+    }
+
     /// The generation of the snapshot these tables are shaped for.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -691,6 +716,7 @@ impl Tables {
     /// connection sync (it took over), every flow it holds is described to
     /// the peer again on its next packet.
     pub fn adopt_at(&mut self, old: &Snapshot, new: &Snapshot, now_ms: u64) {
+        self.settle_counters();
         let mut active = Vec::with_capacity(new.vips.services().len());
         let mut limits = Vec::with_capacity(new.vips.services().len());
         let mut counters = Vec::with_capacity(new.vips.services().len());
@@ -725,7 +751,7 @@ impl Tables {
         }
         self.active = active;
         self.counters = counters;
-        self.rss_adj = rss_adjusts(&self.conn, new);
+        self.svc_fast = burst::SvcFast::all(&self.conn, new);
         // Services this snapshot brings in (a BACKUP taking over) may
         // already have flows, synced from the old MASTER: count them, so
         // least-connection schedulers and status see them. One scan of
@@ -771,9 +797,7 @@ impl Tables {
         });
         self.sched = new.vips.new_sched_states();
         // Targets and routes may have changed: the memo starts afresh.
-        self.fast_hops.clear();
-        self.fast_hops
-            .resize(new.target_count(), fast::FastHop::default());
+        self.fast_hops = fast_targets(new);
         self.generation = new.generation;
     }
 

@@ -45,10 +45,42 @@ fn specs(down: Option<RealState>) -> Vec<ServiceSpec> {
 }
 
 fn snap_of(down: Option<RealState>, sync_on: bool, generation: u64) -> Snapshot {
+    snap_shaped(down, Shape::Plain, sync_on, generation)
+}
+
+/// How a snapshot of the mix differs from the first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Plain,
+    /// The reals of every service in reverse order: the flows' remembered
+    /// target indexes name other reals.
+    Reversed,
+    /// The port also owns 203.0.113.3/24: that client's source is now
+    /// the balancer's own, and 203.0.113.255 a broadcast.
+    OwnsClient,
+    /// The DR service on port 80 loses its last real, which becomes the
+    /// first of the next service, on the same port: a flow's remembered
+    /// index then names another service's target.
+    Shrunk,
+}
+
+fn snap_shaped(down: Option<RealState>, shape: Shape, sync_on: bool, generation: u64) -> Snapshot {
+    let mut specs = specs(down);
+    let mut port = port_info();
+    match shape {
+        Shape::Plain => {}
+        Shape::Reversed => specs.iter_mut().for_each(|s| s.reals.reverse()),
+        Shape::OwnsClient => port.addrs.push((IpAddr::V4(v4("203.0.113.3")), 24)),
+        Shape::Shrunk => {
+            if let Some(last) = specs[0].reals.pop() {
+                specs[1].reals.insert(0, Real { port: 80, ..last });
+            }
+        }
+    }
     let s = Snapshot::new(
         generation,
-        vec![port_info()],
-        VipTable::build(specs(down), generation).unwrap(),
+        vec![port],
+        VipTable::build(specs, generation).unwrap(),
     );
     if sync_on {
         s.with_sync(SyncSpec {
@@ -183,9 +215,91 @@ impl Pair {
         }
     }
 
+    /// Handles `frames` as one burst on the fast rig
+    /// ([`Tables::handle_burst`], some frames carrying the NIC's RSS hash
+    /// or a wrong one) and frame by frame on the general rig, compares.
+    fn step_burst(&mut self, frames: &[Vec<u8>], what: &str) {
+        let (a, b) = (&mut self.fast, &mut self.general);
+        let mut bufs: Vec<TestBuffer> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let buf = TestBuffer::new(f);
+                match (self.frames + i as u64) % 4 {
+                    1 => match nic_rss(&a.tables, f) {
+                        Some(h) => buf.with_rss(h),
+                        None => buf,
+                    },
+                    2 => buf.with_rss((self.frames as u32 + i as u32).wrapping_mul(0x9E37_79B1)),
+                    _ => buf,
+                }
+            })
+            .collect();
+        self.frames += frames.len() as u64;
+        let mut out = [Outcome::Consumed; burst::BURST];
+        let mut ca = Ctx {
+            snap: &a.snap,
+            neigh: &a.neigh,
+            now_ms: a.now,
+            requests: &mut a.reqs,
+        };
+        let before = a.tables.plain_hits;
+        a.tables.handle_burst(&mut bufs[..], 0, &mut ca, &mut out);
+        self.hits += a.tables.plain_hits - before;
+        for (i, f) in frames.iter().enumerate() {
+            let mut fb = TestBuffer::new(f);
+            let mut cb = Ctx {
+                snap: &b.snap,
+                neigh: &b.neigh,
+                now_ms: b.now,
+                requests: &mut b.reqs,
+            };
+            let ob = b.tables.handle_general(&mut fb, 0, &mut cb);
+            assert_eq!(out[i], ob, "{what}, frame {i}: outcome");
+            assert_eq!(
+                bufs[i].to_vec(),
+                fb.to_vec(),
+                "{what}, frame {i}: output bytes"
+            );
+        }
+        let ra: Vec<_> = a.reqs.drain().collect();
+        let rb: Vec<_> = b.reqs.drain().collect();
+        assert_eq!(ra, rb, "{what}: neighbour requests");
+        if a.tables.sync.due(a.now) || b.tables.sync.due(b.now) {
+            self.compare_sync(what);
+        }
+    }
+
+    /// Installs on both rigs, as a sync record from the HA peer would, an
+    /// established DR flow of service 1 (VIP4:80) from `client:port`.
+    fn sync_flow(&mut self, client: &str, port: u16) {
+        let rec = crate::sync::Record {
+            op: crate::sync::Op::Update,
+            key: FlowKeyV4 {
+                service: 1,
+                client: v4(client),
+                client_port: port,
+                vport: 80,
+                proto: L4::Tcp,
+            }
+            .key(),
+            real: IpAddr::V4(v4("192.0.2.21")),
+            real_port: 80,
+            nat: crate::conntrack::Nat::None,
+            state: crate::conntrack::State::Established,
+            remaining_ms: 60_000,
+            persist: false,
+        };
+        for r in [&mut self.fast, &mut self.general] {
+            r.tables.apply_sync(&r.snap, r.now, &rec);
+        }
+    }
+
     fn compare_state(&mut self, what: &str) {
+        let ca = self.fast.tables.counters().to_vec();
+        let cb = self.general.tables.counters().to_vec();
+        assert_eq!(ca, cb, "{what}: service counters");
         let (a, b) = (&self.fast.tables, &self.general.tables);
-        assert_eq!(a.counters, b.counters, "{what}: service counters");
         assert_eq!(a.active, b.active, "{what}: active counts");
         assert_eq!(a.conn.counters(), b.conn.counters(), "{what}: conntrack");
         assert_eq!(a.conn.by_state(), b.conn.by_state(), "{what}: states");
@@ -325,7 +439,7 @@ fn fix_ip_sum(f: &mut [u8]) {
 /// headers, a TTL of 0 or 1, fragment bits, a cut, a longer total length,
 /// a group MAC, a martian or own source, an own destination.
 fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
-    match rng.below(10) {
+    match rng.below(11) {
         0..=3 => {
             let at = rng.below(60.min(f.len() as u64)) as usize;
             f[at] = rng.next() as u8;
@@ -352,10 +466,11 @@ fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
             let at = if rng.below(2) == 0 { 26 } else { 30 };
             f[at..at + 4].copy_from_slice(&a);
         }
-        _ => {
+        9 => {
             let at = if rng.below(2) == 0 { 0 } else { 6 };
             f[at] |= 1;
         }
+        _ => f[6..12].fill(0),
     }
     if f.len() >= 34 && rng.below(3) != 0 {
         fix_ip_sum(f);
@@ -397,6 +512,90 @@ fn run_mix(sync_on: bool, seed: u64, frames: usize) -> Pair {
     }
     p.compare_state("at the end");
     p
+}
+
+/// [`run_mix`] in bursts of 1 to 32 frames (the clock moves between
+/// bursts), through [`Tables::handle_burst`] on the fast rig.
+fn run_mix_bursts(sync_on: bool, seed: u64, frames: usize) -> Pair {
+    let mut p = Pair::new(sync_on);
+    let mut rng = Rng(seed);
+    let mut done = 0;
+    let mut bursts = 0;
+    while done < frames {
+        let n = 1 + rng.below(burst::BURST as u64) as usize;
+        let mut burst = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut f = if rng.below(3) == 0 {
+                nat_reply(&mut rng, &p.general)
+            } else {
+                traffic(&mut rng)
+            };
+            if rng.below(4) == 0 {
+                mutate(&mut rng, &mut f);
+            }
+            burst.push(f);
+        }
+        // Established flows send more than one segment per burst.
+        if n > 4 && rng.below(2) == 0 {
+            let k = rng.below(n as u64) as usize;
+            let again = burst[k].clone();
+            burst[n - 1] = again;
+        }
+        p.step_burst(&burst, &format!("burst {bursts}"));
+        done += n;
+        bursts += 1;
+        p.advance(rng.below(30));
+        let g = 10 + bursts as u64;
+        match rng.below(200) {
+            0..=2 => p.advance(31_000),
+            3 => p.advance(1_000_000),
+            4 => p.adopt(|| snap_of(Some(RealState::Down), sync_on, g)),
+            5 => p.adopt(|| snap_of(Some(RealState::Drain), sync_on, g)),
+            6 => p.adopt(|| snap_of(Some(RealState::Disabled), sync_on, g)),
+            7 => p.adopt(|| snap_of(None, sync_on, g)),
+            8 => p.adopt(|| snap_shaped(None, Shape::Reversed, sync_on, g)),
+            9 => p.adopt(|| snap_shaped(None, Shape::OwnsClient, sync_on, g)),
+            13 => p.adopt(|| snap_shaped(None, Shape::Shrunk, sync_on, g)),
+            // A flow from a source no host may use, as a peer's sync
+            // record can install one: its frames must still be dropped.
+            10..=12 => {
+                let src = [
+                    "127.0.0.9",
+                    "0.1.2.3",
+                    "224.0.0.9",
+                    "203.0.113.3",
+                    "203.0.113.255",
+                    "192.0.2.100",
+                ][rng.below(6) as usize];
+                let port = 31_000 + rng.below(3) as u16;
+                p.sync_flow(src, port);
+                let mut spec = tcp4(src, port, VIP4, 80, WireFlags::ACK);
+                spec.payload = vec![1; 10];
+                let f = builder::tcp4(&spec);
+                p.step_burst(&[f.clone(), f], &format!("martian source {src}"));
+            }
+            _ => {}
+        }
+        if bursts % 61 == 0 {
+            p.compare_state(&format!("after burst {bursts}"));
+        }
+    }
+    p.compare_state("at the end");
+    p
+}
+
+#[test]
+fn burst_path_matches_the_general_path() {
+    let p = run_mix_bursts(false, 0x0b0b_5eed_0000_0001, 40_000);
+    // Most frames of established flows are forwarded by the burst path
+    // itself: the comparison is not vacuous.
+    assert!(p.hits > 3_000, "plain frames: {}", p.hits);
+}
+
+#[test]
+fn burst_path_matches_the_general_path_with_connection_sync() {
+    let p = run_mix_bursts(true, 0x0b0b_5eed_0000_0002, 25_000);
+    assert!(p.hits > 1_500, "plain frames: {}", p.hits);
 }
 
 #[test]
@@ -550,4 +749,50 @@ fn rss_hashes_stand_for_the_tables_hash_under_any_key() {
         assert!(!r.tables.set_rss_key([0; 40], &r.snap));
         assert_eq!(r.tables.conn.rss_key(), &key);
     }
+}
+
+/// The burst path forwards with the next hop it remembers for a target
+/// only as long as the per-frame path would (`HOP_CACHE_MS`): a real's
+/// new MAC reaches its flow's frames by then.
+#[test]
+fn burst_path_takes_a_new_next_hop_within_the_memo_time() {
+    let mut r = Rig::small(vec![svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80))]);
+    let f = builder::tcp4(&tcp4("203.0.113.10", 40_000, VIP4, 80, WireFlags::ACK));
+    let burst = |r: &mut Rig| {
+        let mut bufs = [TestBuffer::new(&f), TestBuffer::new(&f)];
+        let mut out = [Outcome::Consumed; burst::BURST];
+        let mut ctx = Ctx {
+            snap: &r.snap,
+            neigh: &r.neigh,
+            now_ms: r.now,
+            requests: &mut r.reqs,
+        };
+        let before = r.tables.plain_hits;
+        r.tables.handle_burst(&mut bufs[..], 0, &mut ctx, &mut out);
+        assert_eq!(out[..2], [Outcome::Forward { port: 0 }; 2]);
+        let macs: Vec<[u8; 6]> = bufs
+            .iter()
+            .map(|b| b.data()[0..6].try_into().unwrap())
+            .collect();
+        (macs, r.tables.plain_hits - before)
+    };
+    // The first frame creates the flow and remembers the next hop; the
+    // second is a plain hit.
+    let (macs, plain) = burst(&mut r);
+    assert_eq!(macs, vec![real_mac(1).0; 2]);
+    assert_eq!(plain, 1);
+    let new_mac = MacAddr([0x02, 0x77, 0, 0, 0, 1]);
+    r.neigh.set_static(IpAddr::V4(v4("192.0.2.21")), new_mac);
+    // Within the memo time the old MAC may still be used ...
+    r.now += crate::neigh::HOP_CACHE_MS - 1;
+    let (macs, plain) = burst(&mut r);
+    assert_eq!((macs, plain), (vec![real_mac(1).0; 2], 2));
+    // ... after it, never: the per-frame path resolves it again and the
+    // burst path remembers the new one.
+    r.now += 1;
+    let (macs, plain) = burst(&mut r);
+    assert_eq!(macs, vec![new_mac.0; 2]);
+    assert_eq!(plain, 1);
+    assert_eq!(r.tables.counters()[0].packets_in, 6);
+    assert_eq!(r.tables.counters()[0].reals[0][0], 6);
 }

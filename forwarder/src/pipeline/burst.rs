@@ -1,0 +1,529 @@
+//! Whole bursts: the worker's entry to the pipeline.
+//!
+//! [`Tables::handle_burst`] decides every frame of a received burst, in
+//! order, with the same outcomes, bytes, counters and table changes as
+//! [`Tables::handle_hinted`] called frame after frame with the first
+//! pass's hints. It goes over the burst three times, so that what a frame
+//! needs from memory is on its way while the others are looked at:
+//!
+//! 1. **Classify.** Each frame's headers are read once, as three 16-byte
+//!    words. A frame of the kind that makes up nearly all of a
+//!    balancer's traffic (IPv4 TCP or UDP to a DR or NAT service, passing
+//!    every check of the fast path) is marked *plain*: its flow hash is
+//!    computed (or taken from the NIC's RSS hash), its connection-table
+//!    bucket prefetched, and what the last pass needs of its service kept
+//!    with it. Any other frame gets the hash of its first lookup as a
+//!    hint, and a prefetch too.
+//! 2. **Candidates.** The bucket of each frame with a forward hash is
+//!    scanned for the hash's tag, and the cell it names is prefetched.
+//! 3. **Decide, in order.** A plain frame whose flow is a plain hit
+//!    (live, unexpired, an IPv4 real that still takes it, no source NAT,
+//!    its next hop remembered by this worker) is forwarded there and
+//!    then: flow state and expiry updated, counts kept, frame rewritten.
+//!    Every other frame goes through [`Tables::handle_hinted`] at its
+//!    turn. A candidate is only a hint, taken when its cell holds the
+//!    frame's key: a flow is in the table at most once, so a table that
+//!    an earlier frame of the burst changed cannot mislead a later one.
+//!
+//! The counts of plain frames wait per target until
+//! [`Tables::counters`] reads them. Nothing allocates, locks or calls the
+//! system. The equivalence is tested burst by burst against the general
+//! path (`tests::fast::burst_path_*`) and fuzzed.
+
+use super::fast::{nat_v4, target_word, FastPort};
+use super::{ip_proto, tcp_flags_valid, Ctx, DropReason, Outcome, Snapshot, Tables};
+use crate::buffer::{PacketBuf, TestBuffer};
+use crate::conntrack::{ConnTable, Dir, TcpFlags, WireKeyV4, L4};
+use crate::service::{Mode, Service};
+
+/// Frames in a burst (the worker's receive burst).
+pub const BURST: usize = 32;
+
+/// A received burst as the pipeline reads it: frames in order, each in
+/// one buffer. The worker's is DPDK's (`crate::dpdk::Burst`), the tests'
+/// a slice of [`TestBuffer`]s.
+pub trait RxFrames {
+    /// One frame's buffer.
+    type Buf: PacketBuf;
+    /// Frames in the burst.
+    fn count(&self) -> usize;
+    /// Frame `i`'s bytes (its first segment); empty past the burst.
+    fn frame(&self, i: usize) -> &[u8];
+    /// Frame `i`'s buffer.
+    fn buf_mut(&mut self, i: usize) -> Option<&mut Self::Buf>;
+    /// The NIC's RSS hash of frame `i`, where it is computed with the
+    /// connection table's key ([`Tables::set_rss_key`]); else `None`.
+    fn rss_hash(&self, i: usize) -> Option<u32>;
+    /// Whether frame `i` is all in one buffer (frames that are not are
+    /// dropped: [`DropReason::MultiSegment`]).
+    fn single_segment(&self, _i: usize) -> bool {
+        true
+    }
+    /// Starts loading the cache line at `p`, without waiting for it (a
+    /// hint: any address, null included, is allowed).
+    fn prefetch(&self, _p: *const u8) {}
+}
+
+impl RxFrames for [TestBuffer] {
+    type Buf = TestBuffer;
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn frame(&self, i: usize) -> &[u8] {
+        self.get(i).map_or(&[], |b| b.data())
+    }
+    fn buf_mut(&mut self, i: usize) -> Option<&mut TestBuffer> {
+        self.get_mut(i)
+    }
+    fn rss_hash(&self, i: usize) -> Option<u32> {
+        self.get(i).and_then(|b| b.rss_hash())
+    }
+}
+
+/// What the burst path needs of a service, per service index of the
+/// adopted snapshot, built with the table's hash key.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct SvcFast {
+    /// What turns the NIC's RSS hash of a frame to the service's IPv4
+    /// VIP into the flow's table hash ([`ConnTable::rss_adjust`]; 0 for
+    /// an IPv6 VIP).
+    pub(super) adj: u32,
+    /// The service's part of the table hash ([`ConnTable::service_part`]).
+    pub(super) part: u32,
+    /// `part` with the VIP port's part of the hash in (a service on one
+    /// port: [`ConnTable::hash_v4_vport`]); `part` for every port.
+    part_port: u32,
+    /// Control-plane id.
+    id: u32,
+    /// Flat index of its first target (the snapshot's `fast_base`).
+    pub(super) base: u32,
+    /// Its targets (reals and fallback).
+    targets: u16,
+    /// A service on every port (port 0).
+    every_port: bool,
+    /// Its frames may be plain: an IPv4 VIP in DR or NAT mode.
+    plain: bool,
+    /// NAT mode.
+    nat: bool,
+    proto: L4,
+}
+
+impl SvcFast {
+    fn of(conn: &ConnTable, svc: &Service, base: u32) -> SvcFast {
+        let proto = L4::from(svc.spec().proto);
+        let part = conn.service_part(svc.id(), proto);
+        let (adj, v4) = match svc.spec().vip {
+            std::net::IpAddr::V4(vip) => (conn.rss_adjust(vip, svc.id(), proto), true),
+            std::net::IpAddr::V6(_) => (0, false),
+        };
+        let every_port = svc.spec().port == 0;
+        let part_port = if every_port {
+            part
+        } else {
+            part ^ conn.hash_v4_vport(svc.spec().port)
+        };
+        SvcFast {
+            adj,
+            part,
+            part_port,
+            id: svc.id(),
+            base,
+            targets: u16::try_from(svc.targets().len()).unwrap_or(u16::MAX),
+            every_port,
+            plain: v4 && matches!(svc.mode(), Mode::Dr | Mode::Nat),
+            nat: svc.mode() == Mode::Nat,
+            proto,
+        }
+    }
+
+    /// Per service index of `snap`.
+    pub(super) fn all(conn: &ConnTable, snap: &Snapshot) -> Vec<SvcFast> {
+        snap.vips
+            .services()
+            .iter()
+            .zip(&snap.fast_base)
+            .map(|(svc, &base)| SvcFast::of(conn, svc, base))
+            .collect()
+    }
+}
+
+/// What the first pass learnt of a frame.
+#[derive(Clone, Copy, Default)]
+struct Pre {
+    /// The hash of the frame's first lookup (see `what`).
+    hash: u32,
+    /// A plain frame's source address ...
+    client: u32,
+    /// ... its service's id ...
+    service: u32,
+    /// ... and the flat index of the service's first target.
+    base: u32,
+    /// Source port.
+    cport: u16,
+    /// Destination port.
+    vport: u16,
+    /// The service's targets.
+    targets: u16,
+    /// TCP flags (0 for UDP).
+    flags: u8,
+    /// NAT mode.
+    nat: bool,
+    proto: L4,
+    what: u8,
+}
+
+/// Not an IPv4 TCP/UDP frame: no hint.
+const OTHER: u8 = 0;
+/// A frame to a service, not plain: `hash` is its forward hash.
+const FWD: u8 = 1;
+/// An IPv4 TCP/UDP frame to no service (a NAT reply?): `hash` is its
+/// reply hash.
+const REPLY: u8 = 2;
+/// A plain frame (see the module docs).
+const PLAIN: u8 = 3;
+/// A frame over several buffers.
+const MULTI: u8 = 4;
+
+/// The last VIP lookup of a pass (frames of a burst mostly go to one).
+struct VipMemo {
+    key: u64,
+    /// `usize::MAX`: no service.
+    si: usize,
+}
+
+/// Little-endian 16 bytes at `o` of the first 48 bytes of a frame.
+#[inline(always)]
+fn le128(f: &[u8; 48], o: usize) -> u128 {
+    let mut w = [0u8; 16];
+    w.copy_from_slice(&f[o..o + 16]);
+    u128::from_le_bytes(w)
+}
+
+/// Byte `i` of a little-endian word holding `v`.
+const fn at(i: u32, v: u8) -> u128 {
+    (v as u128) << (8 * i)
+}
+
+/// Bytes `0..16` and `16..32` of a frame as little-endian words: the bits
+/// a plain frame has fixed (the group bits of both MACs, EtherType,
+/// version and IHL; the fragment field but DF, the protocol) ...
+const FIXED_MASK: (u128, u128) = (
+    at(0, 1) | at(6, 1) | at(12, 0xff) | at(13, 0xff) | at(14, 0xff),
+    at(4, 0xbf) | at(5, 0xff) | at(7, 0xff),
+);
+/// ... and their values in a TCP frame: unicast MACs, IPv4 (0x0800) with
+/// a 20-byte header (0x45), not a fragment, protocol 6.
+const FIXED_TCP: (u128, u128) = (at(12, 0x08) | at(14, 0x45), at(7, ip_proto::TCP));
+/// What a UDP frame (protocol 17) differs in from [`FIXED_TCP`].
+const FIXED_UDP_DIFF: u128 = at(7, ip_proto::TCP ^ ip_proto::UDP);
+
+/// Whether the ones' complement sum of `words` (16-bit words in either
+/// byte order, spread over 64-bit lanes and two loose words) is 0xffff:
+/// an IPv4 header's checksum holds. The sum is the same for either byte
+/// order of the words, up to a swap of its two bytes (RFC 1071), and
+/// 0xffff is its own swap.
+#[inline(always)]
+fn ones_sum_ok(a: u64, b: u64, loose: u64) -> bool {
+    let (s, c1) = a.overflowing_add(b);
+    let (s, c2) = s.overflowing_add(loose);
+    let mut s = (s & 0xffff_ffff) + (s >> 32) + u64::from(c1) + u64::from(c2);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s == 0xffff
+}
+
+impl Tables {
+    /// Decides every frame of `rx`, which arrived on data port `in_port`,
+    /// into `out` (frame `i`'s outcome at `i`): see the module docs. The
+    /// caller turns the outcomes into TX bursts and counters, as for
+    /// [`Tables::handle`]. Frames past [`BURST`] are not looked at.
+    pub fn handle_burst<R: RxFrames + ?Sized>(
+        &mut self,
+        rx: &mut R,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+        out: &mut [Outcome; BURST],
+    ) {
+        let n = rx.count().min(BURST);
+        let mut pre = [Pre::default(); BURST];
+        self.classify_burst(rx, n, in_port, ctx.snap, &mut pre);
+        let mut cand = [u32::MAX; BURST];
+        self.candidates(rx, &pre[..n], &mut cand);
+        self.decide(rx, n, in_port, ctx, &pre, &cand, out);
+    }
+
+    /// The first pass: every frame classified, its first lookup's bucket
+    /// prefetched.
+    #[inline(never)]
+    fn classify_burst<R: RxFrames + ?Sized>(
+        &self,
+        rx: &R,
+        n: usize,
+        in_port: u16,
+        snap: &Snapshot,
+        pre: &mut [Pre; BURST],
+    ) {
+        let fp = snap.fast.get(usize::from(in_port));
+        let mut memo = VipMemo {
+            key: 0,
+            si: usize::MAX,
+        };
+        for (i, p) in pre.iter_mut().enumerate().take(n) {
+            if !rx.single_segment(i) {
+                p.what = MULTI;
+                continue;
+            }
+            let frame = rx.frame(i);
+            let rss = rx.rss_hash(i);
+            let plain = match fp {
+                Some(fp) => self.plain_frame(snap, fp, frame, rss, &mut memo, p),
+                None => false,
+            };
+            if plain {
+                rx.prefetch(self.conn.bucket_addr(p.hash));
+                continue;
+            }
+            *p = self.classify(snap, frame, rss);
+            match p.what {
+                FWD => rx.prefetch(self.conn.bucket_addr(p.hash)),
+                REPLY => rx.prefetch(self.conn.reply_bucket_addr(p.hash)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The second pass: the cell each forward lookup will most likely
+    /// compare, found in its bucket and prefetched.
+    #[inline(never)]
+    fn candidates<R: RxFrames + ?Sized>(&self, rx: &R, pre: &[Pre], cand: &mut [u32; BURST]) {
+        for (p, c) in pre.iter().zip(cand.iter_mut()) {
+            if p.what == PLAIN || p.what == FWD {
+                *c = self.conn.candidate(p.hash);
+                rx.prefetch(self.conn.cell_addr(*c));
+            }
+        }
+    }
+
+    /// The third pass: each frame's outcome, in order.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn decide<R: RxFrames + ?Sized>(
+        &mut self,
+        rx: &mut R,
+        n: usize,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+        pre: &[Pre; BURST],
+        cand: &[u32; BURST],
+        out: &mut [Outcome; BURST],
+    ) {
+        for i in 0..n {
+            let p = &pre[i];
+            let plain = match p.what {
+                PLAIN => self.plain(rx, i, p, cand[i], ctx),
+                _ => None,
+            };
+            out[i] = match plain {
+                Some(o) => o,
+                None => self.one(rx, i, p, in_port, ctx),
+            };
+        }
+    }
+
+    /// Frame `i` through the per-frame path, with its hint.
+    #[inline(never)]
+    fn one<R: RxFrames + ?Sized>(
+        &mut self,
+        rx: &mut R,
+        i: usize,
+        p: &Pre,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let hint = match p.what {
+            PLAIN | FWD | REPLY => Some(p.hash),
+            MULTI => return Outcome::Dropped(DropReason::MultiSegment),
+            _ => None,
+        };
+        match rx.buf_mut(i) {
+            Some(b) => self.handle_hinted(b, in_port, ctx, hint),
+            None => Outcome::Dropped(DropReason::Malformed),
+        }
+    }
+
+    /// Whether a frame is plain (see the module docs), on three 16-byte
+    /// words of its first 48 bytes; if so, fills `p`. A frame that is not
+    /// is left to [`Self::classify`].
+    ///
+    /// Every check of [`Self::fast_v4`] holds: unicast destination MAC,
+    /// unicast non-zero source MAC, IPv4 with a 20-byte header and a
+    /// valid checksum, not a fragment (DF allowed), the packet in the
+    /// frame, TCP with a 20-byte or longer header inside it and valid
+    /// flags, or UDP; no martian source (0/8, 127/8, 224/3, this port's
+    /// own or broadcast addresses, the destination), not to an own
+    /// address; a VIP service in DR or NAT mode, and for NAT a TTL that
+    /// allows a hop.
+    #[inline(always)]
+    fn plain_frame(
+        &self,
+        snap: &Snapshot,
+        fp: &FastPort,
+        frame: &[u8],
+        rss: Option<u32>,
+        memo: &mut VipMemo,
+        p: &mut Pre,
+    ) -> bool {
+        let Some(f) = frame.first_chunk::<48>() else {
+            return false;
+        };
+        let w0 = le128(f, 0); // MACs, EtherType, version + IHL, TOS
+        let w1 = le128(f, 16); // length .. protocol, checksum, source, destination (half)
+        let w2 = le128(f, 32); // destination (half), ports, TCP header to the flags
+                               // The fixed bytes, as a TCP frame: any difference is set in `x`.
+        let x = ((w0 & FIXED_MASK.0) ^ FIXED_TCP.0) | ((w1 & FIXED_MASK.1) ^ FIXED_TCP.1);
+        let total = usize::from((w1 as u16).swap_bytes());
+        let fl = (w2 >> 120) as u8;
+        let l4_ok = if x == 0 {
+            // TCP: a data offset of 20 bytes or more, inside the packet;
+            // valid flags.
+            let doff = usize::from((w2 >> 116) as u8 & 0x0f) * 4;
+            doff >= 20 && 20 + doff <= total && tcp_flags_valid(fl)
+        } else {
+            x == FIXED_UDP_DIFF && total >= 28
+        };
+        let src_mac = (w0 >> 48) as u64 & 0xffff_ffff_ffff;
+        let s = ((w1 >> 80) as u32).swap_bytes();
+        let d = (((w1 >> 112) as u32) | ((w2 as u32) << 16)).swap_bytes();
+        let o = s >> 24;
+        let ok = l4_ok
+            & (src_mac != 0)
+            & (14 + total <= frame.len())
+            & (s != d)
+            & (o != 0)
+            & (o != 127)
+            & (o < 224);
+        let loose = ((w0 >> 112) as u64) + ((w2 as u64) & 0xffff);
+        if !ok || !ones_sum_ok(w1 as u64, (w1 >> 64) as u64, loose) {
+            return false;
+        }
+        if fp.is_bad_src(s) || fp.is_own(d) {
+            return false;
+        }
+        let proto = (w1 >> 56) as u8;
+        let vport = ((w2 >> 32) as u16).swap_bytes();
+        let key = super::fast::vip_key(d, proto, vport);
+        if key != memo.key {
+            memo.key = key;
+            memo.si = snap.fast_vips.lookup(d, proto, vport).unwrap_or(usize::MAX);
+        }
+        let Some(sv) = self.svc_fast.get(memo.si) else {
+            return false;
+        };
+        if !sv.plain || (sv.nat && (w1 >> 48) as u8 <= 1) {
+            return false;
+        }
+        let cport = ((w2 >> 16) as u16).swap_bytes();
+        p.hash = match rss {
+            Some(h) => h ^ sv.adj,
+            None if sv.every_port => {
+                self.conn.hash_v4_client(s, cport) ^ self.conn.hash_v4_vport(vport) ^ sv.part
+            }
+            None => self.conn.hash_v4_client(s, cport) ^ sv.part_port,
+        };
+        p.client = s;
+        p.service = sv.id;
+        p.base = sv.base;
+        p.cport = cport;
+        p.vport = vport;
+        p.targets = sv.targets;
+        p.flags = if x == 0 { fl } else { 0 };
+        p.nat = sv.nat;
+        p.proto = sv.proto;
+        p.what = PLAIN;
+        true
+    }
+
+    /// The first pass's look at a frame that is not plain: the hash of
+    /// its first lookup, where [`Self::flow_hash_v4`] or
+    /// [`Self::reply_hash_v4`] gives one (the same values).
+    #[inline(never)]
+    fn classify(&self, snap: &Snapshot, frame: &[u8], rss: Option<u32>) -> Pre {
+        let mut p = Pre {
+            what: OTHER,
+            ..Pre::default()
+        };
+        if let Some(h) = self.flow_hash_v4(frame, snap, rss) {
+            p.what = FWD;
+            p.hash = h;
+        } else if let Some(h) = self.reply_hash_v4(frame, rss) {
+            p.what = REPLY;
+            p.hash = h;
+        }
+        p
+    }
+
+    /// A plain frame (`p`) of a flow that is a plain hit, forwarded;
+    /// `None`, nothing changed, for any other (see the module docs). What
+    /// [`Self::fast_v4`] does for a plain hit whose next hop it
+    /// remembers.
+    #[inline(always)]
+    fn plain<R: RxFrames + ?Sized>(
+        &mut self,
+        rx: &mut R,
+        i: usize,
+        p: &Pre,
+        cand: u32,
+        ctx: &Ctx<'_>,
+    ) -> Option<Outcome> {
+        let now = ctx.now_ms as u32;
+        let key = WireKeyV4 {
+            client: p.client,
+            service: p.service,
+            client_port: p.cport,
+            vport: p.vport,
+            proto: p.proto,
+        };
+        let hit = self.conn.plain_v4(now, cand, p.hash, &key)?;
+        // The flow's remembered target is still its real and keeps its
+        // flows (the fast path's one-word check), and its next hop is
+        // remembered.
+        if hit.real_hint >= p.targets {
+            return None;
+        }
+        let t = p.base as usize + usize::from(hit.real_hint);
+        let tf = self.fast_hops.get(t)?;
+        let w = tf.word;
+        if w != target_word(hit.real, hit.real_port) && w != target_word(hit.real, 0) {
+            return None;
+        }
+        if ctx.now_ms >= tf.until {
+            return None;
+        }
+        let (macs, port) = (tf.macs, tf.port);
+        let f = rx.buf_mut(i)?.data_mut();
+        let len = f.len() as u64;
+        // Committed from here on.
+        let st = self.conn.touch(hit.id, now, Dir::Client, TcpFlags(p.flags));
+        self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
+        if let Some(tf) = self.fast_hops.get_mut(t) {
+            tf.packets += 1;
+            tf.bytes += len;
+        }
+        #[cfg(test)]
+        {
+            self.plain_hits += 1;
+        }
+        if p.nat {
+            let rport = match (w >> 16) as u16 {
+                0 => p.vport,
+                rp => rp,
+            };
+            nat_v4(f, (w >> 32) as u32, rport, None);
+        }
+        if let Some(m) = f.first_chunk_mut::<12>() {
+            *m = macs;
+        }
+        Some(Outcome::Forward { port })
+    }
+}
