@@ -109,6 +109,10 @@ impl RxFrames for RxPort<'_> {
         self.burst.single_segment(i)
     }
     #[inline(always)]
+    fn first_look(&self, i: usize) -> Option<(&[u8], Option<u32>)> {
+        self.burst.first_look(i, self.rss)
+    }
+    #[inline(always)]
     fn prefetch(&self, p: *const u8) {
         dpdk::prefetch(p);
     }

@@ -133,6 +133,38 @@ impl Index {
         std::ptr::from_ref(&self.buckets[self.home(h)]).cast()
     }
 
+    /// [`Self::first_candidate`] for the burst path's second pass, in
+    /// fewer instructions: ways 0..8 scanned as one 128-bit word (the
+    /// lowest 16-bit lane equal to the tag found with the "has a zero
+    /// lane" test, exact for the lowest one), ways 8 and 9 after. `NIL`
+    /// when the first match is an empty way (a stale tag) or none
+    /// matches: a candidate is only a hint.
+    #[inline(always)]
+    pub(super) fn first_candidate_swar(&self, h: u32) -> u32 {
+        const ONES: u128 = 0x0001_0001_0001_0001_0001_0001_0001_0001;
+        const HIGH: u128 = ONES << 15;
+        let Some(bk) = self.buckets.get(self.home(h)) else {
+            return NIL;
+        };
+        let tag = h as u16;
+        let mut lanes = 0u128;
+        for (i, &t) in bk.tags[..8].iter().enumerate() {
+            lanes |= u128::from(t) << (16 * i);
+        }
+        let x = lanes ^ (u128::from(tag) * ONES);
+        let z = x.wrapping_sub(ONES) & !x & HIGH;
+        let way = if z != 0 {
+            (z.trailing_zeros() / 16) as usize
+        } else if bk.tags[8] == tag {
+            8
+        } else if bk.tags[9] == tag {
+            9
+        } else {
+            return NIL;
+        };
+        bk.slots.get(way).copied().unwrap_or(NIL)
+    }
+
     /// The first slot in `h`'s home bucket whose tag matches, if any
     /// (a candidate to prefetch; not a verified match).
     #[inline]
@@ -227,6 +259,28 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_wide_scan_finds_the_first_matching_way() {
+        let mut ix = Index::for_flows(8);
+        assert_eq!(ix.buckets.len(), 1);
+        // Ten ways, tags chosen to collide in every lane position, and a
+        // hash per tag whose home is bucket 0.
+        let tags = [7u16, 3, 7, 0xffff, 0x8000, 1, 0, 0x7fff, 3, 0x0101];
+        for (w, &t) in tags.iter().enumerate() {
+            assert!(ix.insert(u32::from(t), 100 + w as u32));
+        }
+        for t in [7u16, 3, 0xffff, 0x8000, 1, 0, 0x7fff, 0x0101, 2, 0xfffe] {
+            let h = u32::from(t);
+            let want = ix.first_candidate(h).unwrap_or(NIL);
+            assert_eq!(ix.first_candidate_swar(h), want, "tag {t:#x}");
+        }
+        // An emptied way keeps its tag: the scan reports no candidate
+        // rather than another way's.
+        assert!(ix.remove(7, 100));
+        assert_eq!(ix.first_candidate_swar(7), NIL);
+        assert_eq!(ix.first_candidate(7), Some(102));
+    }
 
     #[test]
     fn overflow_chains_and_removal() {

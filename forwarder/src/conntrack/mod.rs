@@ -168,9 +168,20 @@ impl State {
         State::Icmp,
     ];
 
-    #[inline]
+    /// The state of code `v & 7` (a match LLVM folds to nothing: the
+    /// codes are the discriminants).
+    #[inline(always)]
     const fn from_u8(v: u8) -> Self {
-        Self::ALL[(v as usize) & 7]
+        match v & 7 {
+            0 => State::SynRecv,
+            1 => State::Established,
+            2 => State::FinWait,
+            3 => State::CloseWait,
+            4 => State::TimeWait,
+            5 => State::Close,
+            6 => State::Udp,
+            _ => State::Icmp,
+        }
     }
 
     /// State of a new flow from its first packet: SYN -> `SynRecv`; a TCP

@@ -19,7 +19,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{is_expired, F_NAT, F_REAL_V6, F_SNAT, NIL, PROTO_SHIFT};
+use super::{is_expired, F_NAT, F_REAL_V6, F_SNAT, PROTO_SHIFT};
 use super::{ConnTable, FlowId, FlowKey, Nat, State, F_CLIENT_V6, F_LIVE, L4};
 use crate::service::RealIdx;
 
@@ -214,7 +214,7 @@ impl ConnTable {
     /// ([`Self::plain_v4`]). Reads the bucket, nothing else.
     #[inline(always)]
     pub fn candidate(&self, hash: u32) -> u32 {
-        self.fwd.first_candidate(hash).unwrap_or(NIL)
+        self.fwd.first_candidate_swar(hash)
     }
 
     /// The address of cell `slot` (for a prefetch; null past the slab).

@@ -217,6 +217,24 @@ impl Burst {
         Some(unsafe { &mut *self.ptrs.as_mut_ptr().add(i).cast::<Mbuf>() })
     }
 
+    /// The `i`-th frame's bytes and, where the NIC computed one and
+    /// `rss` says to take it, its RSS hash; `None` for a frame in several
+    /// segments (or past the end). One look at the mbuf, for the first
+    /// pass over a burst.
+    #[inline(always)]
+    pub fn first_look(&self, i: usize, rss: bool) -> Option<(&[u8], Option<u32>)> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: as in `frame`.
+        let m: &Mbuf = unsafe { &*self.ptrs.as_ptr().add(i).cast::<Mbuf>() };
+        if m.segments() != 1 {
+            return None;
+        }
+        let hash = if rss { m.rss_hash() } else { None };
+        Some((m.data(), hash))
+    }
+
     /// Whether the `i`-th frame is in one segment (false past the end).
     #[inline]
     pub fn single_segment(&self, i: usize) -> bool {

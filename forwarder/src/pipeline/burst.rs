@@ -49,6 +49,15 @@ pub trait RxFrames {
     fn count(&self) -> usize;
     /// Frame `i`'s bytes (its first segment); empty past the burst.
     fn frame(&self, i: usize) -> &[u8];
+    /// What the first pass reads of frame `i`: its bytes and its RSS hash
+    /// (as [`Self::rss_hash`]), or `None` for a frame over several
+    /// buffers (or past the burst).
+    fn first_look(&self, i: usize) -> Option<(&[u8], Option<u32>)> {
+        if i >= self.count() || !self.single_segment(i) {
+            return None;
+        }
+        Some((self.frame(i), self.rss_hash(i)))
+    }
     /// Frame `i`'s buffer.
     fn buf_mut(&mut self, i: usize) -> Option<&mut Self::Buf>;
     /// The NIC's RSS hash of frame `i`, where it is computed with the
@@ -270,12 +279,10 @@ impl Tables {
             si: usize::MAX,
         };
         for (i, p) in pre.iter_mut().enumerate().take(n) {
-            if !rx.single_segment(i) {
+            let Some((frame, rss)) = rx.first_look(i) else {
                 p.what = MULTI;
                 continue;
-            }
-            let frame = rx.frame(i);
-            let rss = rx.rss_hash(i);
+            };
             let plain = match fp {
                 Some(fp) => self.plain_frame(snap, fp, frame, rss, &mut memo, p),
                 None => false,
