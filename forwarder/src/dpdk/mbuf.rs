@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use crate::buffer::PacketBuf;
 
 /// Frames per burst (rx and tx).
-pub const BURST_SIZE: usize = 32;
+pub const BURST_SIZE: usize = 64;
 
 /// `RTE_MBUF_F_RX_RSS_HASH`: the NIC filled `hash.rss`.
 const RX_RSS_HASH: u64 = 1 << 1;
