@@ -2,7 +2,8 @@
 """Plots Mpps against active flows for DR and NAT (docs/perf-flows.png).
 
 Input: the CSV that `scripts/bench.sh --sweep` writes (flows,
-testpmd_io_mpps, dr_mpps, nat_mpps, ...). Usage: plot_flows.py CSV PNG
+testpmd_io_mpps, dr_mpps, nat_mpps, ...). Usage: plot_flows.py CSV PNG [NOTE]
+(NOTE, e.g. the memory the run used, goes under the title).
 """
 import csv
 import sys
@@ -13,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def main(src, dst):
+def main(src, dst, note=""):
     rows = list(csv.DictReader(open(src)))
     if not rows:
         sys.exit(f"{src}: no rows")
@@ -30,7 +31,8 @@ def main(src, dst):
     ax.set_xlabel("active flows (established TCP, one worker)")
     ax.set_ylabel("Mpps, 64-byte frames")
     ax.set_ylim(bottom=0)
-    ax.set_title("ferrolb: throughput against active flows (labels: DR / testpmd io)")
+    title = "ferrolb: throughput against active flows (labels: DR / testpmd io)"
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -38,6 +40,6 @@ def main(src, dst):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])
