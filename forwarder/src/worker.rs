@@ -1,15 +1,20 @@
 //! The poll loop of one worker lcore: rx_burst → pipeline → tx_burst.
 //!
 //! A worker owns queue `q` of every data port and of every port's exception
-//! TAP. Per pass it receives a burst from each data port (verdicts from
-//! [`crate::pipeline`]) and a burst from each TAP (frames the kernel sends
-//! go out the data port unchanged), then flushes its TX bursts. It never
-//! blocks and never allocates per packet; the only syscall is the optional
-//! idle back-off (`idle_sleep`) when a whole pass found nothing.
+//! TAP. Per pass it receives a burst of up to [`BURST_SIZE`] frames from
+//! each data port, which the pipeline decides as a whole
+//! ([`Tables::handle_burst`]: outcomes for every frame, in order), and a
+//! burst from each TAP (frames the kernel sends go out the data port
+//! unchanged), then flushes its TX bursts. A received burst whose frames
+//! all go out one port becomes that port's TX burst as it is (the common
+//! case: no frame is moved one by one). It never blocks and never
+//! allocates per packet; the only syscall is the optional idle back-off
+//! (`idle_sleep`) when a whole pass found nothing.
 //!
 //! Between bursts it adopts a new [`Snapshot`] when the control plane has
 //! published one (one relaxed load per pass notices it), keeps the next
-//! hops resolved, sweeps expired flows a few slots at a time, and handles
+//! hops resolved, sweeps expired flows (the whole table once a second, a
+//! share of it each millisecond), and handles
 //! connection sync ([`crate::sync`]): it sends its sync log to the HA peer
 //! when a batch is due, and applies the records other workers received
 //! from the peer (its inboxes).
@@ -33,6 +38,9 @@ use crate::pipeline::{
     Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
 };
 use crate::sync::{self, Inbox, SyncCounters, SyncLog};
+
+// The pipeline decides bursts of the size the worker receives.
+const _: () = assert!(crate::pipeline::burst::BURST == BURST_SIZE);
 
 /// How often a worker republishes its counters (passes).
 const PUBLISH_EVERY: u32 = 256;

@@ -24,6 +24,11 @@
 //! an ICMP(v6) port unreachable from the VIP quoting the datagram
 //! ([`Outcome::Answered`], counted in [`ServiceCounters::rejected`]).
 //!
+//! * [`burst`]: the worker's entry, a whole received burst at a time:
+//!   the frames that make up nearly all traffic (IPv4 TCP/UDP of
+//!   established DR and NAT flows) decided in passes that prefetch the
+//!   connection table, the others frame by frame through the fast path
+//!   (`fast`: established IPv4 flows, NAT replies) and the general path.
 //! * [`frag`]: later fragments of a datagram go where its first went.
 //! * [`icmp`]: ICMP errors about tracked flows (PMTU discovery) reach the
 //!   flow's real, or its client, translated like the flow.

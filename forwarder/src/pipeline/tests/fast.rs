@@ -514,7 +514,7 @@ fn run_mix(sync_on: bool, seed: u64, frames: usize) -> Pair {
     p
 }
 
-/// [`run_mix`] in bursts of 1 to 32 frames (the clock moves between
+/// [`run_mix`] in bursts of 1 to `BURST` frames (the clock moves between
 /// bursts), through [`Tables::handle_burst`] on the fast rig.
 fn run_mix_bursts(sync_on: bool, seed: u64, frames: usize) -> Pair {
     let mut p = Pair::new(sync_on);
