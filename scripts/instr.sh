@@ -27,8 +27,8 @@ for mode in ${INSTR_MODES:-dr nat new natreply burst burst_nat}; do
     case $mode in
         new) what="dr new flow (SYN from a new client)" ;;
         natreply) what="nat reply (real -> client), 4,096 flows" ;;
-        burst) what="dr hit in bursts of 32 (handle_burst), 4,096 flows" ;;
-        burst_nat) what="nat hit in bursts of 32 (handle_burst), 4,096 flows" ;;
+        burst) what="dr hit in bursts of 64 (handle_burst), 4,096 flows" ;;
+        burst_nat) what="nat hit in bursts of 64 (handle_burst), 4,096 flows" ;;
         *) what="$mode hit, 4,096 flows" ;;
     esac
     python3 -c "print(f'$what: {($b - $a) / $N:.1f} instructions per packet')"

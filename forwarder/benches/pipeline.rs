@@ -411,7 +411,7 @@ fn count_reply_mode(n: u64) {
 }
 
 /// `PIPELINE_MODE=burst` (DR) or `burst_nat`: N hit packets over 4,096
-/// established flows, in bursts of 32 through `Tables::handle_burst` (the
+/// established flows, in bursts of `BURST` through `Tables::handle_burst` (the
 /// worker's entry), in [`count_hits_burst`].
 fn count_burst_mode(n: u64, mode: Mode) {
     let mut s = Setup::new(mode, 4_096);

@@ -62,6 +62,9 @@ enum Shape {
     /// first of the next service, on the same port: a flow's remembered
     /// index then names another service's target.
     Shrunk,
+    /// The port also owns the wildcard service's VIP: frames to it are
+    /// the balancer's own, whatever flows that service has.
+    OwnsVip,
 }
 
 fn snap_shaped(down: Option<RealState>, shape: Shape, sync_on: bool, generation: u64) -> Snapshot {
@@ -71,6 +74,7 @@ fn snap_shaped(down: Option<RealState>, shape: Shape, sync_on: bool, generation:
         Shape::Plain => {}
         Shape::Reversed => specs.iter_mut().for_each(|s| s.reals.reverse()),
         Shape::OwnsClient => port.addrs.push((IpAddr::V4(v4("203.0.113.3")), 24)),
+        Shape::OwnsVip => port.addrs.push((IpAddr::V4(v4(VIP4B)), 24)),
         Shape::Shrunk => {
             if let Some(last) = specs[0].reals.pop() {
                 specs[1].reals.insert(0, Real { port: 80, ..last });
@@ -439,7 +443,7 @@ fn fix_ip_sum(f: &mut [u8]) {
 /// headers, a TTL of 0 or 1, fragment bits, a cut, a longer total length,
 /// a group MAC, a martian or own source, an own destination.
 fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
-    match rng.below(11) {
+    match rng.below(12) {
         0..=3 => {
             let at = rng.below(60.min(f.len() as u64)) as usize;
             f[at] = rng.next() as u8;
@@ -470,7 +474,10 @@ fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
             let at = if rng.below(2) == 0 { 0 } else { 6 };
             f[at] |= 1;
         }
-        _ => f[6..12].fill(0),
+        10 => f[6..12].fill(0),
+        // An IP length that cuts the L4 header (the frame keeps its
+        // bytes: Ethernet padding).
+        _ => f[16..18].copy_from_slice(&(20 + rng.below(24) as u16).to_be_bytes()),
     }
     if f.len() >= 34 && rng.below(3) != 0 {
         fix_ip_sum(f);
@@ -556,6 +563,7 @@ fn run_mix_bursts(sync_on: bool, seed: u64, frames: usize) -> Pair {
             8 => p.adopt(|| snap_shaped(None, Shape::Reversed, sync_on, g)),
             9 => p.adopt(|| snap_shaped(None, Shape::OwnsClient, sync_on, g)),
             13 => p.adopt(|| snap_shaped(None, Shape::Shrunk, sync_on, g)),
+            14 => p.adopt(|| snap_shaped(None, Shape::OwnsVip, sync_on, g)),
             // A flow from a source no host may use, as a peer's sync
             // record can install one: its frames must still be dropped.
             10..=12 => {
