@@ -344,12 +344,7 @@ fn count_mode(n: u64) {
         Ok("burst_nat") => return count_burst_mode(n, Mode::Nat),
         _ => Mode::Dr,
     };
-    let mut s = Setup::new(mode, 4_096);
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let hits = (0..ROT)
-        .map(|_| frame(client(0x0a00_0000, rng.below(4_096)), TcpFlags::ACK))
-        .collect();
-    let mut rot = Rotation::new(hits);
+    let (mut s, mut rot) = hit_setup(mode);
     // Warm the tables, then count.
     count_hits(&mut s, &mut rot, ROT as u64);
     count_hits(&mut s, &mut rot, n);
@@ -410,16 +405,22 @@ fn count_reply_mode(n: u64) {
     println!("handled {n} NAT replies");
 }
 
-/// `PIPELINE_MODE=burst` (DR) or `burst_nat`: N hit packets over 4,096
-/// established flows, in bursts of `BURST` through `Tables::handle_burst` (the
-/// worker's entry), in [`count_hits_burst`].
-fn count_burst_mode(n: u64, mode: Mode) {
-    let mut s = Setup::new(mode, 4_096);
+/// 4,096 established flows of `mode`, and a rotation of ACKs of them in
+/// a fixed random order.
+fn hit_setup(mode: Mode) -> (Setup, Rotation) {
+    let s = Setup::new(mode, 4_096);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let hits = (0..ROT)
         .map(|_| frame(client(0x0a00_0000, rng.below(4_096)), TcpFlags::ACK))
         .collect();
-    let mut rot = Rotation::new(hits);
+    (s, Rotation::new(hits))
+}
+
+/// `PIPELINE_MODE=burst` (DR) or `burst_nat`: N hit packets over 4,096
+/// established flows, in bursts of `BURST` through `Tables::handle_burst` (the
+/// worker's entry), in [`count_hits_burst`].
+fn count_burst_mode(n: u64, mode: Mode) {
+    let (mut s, mut rot) = hit_setup(mode);
     count_hits_burst(&mut s, &mut rot, ROT as u64);
     count_hits_burst(&mut s, &mut rot, n);
     println!("handled {n} hit packets in bursts");

@@ -143,6 +143,15 @@ impl Rig {
     }
 
     fn run(&mut self, frame: &[u8]) -> (Outcome, Vec<u8>) {
+        self.run_on(frame, false)
+    }
+
+    /// [`Rig::run`] through the general path alone.
+    fn run_general(&mut self, frame: &[u8]) -> (Outcome, Vec<u8>) {
+        self.run_on(frame, true)
+    }
+
+    fn run_on(&mut self, frame: &[u8], general: bool) -> (Outcome, Vec<u8>) {
         let mut b = TestBuffer::new(frame);
         let mut ctx = Ctx {
             snap: &self.snap,
@@ -150,8 +159,27 @@ impl Rig {
             now_ms: self.now,
             requests: &mut self.reqs,
         };
-        let o = self.tables.handle(&mut b, 0, &mut ctx);
+        let o = if general {
+            self.tables.handle_general(&mut b, 0, &mut ctx)
+        } else {
+            self.tables.handle(&mut b, 0, &mut ctx)
+        };
         (o, b.to_vec())
+    }
+
+    /// `bufs` through [`Tables::handle_burst`] as one burst from port 0:
+    /// the outcomes, and how many frames the burst path forwarded itself.
+    fn run_burst(&mut self, bufs: &mut [TestBuffer]) -> ([Outcome; burst::BURST], u64) {
+        let mut out = [Outcome::Consumed; burst::BURST];
+        let mut ctx = Ctx {
+            snap: &self.snap,
+            neigh: &self.neigh,
+            now_ms: self.now,
+            requests: &mut self.reqs,
+        };
+        let before = self.tables.plain_hits;
+        self.tables.handle_burst(bufs, 0, &mut ctx, &mut out);
+        (out, self.tables.plain_hits - before)
     }
 
     /// The real (last octet - 20) a forwarded frame went to, by MAC.

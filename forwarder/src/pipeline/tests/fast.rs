@@ -144,7 +144,6 @@ impl Pair {
     fn step(&mut self, frame: &[u8], what: &str) -> bool {
         let (a, b) = (&mut self.fast, &mut self.general);
         let mut fa = TestBuffer::new(frame);
-        let mut fb = TestBuffer::new(frame);
         // What `handle` does, with the fast path's answers counted.
         let mut ca = Ctx {
             snap: &a.snap,
@@ -176,22 +175,23 @@ impl Pair {
             }
             None => a.tables.handle_general(&mut fa, 0, &mut ca),
         };
-        let mut cb = Ctx {
-            snap: &b.snap,
-            neigh: &b.neigh,
-            now_ms: b.now,
-            requests: &mut b.reqs,
-        };
-        let ob = b.tables.handle_general(&mut fb, 0, &mut cb);
+        let (ob, bytes) = b.run_general(frame);
         assert_eq!(oa, ob, "{what}: outcome");
-        assert_eq!(fa.to_vec(), fb.to_vec(), "{what}: output bytes");
-        let ra: Vec<_> = a.reqs.drain().collect();
-        let rb: Vec<_> = b.reqs.drain().collect();
+        assert_eq!(fa.to_vec(), bytes, "{what}: output bytes");
+        self.compare_requests_and_sync(what);
+        answered
+    }
+
+    /// The neighbour requests both rigs made since the last call, and the
+    /// sync records either has due.
+    fn compare_requests_and_sync(&mut self, what: &str) {
+        let ra: Vec<_> = self.fast.reqs.drain().collect();
+        let rb: Vec<_> = self.general.reqs.drain().collect();
         assert_eq!(ra, rb, "{what}: neighbour requests");
+        let (a, b) = (&self.fast, &self.general);
         if a.tables.sync.due(a.now) || b.tables.sync.due(b.now) {
             self.compare_sync(what);
         }
-        answered
     }
 
     fn compare_sync(&mut self, what: &str) {
@@ -240,38 +240,14 @@ impl Pair {
             })
             .collect();
         self.frames += frames.len() as u64;
-        let mut out = [Outcome::Consumed; burst::BURST];
-        let mut ca = Ctx {
-            snap: &a.snap,
-            neigh: &a.neigh,
-            now_ms: a.now,
-            requests: &mut a.reqs,
-        };
-        let before = a.tables.plain_hits;
-        a.tables.handle_burst(&mut bufs[..], 0, &mut ca, &mut out);
-        self.hits += a.tables.plain_hits - before;
+        let (out, plain) = a.run_burst(&mut bufs);
+        self.hits += plain;
         for (i, f) in frames.iter().enumerate() {
-            let mut fb = TestBuffer::new(f);
-            let mut cb = Ctx {
-                snap: &b.snap,
-                neigh: &b.neigh,
-                now_ms: b.now,
-                requests: &mut b.reqs,
-            };
-            let ob = b.tables.handle_general(&mut fb, 0, &mut cb);
+            let (ob, bytes) = b.run_general(f);
             assert_eq!(out[i], ob, "{what}, frame {i}: outcome");
-            assert_eq!(
-                bufs[i].to_vec(),
-                fb.to_vec(),
-                "{what}, frame {i}: output bytes"
-            );
+            assert_eq!(bufs[i].to_vec(), bytes, "{what}, frame {i}: output bytes");
         }
-        let ra: Vec<_> = a.reqs.drain().collect();
-        let rb: Vec<_> = b.reqs.drain().collect();
-        assert_eq!(ra, rb, "{what}: neighbour requests");
-        if a.tables.sync.due(a.now) || b.tables.sync.due(b.now) {
-            self.compare_sync(what);
-        }
+        self.compare_requests_and_sync(what);
     }
 
     /// Installs on both rigs, as a sync record from the HA peer would, an
@@ -768,21 +744,13 @@ fn burst_path_takes_a_new_next_hop_within_the_memo_time() {
     let f = builder::tcp4(&tcp4("203.0.113.10", 40_000, VIP4, 80, WireFlags::ACK));
     let burst = |r: &mut Rig| {
         let mut bufs = [TestBuffer::new(&f), TestBuffer::new(&f)];
-        let mut out = [Outcome::Consumed; burst::BURST];
-        let mut ctx = Ctx {
-            snap: &r.snap,
-            neigh: &r.neigh,
-            now_ms: r.now,
-            requests: &mut r.reqs,
-        };
-        let before = r.tables.plain_hits;
-        r.tables.handle_burst(&mut bufs[..], 0, &mut ctx, &mut out);
+        let (out, plain) = r.run_burst(&mut bufs);
         assert_eq!(out[..2], [Outcome::Forward { port: 0 }; 2]);
         let macs: Vec<[u8; 6]> = bufs
             .iter()
             .map(|b| b.data()[0..6].try_into().unwrap())
             .collect();
-        (macs, r.tables.plain_hits - before)
+        (macs, plain)
     };
     // The first frame creates the flow and remembers the next hop; the
     // second is a plain hit.
