@@ -16,7 +16,7 @@ for l in sys.stdin:
         print(m["executable"])')
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-for mode in ${INSTR_MODES:-dr nat new natreply burst burst_nat}; do
+for mode in ${INSTR_MODES:-dr nat new natreply burst burst_nat burst_natreply}; do
     # Twice: N packets and 2N, so setup and warm-up cancel out.
     for k in 1 2; do
         PIPELINE_MODE=$mode PIPELINE_COUNT=$((N * k)) valgrind --tool=callgrind \
@@ -29,6 +29,7 @@ for mode in ${INSTR_MODES:-dr nat new natreply burst burst_nat}; do
         natreply) what="nat reply (real -> client), 4,096 flows" ;;
         burst) what="dr hit in bursts of 64 (handle_burst), 4,096 flows" ;;
         burst_nat) what="nat hit in bursts of 64 (handle_burst), 4,096 flows" ;;
+        burst_natreply) what="nat reply in bursts of 64 (handle_burst), 4,096 flows" ;;
         *) what="$mode hit, 4,096 flows" ;;
     esac
     python3 -c "print(f'$what: {($b - $a) / $N:.1f} instructions per packet')"

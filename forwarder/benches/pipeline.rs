@@ -339,7 +339,8 @@ fn count_mode(n: u64) {
     let mode = match std::env::var("PIPELINE_MODE").as_deref() {
         Ok("nat") => Mode::Nat,
         Ok("new") => return count_new_mode(n),
-        Ok("natreply") => return count_reply_mode(n),
+        Ok("natreply") => return count_reply_mode(n, false),
+        Ok("burst_natreply") => return count_reply_mode(n, true),
         Ok("burst") => return count_burst_mode(n, Mode::Dr),
         Ok("burst_nat") => return count_burst_mode(n, Mode::Nat),
         _ => Mode::Dr,
@@ -367,8 +368,9 @@ fn count_new_mode(n: u64) {
 }
 
 /// `PIPELINE_MODE=natreply`: N replies (real:8080 -> client:cport, ACK)
-/// of the 4,096 established NAT flows, in [`count_hits`].
-fn count_reply_mode(n: u64) {
+/// of the 4,096 established NAT flows, in [`count_hits`]
+/// (`burst_natreply`: in bursts, in [`count_hits_burst`]).
+fn count_reply_mode(n: u64, bursts: bool) {
     let mut s = Setup::new(Mode::Nat, 4_096);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let replies = (0..ROT)
@@ -400,8 +402,13 @@ fn count_reply_mode(n: u64) {
         })
         .collect();
     let mut rot = Rotation::new(replies);
-    count_hits(&mut s, &mut rot, ROT as u64);
-    count_hits(&mut s, &mut rot, n);
+    if bursts {
+        count_hits_burst(&mut s, &mut rot, ROT as u64);
+        count_hits_burst(&mut s, &mut rot, n);
+    } else {
+        count_hits(&mut s, &mut rot, ROT as u64);
+        count_hits(&mut s, &mut rot, n);
+    }
     println!("handled {n} NAT replies");
 }
 

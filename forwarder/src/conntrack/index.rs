@@ -134,27 +134,39 @@ impl Index {
     }
 
     /// [`Self::first_candidate`] for the burst path's second pass, in
-    /// fewer instructions: ways 0..8 scanned as one 128-bit word (the
+    /// fewer instructions: ways 0..8 scanned as two 64-bit words (the
     /// lowest 16-bit lane equal to the tag found with the "has a zero
     /// lane" test, exact for the lowest one), ways 8 and 9 after. `NIL`
     /// when the first match is an empty way (a stale tag) or none
     /// matches: a candidate is only a hint.
     #[inline(always)]
     pub(super) fn first_candidate_swar(&self, h: u32) -> u32 {
-        const ONES: u128 = 0x0001_0001_0001_0001_0001_0001_0001_0001;
-        const HIGH: u128 = ONES << 15;
+        const ONES: u64 = 0x0001_0001_0001_0001;
+        const HIGH: u64 = ONES << 15;
         let Some(bk) = self.buckets.get(self.home(h)) else {
             return NIL;
         };
         let tag = h as u16;
-        let mut lanes = 0u128;
-        for (i, &t) in bk.tags[..8].iter().enumerate() {
-            lanes |= u128::from(t) << (16 * i);
-        }
-        let x = lanes ^ (u128::from(tag) * ONES);
-        let z = x.wrapping_sub(ONES) & !x & HIGH;
-        let way = if z != 0 {
-            (z.trailing_zeros() / 16) as usize
+        let word = |t: &[u16]| {
+            let mut w = 0u64;
+            for (i, &x) in t.iter().enumerate() {
+                w |= u64::from(x) << (16 * i);
+            }
+            w
+        };
+        let b = u64::from(tag) * ONES;
+        // Ways 0..4, then 4..8: a word without a zero lane borrows nothing
+        // out of its top lane, so the halves can be tested one by one.
+        let zero = |w: u64| {
+            let x = w ^ b;
+            x.wrapping_sub(ONES) & !x & HIGH
+        };
+        let lo = zero(word(&bk.tags[0..4]));
+        let hi = zero(word(&bk.tags[4..8]));
+        let way = if lo != 0 {
+            (lo.trailing_zeros() / 16) as usize
+        } else if hi != 0 {
+            4 + (hi.trailing_zeros() / 16) as usize
         } else if bk.tags[8] == tag {
             8
         } else if bk.tags[9] == tag {

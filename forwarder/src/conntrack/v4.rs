@@ -352,6 +352,58 @@ impl ConnTable {
             synced: e.synced,
         })
     }
+
+    /// [`Self::candidate`] for the reply index.
+    #[inline(always)]
+    pub fn reply_candidate(&self, hash: u32) -> u32 {
+        self.rev.first_candidate_swar(hash)
+    }
+
+    /// [`Self::find_reply_v4`] that looks at `candidate` first (from
+    /// [`Self::reply_candidate`], possibly stale: it counts only if its
+    /// cell is the reply key's flow), then probes with `hash`. Reads only.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn plain_reply_v4(
+        &self,
+        now: u32,
+        candidate: u32,
+        hash: u32,
+        real: u32,
+        real_port: u16,
+        client: u32,
+        client_port: u16,
+        proto: L4,
+    ) -> Option<ReplyV4> {
+        let proto = proto.code() << PROTO_SHIFT;
+        let cells = &self.cells;
+        // `find_reply_v4`'s match, in one compare of the flags.
+        let is_key = |e: &super::Cell| {
+            (e.flags & (F_LIVE | F_NAT | F_SNAT | F_REAL_V6 | F_CLIENT_V6 | 0xc0)
+                == F_LIVE | F_NAT | proto)
+                & (e.b == real)
+                & (e.a == client)
+                & (e.real_port == real_port)
+                & (e.client_port == client_port)
+        };
+        let (s, e) = match cells.get(candidate as usize) {
+            Some(e) if is_key(e) => (candidate, e),
+            _ => {
+                let s = self.rev.find(hash, |s| is_key(&cells[s as usize]))?;
+                (s, &cells[s as usize])
+            }
+        };
+        if is_expired(e.expiry, now) {
+            return None;
+        }
+        Some(ReplyV4 {
+            id: FlowId(s),
+            service: e.service,
+            vport: e.vport,
+            state: e.state(),
+            synced: e.synced,
+        })
+    }
 }
 
 #[cfg(test)]

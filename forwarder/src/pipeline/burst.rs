@@ -161,15 +161,15 @@ impl SvcFast {
 struct Pre {
     /// The hash of the frame's first lookup (see `what`).
     hash: u32,
-    /// A plain frame's source address ...
+    /// A plain frame's source address (a plain reply's destination) ...
     client: u32,
-    /// ... its service's id ...
+    /// ... its service's id (a plain reply's source, the real) ...
     service: u32,
     /// ... and the flat index of the service's first target.
     base: u32,
-    /// Source port.
+    /// Source port (a plain reply's destination port).
     cport: u16,
-    /// Destination port.
+    /// Destination port (a plain reply's source port, the real's).
     vport: u16,
     /// The service's targets.
     targets: u16,
@@ -192,6 +192,13 @@ const REPLY: u8 = 2;
 const PLAIN: u8 = 3;
 /// A frame over several buffers.
 const MULTI: u8 = 4;
+/// [`Tables::plain_frame`]'s verdict on a frame that passes every check
+/// but goes to no service (never a `Pre::what`).
+const NO_SERVICE: u8 = 6;
+/// A plain reply: an IPv4 TCP/UDP frame to no service that passes every
+/// check of the fast path, perhaps from a NAT flow's real to its client
+/// (`hash` is its reply hash).
+const PLAIN_REPLY: u8 = 5;
 
 /// The last VIP lookup of a pass (frames of a burst mostly go to one).
 struct VipMemo {
@@ -254,34 +261,38 @@ fn fold16(s: u64) -> u16 {
 }
 
 /// NAT of a plain frame (IPv4, 20-byte header, TCP or UDP; at least 48
-/// bytes, a TCP one at least 54): TTL down by one, destination to
-/// `dst:dport`, checksums updated incrementally (RFC 1624), each in one
-/// step. The bytes are those of the fast path's `nat_v4` without source
-/// NAT: a ones' complement sum of the same words, of which only an
+/// bytes, a TCP one at least 54): TTL down by one, and the address at
+/// `a_off` (30: destination, 26: source) and the port at `p_off` (36, 34)
+/// to `addr:port`, checksums updated incrementally (RFC 1624), each in one
+/// step. The bytes are those of the fast path's `ttl_down_v4` then
+/// `xlate_v4`: a ones' complement sum of the same words, of which only an
 /// all-zero sum folds to 0 either way.
 #[inline(always)]
-fn nat_dst_v4(f: &mut [u8], dst: u32, dport: u16) {
+fn nat_v4_one_step(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u16) {
     let Some(h) = f.first_chunk_mut::<48>() else {
         return;
     };
+    let (Some(old_a), Some(old_p)) = (h.get(a_off..a_off + 4), h.get(p_off..p_off + 2)) else {
+        return;
+    };
+    let old_a = u32::from_be_bytes([old_a[0], old_a[1], old_a[2], old_a[3]]);
+    let old_p = u16::from_be_bytes([old_p[0], old_p[1]]);
     let old_tp = u16::from_be_bytes([h[22], h[23]]);
-    let old_d = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
-    let old_p = u16::from_be_bytes([h[36], h[37]]);
     let ip = u16::from_be_bytes([h[24], h[25]]);
     let new_tp = old_tp.wrapping_sub(0x100);
     let ip = !fold16(
         u64::from(!ip)
             + u64::from(!old_tp)
             + u64::from(new_tp)
-            + u64::from(!old_d)
-            + u64::from(dst),
+            + u64::from(!old_a)
+            + u64::from(addr),
     );
     let tcp = h[23] == ip_proto::TCP;
     h[22] = (new_tp >> 8) as u8;
     h[24..26].copy_from_slice(&ip.to_be_bytes());
-    h[30..34].copy_from_slice(&dst.to_be_bytes());
-    h[36..38].copy_from_slice(&dport.to_be_bytes());
-    let moved = u64::from(!old_d) + u64::from(dst) + u64::from(!old_p) + u64::from(dport);
+    h[a_off..a_off + 4].copy_from_slice(&addr.to_be_bytes());
+    h[p_off..p_off + 2].copy_from_slice(&port.to_be_bytes());
+    let moved = u64::from(!old_a) + u64::from(addr) + u64::from(!old_p) + u64::from(port);
     if tcp {
         if let Some(c) = f.get_mut(50..52) {
             let old = u16::from_be_bytes([c[0], c[1]]);
@@ -342,12 +353,16 @@ impl Tables {
                 p.what = MULTI;
                 continue;
             };
-            let plain = match fp {
+            let look = match fp {
                 Some(fp) => self.plain_frame(snap, fp, frame, rss, &mut memo, p),
-                None => false,
+                None => OTHER,
             };
-            if plain {
+            if look == PLAIN {
                 rx.prefetch(self.conn.bucket_addr(p.hash));
+                continue;
+            }
+            if look == NO_SERVICE && self.reply_frame(frame, rss, p) {
+                rx.prefetch(self.conn.reply_bucket_addr(p.hash));
                 continue;
             }
             *p = self.classify(snap, frame, rss);
@@ -366,8 +381,12 @@ impl Tables {
         for (p, c) in pre.iter().zip(cand.iter_mut()) {
             if p.what == PLAIN || p.what == FWD {
                 *c = self.conn.candidate(p.hash);
-                rx.prefetch(self.conn.cell_addr(*c));
+            } else if p.what == PLAIN_REPLY {
+                *c = self.conn.reply_candidate(p.hash);
+            } else {
+                continue;
             }
+            rx.prefetch(self.conn.cell_addr(*c));
         }
     }
 
@@ -388,6 +407,7 @@ impl Tables {
             let p = &pre[i];
             let plain = match p.what {
                 PLAIN => self.plain(rx, i, p, cand[i], ctx),
+                PLAIN_REPLY => self.plain_reply(rx, i, p, cand[i], ctx),
                 _ => None,
             };
             out[i] = match plain {
@@ -408,7 +428,7 @@ impl Tables {
         ctx: &mut Ctx<'_>,
     ) -> Outcome {
         let hint = match p.what {
-            PLAIN | FWD | REPLY => Some(p.hash),
+            PLAIN | FWD | REPLY | PLAIN_REPLY => Some(p.hash),
             MULTI => return Outcome::Dropped(DropReason::MultiSegment),
             _ => None,
         };
@@ -439,9 +459,9 @@ impl Tables {
         rss: Option<u32>,
         memo: &mut VipMemo,
         p: &mut Pre,
-    ) -> bool {
+    ) -> u8 {
         let Some(f) = frame.first_chunk::<48>() else {
-            return false;
+            return OTHER;
         };
         let w0 = le128(f, 0); // MACs, EtherType, version + IHL, TOS
         let w1 = le128(f, 16); // length .. protocol, checksum, source, destination (half)
@@ -471,10 +491,10 @@ impl Tables {
             & (o < 224);
         let loose = ((w0 >> 112) as u64) + ((w2 as u64) & 0xffff);
         if !ok || !ones_sum_ok(w1 as u64, (w1 >> 64) as u64, loose) {
-            return false;
+            return OTHER;
         }
         if fp.is_bad_src(s) || fp.is_own(d) {
-            return false;
+            return OTHER;
         }
         let proto = (w1 >> 56) as u8;
         let vport = ((w2 >> 32) as u16).swap_bytes();
@@ -483,13 +503,15 @@ impl Tables {
             memo.key = key;
             memo.si = snap.fast_vips.lookup(d, proto, vport).unwrap_or(usize::MAX);
         }
-        let Some(sv) = self.svc_fast.get(memo.si) else {
-            return false;
-        };
-        if !sv.plain || (sv.nat && (w1 >> 48) as u8 <= 1) {
-            return false;
-        }
         let cport = ((w2 >> 16) as u16).swap_bytes();
+        let ttl = (w1 >> 48) as u8;
+        let Some(sv) = self.svc_fast.get(memo.si) else {
+            // No service: perhaps a NAT reply (see `reply_frame`).
+            return NO_SERVICE;
+        };
+        if !sv.plain || (sv.nat && ttl <= 1) {
+            return OTHER;
+        }
         p.hash = match rss {
             Some(h) => h ^ sv.adj,
             None if sv.every_port => {
@@ -507,6 +529,48 @@ impl Tables {
         p.nat = sv.nat;
         p.proto = sv.proto;
         p.what = PLAIN;
+        PLAIN
+    }
+
+    /// A frame [`Self::plain_frame`] checked and found no service for: a
+    /// plain reply `s:sport -> d:dport` if its TTL allows a hop, as the
+    /// reply fast path takes it (`p` filled). Out of line: the forward
+    /// frames' loop stays tight.
+    #[inline(never)]
+    fn reply_frame(&self, frame: &[u8], rss: Option<u32>, p: &mut Pre) -> bool {
+        let Some(f) = frame.first_chunk::<48>() else {
+            return false;
+        };
+        if f[22] <= 1 {
+            return false;
+        }
+        let tcp = f[23] == ip_proto::TCP;
+        let l4 = if tcp { L4::Tcp } else { L4::Udp };
+        let (s, d) = (
+            u32::from_be_bytes([f[26], f[27], f[28], f[29]]),
+            u32::from_be_bytes([f[30], f[31], f[32], f[33]]),
+        );
+        let (sport, dport) = (
+            u16::from_be_bytes([f[34], f[35]]),
+            u16::from_be_bytes([f[36], f[37]]),
+        );
+        p.hash = match rss {
+            Some(h) => h ^ self.conn.rss_reply_adjust(l4),
+            None => self.conn.hash_reply_v4(
+                std::net::Ipv4Addr::from(s),
+                sport,
+                std::net::Ipv4Addr::from(d),
+                dport,
+                l4,
+            ),
+        };
+        p.client = d;
+        p.service = s;
+        p.cport = dport;
+        p.vport = sport;
+        p.flags = if tcp { f[47] } else { 0 };
+        p.proto = l4;
+        p.what = PLAIN_REPLY;
         true
     }
 
@@ -585,12 +649,66 @@ impl Tables {
                 0 => p.vport,
                 rp => rp,
             };
-            nat_dst_v4(f, (w >> 32) as u32, rport);
+            nat_v4_one_step(f, 30, 36, (w >> 32) as u32, rport);
         }
         if let Some(m) = f.first_chunk_mut::<12>() {
             *m = macs;
         }
         Some(Outcome::Forward { port })
+    }
+
+    /// A plain reply (`p`) of a plain NAT flow, translated back to
+    /// `VIP:vport` and sent to its client; `None`, nothing changed, for
+    /// any other frame. What the reply fast path
+    /// ([`Self::fast_reply_v4`]) does: a live, unexpired NAT flow with
+    /// both addresses IPv4 whose service is in the snapshot on an IPv4
+    /// VIP, and a route to the client.
+    #[inline(always)]
+    fn plain_reply<R: RxFrames + ?Sized>(
+        &mut self,
+        rx: &mut R,
+        i: usize,
+        p: &Pre,
+        cand: u32,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Outcome> {
+        let now = ctx.now_ms as u32;
+        let snap = ctx.snap;
+        // A v4-mapped IPv6 VIP may be the destination: its service's, then.
+        if snap.mapped_vips {
+            let proto = match p.proto {
+                L4::Udp => crate::service::Proto::Udp,
+                _ => crate::service::Proto::Tcp,
+            };
+            let client = std::net::IpAddr::V4(std::net::Ipv4Addr::from(p.client));
+            if snap.vips.lookup_idx(client, proto, p.cport).is_some() {
+                return None;
+            }
+        }
+        let hit = self.conn.plain_reply_v4(
+            now, cand, p.hash, p.service, p.vport, p.client, p.cport, p.proto,
+        )?;
+        let si = snap.vips.idx_by_id(hit.service)?;
+        let std::net::IpAddr::V4(vip) = snap.vips.services().get(si)?.spec().vip else {
+            return None;
+        };
+        let route = snap.fast_routes.route(p.client)?;
+        let buf = rx.buf_mut(i)?;
+        // Committed from here on: what `reply_to_client` does.
+        let st = self.conn.touch(hit.id, now, Dir::Reply, TcpFlags(p.flags));
+        self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
+        let f = buf.data_mut();
+        nat_v4_one_step(f, 26, 34, u32::from(vip), hit.vport);
+        let len = f.len() as u64;
+        if let Some(c) = self.counters.get_mut(si) {
+            c.packets_out += 1;
+            c.bytes_out += len;
+        }
+        #[cfg(test)]
+        {
+            self.plain_hits += 1;
+        }
+        Some(super::send_via(&mut self.hops, buf, route, snap, ctx))
     }
 }
 
@@ -621,9 +739,9 @@ mod tests {
     }
 
     /// The burst path's one-step NAT writes the bytes the fast path's
-    /// step-by-step NAT writes, for TCP and UDP, for every destination
-    /// port (so also where a UDP checksum computes to 0 and is sent as
-    /// 0xffff), and leaves an absent UDP checksum absent.
+    /// step-by-step NAT writes, for TCP and UDP, destination and source,
+    /// for every port (so also where a UDP checksum computes to 0 and is
+    /// sent as 0xffff), and leaves an absent UDP checksum absent.
     #[test]
     fn one_step_nat_writes_the_fast_paths_bytes() {
         let mut zero_results = 0;
@@ -637,8 +755,14 @@ mod tests {
             for dport in 0..=u16::MAX {
                 let dst = 0xc000_0215 ^ u32::from(dport).rotate_left(7);
                 let (mut a, mut b) = (f.clone(), f.clone());
-                nat_dst_v4(&mut a, dst, dport);
+                nat_v4_one_step(&mut a, 30, 36, dst, dport);
                 super::super::fast::nat_v4(&mut b, dst, dport, None);
+                // The source side, as the reply fast path translates it.
+                let (mut c, mut d) = (f.clone(), f.clone());
+                nat_v4_one_step(&mut c, 26, 34, dst, dport);
+                super::super::fast::ttl_down_v4(&mut d);
+                super::super::fast::xlate_v4(&mut d, 26, 34, dst, dport);
+                assert_eq!(c, d, "source, udp {udp}, port {dport}");
                 assert_eq!(a, b, "udp {udp}, dport {dport}");
                 if udp && a[40..42] == [0xff, 0xff] {
                     zero_results += 1;
@@ -649,7 +773,7 @@ mod tests {
         let mut f = frame(true, 53, 8, 64);
         f[40..42].fill(0);
         let mut g = f.clone();
-        nat_dst_v4(&mut f, 0xc000_0216, 8053);
+        nat_v4_one_step(&mut f, 30, 36, 0xc000_0216, 8053);
         super::super::fast::nat_v4(&mut g, 0xc000_0216, 8053, None);
         assert_eq!(f, g);
         assert_eq!(f[40..42], [0, 0], "an absent UDP checksum stays absent");

@@ -555,6 +555,10 @@ pub(crate) struct FastVips {
     keys: Box<[u64]>,
     idx: Box<[u32]>,
     shift: u32,
+    /// The last bytes of the VIP addresses, as a 256-bit set: an address
+    /// whose last byte is not in it has no service (a NAT reply's client,
+    /// mostly), without a probe.
+    last: [u64; 4],
 }
 
 /// Marks a used key (bits 24..32 are otherwise 0).
@@ -573,10 +577,12 @@ impl FastVips {
             keys: vec![0; size].into_boxed_slice(),
             idx: vec![0; size].into_boxed_slice(),
             shift: 64 - size.trailing_zeros(),
+            last: [0; 4],
         };
         for (i, svc) in vips.services().iter().enumerate() {
             let spec = svc.spec();
             let IpAddr::V4(a) = spec.vip else { continue };
+            add_last(&mut t.last, u32::from(a));
             let k = vip_key(u32::from(a), spec.proto.number(), spec.port);
             let mut at = t.slot(k);
             while t.keys[at] != 0 {
@@ -614,6 +620,9 @@ impl FastVips {
     /// wildcard service.
     #[inline(always)]
     pub(crate) fn lookup(&self, vip: u32, proto: u8, port: u16) -> Option<usize> {
+        if !has_last(&self.last, vip) {
+            return None;
+        }
         match self.get(vip_key(vip, proto, port)) {
             Some(i) => Some(i),
             None if port != 0 => self.get(vip_key(vip, proto, 0)),
