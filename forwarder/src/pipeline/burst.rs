@@ -12,14 +12,19 @@
 //!    every check of the fast path) is marked *plain*: its flow hash is
 //!    computed (or taken from the NIC's RSS hash), its connection-table
 //!    bucket prefetched, and what the last pass needs of its service kept
-//!    with it. Any other frame gets the hash of its first lookup as a
-//!    hint, and a prefetch too.
-//! 2. **Candidates.** The bucket of each frame with a forward hash is
-//!    scanned for the hash's tag, and the cell it names is prefetched.
+//!    with it. A frame that passes the same checks but goes to no service
+//!    is a *plain reply* (perhaps a NAT flow's real answering its client):
+//!    its reply hash, its reply-index bucket. Any other frame gets the
+//!    hash of its first lookup as a hint, and a prefetch too.
+//! 2. **Candidates.** The bucket of each frame with a forward (or plain
+//!    reply) hash is scanned for the hash's tag, and the cell it names is
+//!    prefetched.
 //! 3. **Decide, in order.** A plain frame whose flow is a plain hit
 //!    (live, unexpired, an IPv4 real that still takes it, no source NAT,
 //!    its next hop remembered by this worker) is forwarded there and
 //!    then: flow state and expiry updated, counts kept, frame rewritten.
+//!    A plain reply of a plain NAT flow is translated back and sent to
+//!    its client, as the reply fast path would.
 //!    Every other frame goes through [`Tables::handle_hinted`] at its
 //!    turn. A candidate is only a hint, taken when its cell holds the
 //!    frame's key: a flow is in the table at most once, so a table that
