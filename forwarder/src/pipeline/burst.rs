@@ -8,8 +8,8 @@
 //!
 //! 1. **Classify.** Each frame's headers are read once, as three 16-byte
 //!    words. A frame of the kind that makes up nearly all of a
-//!    balancer's traffic (IPv4 TCP or UDP to a DR or NAT service, passing
-//!    every check of the fast path) is marked *plain*: its flow hash is
+//!    balancer's traffic (IPv4 TCP or UDP to a service on an IPv4 VIP,
+//!    passing every check of the fast path) is marked *plain*: its flow hash is
 //!    computed (or taken from the NIC's RSS hash), its connection-table
 //!    bucket prefetched, and what the last pass needs of its service kept
 //!    with it. A frame that passes the same checks but goes to no service
@@ -22,7 +22,9 @@
 //! 3. **Decide, in order.** A plain frame whose flow is a plain hit
 //!    (live, unexpired, an IPv4 real that still takes it, no source NAT,
 //!    its next hop remembered by this worker) is forwarded there and
-//!    then: flow state and expiry updated, counts kept, frame rewritten.
+//!    then: flow state and expiry updated, counts kept, frame rewritten
+//!    (DR, NAT in one step, or IPv4-in-IPv4 for TUN when the packet and
+//!    the outer header fit the port's MTU).
 //!    A plain reply of a plain NAT flow is translated back and sent to
 //!    its client, as the reply fast path would.
 //!    Every other frame goes through [`Tables::handle_hinted`] at its
@@ -115,10 +117,12 @@ pub(super) struct SvcFast {
     targets: u16,
     /// A service on every port (port 0).
     every_port: bool,
-    /// Its frames may be plain: an IPv4 VIP in DR or NAT mode.
+    /// Its frames may be plain: an IPv4 VIP (in any mode).
     plain: bool,
     /// NAT mode.
     nat: bool,
+    /// TUN mode.
+    tun: bool,
     proto: L4,
 }
 
@@ -144,8 +148,9 @@ impl SvcFast {
             base,
             targets: u16::try_from(svc.targets().len()).unwrap_or(u16::MAX),
             every_port,
-            plain: v4 && matches!(svc.mode(), Mode::Dr | Mode::Nat),
+            plain: v4,
             nat: svc.mode() == Mode::Nat,
+            tun: svc.mode() == Mode::Tun,
             proto,
         }
     }
@@ -182,6 +187,8 @@ struct Pre {
     flags: u8,
     /// NAT mode.
     nat: bool,
+    /// TUN mode.
+    tun: bool,
     proto: L4,
     what: u8,
 }
@@ -314,6 +321,56 @@ fn nat_v4_one_step(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u1
             };
             c.copy_from_slice(&new.to_be_bytes());
         }
+    }
+}
+
+/// IPv4-in-IPv4 of a plain frame (its IP packet `total` bytes long, all
+/// in the frame) from `src` to `dst`, with `sum` the constant part of
+/// the outer header's sum ([`super::fast::tun_sum`]), and `macs` as its
+/// first 12 bytes: the bytes of [`super::rewrite::encapsulate`] then the
+/// next hop's MACs, written at once. No headroom: dropped, as there.
+#[inline(always)]
+fn tunnel_v4<B: PacketBuf>(
+    buf: &mut B,
+    macs: [u8; 12],
+    src: u32,
+    sum: u32,
+    dst: u32,
+    total: usize,
+    port: u16,
+) -> Outcome {
+    let (tos, df) = match buf.data().first_chunk::<21>() {
+        Some(h) => (h[15], h[20] & 0x40),
+        None => return Outcome::Dropped(DropReason::Malformed),
+    };
+    let have = buf.len();
+    if !buf.prepend(20) {
+        return Outcome::Dropped(DropReason::NoHeadroom);
+    }
+    // Ethernet padding after the inner packet goes.
+    if have > 14 + total {
+        buf.trim(have - 14 - total);
+    }
+    let outer_len = (total + 20) as u16;
+    let s = u64::from(sum) + u64::from(tos) + u64::from(outer_len) + (u64::from(df) << 8);
+    let mut h = [0u8; 34];
+    h[..12].copy_from_slice(&macs);
+    h[12] = 0x08;
+    h[14] = 0x45;
+    h[15] = tos;
+    h[16..18].copy_from_slice(&outer_len.to_be_bytes());
+    h[20] = df;
+    h[22] = 64;
+    h[23] = ip_proto::IPIP;
+    h[24..26].copy_from_slice(&(!fold16(s)).to_be_bytes());
+    h[26..30].copy_from_slice(&src.to_be_bytes());
+    h[30..34].copy_from_slice(&dst.to_be_bytes());
+    match buf.data_mut().first_chunk_mut::<34>() {
+        Some(f) => {
+            *f = h;
+            Outcome::Forward { port }
+        }
+        None => Outcome::Dropped(DropReason::Malformed),
     }
 }
 
@@ -453,7 +510,7 @@ impl Tables {
     /// frame, TCP with a 20-byte or longer header inside it and valid
     /// flags, or UDP; no martian source (0/8, 127/8, 224/3, this port's
     /// own or broadcast addresses, the destination), not to an own
-    /// address; a VIP service in DR or NAT mode, and for NAT a TTL that
+    /// address; a service on the IPv4 VIP, and for NAT a TTL that
     /// allows a hop.
     #[inline(always)]
     fn plain_frame(
@@ -532,6 +589,7 @@ impl Tables {
         p.targets = sv.targets;
         p.flags = if x == 0 { fl } else { 0 };
         p.nat = sv.nat;
+        p.tun = sv.tun;
         p.proto = sv.proto;
         p.what = PLAIN;
         PLAIN
@@ -636,8 +694,20 @@ impl Tables {
             return None;
         }
         let (macs, port) = (tf.macs, tf.port);
-        let f = rx.buf_mut(i)?.data_mut();
-        let len = f.len() as u64;
+        let buf = rx.buf_mut(i)?;
+        // A tunnel: its memo, and room for the packet and the outer
+        // header (a bigger one the general path refuses or tunnels).
+        let tun = if p.tun {
+            let f = buf.data();
+            let total = usize::from(u16::from_be_bytes([*f.get(16)?, *f.get(17)?]));
+            if tf.tun_mtu == 0 || total + 20 > usize::from(tf.tun_mtu) {
+                return None;
+            }
+            Some((tf.tun_src, tf.tun_sum, (w >> 32) as u32, total))
+        } else {
+            None
+        };
+        let len = buf.len() as u64;
         // Committed from here on.
         let st = self.conn.touch(hit.id, now, Dir::Client, TcpFlags(p.flags));
         self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
@@ -649,6 +719,10 @@ impl Tables {
         {
             self.plain_hits += 1;
         }
+        if let Some((src, sum, dst, total)) = tun {
+            return Some(tunnel_v4(buf, macs, src, sum, dst, total, port));
+        }
+        let f = buf.data_mut();
         if p.nat {
             let rport = match (w >> 16) as u16 {
                 0 => p.vport,

@@ -34,7 +34,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{finish_send, ip_proto, Ctx, DropReason, IpInfo, Outcome, Snapshot, Tables};
+use super::{finish_send, ip_proto, Ctx, DropReason, IpInfo, Outcome, Route, Snapshot, Tables};
 use crate::buffer::PacketBuf;
 use crate::conntrack::{Dir, FlowKeyV4, HitV4, Nat, TcpFlags, L4};
 use crate::neigh::{Resolve, HOP_CACHE_MS};
@@ -336,6 +336,24 @@ impl Tables {
             (None, Some(rt)) => rt,
             (None, None) => return Outcome::Dropped(DropReason::NoRoute),
         };
+        self.send_remembered(buf, t, route, None, ctx)
+    }
+
+    /// Sends `buf` to `route`'s next hop as the neighbour table knows it,
+    /// and remembers that hop for target `t` (flat index) for as long as
+    /// the worker's next-hop memo would: the fast and burst paths' memo.
+    /// `tun`: the target is reached through an IPv4 tunnel from `route`'s
+    /// (IPv4) source, out a port of that MTU, which the memo remembers too.
+    #[inline]
+    pub(super) fn send_remembered<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        t: Option<usize>,
+        route: Route,
+        tun: Option<(Ipv4Addr, Ipv4Addr, u16)>,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let snap = ctx.snap;
         let res = ctx.neigh.resolve(route.next_hop, ctx.now_ms);
         if let Resolve::Known {
             mac,
@@ -347,10 +365,30 @@ impl Tables {
                 m.macs[6..].copy_from_slice(&snap.ports[usize::from(route.port)].mac.0);
                 m.port = route.port;
                 m.until = ctx.now_ms + HOP_CACHE_MS;
+                if let Some((src, dst, mtu)) = tun {
+                    m.tun_src = u32::from(src);
+                    m.tun_sum = tun_sum(u32::from(src), u32::from(dst));
+                    m.tun_mtu = mtu;
+                }
             }
         }
         finish_send(res, buf, route, snap, ctx)
     }
+}
+
+/// The ones' complement sum of the words of an IPv4-in-IPv4 outer header
+/// from `src` to `dst` that are the same in every packet of the tunnel:
+/// version and IHL, TTL 64 and protocol 4, the addresses
+/// ([`crate::pipeline::rewrite::encapsulate`]'s header, but its TOS,
+/// length and DF).
+#[inline]
+pub(super) const fn tun_sum(src: u32, dst: u32) -> u32 {
+    0x4500
+        + (64 << 8 | ip_proto::IPIP as u32)
+        + (src >> 16)
+        + (src & 0xffff)
+        + (dst >> 16)
+        + (dst & 0xffff)
 }
 
 impl Tables {
@@ -541,6 +579,13 @@ pub(crate) struct FastHop {
     pub(super) port: u16,
     /// The next hop is valid while `now_ms` is below (0: never filled).
     pub(super) until: u64,
+    /// A tunnel target's outer source (the route's IPv4 source), the
+    /// constant part of its outer header's sum ([`tun_sum`]) and the
+    /// output port's MTU, remembered with the next hop (`tun_mtu` 0: not
+    /// a tunnel's memo).
+    pub(super) tun_src: u32,
+    pub(super) tun_sum: u32,
+    pub(super) tun_mtu: u16,
     /// Packets and bytes forwarded by the burst path, to add to the
     /// service's and the target's counters.
     pub(super) packets: u64,

@@ -1557,6 +1557,20 @@ impl Tables {
                 if !rewrite::encapsulate(buf, route.src, rs.addr) {
                     return Outcome::Dropped(DropReason::NoHeadroom);
                 }
+                // IPv4 in IPv4: through the per-target next-hop memo,
+                // which the burst path's tunnel takes from.
+                if let (IpAddr::V4(src), IpAddr::V4(dst)) = (route.src, rs.addr) {
+                    let t = snap.fast_base.get(si).map(|b| *b as usize + real.get());
+                    let memo = t
+                        .and_then(|t| self.fast_hops.get(t))
+                        .filter(|m| ctx.now_ms < m.until);
+                    if let Some(m) = memo {
+                        let f = buf.data_mut();
+                        f[0..12].copy_from_slice(&m.macs);
+                        return Outcome::Forward { port: m.port };
+                    }
+                    return self.send_remembered(buf, t, route, Some((src, dst, mtu as u16)), ctx);
+                }
                 send_via(&mut self.hops, buf, route, snap, ctx)
             }
         }

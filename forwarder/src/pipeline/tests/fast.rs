@@ -326,8 +326,15 @@ fn traffic(rng: &mut Rng) -> Vec<u8> {
         _ => WireFlags::ACK | WireFlags::PSH,
     };
     let mut spec = tcp4(&client, sport, dst, dport, flags);
-    if rng.below(6) == 0 {
-        spec.payload = vec![0x5a; 1400];
+    match rng.below(12) {
+        0 | 1 => spec.payload = vec![0x5a; 1400],
+        // Around what a tunnel of the 1500-byte port takes (a TCP
+        // packet of 1480 bytes), with DF or without.
+        2 => {
+            spec.payload = vec![0x5b; 1438 + rng.below(5) as usize];
+            spec.dont_frag = rng.below(2) == 0;
+        }
+        _ => {}
     }
     if udp {
         builder::udp4(&spec)
