@@ -16,7 +16,7 @@ for l in sys.stdin:
         print(m["executable"])')
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-for mode in ${INSTR_MODES:-dr nat new natreply burst burst_nat burst_natreply}; do
+for mode in ${INSTR_MODES:-dr nat new new_evict natreply burst burst_nat burst_natreply}; do
     # Twice: N packets and 2N, so setup and warm-up cancel out.
     for k in 1 2; do
         PIPELINE_MODE=$mode PIPELINE_COUNT=$((N * k)) valgrind --tool=callgrind \
@@ -26,6 +26,7 @@ for mode in ${INSTR_MODES:-dr nat new natreply burst burst_nat burst_natreply}; 
     b=$(grep -o 'refs: *[0-9,]*' "$OUT/${mode}2.log" | tr -dc 0-9)
     case $mode in
         new) what="dr new flow (SYN from a new client)" ;;
+        new_evict) what="dr new flow evicting a half-open one (table full)" ;;
         natreply) what="nat reply (real -> client), 4,096 flows" ;;
         burst) what="dr hit in bursts of 64 (handle_burst), 4,096 flows" ;;
         burst_nat) what="nat hit in bursts of 64 (handle_burst), 4,096 flows" ;;

@@ -339,6 +339,7 @@ fn count_mode(n: u64) {
     let mode = match std::env::var("PIPELINE_MODE").as_deref() {
         Ok("nat") => Mode::Nat,
         Ok("new") => return count_new_mode(n),
+        Ok("new_evict") => return count_evict_mode(n),
         Ok("natreply") => return count_reply_mode(n, false),
         Ok("burst_natreply") => return count_reply_mode(n, true),
         Ok("burst") => return count_burst_mode(n, Mode::Dr),
@@ -365,6 +366,44 @@ fn count_new_mode(n: u64) {
     count_news(&mut s, &mut rot, 0, ROT as u64);
     count_hits_new(&mut s, &mut rot, n);
     println!("handled {n} new-flow packets");
+}
+
+/// Clients of [`count_evict_mode`], four per flow its table holds.
+const EVICT_CLIENTS: u32 = 65_536;
+
+/// `PIPELINE_MODE=new_evict`: SYNs from [`EVICT_CLIENTS`] clients in
+/// turn into a table of a quarter as many flows, as in the bench's SYN
+/// run: past the first round most SYNs are new flows that evict a
+/// half-open one (the others find their flow still there).
+fn count_evict_mode(n: u64) {
+    let mut s = Setup::new(Mode::Dr, 4_096);
+    s.tables = Tables::new(EVICT_CLIENTS / 4, &s.snap);
+    let frames: Vec<Vec<u8>> = (0..EVICT_CLIENTS)
+        .map(|i| frame(client(0x0b00_0000, i), TcpFlags::SYN))
+        .collect();
+    let mut rot = Rotation::new(frames);
+    count_cycled(&mut s, &mut rot, 0, u64::from(EVICT_CLIENTS));
+    let before = s.tables.conn.counters().evictions;
+    count_hits_evict(&mut s, &mut rot, n);
+    let evicted = s.tables.conn.counters().evictions - before;
+    assert!(evicted > n / 2, "{evicted} evictions for {n} SYNs");
+    println!("handled {n} SYNs, {evicted} of them new flows evicting one");
+}
+
+/// `n` frames of `rot` from frame `from` on, in turn, each restored.
+fn count_cycled(s: &mut Setup, rot: &mut Rotation, from: u64, n: u64) {
+    let len = rot.bufs.len() as u64;
+    for k in from..from + n {
+        let o = s.handle(rot.restore((k % len) as usize));
+        assert!(matches!(o, Outcome::Forward { .. }), "{o:?}");
+        black_box(o);
+    }
+}
+
+/// The counted part of [`count_evict_mode`].
+#[inline(never)]
+fn count_hits_evict(s: &mut Setup, rot: &mut Rotation, n: u64) {
+    count_cycled(s, rot, u64::from(EVICT_CLIENTS), n);
 }
 
 /// `PIPELINE_MODE=natreply`: N replies (real:8080 -> client:cport, ACK)

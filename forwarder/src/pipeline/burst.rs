@@ -37,10 +37,10 @@
 //! system. The equivalence is tested burst by burst against the general
 //! path (`tests::fast::burst_path_*`) and fuzzed.
 
-use super::fast::{target_word, FastPort};
+use super::fast::{target_word, FastHop, FastPort};
 use super::{ip_proto, tcp_flags_valid, Ctx, DropReason, Outcome, Snapshot, Tables};
 use crate::buffer::{PacketBuf, TestBuffer};
-use crate::conntrack::{ConnTable, Dir, TcpFlags, WireKeyV4, L4};
+use crate::conntrack::{ConnTable, Dir, PlainV4, TcpFlags, WireKeyV4, L4};
 use crate::service::{Mode, Service};
 
 /// Frames in a burst (the worker's receive burst).
@@ -329,7 +329,7 @@ fn nat_v4_one_step(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u1
 /// the outer header's sum ([`super::fast::tun_sum`]), and `macs` as its
 /// first 12 bytes: the bytes of [`super::rewrite::encapsulate`] then the
 /// next hop's MACs, written at once. No headroom: dropped, as there.
-#[inline(always)]
+#[inline(never)]
 fn tunnel_v4<B: PacketBuf>(
     buf: &mut B,
     macs: [u8; 12],
@@ -468,6 +468,7 @@ impl Tables {
         for i in 0..n {
             let p = &pre[i];
             let plain = match p.what {
+                PLAIN if p.tun => self.plain_tun(rx, i, p, cand[i], ctx),
                 PLAIN => self.plain(rx, i, p, cand[i], ctx),
                 PLAIN_REPLY => self.plain_reply(rx, i, p, cand[i], ctx),
                 _ => None,
@@ -656,10 +657,10 @@ impl Tables {
         p
     }
 
-    /// A plain frame (`p`) of a flow that is a plain hit, forwarded;
-    /// `None`, nothing changed, for any other (see the module docs). What
-    /// [`Self::fast_v4`] does for a plain hit whose next hop it
-    /// remembers.
+    /// A plain DR or NAT frame (`p`) of a flow that is a plain hit,
+    /// forwarded; `None`, nothing changed, for any other (see the module
+    /// docs). What [`Self::fast_v4`] does for a plain hit whose next hop
+    /// it remembers.
     #[inline(always)]
     fn plain<R: RxFrames + ?Sized>(
         &mut self,
@@ -669,6 +670,31 @@ impl Tables {
         cand: u32,
         ctx: &Ctx<'_>,
     ) -> Option<Outcome> {
+        let (hit, t, tf) = self.plain_hit(p, cand, ctx)?;
+        let (w, macs, port) = (tf.word, tf.macs, tf.port);
+        let f = rx.buf_mut(i)?.data_mut();
+        let len = f.len() as u64;
+        // Committed from here on.
+        self.commit_plain(&hit, t, len, p, ctx);
+        if p.nat {
+            let rport = match (w >> 16) as u16 {
+                0 => p.vport,
+                rp => rp,
+            };
+            nat_v4_one_step(f, 30, 36, (w >> 32) as u32, rport);
+        }
+        if let Some(m) = f.first_chunk_mut::<12>() {
+            *m = macs;
+        }
+        Some(Outcome::Forward { port })
+    }
+
+    /// The flow of plain frame `p` if it is a plain hit: live, unexpired,
+    /// its remembered target (flat index `t`, with its memo) still its
+    /// real and keeping its flows (the fast path's one-word check), the
+    /// next hop remembered.
+    #[inline(always)]
+    fn plain_hit(&self, p: &Pre, cand: u32, ctx: &Ctx<'_>) -> Option<(PlainV4, usize, FastHop)> {
         let now = ctx.now_ms as u32;
         let key = WireKeyV4 {
             client: p.client,
@@ -678,9 +704,6 @@ impl Tables {
             proto: p.proto,
         };
         let hit = self.conn.plain_v4(now, cand, p.hash, &key)?;
-        // The flow's remembered target is still its real and keeps its
-        // flows (the fast path's one-word check), and its next hop is
-        // remembered.
         if hit.real_hint >= p.targets {
             return None;
         }
@@ -693,23 +716,45 @@ impl Tables {
         if ctx.now_ms >= tf.until {
             return None;
         }
-        let (macs, port) = (tf.macs, tf.port);
+        Some((hit, t, *tf))
+    }
+
+    /// [`Self::plain`] of a frame to a TUN service: also the tunnel's
+    /// memo, and room for the packet and the outer header (a bigger one
+    /// the general path refuses or tunnels); the frame tunnelled. Out of
+    /// line: DR and NAT stay tight.
+    #[inline(never)]
+    fn plain_tun<R: RxFrames + ?Sized>(
+        &mut self,
+        rx: &mut R,
+        i: usize,
+        p: &Pre,
+        cand: u32,
+        ctx: &Ctx<'_>,
+    ) -> Option<Outcome> {
+        let (hit, t, tf) = self.plain_hit(p, cand, ctx)?;
         let buf = rx.buf_mut(i)?;
-        // A tunnel: its memo, and room for the packet and the outer
-        // header (a bigger one the general path refuses or tunnels).
-        let tun = if p.tun {
-            let f = buf.data();
-            let total = usize::from(u16::from_be_bytes([*f.get(16)?, *f.get(17)?]));
-            if tf.tun_mtu == 0 || total + 20 > usize::from(tf.tun_mtu) {
-                return None;
-            }
-            Some((tf.tun_src, tf.tun_sum, (w >> 32) as u32, total))
-        } else {
-            None
-        };
-        let len = buf.len() as u64;
+        let f = buf.data();
+        let total = usize::from(u16::from_be_bytes([*f.get(16)?, *f.get(17)?]));
+        if tf.tun_mtu == 0 || total + 20 > usize::from(tf.tun_mtu) {
+            return None;
+        }
+        let len = f.len() as u64;
         // Committed from here on.
-        let st = self.conn.touch(hit.id, now, Dir::Client, TcpFlags(p.flags));
+        self.commit_plain(&hit, t, len, p, ctx);
+        let dst = (tf.word >> 32) as u32;
+        Some(tunnel_v4(
+            buf, tf.macs, tf.tun_src, tf.tun_sum, dst, total, tf.port,
+        ))
+    }
+
+    /// What every plain hit to target `t` changes, `len` bytes: the
+    /// flow's state and expiry, the sync log, the target's counts.
+    #[inline(always)]
+    fn commit_plain(&mut self, hit: &PlainV4, t: usize, len: u64, p: &Pre, ctx: &Ctx<'_>) {
+        let st = self
+            .conn
+            .touch(hit.id, ctx.now_ms as u32, Dir::Client, TcpFlags(p.flags));
         self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
         if let Some(tf) = self.fast_hops.get_mut(t) {
             tf.packets += 1;
@@ -719,21 +764,6 @@ impl Tables {
         {
             self.plain_hits += 1;
         }
-        if let Some((src, sum, dst, total)) = tun {
-            return Some(tunnel_v4(buf, macs, src, sum, dst, total, port));
-        }
-        let f = buf.data_mut();
-        if p.nat {
-            let rport = match (w >> 16) as u16 {
-                0 => p.vport,
-                rp => rp,
-            };
-            nat_v4_one_step(f, 30, 36, (w >> 32) as u32, rport);
-        }
-        if let Some(m) = f.first_chunk_mut::<12>() {
-            *m = macs;
-        }
-        Some(Outcome::Forward { port })
     }
 
     /// A plain reply (`p`) of a plain NAT flow, translated back to
