@@ -116,9 +116,12 @@ fn dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status() {
     let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 90, "");
     eprintln!("90 requests: {spread:?}, {failed} failed");
     assert_eq!(failed, 0, "{spread:?}\n{}", lb.log_text());
+    // Each real's count is binomial (90, 1/3): mean 30, standard
+    // deviation 4.5. Bounds of four deviations fail a fair split about
+    // once in 10,000 runs, and any real left out every time.
     for i in 1..=3 {
         let n = spread.get(&format!("real{i}")).copied().unwrap_or(0);
-        assert!((18..=42).contains(&n), "real{i} got {n} of 90: {spread:?}");
+        assert!((12..=48).contains(&n), "real{i} got {n} of 90: {spread:?}");
     }
     // The answers came from the reals directly, with the client's own address.
     let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
@@ -151,22 +154,23 @@ fn dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         let packets: u64 = cols[6].parse().expect("packets column");
         let new_flows: u64 = cols[5].parse().expect("new flows column");
-        assert!(packets > 0 && new_flows >= 18, "{line}");
+        assert!(packets > 0 && new_flows >= 12, "{line}");
     }
 
     // Weights 3:1:0 by reload: the split follows, weight 0 gets nothing.
     std::fs::write(&lb.config, config(&l.id, [3, 1, 0], false)).unwrap();
     run(&format!("kill -HUP {}", lb.pid()));
     lb.wait_log("reloaded", Duration::from_secs(5));
-    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 80, "");
-    eprintln!("80 requests at 3:1:0: {spread:?}");
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 160, "");
+    eprintln!("160 requests at 3:1:0: {spread:?}");
     assert_eq!(failed, 0);
-    let n = |k: &str| spread.get(k).copied().unwrap_or(0) as f64;
-    assert_eq!(n("real3"), 0.0, "{spread:?}");
-    assert!(
-        n("real2") >= 5.0 && n("real1") / n("real2") > 1.8 && n("real1") / n("real2") < 6.0,
-        "{spread:?}"
-    );
+    let n = |k: &str| spread.get(k).copied().unwrap_or(0);
+    assert_eq!(n("real3"), 0, "{spread:?}");
+    // real2's count is binomial (160, 1/4): mean 40, deviation 5.5; four
+    // deviations either way. An even split (mean 80) lands there about
+    // once in 500 runs.
+    assert_eq!(n("real1") + n("real2"), 160, "{spread:?}");
+    assert!((18..=62).contains(&n("real2")), "{spread:?}");
 
     // IPv6 DR: neighbour discovery for the VIP answered by ferrolb.
     let (spread6, failed6) = curl_spread(&l.client, "http://[2001:db8::100]/", 20, "-6");
