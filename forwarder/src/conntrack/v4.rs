@@ -340,17 +340,7 @@ impl ConnTable {
                     && e.proto() == proto
             },
         )?;
-        let e = &self.cells[s as usize];
-        if is_expired(e.expiry, now) {
-            return None;
-        }
-        Some(ReplyV4 {
-            id: FlowId(s),
-            service: e.service,
-            vport: e.vport,
-            state: e.state(),
-            synced: e.synced,
-        })
+        reply_hit(s, &self.cells[s as usize], now)
     }
 
     /// [`Self::candidate`] for the reply index.
@@ -393,17 +383,24 @@ impl ConnTable {
                 (s, &cells[s as usize])
             }
         };
-        if is_expired(e.expiry, now) {
-            return None;
-        }
-        Some(ReplyV4 {
-            id: FlowId(s),
-            service: e.service,
-            vport: e.vport,
-            state: e.state(),
-            synced: e.synced,
-        })
+        reply_hit(s, e, now)
     }
+}
+
+/// The reply lookups' answer for the flow at cell `s` (`e`), unless it
+/// has expired.
+#[inline(always)]
+fn reply_hit(s: u32, e: &super::Cell, now: u32) -> Option<ReplyV4> {
+    if is_expired(e.expiry, now) {
+        return None;
+    }
+    Some(ReplyV4 {
+        id: FlowId(s),
+        service: e.service,
+        vport: e.vport,
+        state: e.state(),
+        synced: e.synced,
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ use super::fast::{target_word, FastHop, FastPort};
 use super::{ip_proto, tcp_flags_valid, Ctx, DropReason, Outcome, Snapshot, Tables};
 use crate::buffer::{PacketBuf, TestBuffer};
 use crate::conntrack::{ConnTable, Dir, PlainV4, TcpFlags, WireKeyV4, L4};
+use crate::packet::checksum::{finish, fold, udp_wire};
 use crate::service::{Mode, Service};
 
 /// Frames in a burst (the worker's receive burst).
@@ -117,8 +118,6 @@ pub(super) struct SvcFast {
     targets: u16,
     /// A service on every port (port 0).
     every_port: bool,
-    /// Its frames may be plain: an IPv4 VIP (in any mode).
-    plain: bool,
     /// NAT mode.
     nat: bool,
     /// TUN mode.
@@ -130,9 +129,9 @@ impl SvcFast {
     fn of(conn: &ConnTable, svc: &Service, base: u32) -> SvcFast {
         let proto = L4::from(svc.spec().proto);
         let part = conn.service_part(svc.id(), proto);
-        let (adj, v4) = match svc.spec().vip {
-            std::net::IpAddr::V4(vip) => (conn.rss_adjust(vip, svc.id(), proto), true),
-            std::net::IpAddr::V6(_) => (0, false),
+        let adj = match svc.spec().vip {
+            std::net::IpAddr::V4(vip) => conn.rss_adjust(vip, svc.id(), proto),
+            std::net::IpAddr::V6(_) => 0,
         };
         let every_port = svc.spec().port == 0;
         let part_port = if every_port {
@@ -148,7 +147,6 @@ impl SvcFast {
             base,
             targets: u16::try_from(svc.targets().len()).unwrap_or(u16::MAX),
             every_port,
-            plain: v4,
             nat: svc.mode() == Mode::Nat,
             tun: svc.mode() == Mode::Tun,
             proto,
@@ -254,22 +252,7 @@ const FIXED_UDP_DIFF: u128 = at(7, ip_proto::TCP ^ ip_proto::UDP);
 fn ones_sum_ok(a: u64, b: u64, loose: u64) -> bool {
     let (s, c1) = a.overflowing_add(b);
     let (s, c2) = s.overflowing_add(loose);
-    let mut s = (s & 0xffff_ffff) + (s >> 32) + u64::from(c1) + u64::from(c2);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s == 0xffff
-}
-
-/// A ones' complement sum of 16-bit words held in up to 32-bit terms,
-/// folded to 16 bits (the terms' halves summed with end-around carry).
-#[inline(always)]
-fn fold16(s: u64) -> u16 {
-    let mut s = (s & 0xffff_ffff) + (s >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s as u16
+    fold((s & 0xffff_ffff) + (s >> 32) + u64::from(c1) + u64::from(c2)) == 0xffff
 }
 
 /// NAT of a plain frame (IPv4, 20-byte header, TCP or UDP; at least 48
@@ -292,7 +275,7 @@ fn nat_v4_one_step(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u1
     let old_tp = u16::from_be_bytes([h[22], h[23]]);
     let ip = u16::from_be_bytes([h[24], h[25]]);
     let new_tp = old_tp.wrapping_sub(0x100);
-    let ip = !fold16(
+    let ip = finish(
         u64::from(!ip)
             + u64::from(!old_tp)
             + u64::from(new_tp)
@@ -308,17 +291,14 @@ fn nat_v4_one_step(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u1
     if tcp {
         if let Some(c) = f.get_mut(50..52) {
             let old = u16::from_be_bytes([c[0], c[1]]);
-            c.copy_from_slice(&(!fold16(u64::from(!old) + moved)).to_be_bytes());
+            c.copy_from_slice(&finish(u64::from(!old) + moved).to_be_bytes());
         }
     } else {
         let c = &mut h[40..42];
         let old = u16::from_be_bytes([c[0], c[1]]);
         // No checksum (0) stays none; a computed 0 is sent as 0xffff.
         if old != 0 {
-            let new = match !fold16(u64::from(!old) + moved) {
-                0 => 0xffff,
-                x => x,
-            };
+            let new = udp_wire(finish(u64::from(!old) + moved));
             c.copy_from_slice(&new.to_be_bytes());
         }
     }
@@ -362,7 +342,7 @@ fn tunnel_v4<B: PacketBuf>(
     h[20] = df;
     h[22] = 64;
     h[23] = ip_proto::IPIP;
-    h[24..26].copy_from_slice(&(!fold16(s)).to_be_bytes());
+    h[24..26].copy_from_slice(&finish(s).to_be_bytes());
     h[26..30].copy_from_slice(&src.to_be_bytes());
     h[30..34].copy_from_slice(&dst.to_be_bytes());
     match buf.data_mut().first_chunk_mut::<34>() {
@@ -568,11 +548,13 @@ impl Tables {
         }
         let cport = ((w2 >> 16) as u16).swap_bytes();
         let ttl = (w1 >> 48) as u8;
+        // The VIP table holds services on IPv4 VIPs only: whatever it
+        // finds, in any mode, may be plain.
         let Some(sv) = self.svc_fast.get(memo.si) else {
             // No service: perhaps a NAT reply (see `reply_frame`).
             return NO_SERVICE;
         };
-        if !sv.plain || (sv.nat && ttl <= 1) {
+        if sv.nat && ttl <= 1 {
             return OTHER;
         }
         p.hash = match rss {

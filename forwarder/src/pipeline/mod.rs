@@ -26,7 +26,7 @@
 //!
 //! * [`burst`]: the worker's entry, a whole received burst at a time:
 //!   the frames that make up nearly all traffic (IPv4 TCP/UDP of
-//!   established DR and NAT flows) decided in passes that prefetch the
+//!   established flows, and NAT flows' replies) decided in passes that prefetch the
 //!   connection table, the others frame by frame through the fast path
 //!   (`fast`: established IPv4 flows, NAT replies) and the general path.
 //! * [`frag`]: later fragments of a datagram go where its first went.
