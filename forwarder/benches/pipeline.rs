@@ -161,6 +161,7 @@ impl Setup {
             neigh: &self.neigh,
             now_ms: NOW,
             requests: &mut self.reqs,
+            hops: 0,
         };
         self.tables.handle(b, 0, &mut ctx)
     }
@@ -485,6 +486,7 @@ fn count_hits_burst(s: &mut Setup, rot: &mut Rotation, n: u64) {
             neigh: &s.neigh,
             now_ms: NOW,
             requests: &mut s.reqs,
+            hops: 0,
         };
         s.tables
             .handle_burst(&mut rot.bufs[at..at + BURST], 0, &mut ctx, &mut out);

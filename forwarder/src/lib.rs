@@ -10,6 +10,8 @@
 //! * [`conntrack`]: the per-worker flow table.
 //! * [`neigh`]: the neighbour cache and ARP requests.
 //! * [`pipeline`]: the verdict for each frame.
+//! * [`steer`]: which worker owns a frame's state; the rings that hand
+//!   frames to it.
 //! * [`sync`]: connection sync between the nodes of an HA pair (wire
 //!   format, outbox).
 //! * [`dpdk`] (feature `dpdk`): the only safe wrapper over `dpdk-sys`.
@@ -21,6 +23,7 @@ pub mod neigh;
 pub mod packet;
 pub mod pipeline;
 pub mod service;
+pub mod steer;
 pub mod sync;
 
 #[cfg(feature = "dpdk")]

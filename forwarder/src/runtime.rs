@@ -12,10 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conntrack::toeplitz::KEY_LEN as RSS_KEY_LEN;
-use crate::dpdk::{self, Eal, LcoreId, Mempool, Port, PortConfig, QueueId, RssState};
+use crate::dpdk::{
+    self, Eal, HandoffRx, HandoffTx, LcoreId, Mempool, Port, PortConfig, QueueId, RssState,
+};
 use crate::neigh::NeighTable;
 use crate::packet::MacAddr;
+use crate::pipeline::limit::NodeLimits;
 use crate::pipeline::Snapshot;
+use crate::steer::{Steer, RING_CAPACITY};
 use crate::sync::{self, Inbox};
 use crate::worker::{SharedSnapshot, Worker, WorkerPort, WorkerShared};
 
@@ -208,6 +212,24 @@ impl Dataplane {
         self.snapshot = Some(Arc::clone(&shared_snap));
         let lcores = dpdk::worker_lcores();
         let n = usize::from(spec.workers.max(1)).min(lcores.len());
+        let epoch_tsc = dpdk::rdtsc();
+        let limits = Arc::new(NodeLimits::default());
+        // ring_tx[from][to] hands frames from worker `from` to worker
+        // `to`; ring_rx[to] holds the receiving ends.
+        let mut ring_rx: Vec<Vec<HandoffRx>> = (0..n).map(|_| Vec::new()).collect();
+        let mut ring_tx: Vec<Vec<Option<HandoffTx>>> = (0..n)
+            .map(|from| {
+                (0..n)
+                    .map(|to| {
+                        (from != to).then(|| {
+                            let (tx, rx) = dpdk::handoff_ring(RING_CAPACITY);
+                            ring_rx[to].push(rx);
+                            tx
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         // inboxes[from][to]: records worker `from` received, for `to`.
         let inboxes: Vec<Vec<Option<Arc<Inbox>>>> = (0..n)
             .map(|from| {
@@ -247,8 +269,13 @@ impl Dataplane {
                 conn_capacity: spec.conn_capacity,
                 resolver: w == 0,
                 rss_key: self.rss_key,
-                sync_out: inboxes[w].iter().flatten().cloned().collect(),
+                sync_out: inboxes[w].clone(),
                 sync_in: inboxes.iter().filter_map(|row| row[w].clone()).collect(),
+                steer: Steer::new(w as u16, n as u16),
+                handoff_out: std::mem::take(&mut ring_tx[w]),
+                handoff_in: std::mem::take(&mut ring_rx[w]),
+                limits: Arc::clone(&limits),
+                epoch_tsc,
             };
             dpdk::launch(lcore, move || worker.run()).map_err(|e| match e {
                 dpdk::LaunchError::Dpdk(d) => StartError::Dpdk(d),

@@ -31,12 +31,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::buffer::PacketBuf;
-use crate::dpdk::{self, Burst, Mempool, Port, QueueId, BURST_SIZE};
+use crate::dpdk::{self, Burst, HandoffRx, HandoffTx, Mempool, Port, QueueId, Staged, BURST_SIZE};
 use crate::neigh::{self, NeighTable, Resolve};
 use crate::pipeline::burst::RxFrames;
+use crate::pipeline::limit::NodeLimits;
 use crate::pipeline::{
     Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
 };
+use crate::steer::{Steer, Tag};
 use crate::sync::{self, Inbox, SyncCounters, SyncLog};
 
 // The pipeline decides bursts of the size the worker receives.
@@ -88,6 +90,8 @@ struct RxPort<'a> {
     burst: &'a mut Burst,
     /// The port's RSS hash stands for the table's (`WorkerPort::rss_hash`).
     rss: bool,
+    /// Frames handed over by other workers: their tags.
+    tags: Option<&'a [Tag; BURST_SIZE]>,
 }
 
 impl RxFrames for RxPort<'_> {
@@ -123,6 +127,13 @@ impl RxFrames for RxPort<'_> {
     #[inline(always)]
     fn prefetch(&self, p: *const u8) {
         dpdk::prefetch(p);
+    }
+    #[inline(always)]
+    fn hops(&self, i: usize) -> u8 {
+        match self.tags {
+            None => 0,
+            Some(t) => t.get(i).map_or(0, |t| t.hops),
+        }
     }
 }
 
@@ -188,6 +199,10 @@ pub struct WorkerStats {
     pub sync_records_fanout_dropped: AtomicU64,
     /// Connection sync: datagrams from the peer missed (sequence gaps).
     pub sync_batches_missed: AtomicU64,
+    /// Frames handed to the worker that owns their state.
+    pub handoffs_out: AtomicU64,
+    /// Frames other workers handed to this one.
+    pub handoffs_in: AtomicU64,
 }
 
 impl WorkerStats {
@@ -245,6 +260,8 @@ struct Local {
     polls: u64,
     idle_polls: u64,
     busy_cycles: u64,
+    handoffs_out: u64,
+    handoffs_in: u64,
 }
 
 impl Local {
@@ -263,6 +280,8 @@ impl Local {
         s.polls.store(self.polls, Ordering::Relaxed);
         s.idle_polls.store(self.idle_polls, Ordering::Relaxed);
         s.busy_cycles.store(self.busy_cycles, Ordering::Relaxed);
+        s.handoffs_out.store(self.handoffs_out, Ordering::Relaxed);
+        s.handoffs_in.store(self.handoffs_in, Ordering::Relaxed);
     }
 }
 
@@ -290,22 +309,89 @@ pub struct Worker {
     pub resolver: bool,
     /// The ports' RSS key: the connection table hashes IPv4 flows with it.
     pub rss_key: [u8; crate::conntrack::toeplitz::KEY_LEN],
-    /// Connection sync with several workers: the other workers' inboxes
-    /// (records from the peer this worker receives go there too) ...
-    pub sync_out: Vec<Arc<Inbox>>,
+    /// Connection sync with several workers: every worker's inbox by
+    /// worker index, `None` for this one (records from the peer this
+    /// worker receives go to the flow's owner, or to every worker) ...
+    pub sync_out: Vec<Option<Arc<Inbox>>>,
     /// ... and this worker's, one per other worker, drained every pass.
     pub sync_in: Vec<Arc<Inbox>>,
+    /// Which worker owns what ([`crate::steer`]).
+    pub steer: Steer,
+    /// Rings to the other workers, by worker index (`None` for this
+    /// one) ...
+    pub handoff_out: Vec<Option<HandoffTx>>,
+    /// ... and from them.
+    pub handoff_in: Vec<HandoffRx>,
+    /// The `new_flow_rate_limit` budgets the node's workers share.
+    pub limits: Arc<NodeLimits>,
+    /// The TSC at the node's start: every worker's clock counts from it
+    /// (shared budgets need one clock).
+    pub epoch_tsc: u64,
+}
+
+/// Frames a worker hands to the others.
+struct Outbound {
+    /// Rings to the other workers, by worker index (`None` for this one).
+    tx: Vec<Option<HandoffTx>>,
+    /// Per destination worker: frames waiting to be handed over.
+    staged: Vec<Staged>,
+}
+
+impl Outbound {
+    /// Stages `m` for worker `to`, handing over a full stage first.
+    #[inline]
+    fn stage(&mut self, to: u16, m: dpdk::Mbuf, tag: Tag, local: &mut Local) {
+        let to = usize::from(to);
+        let (Some(st), Some(Some(tx))) = (self.staged.get_mut(to), self.tx.get_mut(to)) else {
+            drop(m);
+            local.drops[DropReason::NoRoute as usize] += 1;
+            return;
+        };
+        if st.is_full() {
+            let (sent, dropped) = tx.send(st);
+            local.handoffs_out += sent as u64;
+            local.drops[DropReason::HandoffFull as usize] += dropped as u64;
+        }
+        if let Err(m) = st.push(m, tag) {
+            drop(m);
+            local.drops[DropReason::HandoffFull as usize] += 1;
+        }
+    }
+
+    /// Hands every staged frame over; a full ring drops the rest, counted.
+    fn send(&mut self, local: &mut Local) {
+        for (tx, st) in self.tx.iter_mut().zip(self.staged.iter_mut()) {
+            if let (Some(tx), false) = (tx, st.is_empty()) {
+                let (sent, dropped) = tx.send(st);
+                local.handoffs_out += sent as u64;
+                local.drops[DropReason::HandoffFull as usize] += dropped as u64;
+            }
+        }
+    }
+}
+
+/// Frames other workers hand to this one.
+struct Inbound {
+    /// Rings from the other workers.
+    rings: Vec<HandoffRx>,
+    /// Frames received from one ring ...
+    rx: Burst,
+    /// ... their tags ...
+    tags: [Tag; BURST_SIZE],
+    /// ... and, when they arrived on several ports, split by port.
+    by_port: Vec<(Burst, [Tag; BURST_SIZE])>,
 }
 
 impl Worker {
     /// Runs until `stop` is set; returns 0.
-    pub fn run(self) -> i32 {
+    pub fn run(mut self) -> i32 {
         let hz = dpdk::tsc_hz().max(1);
         let per_ms = (hz / 1000).max(1);
-        let start = dpdk::rdtsc();
+        let start = self.epoch_tsc;
         let q = self.queue;
         let mut snap = self.snapshot.load();
-        let mut tables = Tables::new(self.conn_capacity, &snap);
+        let mut tables = Tables::for_worker(self.conn_capacity, &snap, self.steer);
+        tables.share_limits(Arc::clone(&self.limits), &snap);
         // Empty tables take any key.
         tables.set_rss_key(self.rss_key, &snap);
         // Random lookups over a large table miss the TLB on 4 KiB pages.
@@ -336,6 +422,20 @@ impl Worker {
         let mut requests = NeighRequests::default();
         let mut rx = Burst::new();
         let mut outcomes = [Outcome::Consumed; BURST_SIZE];
+        let mut out = Outbound {
+            staged: self.handoff_out.iter().map(|_| Staged::default()).collect(),
+            tx: std::mem::take(&mut self.handoff_out),
+        };
+        let mut inb = Inbound {
+            rings: std::mem::take(&mut self.handoff_in),
+            rx: Burst::new(),
+            tags: [Tag::default(); BURST_SIZE],
+            by_port: self
+                .ports
+                .iter()
+                .map(|_| (Burst::new(), [Tag::default(); BURST_SIZE]))
+                .collect(),
+        };
         let mut tx_nic: Vec<Burst> = self.ports.iter().map(|_| Burst::new()).collect();
         let mut tx_tap: Vec<Burst> = self.ports.iter().map(|_| Burst::new()).collect();
         let mut since_publish = 0u32;
@@ -366,6 +466,28 @@ impl Worker {
             let now_ms = t0.wrapping_sub(start) / per_ms;
             let mut got = 0usize;
 
+            // Frames other workers handed over first: they have waited.
+            for from in 0..inb.rings.len() {
+                let n = inb.rings[from].recv(&mut inb.rx, &mut inb.tags);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                local.handoffs_in += n as u64;
+                self.decide_handed(
+                    &mut tables,
+                    &snap,
+                    now_ms,
+                    &mut requests,
+                    &mut inb,
+                    &mut outcomes,
+                    &mut tx_nic,
+                    &mut tx_tap,
+                    &mut out,
+                    &mut local,
+                );
+            }
+
             for (i, wp) in self.ports.iter().enumerate() {
                 let n = wp.nic.rx_burst(q, &mut rx);
                 got += n;
@@ -375,6 +497,7 @@ impl Worker {
                     neigh: &self.neigh,
                     now_ms,
                     requests: &mut requests,
+                    hops: 0,
                 };
                 // The pipeline decides the whole burst (in passes that
                 // prefetch what the frames need), then the frames go
@@ -382,6 +505,7 @@ impl Worker {
                 let mut frames = RxPort {
                     burst: &mut rx,
                     rss: wp.rss_hash,
+                    tags: None,
                 };
                 tables.handle_burst(&mut frames, i as u16, &mut ctx, &mut outcomes);
                 // Nearly always every frame goes out one port: the whole
@@ -391,7 +515,16 @@ impl Worker {
                         local.forwarded += n as u64;
                         std::mem::swap(&mut rx, b);
                     }
-                    _ => self.dispatch(i, &mut rx, &outcomes, &mut tx_nic, &mut tx_tap, &mut local),
+                    _ => self.dispatch(
+                        i,
+                        &mut rx,
+                        &outcomes,
+                        None,
+                        &mut tx_nic,
+                        &mut tx_tap,
+                        &mut out,
+                        &mut local,
+                    ),
                 }
                 // Frames the kernel sends leave through the data port.
                 let n = wp.tap.rx_burst(q, &mut rx);
@@ -438,6 +571,7 @@ impl Worker {
                 self.send_sync(&snap, &mut tables.sync, &mut tx_nic, &mut local, now_ms);
             }
 
+            out.send(&mut local);
             for (i, wp) in self.ports.iter().enumerate() {
                 if !tx_nic[i].is_empty() {
                     flush(&wp.nic, q, &mut tx_nic[i], &mut local, true);
@@ -474,20 +608,135 @@ impl Worker {
         0
     }
 
-    /// Sends each frame of `rx` (received on data port `i`) where its
-    /// outcome says, counting it.
+    /// Decides the frames in `inb.rx`, which another worker handed
+    /// over (each tagged with the port it arrived on), and sends them
+    /// where their outcomes say.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_handed(
+        &self,
+        tables: &mut Tables,
+        snap: &Snapshot,
+        now_ms: u64,
+        requests: &mut NeighRequests,
+        inb: &mut Inbound,
+        outcomes: &mut [Outcome; BURST_SIZE],
+        tx_nic: &mut [Burst],
+        tx_tap: &mut [Burst],
+        out: &mut Outbound,
+        local: &mut Local,
+    ) {
+        let n = inb.rx.len();
+        let first = inb.tags[0].port;
+        if inb.tags[..n].iter().all(|t| t.port == first) {
+            let i = usize::from(first);
+            let mut ctx = Ctx {
+                snap,
+                neigh: &self.neigh,
+                now_ms,
+                requests,
+                hops: 0,
+            };
+            self.decide_handed_port(
+                i,
+                tables,
+                &mut ctx,
+                &mut inb.rx,
+                &inb.tags,
+                outcomes,
+                tx_nic,
+                tx_tap,
+                out,
+                local,
+            );
+            return;
+        }
+        // Frames of several ports: each port's frames as a burst of
+        // their own (the pipeline decides a burst of one port).
+        for (m, t) in inb.rx.drain().zip(inb.tags) {
+            match inb.by_port.get_mut(usize::from(t.port)) {
+                Some((b, tags)) => {
+                    tags[b.len()] = t;
+                    if let Err(m) = b.push(m) {
+                        drop(m);
+                        local.drops[DropReason::HandoffFull as usize] += 1;
+                    }
+                }
+                None => {
+                    drop(m);
+                    local.drops[DropReason::NoRoute as usize] += 1;
+                }
+            }
+        }
+        let mut ctx = Ctx {
+            snap,
+            neigh: &self.neigh,
+            now_ms,
+            requests,
+            hops: 0,
+        };
+        for (i, (b, tags)) in inb.by_port.iter_mut().enumerate() {
+            if !b.is_empty() {
+                self.decide_handed_port(
+                    i, tables, &mut ctx, b, tags, outcomes, tx_nic, tx_tap, out, local,
+                );
+            }
+        }
+    }
+
+    /// [`Self::decide_handed`] for frames that all arrived on port `i`.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_handed_port(
+        &self,
+        i: usize,
+        tables: &mut Tables,
+        ctx: &mut Ctx<'_>,
+        burst: &mut Burst,
+        tags: &[Tag; BURST_SIZE],
+        outcomes: &mut [Outcome; BURST_SIZE],
+        tx_nic: &mut [Burst],
+        tx_tap: &mut [Burst],
+        out: &mut Outbound,
+        local: &mut Local,
+    ) {
+        let Some(wp) = self.ports.get(i) else {
+            local.drops[DropReason::NoRoute as usize] += burst.free_all() as u64;
+            return;
+        };
+        let mut frames = RxPort {
+            burst,
+            rss: wp.rss_hash,
+            tags: Some(tags),
+        };
+        tables.handle_burst(&mut frames, i as u16, ctx, outcomes);
+        self.dispatch(i, burst, outcomes, Some(tags), tx_nic, tx_tap, out, local);
+    }
+
+    /// Sends each frame of `rx` (received on data port `i`; `tags`: how
+    /// frames handed over by other workers travelled) where its outcome
+    /// says, counting it.
+    #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
         i: usize,
         rx: &mut Burst,
         outcomes: &[Outcome; BURST_SIZE],
+        tags: Option<&[Tag; BURST_SIZE]>,
         tx_nic: &mut [Burst],
         tx_tap: &mut [Burst],
+        out: &mut Outbound,
         local: &mut Local,
     ) {
         let q = self.queue;
-        for (m, o) in rx.drain().zip(outcomes) {
+        for (k, (m, o)) in rx.drain().zip(outcomes).enumerate() {
             match *o {
+                Outcome::Handoff { to } => {
+                    let hops = tags.and_then(|t| t.get(k)).map_or(0, |t| t.hops);
+                    let tag = Tag {
+                        port: i as u16,
+                        hops: hops.saturating_add(1),
+                    };
+                    out.stage(to, m, tag, local);
+                }
                 Outcome::Forward { port } => {
                     local.forwarded += 1;
                     match tx_nic.get_mut(usize::from(port)) {

@@ -282,6 +282,7 @@ impl Run {
             neigh: &self.neigh,
             now_ms: self.now,
             requests: &mut self.reqs,
+            hops: 0,
         };
         let o = self.tables.handle(&mut b, port, &mut ctx);
         if std::env::var_os("GEN_VERBOSE").is_some() {

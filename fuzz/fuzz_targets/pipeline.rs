@@ -151,6 +151,7 @@ fn run_burst(
         neigh,
         now_ms: now,
         requests: reqs,
+        hops: 0,
     };
     tables.handle_burst(&mut bufs[..], port, &mut ctx, &mut out);
     for (i, &(_, frame)) in burst.iter().enumerate() {
@@ -161,6 +162,7 @@ fn run_burst(
             neigh,
             now_ms: now,
             requests: general_reqs,
+            hops: 0,
         };
         let general_outcome = general.handle_general(&mut general_buf, port, &mut general_ctx);
         assert_eq!(outcome, general_outcome, "burst path vs general path");
@@ -184,6 +186,7 @@ fn run_burst(
             }
             Outcome::ToKernel => assert_eq!(out, frame, "frame to the kernel changed"),
             // A sync datagram from the HA peer, taken in.
+            Outcome::Handoff { .. } => panic!("a single worker handed a frame off"),
             Outcome::Consumed | Outcome::Dropped(_) => {}
         }
     }

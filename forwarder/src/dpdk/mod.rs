@@ -12,12 +12,14 @@
 //!   reported as the lcore's failure, never unwinds into C.
 
 mod eal;
+mod handoff;
 mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
 
 pub use eal::{Eal, EalError};
+pub use handoff::{handoff_ring, HandoffRx, HandoffTx, Staged};
 pub use lcore::{launch, wait_lcore, worker_lcores, LaunchError};
 pub use mbuf::{Burst, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;

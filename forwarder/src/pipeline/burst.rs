@@ -79,6 +79,11 @@ pub trait RxFrames {
     /// Starts loading the cache line at `p`, without waiting for it (a
     /// hint: any address, null included, is allowed).
     fn prefetch(&self, _p: *const u8) {}
+    /// Hand-offs frame `i` has had ([`crate::steer`]): 0 for a frame
+    /// received from a port.
+    fn hops(&self, _i: usize) -> u8 {
+        0
+    }
 }
 
 impl RxFrames for [TestBuffer] {
@@ -209,6 +214,9 @@ const NO_SERVICE: u8 = 6;
 /// check of the fast path, perhaps from a NAT flow's real to its client
 /// (`hash` is its reply hash).
 const PLAIN_REPLY: u8 = 5;
+/// A plain NAT frame or plain reply whose flow another worker owns
+/// ([`crate::steer`]): `hash` is that worker.
+const HANDOFF: u8 = 7;
 
 /// The last VIP lookup of a pass (frames of a burst mostly go to one).
 struct VipMemo {
@@ -395,16 +403,22 @@ impl Tables {
                 p.what = MULTI;
                 continue;
             };
+            let hops = rx.hops(i);
             let look = match fp {
-                Some(fp) => self.plain_frame(snap, fp, frame, rss, &mut memo, p),
+                Some(fp) => self.plain_frame(snap, fp, frame, rss, hops, &mut memo, p),
                 None => OTHER,
             };
             if look == PLAIN {
                 rx.prefetch(self.conn.bucket_addr(p.hash));
                 continue;
             }
-            if look == NO_SERVICE && self.reply_frame(frame, rss, p) {
-                rx.prefetch(self.conn.reply_bucket_addr(p.hash));
+            if look == HANDOFF {
+                continue;
+            }
+            if look == NO_SERVICE && self.reply_frame(frame, rss, hops, p) {
+                if p.what == PLAIN_REPLY {
+                    rx.prefetch(self.conn.reply_bucket_addr(p.hash));
+                }
                 continue;
             }
             *p = self.classify(snap, frame, rss);
@@ -451,6 +465,7 @@ impl Tables {
                 PLAIN if p.tun => self.plain_tun(rx, i, p, cand[i], ctx),
                 PLAIN => self.plain(rx, i, p, cand[i], ctx),
                 PLAIN_REPLY => self.plain_reply(rx, i, p, cand[i], ctx),
+                HANDOFF => Some(Outcome::Handoff { to: p.hash as u16 }),
                 _ => None,
             };
             out[i] = match plain {
@@ -475,6 +490,7 @@ impl Tables {
             MULTI => return Outcome::Dropped(DropReason::MultiSegment),
             _ => None,
         };
+        ctx.hops = rx.hops(i);
         match rx.buf_mut(i) {
             Some(b) => self.handle_hinted(b, in_port, ctx, hint),
             None => Outcome::Dropped(DropReason::Malformed),
@@ -492,14 +508,16 @@ impl Tables {
     /// flags, or UDP; no martian source (0/8, 127/8, 224/3, this port's
     /// own or broadcast addresses, the destination), not to an own
     /// address; a service on the IPv4 VIP, and for NAT a TTL that
-    /// allows a hop.
+    /// allows a hop. A NAT frame another worker owns is [`HANDOFF`].
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn plain_frame(
         &self,
         snap: &Snapshot,
         fp: &FastPort,
         frame: &[u8],
         rss: Option<u32>,
+        hops: u8,
         memo: &mut VipMemo,
         p: &mut Pre,
     ) -> u8 {
@@ -554,8 +572,15 @@ impl Tables {
             // No service: perhaps a NAT reply (see `reply_frame`).
             return NO_SERVICE;
         };
-        if sv.nat && ttl <= 1 {
-            return OTHER;
+        if sv.nat {
+            if let Some(to) = self.steer.foreign_client_v4(hops, s, cport) {
+                p.hash = u32::from(to);
+                p.what = HANDOFF;
+                return HANDOFF;
+            }
+            if ttl <= 1 {
+                return OTHER;
+            }
         }
         p.hash = match rss {
             Some(h) => h ^ sv.adj,
@@ -580,26 +605,28 @@ impl Tables {
 
     /// A frame [`Self::plain_frame`] checked and found no service for: a
     /// plain reply `s:sport -> d:dport` if its TTL allows a hop, as the
-    /// reply fast path takes it (`p` filled). Out of line: the forward
-    /// frames' loop stays tight.
+    /// reply fast path takes it (`p` filled), or [`HANDOFF`] when another
+    /// worker owns `d:dport`'s flows. Out of line: the forward frames'
+    /// loop stays tight.
     #[inline(never)]
-    fn reply_frame(&self, frame: &[u8], rss: Option<u32>, p: &mut Pre) -> bool {
+    fn reply_frame(&self, frame: &[u8], rss: Option<u32>, hops: u8, p: &mut Pre) -> bool {
         let Some(f) = frame.first_chunk::<48>() else {
             return false;
         };
+        let d = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
+        let dport = u16::from_be_bytes([f[36], f[37]]);
+        if let Some(to) = self.steer.foreign_client_v4(hops, d, dport) {
+            p.hash = u32::from(to);
+            p.what = HANDOFF;
+            return true;
+        }
         if f[22] <= 1 {
             return false;
         }
         let tcp = f[23] == ip_proto::TCP;
         let l4 = if tcp { L4::Tcp } else { L4::Udp };
-        let (s, d) = (
-            u32::from_be_bytes([f[26], f[27], f[28], f[29]]),
-            u32::from_be_bytes([f[30], f[31], f[32], f[33]]),
-        );
-        let (sport, dport) = (
-            u16::from_be_bytes([f[34], f[35]]),
-            u16::from_be_bytes([f[36], f[37]]),
-        );
+        let s = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+        let sport = u16::from_be_bytes([f[34], f[35]]);
         p.hash = match rss {
             Some(h) => h ^ self.conn.rss_reply_adjust(l4),
             None => self.conn.hash_reply_v4(

@@ -113,6 +113,13 @@ pub enum FragFwd {
         /// The client, for SNAT flows.
         client: Option<IpAddr>,
     },
+    /// This worker handed the first fragment to worker `to`, which owns
+    /// the flow ([`crate::steer`]): the later fragments follow it there
+    /// (`si` and `real` mean nothing).
+    Handoff {
+        /// The owner.
+        to: u16,
+    },
 }
 
 /// The decision taken for the first fragment.
@@ -329,12 +336,24 @@ impl Tables {
             .frags
             .lookup(now, &key, u32::from(fr.offset), u32::from(fr.len), fr.more);
         let Some(v) = found else {
+            // Its first fragment may have landed on another worker: ask
+            // the next one, until every worker has been asked.
+            if let Some(to) = self.steer.probe_next(ctx.hops) {
+                return Outcome::Handoff { to };
+            }
             return if in_port.is_self(ip.dst) {
                 Outcome::ToKernel
             } else {
                 Outcome::Dropped(DropReason::Fragment)
             };
         };
+        if let FragFwd::Handoff { to } = v.fwd {
+            return if self.steer.may_hand_on(ctx.hops) {
+                Outcome::Handoff { to }
+            } else {
+                Outcome::Dropped(DropReason::Fragment)
+            };
+        }
         let snap = ctx.snap;
         let si = v.si as usize;
         let Some(svc) = snap.vips.services().get(si) else {
@@ -346,6 +365,7 @@ impl Tables {
             FragFwd::ToReal { snat } => {
                 self.deliver(buf, ip, si, v.real, 0, snat.then_some(0), in_port, ctx)
             }
+            FragFwd::Handoff { .. } => Outcome::Dropped(DropReason::Fragment),
             FragFwd::ToClient { client } => {
                 let vip = svc.spec().vip;
                 let frame = buf.data_mut();

@@ -107,6 +107,10 @@ impl Tables {
             return None;
         }
         let dport = u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]);
+        // The port names the worker that allocated it, and owns the flow.
+        if let Some(to) = self.steer.foreign_snat(ctx.hops, dport) {
+            return Some(self.hand_off(ip, to, ctx.now_ms as u32));
+        }
         if !self.snat.contains(dport) {
             return None;
         }

@@ -195,6 +195,11 @@ impl Tables {
         };
         let si = si.0 as usize;
         let svc = &snap.vips.services()[si];
+        if svc.mode() == Mode::Nat {
+            if let Some(to) = self.steer.foreign_client(ctx.hops, q.dst, q.dport) {
+                return Outcome::Handoff { to };
+            }
+        }
         let key = FlowKey {
             service: svc.id(),
             client: q.dst,
@@ -204,6 +209,12 @@ impl Tables {
         };
         let now = ctx.now_ms as u32;
         let h = self.conn.hash(&key);
+        // A DR or TUN flow lives where the client's packets land, which
+        // only the NIC knows: a worker without it asks the next.
+        let no_flow = match (svc.mode(), self.steer.probe_next(ctx.hops)) {
+            (Mode::Dr | Mode::Tun, Some(to)) => Outcome::Handoff { to },
+            _ => no_flow,
+        };
         let e = match self.conn.lookup(now, &key, h) {
             Lookup::Hit(id) => self.conn.entry(id),
             Lookup::Expired(fr) => {
@@ -262,6 +273,9 @@ impl Tables {
         if q.src != ip.dst {
             return not_ours;
         }
+        if let Some(to) = self.steer.foreign_client(ctx.hops, q.src, q.sport) {
+            return Outcome::Handoff { to };
+        }
         let key = ReplyKey::Nat {
             real: q.dst,
             real_port: q.dport,
@@ -284,7 +298,13 @@ impl Tables {
         let Parsed::Error(q) = parse(buf.data(), ip) else {
             return None;
         };
-        if q.src != ip.dst || !self.snat.contains(q.sport) {
+        if q.src != ip.dst {
+            return None;
+        }
+        if let Some(to) = self.steer.foreign_snat(ctx.hops, q.sport) {
+            return Some(Outcome::Handoff { to });
+        }
+        if !self.snat.contains(q.sport) {
             return None;
         }
         let proto: L4 = Proto::from_number(q.at.proto)?.into();

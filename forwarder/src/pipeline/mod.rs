@@ -48,6 +48,7 @@ mod fast_reply;
 pub mod frag;
 mod hairpin;
 mod icmp;
+pub mod limit;
 mod local;
 pub mod rewrite;
 pub mod snat;
@@ -62,9 +63,11 @@ use crate::packet::ipv4::Ipv4Packet;
 use crate::packet::ipv6::Ipv6Packet;
 use crate::packet::{ip_proto, MacAddr};
 use crate::service::{self, Mode, PersistTable, Proto, RealIdx, SchedState, VipTable};
+use crate::steer::Steer;
 use crate::sync::{Inbox, Op, Record, SyncLog, SyncSpec};
 
 use frag::{Frag, FragFwd, FragKey, FragTable, FragValue};
+use limit::{Limit, NodeLimits};
 pub use local::handle_local_arp;
 use rewrite::Side;
 use snat::SnatPorts;
@@ -131,11 +134,14 @@ pub enum DropReason {
     BadTcpFlags,
     /// A new flow over its VIP's `new_flow_rate_limit`.
     RateLimited,
+    /// A frame for another worker ([`crate::steer`]) found its hand-off
+    /// ring full.
+    HandoffFull,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 23;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -160,6 +166,7 @@ impl DropReason {
         DropReason::Martian,
         DropReason::BadTcpFlags,
         DropReason::RateLimited,
+        DropReason::HandoffFull,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -187,6 +194,7 @@ impl DropReason {
             DropReason::Martian => "martian",
             DropReason::BadTcpFlags => "bad_tcp_flags",
             DropReason::RateLimited => "rate_limited",
+            DropReason::HandoffFull => "handoff_full",
         }
     }
 }
@@ -208,6 +216,12 @@ pub enum Outcome {
     /// Taken in by the data plane itself (a connection-sync datagram,
     /// applied to the tables): free the buffer.
     Consumed,
+    /// Another worker owns the frame's state ([`crate::steer`]): hand it
+    /// over untouched, to be decided there.
+    Handoff {
+        /// The worker to hand it to.
+        to: u16,
+    },
 }
 
 /// One data port as the pipeline sees it.
@@ -544,6 +558,9 @@ pub struct Ctx<'a> {
     pub now_ms: u64,
     /// Next hops to resolve, filled by the pipeline.
     pub requests: &'a mut NeighRequests,
+    /// Hand-offs the frame being decided has had ([`crate::steer`]): 0
+    /// for a frame from a port.
+    pub hops: u8,
 }
 
 /// A worker's own tables; they outlive snapshots.
@@ -560,8 +577,10 @@ pub struct Tables {
     counters: Vec<ServiceCounters>,
     /// Where the later fragments of datagrams in flight go.
     frags: FragTable,
-    /// Per service index: the new-flow token bucket (`new_flow_rate_limit`).
-    limits: Vec<RateBucket>,
+    /// Per service index: where its `new_flow_rate_limit` is kept ...
+    limits: Vec<Limit>,
+    /// ... in the budgets this node's workers share.
+    node_limits: std::sync::Arc<NodeLimits>,
     /// Local ports of source-NAT (hairpin) flows.
     snat: SnatPorts,
     /// Next-hop MACs this worker read recently.
@@ -571,14 +590,16 @@ pub struct Tables {
     fast_hops: Vec<fast::FastHop>,
     /// Records for the HA peer (logging only while MASTER with a peer).
     pub sync: SyncLog,
-    /// The other workers' inboxes: records from the peer go to every
-    /// worker's tables (see [`crate::sync::Inbox`]).
-    fanout: Vec<std::sync::Arc<Inbox>>,
+    /// The node's workers' inboxes, by worker index (`None` for this
+    /// one): where records from the peer go ([`Self::set_fanout`]).
+    fanout: Vec<Option<std::sync::Arc<Inbox>>>,
     generation: u64,
     /// Per service index: what the fast and burst paths need of it with
     /// this table's hash key (the NIC's RSS hash turned into the table's,
     /// the service's part of the hash, its targets).
     svc_fast: Vec<burst::SvcFast>,
+    /// Which worker owns what ([`crate::steer`]).
+    steer: Steer,
     /// Frames the burst path forwarded on its own (tests check that the
     /// comparison with the general path is not vacuous).
     #[cfg(test)]
@@ -601,10 +622,23 @@ fn fast_targets(snap: &Snapshot) -> Vec<fast::FastHop> {
 const PERSIST_CAPACITY: usize = 65536;
 
 impl Tables {
-    /// Tables for `conn_capacity` flows, shaped for `snap`, with the
-    /// default source-NAT port range ([`snat::DEFAULT_SNAT_PORTS`]).
+    /// Tables for `conn_capacity` flows, shaped for `snap`, of a node's
+    /// only worker (the whole source-NAT range, [`snat::DEFAULT_SNAT_PORTS`]).
     pub fn new(conn_capacity: u32, snap: &Snapshot) -> Tables {
-        Self::with_snat_ports(conn_capacity, snap, snat::DEFAULT_SNAT_PORTS)
+        Self::for_worker(conn_capacity, snap, Steer::single())
+    }
+
+    /// Tables of the worker `steer` describes: its share of the
+    /// source-NAT range, and hand-offs of what other workers own.
+    pub fn for_worker(conn_capacity: u32, snap: &Snapshot, steer: Steer) -> Tables {
+        let mut t = Self::with_snat_ports(conn_capacity, snap, steer.snat_range());
+        t.steer = steer;
+        t
+    }
+
+    /// Which worker owns what, as these tables see it.
+    pub fn steer(&self) -> Steer {
+        self.steer
     }
 
     /// Tables whose hairpin flows take local ports from `snat_ports`
@@ -617,7 +651,10 @@ impl Tables {
         let mut cfg = conntrack::Config::new(conn_capacity);
         cfg.timeouts = conntrack::Timeouts::ipvs(TICK_HZ);
         let conn = ConnTable::new(cfg);
+        let node_limits = std::sync::Arc::new(NodeLimits::default());
         Tables {
+            limits: Self::limits_for(&node_limits, snap),
+            node_limits,
             svc_fast: burst::SvcFast::all(&conn, snap),
             conn,
             persist: PersistTable::new(PERSIST_CAPACITY, TICK_HZ),
@@ -633,13 +670,13 @@ impl Tables {
                 })
                 .collect(),
             frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
-            limits: vec![RateBucket::default(); snap.vips.services().len()],
             snat: SnatPorts::new(snat_ports),
             hops: HopCache::default(),
             fast_hops: fast_targets(snap),
             sync: Self::sync_log_for(snap),
             fanout: Vec::new(),
             generation: snap.generation,
+            steer: Steer::single(),
             #[cfg(test)]
             plain_hits: 0,
         }
@@ -659,6 +696,22 @@ impl Tables {
         }
         self.svc_fast = burst::SvcFast::all(&self.conn, snap);
         true
+    }
+
+    /// Keeps `new_flow_rate_limit` budgets in `node`, which the node's
+    /// other workers share ([`limit`]): the limits hold per node. Before
+    /// the first flow (budgets spent so far are forgotten).
+    pub fn share_limits(&mut self, node: std::sync::Arc<NodeLimits>, snap: &Snapshot) {
+        self.limits = Self::limits_for(&node, snap);
+        self.node_limits = node;
+    }
+
+    fn limits_for(node: &NodeLimits, snap: &Snapshot) -> Vec<Limit> {
+        snap.vips
+            .services()
+            .iter()
+            .map(|s| Limit::of(node, s.id()))
+            .collect()
     }
 
     fn sync_log_for(snap: &Snapshot) -> SyncLog {
@@ -745,7 +798,7 @@ impl Tables {
                     counters.push(c);
                 }
                 None => {
-                    limits.push(RateBucket::default());
+                    limits.push(Limit::of(&self.node_limits, svc.id()));
                     active.push(vec![0; svc.targets().len()]);
                     counters.push(ServiceCounters {
                         reals: vec![[0; 3]; svc.targets().len()],
@@ -790,6 +843,9 @@ impl Tables {
         // indexes (or are forgotten with them).
         let (olds, news) = (old.vips.services(), new.vips.services());
         self.frags.remap(|v| {
+            if let FragFwd::Handoff { .. } = v.fwd {
+                return Some(*v);
+            }
             let o = olds.get(v.si as usize)?;
             let r = o.targets().get(v.real.get())?;
             let ni = news.iter().position(|s| s.id() == o.id())?;
@@ -852,25 +908,63 @@ impl Tables {
             return Some(Outcome::Dropped(DropReason::SyncMalformed));
         };
         self.sync.note_received(&header);
+        let me = usize::from(self.steer.me());
         for r in records {
             self.sync.counters.records_received += 1;
-            for ib in &self.fanout {
-                if !ib.push(r) {
-                    self.sync.counters.fanout_dropped += 1;
+            let rec = match Record::decode(r) {
+                Ok(rec) => rec,
+                Err(_) => {
+                    self.sync.counters.rejected += 1;
+                    continue;
                 }
-            }
-            match Record::decode(r) {
-                Ok(rec) => self.apply_sync(ctx.snap, ctx.now_ms, &rec),
-                Err(_) => self.sync.counters.rejected += 1,
+            };
+            // A NAT flow goes to the worker that owns it; a DR or TUN
+            // flow to every worker (whichever the NIC hands its packets
+            // to after a takeover).
+            match self.sync_owner(&rec) {
+                Some(o) if o != me => match self.fanout.get(o) {
+                    Some(Some(ib)) => {
+                        if !ib.push(r) {
+                            self.sync.counters.fanout_dropped += 1;
+                        }
+                    }
+                    _ => self.apply_sync(ctx.snap, ctx.now_ms, &rec),
+                },
+                Some(_) => self.apply_sync(ctx.snap, ctx.now_ms, &rec),
+                None => {
+                    for ib in self.fanout.iter().flatten() {
+                        if !ib.push(r) {
+                            self.sync.counters.fanout_dropped += 1;
+                        }
+                    }
+                    self.apply_sync(ctx.snap, ctx.now_ms, &rec);
+                }
             }
         }
         Some(Outcome::Consumed)
     }
 
-    /// Hands every record from the peer this worker receives to the
-    /// other workers too (their inboxes, which they drain with
-    /// [`Self::drain_inbox`]).
-    pub fn set_fanout(&mut self, inboxes: Vec<std::sync::Arc<Inbox>>) {
+    /// The worker that owns a synced flow, or `None` for one every worker
+    /// should know (DR and TUN: its packets land where the NIC puts
+    /// them).
+    fn sync_owner(&self, rec: &Record) -> Option<usize> {
+        let st = self.steer;
+        let o = match rec.nat {
+            Nat::None => return None,
+            Nat::Nat => st.client_owner(rec.key.client, rec.key.client_port),
+            Nat::Snat(p) => st
+                .snat_owner(p)
+                .unwrap_or_else(|| st.client_owner(rec.key.client, rec.key.client_port)),
+        };
+        Some(usize::from(o))
+    }
+
+    /// The inboxes of the node's workers, by worker index (`None` for
+    /// this one): records from the peer that this worker receives go to
+    /// the worker that owns their flow, or to every worker (see
+    /// [`Self::sync_owner`]); each drains its inboxes with
+    /// [`Self::drain_inbox`].
+    pub fn set_fanout(&mut self, inboxes: Vec<Option<std::sync::Arc<Inbox>>>) {
         self.fanout = inboxes;
     }
 
@@ -1216,7 +1310,12 @@ impl Tables {
         if let Some(si) = snap.vips.lookup_idx(ip.dst, proto, dport) {
             return self.balance(buf, ip, si.0 as usize, sport, dport, flags, port, ctx, None);
         }
-        // A reply from a real of a NAT service?
+        // A reply from a real of a NAT service? Its client endpoint names
+        // the worker that holds the flow.
+        let now = ctx.now_ms as u32;
+        if let Some(to) = self.steer.foreign_client(ctx.hops, ip.dst, dport) {
+            return self.hand_off(ip, to, now);
+        }
         let key = ReplyKey::Nat {
             real: ip.src,
             real_port: sport,
@@ -1224,7 +1323,6 @@ impl Tables {
             client_port: dport,
             proto: proto.into(),
         };
-        let now = ctx.now_ms as u32;
         let h = self.conn.hash_reply(&key);
         match self.conn.lookup_reply(now, &key, h) {
             Lookup::Hit(id) => self.reply_to_client(buf, ip, id, flags, ctx),
@@ -1314,6 +1412,13 @@ impl Tables {
         let snap = ctx.snap;
         let svc = &snap.vips.services()[si];
         let now = ctx.now_ms as u32;
+        // Both directions of a NAT flow are decided by the worker that
+        // owns its client endpoint.
+        if svc.mode() == Mode::Nat {
+            if let Some(to) = self.steer.foreign_client(ctx.hops, ip.src, sport) {
+                return self.hand_off(ip, to, now);
+            }
+        }
         let l4p: L4 = svc.spec().proto.into();
         let key = FlowKey {
             service: svc.id(),
@@ -1368,7 +1473,8 @@ impl Tables {
             Some(b) => b,
             None => {
                 if let Some(rate) = svc.spec().new_flow_rate_limit {
-                    if !self.limits[si].take(ctx.now_ms, rate) {
+                    let workers = self.steer.workers();
+                    if !self.limits[si].take(&self.node_limits, ctx.now_ms, rate, workers) {
                         return Outcome::Dropped(DropReason::RateLimited);
                     }
                 }
@@ -1577,34 +1683,23 @@ impl Tables {
     }
 }
 
-/// A token bucket of new flows: refills at `rate` per second up to one
-/// second's worth (at least one flow), in thousandths of a flow.
-#[derive(Debug, Clone, Copy, Default)]
-struct RateBucket {
-    /// Tokens, in thousandths of a flow.
-    milli: u64,
-    /// When it was last refilled (ms); 0 = never (starts full).
-    last_ms: u64,
-}
-
-impl RateBucket {
-    /// Takes one token at `now_ms`, refilling at `rate` per second first.
-    #[inline]
-    fn take(&mut self, now_ms: u64, rate: u32) -> bool {
-        let cap = u64::from(rate.max(1)) * 1000;
-        if self.last_ms == 0 {
-            self.milli = cap;
-        } else {
-            let dt = now_ms.saturating_sub(self.last_ms);
-            self.milli = (self.milli + dt.saturating_mul(u64::from(rate))).min(cap);
+impl Tables {
+    /// Hands the frame, untouched, to worker `to`, which owns its state
+    /// ([`crate::steer`]). A first fragment leaves a note here, so that
+    /// the later fragments that land on this worker follow it, in order,
+    /// through the same ring.
+    #[cold]
+    pub(crate) fn hand_off(&mut self, ip: &IpInfo, to: u16, now: u32) -> Outcome {
+        if let Some(fr) = ip.frag.filter(Frag::is_first) {
+            let key = FragKey::new(ip.src, ip.dst, ip.proto, fr.ident);
+            let v = FragValue {
+                si: 0,
+                real: RealIdx(0),
+                fwd: FragFwd::Handoff { to },
+            };
+            self.frags.insert(now, &key, v, u32::from(fr.len));
         }
-        self.last_ms = now_ms.max(1);
-        if self.milli >= 1000 {
-            self.milli -= 1000;
-            true
-        } else {
-            false
-        }
+        Outcome::Handoff { to }
     }
 }
 

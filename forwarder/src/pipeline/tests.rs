@@ -16,6 +16,7 @@ mod down;
 mod fast;
 mod flows;
 mod props;
+mod steer;
 mod sync;
 
 const LB: MacAddr = MacAddr([0x02, 0xfe, 0, 0, 0, 2]);
@@ -158,6 +159,7 @@ impl Rig {
             neigh: &self.neigh,
             now_ms: self.now,
             requests: &mut self.reqs,
+            hops: 0,
         };
         let o = if general {
             self.tables.handle_general(&mut b, 0, &mut ctx)
@@ -176,6 +178,7 @@ impl Rig {
             neigh: &self.neigh,
             now_ms: self.now,
             requests: &mut self.reqs,
+            hops: 0,
         };
         let before = self.tables.plain_hits;
         self.tables.handle_burst(bufs, 0, &mut ctx, &mut out);

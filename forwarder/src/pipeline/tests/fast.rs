@@ -150,6 +150,7 @@ impl Pair {
             neigh: &a.neigh,
             now_ms: a.now,
             requests: &mut a.reqs,
+            hops: 0,
         };
         // Frames in turn: no hint; the first pass's hash as the worker
         // computes it without a NIC hash; with the NIC's RSS hash (as a

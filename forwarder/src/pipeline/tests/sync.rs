@@ -312,44 +312,89 @@ fn a_backup_logs_nothing_and_a_master_logs_only_with_a_peer() {
     assert!(!b.tables.sync.enabled());
 }
 
+/// Worker `w` of `n` of a BACKUP.
+fn backup_worker(w: u16, n: u16) -> Rig {
+    let mut r = backup();
+    r.tables = Tables::for_worker(1024, &r.snap, crate::steer::Steer::new(w, n));
+    r
+}
+
 #[test]
-fn with_several_workers_every_table_gets_the_synced_flows() {
+fn with_several_workers_nat_flows_go_to_their_owner_and_dr_flows_to_every_worker() {
+    let st = crate::steer::Steer::new(0, 2);
+    // Client ports whose NAT flows worker 0, then worker 1, owns.
+    let ports: Vec<u16> = (0..2u16)
+        .map(|o| {
+            (CLIENT_PORT..u16::MAX)
+                .find(|&p| st.client_owner(IpAddr::V4(v4(CLIENT4)), p) == o)
+                .unwrap()
+        })
+        .collect();
     let mut m = master();
-    let syn = builder::tcp4(&tcp4(CLIENT4, CLIENT_PORT, VIP4, 80, WireFlags::SYN));
-    let (_, m_fwd) = m.run(&syn);
+    let mut sent = Vec::new();
+    for &p in &ports {
+        for vport in [80, 443] {
+            let syn = builder::tcp4(&tcp4(CLIENT4, p, VIP4, vport, WireFlags::SYN));
+            let (_, fwd) = m.run(&syn);
+            sent.push((syn, fwd, p, vport));
+        }
+    }
     let frames = drain(&mut m);
-    // Worker 0 receives the datagram; worker 1 gets the records through
-    // its inbox.
-    let mut w0 = backup();
-    let mut w1 = backup();
-    let inbox = std::sync::Arc::new(sync::Inbox::new(4));
-    w0.tables.set_fanout(vec![std::sync::Arc::clone(&inbox)]);
+    // Worker 0 receives every datagram.
+    let mut w = [backup_worker(0, 2), backup_worker(1, 2)];
+    let to1 = std::sync::Arc::new(sync::Inbox::new(16));
+    w[0].tables
+        .set_fanout(vec![None, Some(std::sync::Arc::clone(&to1))]);
     for f in &frames {
-        assert_eq!(w0.run(f).0, Outcome::Consumed);
+        assert_eq!(w[0].run(f).0, Outcome::Consumed);
     }
     let snap = backup_snapshot();
-    assert_eq!(w1.tables.drain_inbox(&snap, 5000, &inbox, 64), 1);
-    assert_eq!(w1.tables.drain_inbox(&snap, 5000, &inbox, 64), 0);
-    assert_eq!(w1.tables.sync.counters.applied, 1);
-    take_over(&mut w1);
-    assert_eq!(
-        w1.run(&syn).1,
-        m_fwd,
-        "worker 1 handles the flow as the master did"
-    );
+    // Worker 1 gets its NAT flow and both DR flows; worker 0 applied its
+    // own NAT flow and both DR flows.
+    assert_eq!(w[1].tables.drain_inbox(&snap, 5000, &to1, 64), 3);
+    assert_eq!(w[1].tables.drain_inbox(&snap, 5000, &to1, 64), 0);
+    assert_eq!(w[0].tables.sync.counters.applied, 3);
+    assert_eq!(w[1].tables.sync.counters.applied, 3);
+    for r in &mut w {
+        take_over(r);
+    }
+    for (syn, fwd, p, vport) in &sent {
+        let owner = usize::from(st.client_owner(IpAddr::V4(v4(CLIENT4)), *p));
+        let holders: Vec<usize> = if *vport == 80 {
+            vec![owner]
+        } else {
+            vec![0, 1]
+        };
+        for h in holders {
+            assert_eq!(
+                &w[h].run(syn).1,
+                fwd,
+                "worker {h} handles {p}->{vport} as the master did"
+            );
+        }
+    }
     // A full inbox is counted on the receiving worker.
     let tiny = std::sync::Arc::new(sync::Inbox::new(1));
-    let mut w0 = backup();
-    w0.tables.set_fanout(vec![tiny]);
+    let mut w0 = backup_worker(0, 2);
+    w0.tables.set_fanout(vec![None, Some(tiny)]);
     let mut log = SyncLog::new(4);
     log.set_enabled(true);
     let mut buf = [0u8; sync::MAX_PAYLOAD];
-    let n = {
-        let r = Record::decode(&frames[0][42 + sync::HEADER_LEN..]).unwrap();
-        log.push(0, &r);
-        log.push(0, &r);
-        log.take_batch(&mut buf, 0, 0)
-    };
+    // The DR record (every worker) twice: the second finds the inbox full.
+    let dr = frames
+        .iter()
+        .flat_map(|f| {
+            f[42 + sync::HEADER_LEN..]
+                .chunks(sync::RECORD_LEN)
+                .map(|c| c.to_vec())
+                .collect::<Vec<_>>()
+        })
+        .map(|c| Record::decode(&c).unwrap())
+        .find(|r| r.key.vport == 443)
+        .unwrap();
+    log.push(0, &dr);
+    log.push(0, &dr);
+    let n = log.take_batch(&mut buf, 0, 0);
     w0.run(&sync_frame(&buf[..n], MASTER4));
     assert_eq!(w0.tables.sync.counters.fanout_dropped, 1);
 }
