@@ -131,6 +131,64 @@ struct State {
     mbufs: (u32, u32),
     /// Each data port's device counters (name, figures), sampled every tick.
     ports: Vec<(String, forwarder::dpdk::PortStats)>,
+    /// Per worker (= per queue of every port): frames received and sent
+    /// per second, over the last second.
+    rates: Vec<WorkerRate>,
+}
+
+/// One worker's receive and send rates, from two samples of its counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct WorkerRate {
+    rx_pps: f64,
+    tx_pps: f64,
+    handoffs_out_pps: f64,
+}
+
+/// Samples the workers' counters about once a second and turns them into
+/// rates.
+struct RateSampler {
+    at: std::time::Instant,
+    last: Vec<[u64; 3]>,
+}
+
+impl RateSampler {
+    fn new(workers: &[Arc<WorkerShared>]) -> RateSampler {
+        RateSampler {
+            at: std::time::Instant::now(),
+            last: workers.iter().map(|w| Self::read(w)).collect(),
+        }
+    }
+
+    fn read(w: &WorkerShared) -> [u64; 3] {
+        let s = &w.stats;
+        [
+            s.rx.load(Ordering::Relaxed),
+            s.tx.load(Ordering::Relaxed),
+            s.handoffs_out.load(Ordering::Relaxed),
+        ]
+    }
+
+    /// New rates once a second has passed since the last sample.
+    fn sample(&mut self, workers: &[Arc<WorkerShared>]) -> Option<Vec<WorkerRate>> {
+        let dt = self.at.elapsed().as_secs_f64();
+        if dt < 1.0 {
+            return None;
+        }
+        self.at = std::time::Instant::now();
+        let now: Vec<[u64; 3]> = workers.iter().map(|w| Self::read(w)).collect();
+        let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+        let rates = now
+            .iter()
+            .zip(&self.last)
+            .map(|(n, l)| WorkerRate {
+                rx_pps: per(n[0], l[0]),
+                tx_pps: per(n[1], l[1]),
+                handoffs_out_pps: per(n[2], l[2]),
+            })
+            .collect();
+        self.last = now;
+        Some(rates)
+    }
 }
 
 /// What status and metrics show of the VRRP instance.
@@ -420,7 +478,9 @@ pub fn run(path: &Path) -> Result<()> {
         ha: None,
         mbufs: (dp.mbufs_in_use(), dp.mbufs_available()),
         ports: Vec::new(),
+        rates: Vec::new(),
     }));
+    let mut sampler = RateSampler::new(dp.workers());
 
     // Health checks leave from the balancer's own addresses, through the
     // exception path; every change of state rebuilds the snapshot.
@@ -538,11 +598,15 @@ pub fn run(path: &Path) -> Result<()> {
             .zip(dp.ports())
             .filter_map(|(p, (nic, _))| nic.stats().ok().map(|st| (p.name.clone(), st)))
             .collect();
+        let rates = sampler.sample(dp.workers());
         {
             let mut s = ctl.lock();
             s.health = hs;
             s.mbufs = mbufs;
             s.ports = ports;
+            if let Some(r) = rates {
+                s.rates = r;
+            }
         }
         for e in dp.neigh().entries() {
             if let Some(mac) = e.mac {
@@ -921,10 +985,14 @@ fn status_json(s: &State) -> Value {
         .enumerate()
         .map(|(i, w)| {
             let st = &w.stats;
+            let rate = s.rates.get(i).copied().unwrap_or_default();
             let mut v = json!({
                 "worker": i,
                 "flows": st.flows.load(Ordering::Relaxed),
                 "generation": st.generation.load(Ordering::Relaxed),
+                "rx_pps": rate.rx_pps.round() as u64,
+                "tx_pps": rate.tx_pps.round() as u64,
+                "handoffs_out_pps": rate.handoffs_out_pps.round() as u64,
             });
             for (key, _, _, get) in WORKER_COUNTERS {
                 v[key] = json!(get(st));
@@ -1015,7 +1083,7 @@ type WorkerCounter = (
 );
 
 /// The worker counters the status JSON and the metrics expose.
-const WORKER_COUNTERS: [WorkerCounter; 18] = [
+const WORKER_COUNTERS: [WorkerCounter; 20] = [
     (
         "rx",
         "ferrolb_worker_rx_packets_total",
@@ -1069,6 +1137,18 @@ const WORKER_COUNTERS: [WorkerCounter; 18] = [
         "ferrolb_worker_busy_cycles_total",
         "TSC cycles spent in passes that found frames.",
         |w| w.busy_cycles.load(Ordering::Relaxed),
+    ),
+    (
+        "handoffs_out",
+        "ferrolb_worker_handoffs_out_total",
+        "Frames handed to the worker that owns their state (NAT replies, hairpin replies, ICMP errors, fragments).",
+        |w| w.handoffs_out.load(Ordering::Relaxed),
+    ),
+    (
+        "handoffs_in",
+        "ferrolb_worker_handoffs_in_total",
+        "Frames other workers handed to this one.",
+        |w| w.handoffs_in.load(Ordering::Relaxed),
     ),
     (
         "sync_records_sent",
@@ -1571,6 +1651,23 @@ pub fn status(admin: &str, token: Option<&str>) -> Result<()> {
                 r["packets"],
                 r["bytes"],
                 health,
+            );
+        }
+    }
+    let workers = v["workers"].as_array().map_or(&[][..], |w| &w[..]);
+    if workers.len() > 1 {
+        for w in workers {
+            let polls = w["polls"].as_u64().unwrap_or(0).max(1);
+            let idle = w["idle_polls"].as_u64().unwrap_or(0);
+            println!(
+                "worker {}: {} flow(s), rx {} tx {} frames/s, handed over {} in {} (total), busy {:.0}% of polls",
+                w["worker"],
+                w["flows"],
+                w["rx_pps"],
+                w["tx_pps"],
+                w["handoffs_out"],
+                w["handoffs_in"],
+                100.0 * (polls.saturating_sub(idle)) as f64 / polls as f64,
             );
         }
     }

@@ -9,6 +9,17 @@
 
 mod common;
 
+on_one_and_two_workers!(
+    dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status,
+    persistence_keeps_a_slash_24_on_one_real,
+    a_long_lived_connection_survives_200_others,
+    tun_sends_ipip_with_the_right_outer_addresses,
+    health_checks_take_a_dead_real_out_and_bring_it_back,
+    drain_keeps_established_connections_and_steers_new_ones_away,
+    reload_adds_and_removes_reals_without_breaking_established_connections,
+    metrics_parse_as_prometheus_text_and_the_api_wants_its_token,
+);
+
 use std::time::Duration;
 
 use common::*;
@@ -21,9 +32,10 @@ struct Lab {
     nginx: Vec<Nginx>,
     id: String,
     port_mac: String,
+    workers: u16,
 }
 
-fn lab() -> Lab {
+fn lab(workers: u16) -> Lab {
     let id = uid();
     let mut sw = Switch::new(&id);
     let client = Netns::new(&format!("flc{id}"));
@@ -52,10 +64,12 @@ fn lab() -> Lab {
         nginx,
         id,
         port_mac,
+        workers,
     }
 }
 
-fn config(id: &str, weights: [u32; 3], persistence: bool) -> String {
+fn config(l: &Lab, weights: [u32; 3], persistence: bool) -> String {
+    let id = &l.id;
     let reals: String = (1..=3)
         .map(|i| {
             format!(
@@ -69,7 +83,7 @@ fn config(id: &str, weights: [u32; 3], persistence: bool) -> String {
     } else {
         ""
     };
-    format!(
+    let c = format!(
         r#"
 [dataplane]
 eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}",
@@ -100,15 +114,15 @@ mode = "dr"
   [[vip.real]]
   address = "2001:db8::22"
 "#
-    )
+    );
+    with_workers(&c, l.workers)
 }
 
-#[test]
-fn dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status() {
+fn dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
-    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, [1, 1, 1], false));
+    let l = lab(workers);
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, [1, 1, 1], false));
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     // The data plane resolves the reals before traffic arrives.
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
@@ -158,7 +172,7 @@ fn dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status() {
     }
 
     // Weights 3:1:0 by reload: the split follows, weight 0 gets nothing.
-    std::fs::write(&lb.config, config(&l.id, [3, 1, 0], false)).unwrap();
+    std::fs::write(&lb.config, config(&l, [3, 1, 0], false)).unwrap();
     run(&format!("kill -HUP {}", lb.pid()));
     lb.wait_log("reloaded", Duration::from_secs(5));
     let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 160, "");
@@ -187,19 +201,19 @@ fn dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status() {
         l.port_mac
     );
 
+    check_workers(&l.lb, workers, false);
     let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
     assert!(st.success(), "{}", lb.log_text());
     drop(l.reals);
 }
 
-#[test]
-fn persistence_keeps_a_slash_24_on_one_real() {
+fn persistence_keeps_a_slash_24_on_one_real(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     l.client
         .exec("ip addr add 192.0.2.51/24 dev eth0 && ip addr add 192.0.2.52/24 dev eth0");
-    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, [1, 1, 1], true));
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, [1, 1, 1], true));
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
     let (a, fa) = curl_spread(
@@ -224,12 +238,11 @@ fn persistence_keeps_a_slash_24_on_one_real() {
     );
 }
 
-#[test]
-fn a_long_lived_connection_survives_200_others() {
+fn a_long_lived_connection_survives_200_others(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
-    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, [1, 1, 1], false));
+    let l = lab(workers);
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, [1, 1, 1], false));
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
     // One keep-alive connection asks every 100 ms while 200 others come
@@ -274,12 +287,11 @@ print("OK", ok, len(names))
     assert_eq!(churn_out.matches("FAIL").count(), 0);
 }
 
-#[test]
-fn tun_sends_ipip_with_the_right_outer_addresses() {
+fn tun_sends_ipip_with_the_right_outer_addresses(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
-    let cfg = config(&l.id, [1, 1, 1], false).replace(
+    let l = lab(workers);
+    let cfg = config(&l, [1, 1, 1], false).replace(
         "mode = \"dr\"\nscheduler = \"maglev\"",
         "mode = \"tun\"\nscheduler = \"maglev\"",
     );
@@ -351,12 +363,11 @@ fn real_states(lb: &Netns) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn health_checks_take_a_dead_real_out_and_bring_it_back() {
+fn health_checks_take_a_dead_real_out_and_bring_it_back(workers: u16) {
     require_root();
     let _g = serial();
-    let mut l = lab();
-    let cfg = config(&l.id, [1, 1, 1], false).replace(
+    let mut l = lab(workers);
+    let cfg = config(&l, [1, 1, 1], false).replace(
         "scheduler = \"maglev\"\n",
         "scheduler = \"maglev\"\n  [vip.health]\n  type = \"http\"\n  path = \"/\"\n  expect_status = 200\n  expect_body = \"real\"\n  interval = \"500ms\"\n  timeout = \"300ms\"\n  rise = 2\n  fall = 2\n",
     );
@@ -470,12 +481,11 @@ fn cli(lb: &Netns, args: &str) -> (bool, String) {
     lb.try_exec(&format!("{} {args}", ferrolb_bin()))
 }
 
-#[test]
-fn drain_keeps_established_connections_and_steers_new_ones_away() {
+fn drain_keeps_established_connections_and_steers_new_ones_away(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
-    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, [1, 1, 1], false));
+    let l = lab(workers);
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, [1, 1, 1], false));
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
     let ll = LongLived::start(&l.client);
@@ -520,11 +530,10 @@ fn drain_keeps_established_connections_and_steers_new_ones_away() {
     );
 }
 
-#[test]
-fn reload_adds_and_removes_reals_without_breaking_established_connections() {
+fn reload_adds_and_removes_reals_without_breaking_established_connections(workers: u16) {
     require_root();
     let _g = serial();
-    let mut l = lab();
+    let mut l = lab(workers);
     // A fourth real on the lab's bridge, not in the first configuration.
     let r4 = Netns::new(&format!("flr4{}", l.id));
     l._sw.plug(&r4, "eth0");
@@ -532,7 +541,7 @@ fn reload_adds_and_removes_reals_without_breaking_established_connections() {
     dr_real(&r4, "eth0", &["192.0.2.100"]);
     l.nginx.push(Nginx::start(&r4, "real4", 80));
 
-    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, [1, 1, 1], false));
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, [1, 1, 1], false));
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
     let ll = LongLived::start(&l.client);
@@ -543,7 +552,7 @@ fn reload_adds_and_removes_reals_without_breaking_established_connections() {
         .filter(|i| **i != removed)
         .map(|i| format!("  [[vip.real]]\n  address = \"192.0.2.2{i}\"\n"))
         .collect();
-    let base = config(&l.id, [1, 1, 1], false);
+    let base = config(&l, [1, 1, 1], false);
     let head = &base[..base.find("  [[vip.real]]").unwrap()];
     let tail = &base[base.find("[[vip]]\nname = \"web6\"").unwrap()..];
     std::fs::write(&lb.config, format!("{head}{reals}\n{tail}")).unwrap();
@@ -585,14 +594,13 @@ fn reload_adds_and_removes_reals_without_breaking_established_connections() {
     assert_eq!(failed, 0, "{spread:?}");
 }
 
-#[test]
-fn metrics_parse_as_prometheus_text_and_the_api_wants_its_token() {
+fn metrics_parse_as_prometheus_text_and_the_api_wants_its_token(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     let cfg = format!(
         "{}\n[admin]\nlisten = \"127.0.0.1:9080\"\ntoken = \"s3cret\"\n",
-        config(&l.id, [1, 1, 1], false)
+        config(&l, [1, 1, 1], false)
     );
     let mut lb = Ferrolb::start(&l.lb, &cfg);
     lb.wait_log("ferrolb running", Duration::from_secs(30));
@@ -615,7 +623,7 @@ fn metrics_parse_as_prometheus_text_and_the_api_wants_its_token() {
         &page[..page.len().min(200)]
     );
     // A non-loopback API without a token is refused at load time.
-    let open = config(&l.id, [1, 1, 1], false) + "\n[admin]\nlisten = \"0.0.0.0:9080\"\n";
+    let open = config(&l, [1, 1, 1], false) + "\n[admin]\nlisten = \"0.0.0.0:9080\"\n";
     let f = std::env::temp_dir().join(format!("open{}.toml", l.id));
     std::fs::write(&f, open).unwrap();
     let (ok, out) = try_run(&format!("{} check --config {}", ferrolb_bin(), f.display()));

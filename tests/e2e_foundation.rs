@@ -11,12 +11,13 @@
 
 mod common;
 
+on_one_and_two_workers!(answers_arp_and_ping_resolves_its_gateway_and_stops_cleanly);
+
 use std::time::Duration;
 
 use common::*;
 
-#[test]
-fn answers_arp_and_ping_resolves_its_gateway_and_stops_cleanly() {
+fn answers_arp_and_ping_resolves_its_gateway_and_stops_cleanly(workers: u16) {
     require_root();
     let _g = serial();
     let id = uid();
@@ -43,7 +44,7 @@ gateway = "192.0.2.1"
 tap = "{tap}"
 "#
     );
-    let mut lb_proc = Ferrolb::start(&lb, &config);
+    let mut lb_proc = Ferrolb::start(&lb, &with_workers(&config, workers));
     lb_proc.wait_log("ferrolb running", Duration::from_secs(30));
 
     // The TAP holds the balancer's address on the kernel side.

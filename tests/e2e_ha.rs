@@ -12,6 +12,15 @@
 
 mod common;
 
+on_one_and_two_workers!(
+    kill_9_of_the_master_fails_over_to_the_backup,
+    keepalived_interop_ferrolb_master_keepalived_takes_over_on_kill_9,
+    ipv6_vrrp_pair_fails_over_and_the_client_follows_the_unsolicited_na,
+    a_long_lived_dr_connection_survives_kill_9_of_the_master_without_sync,
+    a_long_lived_nat_connection_survives_kill_9_of_the_master_with_sync,
+    without_sync_the_same_nat_connection_breaks,
+);
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,9 +34,10 @@ struct Lab {
     _real: Netns,
     _nginx: Nginx,
     id: String,
+    workers: u16,
 }
 
-fn lab() -> Lab {
+fn lab(workers: u16) -> Lab {
     let id = uid();
     let mut sw = Switch::new(&id);
     let client = Netns::new(&format!("flc{id}"));
@@ -49,11 +59,13 @@ fn lab() -> Lab {
         _real: real,
         _nginx: nginx,
         id,
+        workers,
     }
 }
 
-fn config(id: &str, node: &str, addr: &str, priority: u8) -> String {
-    format!(
+fn config(l: &Lab, node: &str, addr: &str, priority: u8) -> String {
+    let (id, workers) = (&l.id, l.workers);
+    let c = format!(
         r#"
 [dataplane]
 eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}{node}",
@@ -83,7 +95,8 @@ port_name = "lan"
 garp_interval = "2s"
 garp_elapse = "10s"
 "#
-    )
+    );
+    with_workers(&c, workers)
 }
 
 const MASTER: &str = "VRRP transition to MASTER";
@@ -96,11 +109,11 @@ fn pair(l: &Lab) -> (Ferrolb, Ferrolb, String, String) {
 
 /// `pair` with `a_extra` appended to A's `[ha]` section (e.g. `preempt`).
 fn pair_with(l: &Lab, a_extra: &str) -> (Ferrolb, Ferrolb, String, String) {
-    let cfg_a = config(&l.id, "a", "192.0.2.2", 150) + a_extra;
+    let cfg_a = config(&l, "a", "192.0.2.2", 150) + a_extra;
     let mut a = Ferrolb::start(&l.a, &cfg_a);
     a.wait_log("ferrolb running", Duration::from_secs(30));
     a.wait_log(MASTER, Duration::from_secs(6));
-    let mut b = Ferrolb::start(&l.b, &config(&l.id, "b", "192.0.2.3", 100));
+    let mut b = Ferrolb::start(&l.b, &config(&l, "b", "192.0.2.3", 100));
     b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
     // B hears A's adverts and stays BACKUP past its Master_Down_Interval.
     std::thread::sleep(Duration::from_secs(5));
@@ -174,11 +187,10 @@ fn time_to_log(f: &mut Ferrolb, needle: &str, limit: Duration) -> Duration {
     t0.elapsed()
 }
 
-#[test]
-fn kill_9_of_the_master_fails_over_to_the_backup() {
+fn kill_9_of_the_master_fails_over_to_the_backup(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     let (mut a, mut b, _mac_a, mac_b) = pair(&l);
 
     let (child, out) = start_client_loop(&l, 150);
@@ -214,9 +226,10 @@ fn kill_9_of_the_master_fails_over_to_the_backup() {
 
 #[test]
 fn sigterm_of_the_master_hands_over_within_one_interval() {
+    let workers = 1;
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     let (mut a, mut b, _mac_a, mac_b) = pair(&l);
 
     let (child, out) = start_client_loop(&l, 60);
@@ -274,14 +287,15 @@ fn stop_a(l: &Lab, a: &mut Ferrolb, b: &mut Ferrolb, mac_b: &str) {
 
 #[test]
 fn preempt_true_the_higher_priority_takes_the_vip_back() {
+    let workers = 1;
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     let (mut a, mut b, mac_a, mac_b) = pair_with(&l, "preempt = true\n");
     stop_a(&l, &mut a, &mut b, &mac_b);
     drop(a);
 
-    let cfg_a = config(&l.id, "a", "192.0.2.2", 150) + "preempt = true\n";
+    let cfg_a = config(&l, "a", "192.0.2.2", 150) + "preempt = true\n";
     let mut a = Ferrolb::start(&l.a, &cfg_a);
     a.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
     // A ignores B's lower adverts and takes over after its own
@@ -308,14 +322,15 @@ fn preempt_true_the_higher_priority_takes_the_vip_back() {
 
 #[test]
 fn preempt_false_the_returning_node_stays_backup() {
+    let workers = 1;
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     let (mut a, mut b, _mac_a, mac_b) = pair_with(&l, "preempt = false\n");
     stop_a(&l, &mut a, &mut b, &mac_b);
     drop(a);
 
-    let cfg_a = config(&l.id, "a", "192.0.2.2", 150) + "preempt = false\n";
+    let cfg_a = config(&l, "a", "192.0.2.2", 150) + "preempt = false\n";
     let mut a = Ferrolb::start(&l.a, &cfg_a);
     a.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
     // Well past A's Master_Down_Interval (3.41 s): B's adverts keep it BACKUP.
@@ -449,12 +464,11 @@ fn exactly_one_holder(ferrolb_ns: &Netns, ka_ns: &Netns, ferrolb_master: bool) {
     }
 }
 
-#[test]
-fn keepalived_interop_ferrolb_master_keepalived_takes_over_on_kill_9() {
+fn keepalived_interop_ferrolb_master_keepalived_takes_over_on_kill_9(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
-    let mut f = Ferrolb::start(&l.a, &config(&l.id, "a", "192.0.2.2", 150));
+    let l = lab(workers);
+    let mut f = Ferrolb::start(&l.a, &config(&l, "a", "192.0.2.2", 150));
     f.wait_log("ferrolb running", Duration::from_secs(30));
     f.wait_log(MASTER, Duration::from_secs(6));
     l.b.exec("ip addr add 192.0.2.3/24 dev eth0");
@@ -484,9 +498,10 @@ fn keepalived_interop_ferrolb_master_keepalived_takes_over_on_kill_9() {
 
 #[test]
 fn keepalived_interop_keepalived_master_ferrolb_takes_over_on_stop() {
+    let workers = 1;
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     l.b.exec("ip addr add 192.0.2.3/24 dev eth0");
     let mut ka = Keepalived::start(&l.b, 150);
     ka.wait_log("Entering MASTER STATE", Duration::from_secs(10));
@@ -495,7 +510,7 @@ fn keepalived_interop_keepalived_master_ferrolb_takes_over_on_stop() {
         "{}",
         ka.log_text()
     );
-    let mut f = Ferrolb::start(&l.a, &config(&l.id, "a", "192.0.2.2", 100));
+    let mut f = Ferrolb::start(&l.a, &config(&l, "a", "192.0.2.2", 100));
     f.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
     // Past ferrolb's Master_Down_Interval (3.61 s).
     std::thread::sleep(Duration::from_secs(5));
@@ -522,8 +537,9 @@ fn keepalived_interop_keepalived_master_ferrolb_takes_over_on_stop() {
 
 /// `config` for an IPv6 pair: VRRP over IPv6 (`family = "ipv6"`, adverts
 /// from link-local addresses to ff02::12), VIP 2001:db8::100.
-fn config6(id: &str, node: &str, addr: &str, priority: u8) -> String {
-    format!(
+fn config6(l: &Lab, node: &str, addr: &str, priority: u8) -> String {
+    let (id, workers) = (&l.id, l.workers);
+    let c = format!(
         r#"
 [dataplane]
 eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}{node}",
@@ -554,18 +570,18 @@ family = "ipv6"
 garp_interval = "2s"
 garp_elapse = "10s"
 "#
-    )
+    );
+    with_workers(&c, workers)
 }
 
-#[test]
-fn ipv6_vrrp_pair_fails_over_and_the_client_follows_the_unsolicited_na() {
+fn ipv6_vrrp_pair_fails_over_and_the_client_follows_the_unsolicited_na(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
-    let mut a = Ferrolb::start(&l.a, &config6(&l.id, "a", "2001:db8::2", 150));
+    let l = lab(workers);
+    let mut a = Ferrolb::start(&l.a, &config6(&l, "a", "2001:db8::2", 150));
     a.wait_log("ferrolb running", Duration::from_secs(30));
     a.wait_log(MASTER, Duration::from_secs(6));
-    let mut b = Ferrolb::start(&l.b, &config6(&l.id, "b", "2001:db8::3", 100));
+    let mut b = Ferrolb::start(&l.b, &config6(&l, "b", "2001:db8::3", 100));
     b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(5));
     assert!(!b.log_text().contains(MASTER), "{}", b.log_text());
@@ -606,20 +622,21 @@ fn ipv6_vrrp_pair_fails_over_and_the_client_follows_the_unsolicited_na() {
 
 #[test]
 fn unicast_peers_and_a_tracked_link_that_goes_down_gives_master_up() {
+    let workers = 1;
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     let extra =
         |peer: &str| format!("unicast_peers = [\"{peer}\"]\ntrack = [\"lan\"]\npreempt = true\n");
     let mut a = Ferrolb::start(
         &l.a,
-        &(config(&l.id, "a", "192.0.2.2", 150) + &extra("192.0.2.3")),
+        &(config(&l, "a", "192.0.2.2", 150) + &extra("192.0.2.3")),
     );
     a.wait_log("ferrolb running", Duration::from_secs(30));
     a.wait_log(MASTER, Duration::from_secs(6));
     let mut b = Ferrolb::start(
         &l.b,
-        &(config(&l.id, "b", "192.0.2.3", 100) + &extra("192.0.2.2")),
+        &(config(&l, "b", "192.0.2.3", 100) + &extra("192.0.2.2")),
     );
     b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
     // B hears A's unicast adverts and stays BACKUP.
@@ -831,16 +848,11 @@ fn finish_long_lived(
 }
 
 /// The status JSON of the ferrolb in `ns`.
-fn status_json(ns: &Netns) -> serde_json::Value {
-    let s = ns.exec("curl -s -m 3 http://127.0.0.1:9080/api/v1/status");
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("status JSON: {e}: {s}"))
-}
 
-#[test]
-fn a_long_lived_dr_connection_survives_kill_9_of_the_master_without_sync() {
+fn a_long_lived_dr_connection_survives_kill_9_of_the_master_without_sync(workers: u16) {
     require_root();
     let _g = serial();
-    let l = lab();
+    let l = lab(workers);
     let (mut a, mut b, _mac_a, mac_b) = pair(&l);
     assert!(status_json(&l.a)["sync"].is_null(), "no sync configured");
 
@@ -885,9 +897,10 @@ struct NatLab {
     _reals: Vec<Netns>,
     _nginx: Vec<Nginx>,
     id: String,
+    workers: u16,
 }
 
-fn nat_lab() -> NatLab {
+fn nat_lab(workers: u16) -> NatLab {
     let id = uid();
     let mut wan = Switch::new(&format!("{id}w"));
     let mut lan = Switch::new(&format!("{id}l"));
@@ -923,16 +936,18 @@ fn nat_lab() -> NatLab {
         _reals: reals,
         _nginx: nginx,
         id,
+        workers,
     }
 }
 
-fn nat_config(id: &str, node: &str, me: u8, peer: u8, priority: u8, sync: bool) -> String {
+fn nat_config(l: &NatLab, node: &str, me: u8, peer: u8, priority: u8, sync: bool) -> String {
+    let (id, workers) = (&l.id, l.workers);
     let sync = if sync {
         format!("sync_peer = \"192.0.2.{peer}\"\n")
     } else {
         String::new()
     };
-    format!(
+    let c = format!(
         r#"
 [dataplane]
 eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}{node}",
@@ -974,17 +989,18 @@ floating = ["192.0.2.1"]
 garp_interval = "2s"
 garp_elapse = "10s"
 {sync}"#
-    )
+    );
+    with_workers(&c, workers)
 }
 
 /// A NAT pair, A MASTER, B BACKUP; a long-lived connection (the second
 /// of two, so round robin puts it on real2) runs across kill -9 of A.
-fn nat_failover(sync: bool) -> (LongLived, serde_json::Value, serde_json::Value) {
-    let l = nat_lab();
-    let mut a = Ferrolb::start(&l.a, &nat_config(&l.id, "a", 2, 3, 150, sync));
+fn nat_failover(workers: u16, sync: bool) -> (LongLived, serde_json::Value, serde_json::Value) {
+    let l = nat_lab(workers);
+    let mut a = Ferrolb::start(&l.a, &nat_config(&l, "a", 2, 3, 150, sync));
     a.wait_log("ferrolb running", Duration::from_secs(30));
     a.wait_log(MASTER, Duration::from_secs(6));
-    let mut b = Ferrolb::start(&l.b, &nat_config(&l.id, "b", 3, 2, 100, sync));
+    let mut b = Ferrolb::start(&l.b, &nat_config(&l, "b", 3, 2, 100, sync));
     b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(5));
     assert!(!b.log_text().contains(MASTER), "{}", b.log_text());
@@ -1015,11 +1031,10 @@ fn nat_failover(sync: bool) -> (LongLived, serde_json::Value, serde_json::Value)
     (r, sa, sb)
 }
 
-#[test]
-fn a_long_lived_nat_connection_survives_kill_9_of_the_master_with_sync() {
+fn a_long_lived_nat_connection_survives_kill_9_of_the_master_with_sync(workers: u16) {
     require_root();
     let _g = serial();
-    let (r, sa, sb) = nat_failover(true);
+    let (r, sa, sb) = nat_failover(workers, true);
     assert_eq!(r.pins.len(), 2);
     assert!(r.pins[1].starts_with("real2"), "{r:?}");
     assert_eq!(r.failed, 0, "the connection broke: {r:?}");
@@ -1044,11 +1059,10 @@ fn a_long_lived_nat_connection_survives_kill_9_of_the_master_with_sync() {
     assert_eq!(sb["flows"], 2, "both flows installed on the BACKUP: {sb}");
 }
 
-#[test]
-fn without_sync_the_same_nat_connection_breaks() {
+fn without_sync_the_same_nat_connection_breaks(workers: u16) {
     require_root();
     let _g = serial();
-    let (r, sa, _) = nat_failover(false);
+    let (r, sa, _) = nat_failover(workers, false);
     assert!(sa["sync"].is_null());
     assert!(r.pins[1].starts_with("real2"), "{r:?}");
     // B schedules the mid-stream segment as a new flow: round robin on a

@@ -8,6 +8,8 @@
 
 mod common;
 
+on_one_and_two_workers!(nat_two_arm_tcp_and_udp);
+
 use std::time::Duration;
 
 use common::*;
@@ -43,8 +45,7 @@ for i in range(20):
 print("OK", ok, b",".join(sorted(names)).decode())
 "#;
 
-#[test]
-fn nat_two_arm_tcp_and_udp() {
+fn nat_two_arm_tcp_and_udp(workers: u16) {
     require_root();
     let _g = serial();
     let id = uid();
@@ -123,6 +124,7 @@ port_name = "wan"
   port = 5353
 "#
     );
+    let config = with_workers(&config, workers);
     let mut p = Ferrolb::start(&lb, &config);
     p.wait_log("ferrolb running", Duration::from_secs(30));
     p.wait_log("neighbour resolved ip=192.0.2.22", Duration::from_secs(5));
@@ -160,8 +162,14 @@ port_name = "wan"
         "hairpin flows are source-NATed: {body:?}"
     );
 
+    // Both directions of NAT flows landed on different workers and were
+    // handed to their owner.
+    check_workers(&lb, workers, true);
     let status = lb.exec(&format!("{} status", ferrolb_bin()));
     eprintln!("{status}");
+    if workers > 1 {
+        assert!(status.contains("worker 1:"), "per-worker load: {status}");
+    }
     let web = status
         .lines()
         .find(|l| l.contains("198.51.100.100:80 "))

@@ -18,6 +18,12 @@
 
 mod common;
 
+on_one_and_two_workers!(
+    hostile_frames_are_counted_dropped_and_leak_nothing,
+    syn_flood_fills_the_table_with_half_open_flows_and_spares_the_established,
+    new_flow_rate_limit_caps_new_flows_of_a_flooded_vip,
+);
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -38,6 +44,7 @@ struct Lab {
     lb_port: String,
     lb_mac: String,
     dir: std::path::PathBuf,
+    workers: u16,
 }
 
 impl Drop for Lab {
@@ -46,7 +53,7 @@ impl Drop for Lab {
     }
 }
 
-fn lab() -> Lab {
+fn lab(workers: u16) -> Lab {
     let id = uid();
     let mut sw = Switch::new(&id);
     let client = Netns::new(&format!("flc{id}"));
@@ -80,10 +87,12 @@ fn lab() -> Lab {
         id,
         lb_mac,
         dir,
+        workers,
     }
 }
 
-fn config(id: &str, capacity: u32, weights: [u32; 3], health: bool) -> String {
+fn config(l: &Lab, capacity: u32, weights: [u32; 3], health: bool) -> String {
+    let id = &l.id;
     let reals: String = (1..=3)
         .map(|i| {
             format!(
@@ -98,7 +107,7 @@ fn config(id: &str, capacity: u32, weights: [u32; 3], health: bool) -> String {
     } else {
         ""
     };
-    format!(
+    let c = format!(
         r#"
 [dataplane]
 eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}",
@@ -130,7 +139,8 @@ mode = "dr"
   [[vip.real]]
   address = "2001:db8::22"
 "#
-    )
+    );
+    with_workers(&c, l.workers)
 }
 
 /// GETs the status JSON from inside the balancer's namespace.
@@ -199,8 +209,10 @@ impl Figures {
 
     fn read(lb: &Netns) -> Figures {
         let s = status(lb);
-        let w = &s["workers"][0];
         let g = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"));
+        // Counters add up over the workers.
+        let workers = s["workers"].as_array().expect("workers");
+        let w = |k: &str| workers.iter().map(|w| g(&w[k])).sum::<u64>();
         let drops = s["drops"]
             .as_object()
             .expect("drops")
@@ -208,10 +220,10 @@ impl Figures {
             .map(|(k, v)| (k.clone(), g(v)))
             .collect();
         Figures {
-            rx: g(&w["rx"]),
-            answered: g(&w["answered"]),
-            to_kernel: g(&w["to_kernel"]),
-            forwarded: g(&w["forwarded"]),
+            rx: w("rx"),
+            answered: w("answered"),
+            to_kernel: w("to_kernel"),
+            forwarded: w("forwarded"),
             drops,
             port_rx: g(&s["ports"][0]["rx_packets"]),
             port_missed: g(&s["ports"][0]["rx_missed"]),
@@ -429,17 +441,16 @@ fn wait_curls(c: Proc) -> (usize, usize) {
     (t.matches("OK").count(), t.matches("FAILED").count())
 }
 
-#[test]
-fn hostile_frames_are_counted_dropped_and_leak_nothing() {
+fn hostile_frames_are_counted_dropped_and_leak_nothing(workers: u16) {
     require_root();
     let _g = serial();
     let t_start = Instant::now();
-    let l = lab();
+    let l = lab(workers);
     // Jumbo frames reach ferrolb's interface (af_packet's ring frames are
     // 2 KiB: what it carries of them is the test).
     l.sw.ns.exec(&format!("ip link set {} mtu 9000", l.lb_port));
     l.lb.exec("ip link set eth0 mtu 9000");
-    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, 65536, [1, 1, 1], false));
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, 65536, [1, 1, 1], false));
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
     let (_, failed) = curl_spread(&l.client, "http://192.0.2.100/", 6, "");
@@ -672,16 +683,15 @@ fn conntrack(lb: &Netns) -> Value {
     status(lb)["conntrack"].clone()
 }
 
-#[test]
-fn syn_flood_fills_the_table_with_half_open_flows_and_spares_the_established() {
+fn syn_flood_fills_the_table_with_half_open_flows_and_spares_the_established(workers: u16) {
     require_root();
     let _g = serial();
     let t_start = Instant::now();
-    let l = lab();
+    let l = lab(workers);
     std::fs::write(l.dir.join("synflood.py"), SYNFLOOD).unwrap();
     const CAPACITY: u64 = 4096;
     const COUNT: u64 = 400_000;
-    let mut lb = Ferrolb::start(&l.lb, &config(&l.id, CAPACITY as u32, [1, 1, 1], false));
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, CAPACITY as u32, [1, 1, 1], false));
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
     let (_, failed) = curl_spread(&l.client, "http://192.0.2.100/", 6, "");
@@ -769,9 +779,12 @@ fn syn_flood_fills_the_table_with_half_open_flows_and_spares_the_established() {
     assert_eq!(ka_fail, None, "the keep-alive connection broke");
     assert!(answers >= 20, "keep-alive made only {answers} requests");
     // The table filled, and made room by evicting half-open flows only.
+    // Every worker has a table of CAPACITY flows: status adds them up.
+    let capacity = ct["capacity"].as_u64().unwrap();
+    assert_eq!(capacity, CAPACITY * u64::from(l.workers));
     assert!(
-        max_flows >= CAPACITY * 9 / 10,
-        "table never filled: {max_flows}"
+        max_flows >= capacity * 9 / 10,
+        "tables never filled: {max_flows} of {capacity}"
     );
     assert!(delta("evictions_half_open") > 0);
     assert_eq!(delta("evictions_established"), 0, "{ct}");
@@ -831,10 +844,11 @@ fn real_state(lb: &Netns, i: usize) -> String {
 
 #[test]
 fn soak_with_reloads_flaps_and_drains_keeps_memory_and_mbufs_flat() {
+    let workers = 1;
     require_root();
     let _g = serial();
     let t_start = Instant::now();
-    let mut l = lab();
+    let mut l = lab(workers);
     // Soak length: 9 cycles of ~15 s (10 s of traffic, start and settle)
     // after a warm-up cycle: about 2.5 minutes in all, unless told otherwise.
     let cycles: usize = std::env::var("FERROLB_SOAK_CYCLES")
@@ -842,8 +856,8 @@ fn soak_with_reloads_flaps_and_drains_keeps_memory_and_mbufs_flat() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(9);
     let configs = [
-        config(&l.id, 65536, [1, 1, 1], true),
-        config(&l.id, 65536, [2, 1, 1], true),
+        config(&l, 65536, [1, 1, 1], true),
+        config(&l, 65536, [2, 1, 1], true),
     ];
     let mut lb = Ferrolb::start(&l.lb, &configs[0]);
     lb.wait_log("ferrolb running", Duration::from_secs(30));
@@ -978,15 +992,14 @@ fn soak_with_reloads_flaps_and_drains_keeps_memory_and_mbufs_flat() {
     eprintln!("test took {:?}", t_start.elapsed());
 }
 
-#[test]
-fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip() {
+fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip(workers: u16) {
     require_root();
     let _g = serial();
     let t_start = Instant::now();
-    let l = lab();
+    let l = lab(workers);
     std::fs::write(l.dir.join("synflood.py"), SYNFLOOD).unwrap();
     const RATE: u64 = 500;
-    let cfg = config(&l.id, 65536, [1, 1, 1], false).replace(
+    let cfg = config(&l, 65536, [1, 1, 1], false).replace(
         "scheduler = \"maglev\"\n",
         &format!("scheduler = \"maglev\"\nnew_flow_rate_limit = {RATE}\n"),
     );
@@ -1026,7 +1039,9 @@ fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip() {
     assert!(alive(&lb), "{}", lb.log_text());
     assert_eq!(ka_fail, None, "the established connection was limited");
     // One second's burst plus the rate over the flood (and the settle
-    // time: the flood's tail drains from the ring after the sender ends).
+    // time: the flood's tail drains from the ring after the sender ends),
+    // for the node: with two workers the flood lands on both, and they
+    // share one budget.
     let bound = RATE + (RATE as f64 * (secs + 2.0)) as u64;
     assert!(
         new_flows <= bound,

@@ -17,6 +17,27 @@ use std::time::{Duration, Instant};
 static SERIAL: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Declares each named lab test, a `fn(workers: u16)`, twice: in module
+/// `one_worker` with one worker and in `two_workers` with two workers and
+/// two queues per port ([`with_workers`]).
+#[macro_export]
+macro_rules! on_one_and_two_workers {
+    ($($name:ident),* $(,)?) => {
+        mod one_worker {
+            $(#[test]
+            fn $name() {
+                super::$name(1)
+            })*
+        }
+        mod two_workers {
+            $(#[test]
+            fn $name() {
+                super::$name(2)
+            })*
+        }
+    };
+}
+
 /// End-to-end tests run one at a time (two cores; busy-polling workers).
 pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
@@ -150,6 +171,88 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
         "ip netns exec {} ethtool -K {b_if} tx off >/dev/null 2>&1",
         b.name
     ));
+}
+
+/// `config`, written for one worker (`"-l", "0-1"`, `workers = 1` or no
+/// `workers` key, one queue per af_packet port), made to run `workers`
+/// workers: the main lcore and the workers mapped onto the machine's CPUs
+/// in turn (`--lcores=0@0,1@1,2@0` on two CPUs), and one queue pair per
+/// worker on every af_packet port. Keep `idle_sleep` in such configs:
+/// several polling lcores share a CPU.
+pub fn with_workers(config: &str, workers: u16) -> String {
+    if workers <= 1 {
+        return config.to_string();
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lcores: Vec<String> = (0..=usize::from(workers))
+        .map(|l| format!("{l}@{}", l % cpus))
+        .collect();
+    let lcores = format!("\"--lcores={}\"", lcores.join(","));
+    assert!(
+        config.contains(r#""-l", "0-1""#),
+        "with_workers: the config has no \"-l\", \"0-1\" to replace"
+    );
+    let mut c = config.replace(r#""-l", "0-1""#, &lcores);
+    let mut out = String::with_capacity(c.len() + 64);
+    let mut rest = c.as_str();
+    while let Some(at) = rest.find("--vdev=net_af_packet") {
+        let end = at
+            + rest[at..]
+                .find('"')
+                .expect("vdev argument ends with a quote");
+        out.push_str(&rest[..end]);
+        out.push_str(&format!(",qpairs={workers}"));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    c = out;
+    if c.contains("workers = 1") {
+        c.replacen("workers = 1", &format!("workers = {workers}"), 1)
+    } else {
+        c.replacen(
+            "[dataplane]\n",
+            &format!("[dataplane]\nworkers = {workers}\n"),
+            1,
+        )
+    }
+}
+
+/// The balancer's status JSON, read from inside its namespace on the
+/// default admin address.
+pub fn status_json(ns: &Netns) -> serde_json::Value {
+    let s = ns.exec("curl -s -m 3 http://127.0.0.1:9080/api/v1/status");
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("status JSON: {e}: {s}"))
+}
+
+/// With several workers: the status shows `workers` workers, every one of
+/// them received frames, and, when `crossed`, frames were handed from
+/// one worker to another (the lab made both directions of flows land on
+/// different workers). Proves a two-worker run really ran two.
+pub fn check_workers(ns: &Netns, workers: u16, crossed: bool) {
+    if workers <= 1 {
+        return;
+    }
+    // Workers publish their counters every few hundred passes.
+    let mut last = serde_json::Value::Null;
+    let ok = wait_for(Duration::from_secs(3), || {
+        last = status_json(ns);
+        let w = last["workers"].as_array().cloned().unwrap_or_default();
+        let sum = |k: &str| w.iter().map(|x| x[k].as_u64().unwrap_or(0)).sum::<u64>();
+        w.len() == usize::from(workers)
+            && w.iter().all(|x| x["rx"].as_u64().unwrap_or(0) > 0)
+            && (!crossed || (sum("handoffs_out") > 0 && sum("handoffs_in") > 0))
+    });
+    assert!(
+        ok,
+        "expected {workers} busy workers{}: {}",
+        if crossed { " handing frames over" } else { "" },
+        last["workers"]
+    );
+    assert_eq!(
+        last["drops"]["handoff_full"].as_u64(),
+        Some(0),
+        "hand-off rings overflowed"
+    );
 }
 
 /// Waits until `f` holds, checking every 50 ms, at most `limit`.

@@ -5,8 +5,12 @@
 //! published snapshot. Mutable state is split out so that it stays in each
 //! worker's own memory without atomics or locks:
 //!
-//! * `rr`, `wrr`: a [`SchedState`] per (worker, service), created with
-//!   [`SchedState::new`] when the worker adopts a snapshot.
+//! * `rr`: one cursor per service, in the snapshot, that every worker of
+//!   the node advances (an atomic add per new flow): the node goes round
+//!   its reals in turn, however many workers share the new flows.
+//! * `wrr`: a [`SchedState`] per (worker, service), created with
+//!   [`SchedState::new`] when the worker adopts a snapshot: each worker
+//!   interleaves its own share of the new flows by weight.
 //! * `lc`, `wlc`: the worker's per-real active connection counts, passed as
 //!   `conns` (indexed by [`RealIdx`]; missing entries count as 0). Each
 //!   worker balances its own share of the flows (RSS spreads clients over
@@ -47,8 +51,8 @@ pub enum Scheduler {
     Maglev(Maglev),
     /// Table indexed by a fixed hash of the source address.
     Sh(Maglev),
-    /// Eligible reals in index order.
-    Rr(Box<[RealIdx]>),
+    /// Eligible reals in index order, and the node's cursor.
+    Rr(Box<[RealIdx]>, RrCursor),
     /// Eligible reals with their weights, in index order.
     Wrr(Box<[(RealIdx, u32)]>),
     /// Eligible reals in index order.
@@ -57,11 +61,22 @@ pub enum Scheduler {
     Wlc(Box<[(RealIdx, u32)]>),
 }
 
+/// The next position of a round robin, shared by every worker that reads
+/// the snapshot.
+#[derive(Debug, Default)]
+pub struct RrCursor(std::sync::atomic::AtomicU32);
+
+impl Clone for RrCursor {
+    fn clone(&self) -> Self {
+        RrCursor(std::sync::atomic::AtomicU32::new(
+            self.0.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+}
+
 /// Per-worker mutable state of one service's scheduler.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SchedState {
-    /// rr: next position.
-    cursor: u32,
     /// wrr: current weights (smooth WRR), one per eligible real.
     current: Box<[i64]>,
 }
@@ -74,7 +89,6 @@ impl SchedState {
             _ => 0,
         };
         Self {
-            cursor: 0,
             current: vec![0; n].into_boxed_slice(),
         }
     }
@@ -94,7 +108,10 @@ impl Scheduler {
         match kind {
             SchedulerKind::Maglev => Scheduler::Maglev(Maglev::from_reals(reals)),
             SchedulerKind::Sh => Scheduler::Sh(Maglev::from_reals(reals)),
-            SchedulerKind::Rr => Scheduler::Rr(eligible(reals).map(|(i, _)| i).collect()),
+            SchedulerKind::Rr => Scheduler::Rr(
+                eligible(reals).map(|(i, _)| i).collect(),
+                RrCursor::default(),
+            ),
             SchedulerKind::Lc => Scheduler::Lc(eligible(reals).map(|(i, _)| i).collect()),
             SchedulerKind::Wrr => Scheduler::Wrr(eligible(reals).collect()),
             SchedulerKind::Wlc => Scheduler::Wlc(eligible(reals).collect()),
@@ -106,7 +123,7 @@ impl Scheduler {
         match self {
             Scheduler::Maglev(_) => SchedulerKind::Maglev,
             Scheduler::Sh(_) => SchedulerKind::Sh,
-            Scheduler::Rr(_) => SchedulerKind::Rr,
+            Scheduler::Rr(..) => SchedulerKind::Rr,
             Scheduler::Wrr(_) => SchedulerKind::Wrr,
             Scheduler::Lc(_) => SchedulerKind::Lc,
             Scheduler::Wlc(_) => SchedulerKind::Wlc,
@@ -126,7 +143,7 @@ impl Scheduler {
     /// * `flow_hash`: used by `maglev`; must be the same on every worker
     ///   for the same flow (e.g. [`super::hash::flow_hash`]).
     /// * `src`: client address, used by `sh`.
-    /// * `state`: this worker's state for this service (rr, wrr). A state
+    /// * `state`: this worker's state for this service (wrr). A state
     ///   of the wrong size (built for another snapshot) is reset, which
     ///   allocates: create states with [`SchedState::new`].
     /// * `conns`: this worker's active connections per real (lc, wlc).
@@ -143,13 +160,12 @@ impl Scheduler {
         match self {
             Scheduler::Maglev(t) => t.lookup(flow_hash),
             Scheduler::Sh(t) => t.lookup(hash_addr(SEED_SOURCE, src)),
-            Scheduler::Rr(v) => {
+            Scheduler::Rr(v, cursor) => {
                 if v.is_empty() {
                     return None;
                 }
-                let i = state.cursor as usize % v.len();
-                state.cursor = ((i + 1) % v.len()) as u32;
-                Some(v[i])
+                let n = cursor.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(v[n as usize % v.len()])
             }
             Scheduler::Wrr(v) => smooth_wrr(v, state),
             Scheduler::Lc(v) => {
