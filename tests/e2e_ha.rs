@@ -109,11 +109,11 @@ fn pair(l: &Lab) -> (Ferrolb, Ferrolb, String, String) {
 
 /// `pair` with `a_extra` appended to A's `[ha]` section (e.g. `preempt`).
 fn pair_with(l: &Lab, a_extra: &str) -> (Ferrolb, Ferrolb, String, String) {
-    let cfg_a = config(&l, "a", "192.0.2.2", 150) + a_extra;
+    let cfg_a = config(l, "a", "192.0.2.2", 150) + a_extra;
     let mut a = Ferrolb::start(&l.a, &cfg_a);
     a.wait_log("ferrolb running", Duration::from_secs(30));
     a.wait_log(MASTER, Duration::from_secs(6));
-    let mut b = Ferrolb::start(&l.b, &config(&l, "b", "192.0.2.3", 100));
+    let mut b = Ferrolb::start(&l.b, &config(l, "b", "192.0.2.3", 100));
     b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
     // B hears A's adverts and stays BACKUP past its Master_Down_Interval.
     std::thread::sleep(Duration::from_secs(5));
@@ -846,8 +846,6 @@ fn finish_long_lived(
     }
     r
 }
-
-/// The status JSON of the ferrolb in `ns`.
 
 fn a_long_lived_dr_connection_survives_kill_9_of_the_master_without_sync(workers: u16) {
     require_root();

@@ -143,12 +143,6 @@ mode = "dr"
     with_workers(&c, l.workers)
 }
 
-/// GETs the status JSON from inside the balancer's namespace.
-fn status(lb: &Netns) -> Value {
-    let out = lb.exec("curl -s -m 3 http://127.0.0.1:9080/api/v1/status");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status JSON: {e}: {out}"))
-}
-
 fn metrics(lb: &Netns) -> String {
     lb.exec("curl -s -m 3 http://127.0.0.1:9080/metrics")
 }
@@ -208,7 +202,7 @@ impl Figures {
     }
 
     fn read(lb: &Netns) -> Figures {
-        let s = status(lb);
+        let s = status_json(lb);
         let g = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"));
         // Counters add up over the workers.
         let workers = s["workers"].as_array().expect("workers");
@@ -577,7 +571,7 @@ fn hostile_frames_are_counted_dropped_and_leak_nothing(workers: u16) {
         "mbufs in use: before {} after {} (pool capacity {})",
         base.mbufs_in_use,
         quiet.mbufs_in_use,
-        status(&l.lb)["mbufs"]["capacity"]
+        status_json(&l.lb)["mbufs"]["capacity"]
     );
     assert!(
         quiet.mbufs_in_use <= base.mbufs_in_use,
@@ -680,7 +674,7 @@ impl KeepAlive {
 }
 
 fn conntrack(lb: &Netns) -> Value {
-    status(lb)["conntrack"].clone()
+    status_json(lb)["conntrack"].clone()
 }
 
 fn syn_flood_fills_the_table_with_half_open_flows_and_spares_the_established(workers: u16) {
@@ -836,7 +830,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn real_state(lb: &Netns, i: usize) -> String {
-    status(lb)["vips"][0]["reals"][i]["state"]
+    status_json(lb)["vips"][0]["reals"][i]["state"]
         .as_str()
         .unwrap_or("")
         .to_string()
@@ -966,7 +960,7 @@ fn soak_with_reloads_flaps_and_drains_keeps_memory_and_mbufs_flat() {
         total_failed += failed;
     }
     let (rss1, mb1) = sample(&l);
-    let s = status(&l.lb);
+    let s = status_json(&l.lb);
     eprintln!(
         "end: RSS {rss1} KiB (start {rss0}, {:+} KiB), mbufs in use {mb1} (start {mb0}); \
          {total_ok} requests ok, {total_failed} failed (flaps only); reloads {}, flows {}",
@@ -1007,7 +1001,7 @@ fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip(workers: u16) {
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
     assert_eq!(
-        status(&l.lb)["vips"][0]["new_flow_rate_limit"].as_u64(),
+        status_json(&l.lb)["vips"][0]["new_flow_rate_limit"].as_u64(),
         Some(RATE)
     );
     // Under the limit nothing is refused.
@@ -1015,7 +1009,7 @@ fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip(workers: u16) {
     assert_eq!(failed, 0, "{}", lb.log_text());
     let ka = KeepAlive::start(&l, "192.0.2.100", 0.05, 120, 30);
     let before = Figures::settled(&l.lb);
-    let new0 = status(&l.lb)["vips"][0]["new_flows"].as_u64().unwrap();
+    let new0 = status_json(&l.lb)["vips"][0]["new_flows"].as_u64().unwrap();
     let out = l.sw.ns.exec(&format!(
         "timeout 60 {PY} {} {} {} 192.0.2.100 80 100000 10",
         l.dir.join("synflood.py").display(),
@@ -1029,7 +1023,7 @@ fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip(workers: u16) {
     );
     let (answers, slowest, ka_fail) = ka.finish();
     let d = Figures::settled(&l.lb).since(&before);
-    let new_flows = status(&l.lb)["vips"][0]["new_flows"].as_u64().unwrap() - new0;
+    let new_flows = status_json(&l.lb)["vips"][0]["new_flows"].as_u64().unwrap() - new0;
     let limited = d.drops.get("rate_limited").copied().unwrap_or(0);
     eprintln!(
         "rate limit {RATE}/s: {sent} SYNs in {secs:.2} s; ferrolb received {}, admitted {new_flows} new flows, \
