@@ -40,6 +40,7 @@ pub fn spec(cfg: &Config) -> DataplaneSpec {
             .collect(),
         static_neigh: static_neigh(cfg),
         sync: cfg.ha.as_ref().is_some_and(|h| h.sync_peer.is_some()),
+        housekeeping_cpus: cfg.dataplane.housekeeping_cpus.clone(),
     }
 }
 
@@ -134,6 +135,8 @@ struct State {
     /// Per worker (= per queue of every port): frames received and sent
     /// per second, over the last second.
     rates: Vec<WorkerRate>,
+    /// Where the control plane and the workers run.
+    placement: forwarder::runtime::Placement,
 }
 
 /// One worker's receive and send rates, from two samples of its counters.
@@ -479,6 +482,7 @@ pub fn run(path: &Path) -> Result<()> {
         mbufs: (dp.mbufs_in_use(), dp.mbufs_available()),
         ports: Vec::new(),
         rates: Vec::new(),
+        placement: dp.placement().clone(),
     }));
     let mut sampler = RateSampler::new(dp.workers());
 
@@ -986,8 +990,11 @@ fn status_json(s: &State) -> Value {
         .map(|(i, w)| {
             let st = &w.stats;
             let rate = s.rates.get(i).copied().unwrap_or_default();
+            let (lcore, cpu) = s.placement.workers.get(i).copied().unwrap_or_default();
             let mut v = json!({
                 "worker": i,
+                "lcore": lcore,
+                "cpu": cpu,
                 "flows": st.flows.load(Ordering::Relaxed),
                 "generation": st.generation.load(Ordering::Relaxed),
                 "rx_pps": rate.rx_pps.round() as u64,
@@ -1007,6 +1014,11 @@ fn status_json(s: &State) -> Value {
         "flows": flows,
         "vips": vips,
         "workers": w,
+        "placement": json!({
+            "main_lcore": s.placement.main_lcore,
+            "control_cpus": s.placement.control_cpus,
+            "workers_sharing_control_cpus": s.placement.shared(),
+        }),
         "drops": DropReason::ALL.iter().map(|r| (r.name().to_string(), json!(drops[*r as usize]))).collect::<serde_json::Map<_, _>>(),
         "mbufs": json!({"in_use": s.mbufs.0, "available": s.mbufs.1, "capacity": s.mbufs.0 + s.mbufs.1}),
         "conntrack": conntrack_json(s),

@@ -44,8 +44,49 @@ gateway = "192.0.2.1"
 tap = "{tap}"
 "#
     );
-    let mut lb_proc = Ferrolb::start(&lb, &with_workers(&config, workers));
+    // Two workers: the control plane on an operator-chosen CPU.
+    let config = match workers {
+        1 => config,
+        _ => with_workers(&config, workers)
+            .replace("[dataplane]\n", "[dataplane]\nhousekeeping_cpus = [1]\n"),
+    };
+    let mut lb_proc = Ferrolb::start(&lb, &config);
     lb_proc.wait_log("ferrolb running", Duration::from_secs(30));
+    lb_proc.wait_log("placement: control-plane threads", Duration::from_secs(1));
+
+    // The control plane's threads run where the placement says: the main
+    // lcore's CPU, or the housekeeping CPUs.
+    let st = status_json(&lb);
+    let control: Vec<u64> = st["placement"]["control_cpus"]
+        .as_array()
+        .expect("placement")
+        .iter()
+        .filter_map(|c| c.as_u64())
+        .collect();
+    assert_eq!(
+        control,
+        if workers == 1 { vec![0] } else { vec![1] },
+        "{st}"
+    );
+    assert_eq!(
+        st["workers"].as_array().map(Vec::len),
+        Some(usize::from(workers))
+    );
+    let pid = lb_proc.pid();
+    let api_cpus = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("threads")
+        .filter_map(|t| t.ok())
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "ferrolb-api")
+        })
+        .and_then(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Cpus_allowed_list:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+        })
+        .expect("the admin API thread");
+    assert_eq!(api_cpus, control[0].to_string(), "admin API thread's CPUs");
 
     // The TAP holds the balancer's address on the kernel side.
     let addr = lb.exec(&format!("ip -o addr show dev {tap}"));
@@ -171,4 +212,59 @@ addresses = ["192.0.2.2/24"]
     assert!(!status.success(), "{log}");
     assert!(log.contains("find DPDK port \"net_af_packet7\""), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn workers_that_do_not_match_the_lcores_or_the_queues_are_refused_with_the_numbers() {
+    require_root();
+    let _g = serial();
+    let id = uid();
+    let client = Netns::new(&format!("flc{id}"));
+    let lb = Netns::new(&format!("flb{id}"));
+    let (vc, vb) = (format!("vc{id}"), format!("vb{id}"));
+    veth(&client, &vc, &lb, &vb);
+    let config = |lcores: &str, vdev: &str| {
+        format!(
+            r#"
+[dataplane]
+eal_args = [{lcores}, "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}", "{vdev}"]
+workers = 2
+idle_sleep = "200us"
+
+[[port]]
+name = "lan"
+device = "net_af_packet0"
+addresses = ["192.0.2.2/24"]
+"#
+        )
+    };
+    let cases = [
+        (
+            config(r#""-l", "0-1""#, &format!("--vdev=net_af_packet0,iface={vb},qpairs=2")),
+            "[dataplane].workers = 2 needs 3 lcores (the main lcore and one per worker) but [dataplane].eal_args enable 2",
+        ),
+        (
+            config(
+                r#""--lcores=0@0,1@1,2@0,3@1""#,
+                &format!("--vdev=net_af_packet0,iface={vb},qpairs=2"),
+            ),
+            "needs 3 lcores (the main lcore and one per worker) but [dataplane].eal_args enable 4",
+        ),
+        (
+            config(
+                r#""--lcores=0@0,1@1,2@0""#,
+                &format!("--vdev=net_af_packet0,iface={vb}"),
+            ),
+            "port \"lan\" (device net_af_packet0) gives at most 1 RX queue(s) but [dataplane].workers = 2 needs one per worker",
+        ),
+    ];
+    for (cfg, want) in cases {
+        let mut p = Ferrolb::start(&lb, &cfg);
+        let exited = wait_for(Duration::from_secs(20), || p.log_text().contains(want));
+        assert!(exited, "expected {want:?}:\n{}", p.log_text());
+        let (status, _) = p.signal_and_wait("TERM", Duration::from_secs(10));
+        let log = p.log_text();
+        assert!(!status.success(), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
 }

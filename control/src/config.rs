@@ -116,6 +116,8 @@ pub struct Dataplane {
     pub idle_sleep: Option<Duration>,
     /// Mbufs in the packet pool (default: enough for every queue).
     pub mbufs: Option<u32>,
+    /// CPUs for the control plane's threads; empty: the main lcore's.
+    pub housekeeping_cpus: Vec<usize>,
 }
 
 /// An address with a prefix length, e.g. `192.0.2.2/24`.
@@ -420,6 +422,7 @@ struct RawDataplane {
     conn_table_capacity: Option<i64>,
     idle_sleep: Option<String>,
     mbufs: Option<i64>,
+    housekeeping_cpus: Option<Vec<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -848,12 +851,32 @@ fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
     let mbufs = rdp
         .mbufs
         .and_then(|m| int_in(errs, &dp_path.key("mbufs"), m, 1023, 1 << 24));
+    let mut housekeeping_cpus = Vec::new();
+    if let Some(cpus) = &rdp.housekeeping_cpus {
+        let p = dp_path.key("housekeeping_cpus");
+        if cpus.is_empty() {
+            errs.at(
+                &p,
+                "is empty: name the CPUs, or leave the key out (the main lcore's CPUs)",
+            );
+        }
+        for &c in cpus {
+            match int_in::<usize>(errs, &p, c, 0, 1023) {
+                Some(c) if housekeeping_cpus.contains(&c) => {
+                    errs.at(&p, format!("CPU {c} is named twice"));
+                }
+                Some(c) => housekeeping_cpus.push(c),
+                None => {}
+            }
+        }
+    }
     let dataplane = Dataplane {
         eal_args: rdp.eal_args,
         workers,
         conn_table_capacity,
         idle_sleep,
         mbufs,
+        housekeeping_cpus,
     };
 
     // [[port]]

@@ -57,9 +57,34 @@ pub struct DataplaneSpec {
     /// Configured neighbours (a real's `mac`).
     pub static_neigh: Vec<(IpAddr, MacAddr)>,
     /// Connection sync is configured: with several workers, give each a
-    /// [`Inbox`] per other worker (every worker's table gets every synced
-    /// flow).
+    /// [`Inbox`] per other worker (synced flows go to the worker that
+    /// owns them, or to every worker).
     pub sync: bool,
+    /// CPUs for the control plane's threads (health checks, admin API,
+    /// VRRP, the control loop); empty: the main lcore's.
+    pub housekeeping_cpus: Vec<usize>,
+}
+
+/// Where the control plane and the workers run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The main lcore.
+    pub main_lcore: u32,
+    /// CPUs of the control plane's threads.
+    pub control_cpus: Vec<usize>,
+    /// Per worker: its lcore and the CPU it runs on.
+    pub workers: Vec<(u32, Option<usize>)>,
+}
+
+impl Placement {
+    /// Worker lcores that share a CPU with the control plane.
+    pub fn shared(&self) -> Vec<u32> {
+        self.workers
+            .iter()
+            .filter(|(_, cpu)| cpu.is_some_and(|c| self.control_cpus.contains(&c)))
+            .map(|(l, _)| *l)
+            .collect()
+    }
 }
 
 /// Why the data plane did not start.
@@ -71,8 +96,8 @@ pub enum StartError {
     /// A DPDK call failed.
     #[error(transparent)]
     Dpdk(#[from] dpdk::DpdkError),
-    /// Not enough lcores for the workers.
-    #[error("{workers} worker(s) need {need} lcores (one main + one per worker) but eal_args enable {have}: widen -l/--lcores or lower [dataplane].workers")]
+    /// The lcores EAL enabled do not match the workers.
+    #[error("[dataplane].workers = {workers} needs {need} lcores (the main lcore and one per worker) but [dataplane].eal_args enable {have} (-l / --lcores): make them match")]
     Lcores {
         /// Workers asked for.
         workers: u16,
@@ -84,6 +109,18 @@ pub enum StartError {
     /// The configuration uses a device twice.
     #[error("port {0:?}: {1}")]
     Port(String, String),
+    /// A device cannot give every worker a queue of its own.
+    #[error("port {port:?} (device {device}) gives at most {max} RX queue(s) but [dataplane].workers = {workers} needs one per worker: give the device more queues (af_packet: qpairs={workers} in its --vdev) or lower [dataplane].workers")]
+    Queues {
+        /// The `[[port]]` name.
+        port: String,
+        /// Its device.
+        device: String,
+        /// RX queues the device offers.
+        max: u16,
+        /// Workers configured.
+        workers: u16,
+    },
 }
 
 /// A running data plane. Dropping it stops everything (see module docs).
@@ -97,6 +134,7 @@ pub struct Dataplane {
     /// table (random per start).
     rss_key: [u8; RSS_KEY_LEN],
     macs: Vec<MacAddr>,
+    placement: Placement,
     shared: Vec<Arc<WorkerShared>>,
     neigh: Arc<NeighTable>,
     snapshot: Option<Arc<SharedSnapshot>>,
@@ -116,20 +154,66 @@ impl Dataplane {
             rss: Vec::new(),
             rss_key: crate::conntrack::toeplitz::random_key(),
             macs: Vec::new(),
+            placement: Placement::default(),
             shared: Vec::new(),
             neigh: Arc::new(NeighTable::new(NEIGH_SLOTS)),
             snapshot: None,
             pool: None,
             eal: Some(eal),
         };
+        dp.place(spec)?;
         dp.bring_up_ports(spec)?;
         Ok(dp)
+    }
+
+    /// Keeps the control plane's threads (this one, and every thread it
+    /// starts from now on) off the workers' CPUs: on the housekeeping
+    /// CPUs when configured, else on the main lcore's; logs the layout
+    /// and warns when a worker shares a CPU with the control plane.
+    fn place(&mut self, spec: &DataplaneSpec) -> Result<(), StartError> {
+        let control_cpus = if spec.housekeeping_cpus.is_empty() {
+            dpdk::thread_cpus()
+        } else {
+            dpdk::pin_thread(&spec.housekeeping_cpus)?;
+            spec.housekeeping_cpus.clone()
+        };
+        let workers: Vec<(u32, Option<usize>)> = dpdk::worker_lcores()
+            .into_iter()
+            .take(usize::from(spec.workers.max(1)))
+            .map(|l| (l.0, dpdk::lcore_cpu(l)))
+            .collect();
+        self.placement = Placement {
+            main_lcore: dpdk::main_lcore().0,
+            control_cpus,
+            workers,
+        };
+        let p = &self.placement;
+        tracing::info!(
+            main_lcore = p.main_lcore,
+            control_cpus = ?p.control_cpus,
+            workers = ?p.workers.iter().map(|(l, c)| format!("lcore {l} on CPU {}", c.map_or("?".into(), |c| c.to_string()))).collect::<Vec<_>>(),
+            "placement: control-plane threads{}",
+            if spec.housekeeping_cpus.is_empty() { " on the main lcore's CPUs" } else { " on [dataplane].housekeeping_cpus" }
+        );
+        let shared = p.shared();
+        if !shared.is_empty() {
+            tracing::warn!(
+                lcores = ?shared,
+                "worker lcore(s) share a CPU with the control plane: on a machine with CPUs to spare, give the workers CPUs of their own (-l / --lcores) and the control plane others ([dataplane].housekeeping_cpus)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Where the control plane and the workers run.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     fn bring_up_ports(&mut self, spec: &DataplaneSpec) -> Result<(), StartError> {
         let workers = spec.workers.max(1);
         let have = dpdk::worker_lcores().len() as u32 + 1;
-        if have < u32::from(workers) + 1 {
+        if have != u32::from(workers) + 1 {
             return Err(StartError::Lcores {
                 workers,
                 need: u32::from(workers) + 1,
@@ -166,6 +250,15 @@ impl Dataplane {
                     ps.name.clone(),
                     format!("device {} is used by another [[port]]", ps.device),
                 ));
+            }
+            let max = nic.max_rx_queues()?;
+            if max < queues {
+                return Err(StartError::Queues {
+                    port: ps.name.clone(),
+                    device: ps.device.clone(),
+                    max,
+                    workers,
+                });
             }
             nic.configure(&cfg, &pool)?;
             let mac = nic.mac()?;

@@ -150,6 +150,12 @@ fn broken_configs_name_every_problem_with_line_and_key() {
         ("gateway outside the port", with("gateway = \"203.0.113.1\"\n"), vec![(9, "port[0].gateway", "not inside")]),
         ("workers out of range", MINIMAL.replace("eal_args", "workers = 0\neal_args"), vec![(3, "dataplane.workers", "out of range")]),
         ("zero-unit duration", MINIMAL.replace("eal_args", "idle_sleep = \"50\"\neal_args"), vec![(3, "dataplane.idle_sleep", "no unit")]),
+        ("no housekeeping CPU", MINIMAL.replace("eal_args", "housekeeping_cpus = []\neal_args"), vec![(3, "dataplane.housekeeping_cpus", "is empty")]),
+        (
+            "housekeeping CPUs out of range and twice",
+            MINIMAL.replace("eal_args", "housekeeping_cpus = [0, 0, 4096]\neal_args"),
+            vec![(3, "dataplane.housekeeping_cpus", "named twice"), (3, "dataplane.housekeeping_cpus", "out of range")],
+        ),
         ("huge idle sleep", MINIMAL.replace("eal_args", "idle_sleep = \"1s\"\neal_args"), vec![(3, "dataplane.idle_sleep", "10ms")]),
         (
             "duplicate port names",

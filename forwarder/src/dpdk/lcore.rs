@@ -26,6 +26,61 @@ pub fn worker_lcores() -> Vec<LcoreId> {
     out
 }
 
+/// The main lcore (where the control plane runs).
+pub fn main_lcore() -> LcoreId {
+    // SAFETY: reads EAL's configuration; valid once EAL is initialised.
+    LcoreId(unsafe { dpdk_sys::rte_get_main_lcore() })
+}
+
+/// The CPU lcore `lcore` runs on (the first of its set), if EAL knows.
+pub fn lcore_cpu(lcore: LcoreId) -> Option<usize> {
+    let id = i32::try_from(lcore.0).ok()?;
+    // SAFETY: reads EAL's configuration; out-of-range ids return -1.
+    let cpu = unsafe { dpdk_sys::rte_lcore_to_cpu_id(id) };
+    usize::try_from(cpu).ok()
+}
+
+/// The CPUs the calling thread may run on.
+pub fn thread_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the kernel fills
+    // at most size_of::<cpu_set_t>() bytes of it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below CPU_SETSIZE, the set's capacity.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}
+
+/// Restricts the calling thread (and the threads it starts afterwards)
+/// to `cpus`.
+pub fn pin_thread(cpus: &[usize]) -> Result<(), DpdkError> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        if c >= libc::CPU_SETSIZE as usize {
+            return Err(DpdkError::new(format!("pin to CPU {c}"), libc::EINVAL));
+        }
+        // SAFETY: `c` is below CPU_SETSIZE, the set's capacity.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(DpdkError::new(
+            format!("pin the control plane to CPUs {cpus:?}"),
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL),
+        ));
+    }
+    Ok(())
+}
+
 type Job = Box<dyn FnOnce() -> i32 + Send + 'static>;
 
 unsafe extern "C" fn trampoline(arg: *mut c_void) -> i32 {

@@ -20,7 +20,9 @@ mod port;
 
 pub use eal::{Eal, EalError};
 pub use handoff::{handoff_ring, HandoffRx, HandoffTx, Staged};
-pub use lcore::{launch, wait_lcore, worker_lcores, LaunchError};
+pub use lcore::{
+    launch, lcore_cpu, main_lcore, pin_thread, thread_cpus, wait_lcore, worker_lcores, LaunchError,
+};
 pub use mbuf::{Burst, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
 pub use port::{create_vdev, LinkStatus, Port, PortConfig, PortStats, RssState};

@@ -267,6 +267,17 @@ impl Port {
         Ok(())
     }
 
+    /// The most RX queues the device offers.
+    pub fn max_rx_queues(&self) -> Result<u16, DpdkError> {
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: info is a valid out-pointer; the port id was validated.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_info_get(self.id.0, &mut info) };
+        if rc != 0 {
+            return Err(DpdkError::new(format!("get info of {}", self.name), rc));
+        }
+        Ok(info.max_rx_queues)
+    }
+
     /// Whether the started port hashes IPv4 TCP and UDP frames over
     /// addresses and ports with `key` (configured with it, see
     /// [`PortConfig::rss_key`]). Read back from the device; if it holds
