@@ -100,14 +100,26 @@ eal_mem() {
 }
 toml_list() { local out="" x; for x in "$@"; do out="$out\"$x\", "; done; echo "${out%, }"; }
 
-# testpmd MODE PCAP MBUFS MEM -> Mpps (best 1 s figure after the first)
+# EAL lcores for N workers: the main lcore and each worker on the
+# machine's CPUs in turn (0@0,1@1,2@0 on two CPUs).
+lcores_for() {
+    if [ "$1" = 1 ]; then echo "-l 0-1"; return; fi
+    local cpus i out=""; cpus=$(nproc)
+    for i in $(seq 0 "$1"); do out="$out,$i@$((i % cpus))"; done
+    echo "--lcores=${out#,}"
+}
+# The pcap PMD's receive queues: one rx_pcap per capture (comma-separated).
+rx_pcaps() { local out="" f; for f in ${1//,/ }; do out="${out}rx_pcap=$f,"; done; echo "${out%,}"; }
+
+# testpmd MODE PCAPS MBUFS MEM [CORES] -> Mpps (best 1 s figure after the first)
 testpmd() {
+    local cores=${5:-1}
     # Loading a large capture into mbufs takes a while before forwarding.
     # shellcheck disable=SC2046
-    timeout $((SECS + 8 + $3 / 50000)) dpdk-testpmd -l 0-1 $(eal_mem "$4") --no-pci --file-prefix=flbtpm$$ \
-        --vdev="net_pcap0,rx_pcap=$2,infinite_rx=1" --vdev=net_null0,no-rx=1 -- \
-        --total-num-mbufs="$3" \
-        --forward-mode="$1" --stats-period=1 --nb-cores=1 > "$W/testpmd-$1.log" 2>&1 || true
+    timeout $((SECS + 8 + $3 / 50000)) dpdk-testpmd $(lcores_for "$cores") $(eal_mem "$4") --no-pci --file-prefix=flbtpm$$ \
+        --vdev="net_pcap0,$(rx_pcaps "$2"),infinite_rx=1" --vdev=net_null0,no-rx=1 -- \
+        --total-num-mbufs="$3" --rxq="$cores" --txq="$cores" \
+        --forward-mode="$1" --stats-period=1 --nb-cores="$cores" > "$W/testpmd-$1.log" 2>&1 || true
     local pps
     pps=$(grep -o "Rx-pps: *[0-9]*" "$W/testpmd-$1.log" | awk '{print $2}' | sort -n | tail -1)
     if [ -z "$pps" ] || [ "$pps" = 0 ]; then
@@ -118,16 +130,19 @@ testpmd() {
     awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}'
 }
 
-# ferrolb MODE PCAP CAPACITY MBUFS MEM -> "mpps cycles_per_packet new_flows_per_s"
+# ferrolb MODE PCAPS CAPACITY MBUFS MEM [WORKERS] [REALS]
+#   -> "mpps cycles_per_packet new_flows_per_s handoffs_per_frame"
+# PCAPS: one capture per worker (comma-separated), each replayed on its
+# own receive queue.
 ferrolb() {
-    local mode=$1 pcap=$2 cap=$3 mbufs=$4 mem=$5 rport=80
+    local mode=$1 pcap=$2 cap=$3 mbufs=$4 mem=$5 workers=${6:-1} reals=${7:-4} rport=80
     [ "$mode" = nat ] && rport=8080
     # shellcheck disable=SC2046
     cat > "$W/lb.toml" <<TOML
 [dataplane]
-eal_args = ["-l", "0-1", $(toml_list $(eal_mem "$mem")), "--no-pci", "--file-prefix=flb$$",
-            "--vdev=net_pcap0,rx_pcap=$pcap,infinite_rx=1", "--vdev=net_null0,no-rx=1"]
-workers = 1
+eal_args = [$(toml_list $(lcores_for "$workers") $(eal_mem "$mem")), "--no-pci", "--file-prefix=flb$$",
+            "--vdev=net_pcap0,$(rx_pcaps "$pcap"),infinite_rx=1", "--vdev=net_null0,no-rx=1"]
+workers = $workers
 conn_table_capacity = $cap
 mbufs = $mbufs
 
@@ -148,7 +163,7 @@ port = 80
 mode = "$mode"
 port_name = "in"
 TOML
-    for i in 1 2 3 4; do
+    for i in $(seq 1 "$reals"); do
         printf '  [[vip.real]]\n  address = "192.0.2.2%s"\n  port = %s\n  mac = "02:00:00:00:00:2%s"\n' "$i" "$rport" "$i" >> "$W/lb.toml"
     done
     FERROLB_LOG=info ip netns exec "$NS" "$BIN" run --config "$W/lb.toml" > "$W/lb.log" 2>&1 &
@@ -166,17 +181,17 @@ TOML
     local t1; t1=$(date +%s.%N)
     kill -TERM "$LB"; wait "$LB" || true; LB=
     # Where the connection table's memory is (transparent huge pages).
-    grep -o "connection table: .*" "$W/lb.log" | head -1 | sed "s|^|   $mode $(basename "$pcap"): |" >&2
+    grep -o "connection table: .*" "$W/lb.log" | head -1 | sed "s|^|   $mode $(basename "${pcap%%,*}") x$workers: |" >&2
     python3 - "$W/s0.json" "$W/s1.json" "$t0" "$t1" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 dt = float(sys.argv[4]) - float(sys.argv[3])
-w0, w1 = a["workers"][0], b["workers"][0]
-fwd = w1["forwarded"] - w0["forwarded"]
-rx = w1["rx"] - w0["rx"]
-cyc = w1["busy_cycles"] - w0["busy_cycles"]
+# Counters add up over the workers.
+def d(k):
+    return sum(y[k] - x[k] for x, y in zip(a["workers"], b["workers"]))
+fwd, rx, cyc, hand = d("forwarded"), d("rx"), d("busy_cycles"), d("handoffs_out")
 new = b["vips"][0]["new_flows"] - a["vips"][0]["new_flows"]
-print(f"{fwd / dt / 1e6:.2f} {cyc / max(rx, 1):.0f} {new / dt:.0f}")
+print(f"{fwd / dt / 1e6:.2f} {cyc / max(rx, 1):.0f} {new / dt:.0f} {hand / max(rx, 1):.2f}")
 PY
 }
 
@@ -209,10 +224,18 @@ echo "== captures (64-byte TCP frames to 192.0.2.100:80); $MEMDESC"
 python3 scripts/mkpcap.py est 4096 "$W/est4k.pcap"
 python3 scripts/mkpcap.py est 1000000 "$W/est1m.pcap"
 python3 scripts/mkpcap.py syn 262144 "$W/syn.pcap"
+# Two workers: one capture per receive queue.
+for q in 0 1; do
+    python3 scripts/mkpcap.py est 4096 "$W/est4k-q$q.pcap" "$q/2"
+    python3 scripts/mkpcap.py syn 262144 "$W/syn-q$q.pcap" "$q/2"
+    python3 scripts/mkpcap.py natmix 4096 "$W/natmix-q$q.pcap" "$q/2"
+done
+python3 scripts/mkpcap.py natmix 4096 "$W/natmix.pcap"
 ls -la "$W"/*.pcap | awk '{print "   ", $5, $9}'
 M4=$(mbufs_for 4096); M4M=$(mem_for "$M4")
 M1=$(mbufs_for 1000000); M1M=$(mem_for "$M1")
 MS=$(mbufs_for 262144); MSM=$(mem_for "$MS")
+M8=$(mbufs_for 8192); M8M=$(mem_for "$M8")
 
 echo "== testpmd (I/O floor, each capture)"
 IO4=$(testpmd io "$W/est4k.pcap" "$M4" "$M4M")
@@ -227,6 +250,13 @@ read -r TUN4 TUN4C _ < <(ferrolb tun "$W/est4k.pcap" 65536 "$M4" "$M4M")
 read -r DR1M DR1MC _ < <(ferrolb dr "$W/est1m.pcap" 2097152 "$M1" "$M1M")
 read -r NAT1M NAT1MC _ < <(ferrolb nat "$W/est1m.pcap" 2097152 "$M1" "$M1M")
 read -r SYN SYNC SYNR < <(ferrolb dr "$W/syn.pcap" 65536 "$MS" "$MSM")
+
+echo "== two workers"
+IO4X2=$(testpmd io "$W/est4k-q0.pcap,$W/est4k-q1.pcap" "$M4" "$M4M" 2)
+read -r DR4X2 DR4X2C _ < <(ferrolb dr "$W/est4k-q0.pcap,$W/est4k-q1.pcap" 65536 "$M4" "$M4M" 2)
+read -r MIX1 MIX1C _ MIX1H < <(ferrolb nat "$W/natmix.pcap" 65536 "$M8" "$M8M" 1 1)
+read -r MIX2 MIX2C _ MIX2H < <(ferrolb nat "$W/natmix-q0.pcap,$W/natmix-q1.pcap" 65536 "$M8" "$M8M" 2 1)
+read -r SYNX2 SYNX2C SYNX2R _ < <(ferrolb dr "$W/syn-q0.pcap,$W/syn-q1.pcap" 65536 "$MS" "$MSM" 2)
 
 echo
 echo "ferrolb dataplane benchmark: one worker core, 64-byte frames, ${SECS}s per run, $MEMDESC"
@@ -243,3 +273,19 @@ row "ferrolb TUN, 4,096 flows" "$TUN4" "$(ratio "$TUN4" "$IO4")" "$(ratio "$TUN4
 row "ferrolb DR, 1,000,000 flows" "$DR1M" "$(ratio "$DR1M" "$IO1")" "$(ratio "$DR1M" "$IO4")" "$DR1MC" "-"
 row "ferrolb NAT, 1,000,000 flows" "$NAT1M" "$(ratio "$NAT1M" "$IO1")" "$(ratio "$NAT1M" "$IO4")" "$NAT1MC" "-"
 row "ferrolb DR, SYNs from new clients" "$SYN" "$(ratio "$SYN" "$IOS")" "$(ratio "$SYN" "$IO4")" "$SYNC" "$SYNR"
+
+echo
+echo "two workers (lcores $(lcores_for 2 | sed 's/--lcores=//')): each replays its own capture on its own queue"
+row2() { printf '%-46s %8s %11s %11s %11s\n' "$@"; }
+row2 "case" "Mpps" "x 1 worker" "cycles/pkt" "handed/pkt"
+row2 "testpmd io, 2 cores, 4,096 flows" "$IO4X2" "$(ratio "$IO4X2" "$IO4")" "-" "-"
+row2 "ferrolb DR, 4,096 flows" "$DR4X2" "$(ratio "$DR4X2" "$DR4")" "$DR4X2C" "0"
+row2 "ferrolb NAT mix, 1 worker (requests + replies)" "$MIX1" "1.00" "$MIX1C" "$MIX1H"
+row2 "ferrolb NAT mix, replies on the other worker" "$MIX2" "$(ratio "$MIX2" "$MIX1")" "$MIX2C" "$MIX2H"
+row2 "ferrolb DR, SYNs from new clients (new/s)" "$SYNX2 ($SYNX2R)" "$(ratio "$SYNX2" "$SYN")" "$SYNX2C" "-"
+# The hand-off's cost: the extra cycles of the two-worker run per frame
+# handed over.
+python3 -c "
+c1, c2, h = float('$MIX1C'), float('$MIX2C'), float('$MIX2H')
+print(f'hand-off cost: {(c2 - c1) / h:.0f} cycles per handed-over frame ({c2:.0f} - {c1:.0f} cycles per frame, {h:.2f} handed per frame)' if h > 0 else 'hand-off cost: no frame was handed over')"
+echo "targets: DR x2 >= 1.8: $(ratio "$DR4X2" "$DR4"); NAT mix x2 >= 1.6: $(ratio "$MIX2" "$MIX1")"

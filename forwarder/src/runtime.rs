@@ -224,9 +224,11 @@ impl Dataplane {
         // Every queue's descriptors full, twice over (data port + TAP), plus
         // per-lcore caches and room for frames in flight.
         let per_port = 2 * u32::from(queues) * u32::from(RING_DESC) * 2;
-        let count = spec
-            .mbufs
-            .unwrap_or_else(|| (per_port * spec.ports.len() as u32 + 4096).next_power_of_two() - 1);
+        // Frames waiting in hand-off rings between workers.
+        let handoff = RING_CAPACITY as u32 * u32::from(queues) * u32::from(queues - 1);
+        let count = spec.mbufs.unwrap_or_else(|| {
+            (per_port * spec.ports.len() as u32 + handoff + 4096).next_power_of_two() - 1
+        });
         let pool = Arc::new(Mempool::new(
             "ferrolb_pkt",
             count,

@@ -59,11 +59,13 @@
 //!
 //! # Hardware steering
 //!
-//! Where the NIC can hash the client side on source fields only and the
-//! real side on destination fields only (Intel's `L3_SRC_ONLY` /
-//! `L4_SRC_ONLY` RSS types), both directions of a NAT flow reach the same
-//! queue without a hand-off; the ports report what they hash on at start.
-//! The software path above always works, whatever the NIC does.
+//! Where a NIC can hash the client-facing port on source fields only and
+//! the real-facing port on destination fields only (Intel's
+//! `L3_SRC_ONLY` / `L4_SRC_ONLY` RSS types), both directions of a NAT flow
+//! could reach the same queue without a hand-off, if the owner function
+//! were the NIC's (the Toeplitz hash of the client endpoint through the
+//! redirection table). That is not programmed yet: the software path
+//! above is what runs, on every NIC and virtual device.
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
