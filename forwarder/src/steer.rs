@@ -344,29 +344,44 @@ impl Ring {
     }
 }
 
-/// The tag a handed-off frame travels with: the data port it arrived on
-/// and how many hand-offs it has had.
+/// The tag a handed-off frame travels with: the data port it arrived on,
+/// how many hand-offs it has had, and for a plain reply the sender
+/// checked, its reply hash and the snapshot it was checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tag {
-    /// Index of the data port the frame arrived on.
-    pub port: u16,
-    /// Hand-offs so far (at least 1 once handed off).
+    /// Index of the data port the frame arrived on (below 256: a node has
+    /// at most `RTE_MAX_ETHPORTS` / 2 data ports).
+    pub port: u8,
+    /// Hand-offs so far (at least 1 once handed off; below 128).
     pub hops: u8,
+    /// A plain reply's reply hash ([`crate::pipeline::Outcome::Handoff`]).
+    pub reply_hash: Option<u32>,
+    /// The low 16 bits of the generation of the snapshot the sender
+    /// checked the frame against (the hash is only trusted on the same).
+    pub generation: u16,
 }
 
 impl Tag {
-    /// As a ring word.
+    /// As a ring word: port (8 bits), hops (7), hinted (1), generation
+    /// (16), hash (32).
     #[inline]
     pub fn word(self) -> u64 {
-        u64::from(self.port) | (u64::from(self.hops) << 16)
+        let hinted = self.reply_hash.is_some();
+        u64::from(self.port)
+            | (u64::from(self.hops & 0x7f) << 8)
+            | (u64::from(hinted) << 15)
+            | (u64::from(self.generation) << 16)
+            | (u64::from(self.reply_hash.unwrap_or(0)) << 32)
     }
 
     /// From a ring word.
     #[inline]
     pub fn of(w: u64) -> Tag {
         Tag {
-            port: w as u16,
-            hops: (w >> 16) as u8,
+            port: w as u8,
+            hops: (w >> 8) as u8 & 0x7f,
+            reply_hash: (w & (1 << 15) != 0).then_some((w >> 32) as u32),
+            generation: (w >> 16) as u16,
         }
     }
 }
@@ -540,7 +555,27 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        let t = Tag { port: 513, hops: 7 };
-        assert_eq!(Tag::of(t.word()), t);
+        for t in [
+            Tag {
+                port: 3,
+                hops: 7,
+                reply_hash: None,
+                generation: 0xfffe,
+            },
+            Tag {
+                port: 255,
+                hops: 127,
+                reply_hash: Some(0xdead_beef),
+                generation: 1,
+            },
+            Tag {
+                port: 0,
+                hops: 1,
+                reply_hash: Some(0),
+                generation: 0,
+            },
+        ] {
+            assert_eq!(Tag::of(t.word()), t);
+        }
     }
 }

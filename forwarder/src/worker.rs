@@ -92,6 +92,9 @@ struct RxPort<'a> {
     rss: bool,
     /// Frames handed over by other workers: their tags.
     tags: Option<&'a [Tag; BURST_SIZE]>,
+    /// The low 16 bits of the generation of the snapshot in force (a
+    /// tag's reply hash holds only for it).
+    generation: u16,
 }
 
 impl RxFrames for RxPort<'_> {
@@ -133,6 +136,15 @@ impl RxFrames for RxPort<'_> {
         match self.tags {
             None => 0,
             Some(t) => t.get(i).map_or(0, |t| t.hops),
+        }
+    }
+    #[inline(always)]
+    fn reply_hint(&self, i: usize) -> Option<u32> {
+        let t = self.tags?.get(i)?;
+        if t.generation == self.generation {
+            t.reply_hash
+        } else {
+            None
         }
     }
 }
@@ -506,6 +518,7 @@ impl Worker {
                     burst: &mut rx,
                     rss: wp.rss_hash,
                     tags: None,
+                    generation: snap.generation as u16,
                 };
                 tables.handle_burst(&mut frames, i as u16, &mut ctx, &mut outcomes);
                 // Nearly always every frame goes out one port: the whole
@@ -520,6 +533,7 @@ impl Worker {
                         &mut rx,
                         &outcomes,
                         None,
+                        snap.generation as u16,
                         &mut tx_nic,
                         &mut tx_tap,
                         &mut out,
@@ -706,9 +720,21 @@ impl Worker {
             burst,
             rss: wp.rss_hash,
             tags: Some(tags),
+            generation: ctx.snap.generation as u16,
         };
         tables.handle_burst(&mut frames, i as u16, ctx, outcomes);
-        self.dispatch(i, burst, outcomes, Some(tags), tx_nic, tx_tap, out, local);
+        let generation = ctx.snap.generation as u16;
+        self.dispatch(
+            i,
+            burst,
+            outcomes,
+            Some(tags),
+            generation,
+            tx_nic,
+            tx_tap,
+            out,
+            local,
+        );
     }
 
     /// Sends each frame of `rx` (received on data port `i`; `tags`: how
@@ -721,6 +747,7 @@ impl Worker {
         rx: &mut Burst,
         outcomes: &[Outcome; BURST_SIZE],
         tags: Option<&[Tag; BURST_SIZE]>,
+        generation: u16,
         tx_nic: &mut [Burst],
         tx_tap: &mut [Burst],
         out: &mut Outbound,
@@ -729,11 +756,13 @@ impl Worker {
         let q = self.queue;
         for (k, (m, o)) in rx.drain().zip(outcomes).enumerate() {
             match *o {
-                Outcome::Handoff { to } => {
+                Outcome::Handoff { to, reply_hash } => {
                     let hops = tags.and_then(|t| t.get(k)).map_or(0, |t| t.hops);
                     let tag = Tag {
-                        port: i as u16,
+                        port: i as u8,
                         hops: hops.saturating_add(1),
+                        reply_hash,
+                        generation,
                     };
                     out.stage(to, m, tag, local);
                 }

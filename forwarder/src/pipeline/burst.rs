@@ -84,6 +84,12 @@ pub trait RxFrames {
     fn hops(&self, _i: usize) -> u8 {
         0
     }
+    /// For a frame another worker handed over as a plain reply, checked
+    /// against the same snapshot: its reply hash (the checks are not made
+    /// again).
+    fn reply_hint(&self, _i: usize) -> Option<u32> {
+        None
+    }
 }
 
 impl RxFrames for [TestBuffer] {
@@ -188,6 +194,8 @@ struct Pre {
     targets: u16,
     /// TCP flags (0 for UDP).
     flags: u8,
+    /// [`HANDOFF`]: the worker that owns the frame's flow.
+    to: u16,
     /// NAT mode.
     nat: bool,
     /// TUN mode.
@@ -214,9 +222,12 @@ const NO_SERVICE: u8 = 6;
 /// check of the fast path, perhaps from a NAT flow's real to its client
 /// (`hash` is its reply hash).
 const PLAIN_REPLY: u8 = 5;
-/// A plain NAT frame or plain reply whose flow another worker owns
-/// ([`crate::steer`]): `hash` is that worker.
+/// A plain NAT frame whose flow another worker owns ([`crate::steer`]):
+/// `to` is that worker.
 const HANDOFF: u8 = 7;
+/// A plain reply whose flow another worker owns: `to` is that worker,
+/// `hash` the reply hash it is handed over with.
+const HANDOFF_REPLY: u8 = 8;
 
 /// The last VIP lookup of a pass (frames of a burst mostly go to one).
 struct VipMemo {
@@ -403,6 +414,12 @@ impl Tables {
                 p.what = MULTI;
                 continue;
             };
+            if let Some(h) = rx.reply_hint(i) {
+                if Self::hinted_reply(frame, h, p) {
+                    rx.prefetch(self.conn.reply_bucket_addr(p.hash));
+                    continue;
+                }
+            }
             let hops = rx.hops(i);
             let look = match fp {
                 Some(fp) => self.plain_frame(snap, fp, frame, rss, hops, &mut memo, p),
@@ -465,7 +482,11 @@ impl Tables {
                 PLAIN if p.tun => self.plain_tun(rx, i, p, cand[i], ctx),
                 PLAIN => self.plain(rx, i, p, cand[i], ctx),
                 PLAIN_REPLY => self.plain_reply(rx, i, p, cand[i], ctx),
-                HANDOFF => Some(Outcome::Handoff { to: p.hash as u16 }),
+                HANDOFF => Some(Outcome::handoff(p.to)),
+                HANDOFF_REPLY => Some(Outcome::Handoff {
+                    to: p.to,
+                    reply_hash: Some(p.hash),
+                }),
                 _ => None,
             };
             out[i] = match plain {
@@ -574,7 +595,7 @@ impl Tables {
         };
         if sv.nat {
             if let Some(to) = self.steer.foreign_client_v4(hops, s, cport) {
-                p.hash = u32::from(to);
+                p.to = to;
                 p.what = HANDOFF;
                 return HANDOFF;
             }
@@ -605,21 +626,14 @@ impl Tables {
 
     /// A frame [`Self::plain_frame`] checked and found no service for: a
     /// plain reply `s:sport -> d:dport` if its TTL allows a hop, as the
-    /// reply fast path takes it (`p` filled), or [`HANDOFF`] when another
-    /// worker owns `d:dport`'s flows. Out of line: the forward frames'
-    /// loop stays tight.
+    /// reply fast path takes it (`p` filled), or [`HANDOFF_REPLY`] when
+    /// another worker owns `d:dport`'s flows. Out of line: the forward
+    /// frames' loop stays tight.
     #[inline(never)]
     fn reply_frame(&self, frame: &[u8], rss: Option<u32>, hops: u8, p: &mut Pre) -> bool {
         let Some(f) = frame.first_chunk::<48>() else {
             return false;
         };
-        let d = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
-        let dport = u16::from_be_bytes([f[36], f[37]]);
-        if let Some(to) = self.steer.foreign_client_v4(hops, d, dport) {
-            p.hash = u32::from(to);
-            p.what = HANDOFF;
-            return true;
-        }
         if f[22] <= 1 {
             return false;
         }
@@ -627,6 +641,8 @@ impl Tables {
         let l4 = if tcp { L4::Tcp } else { L4::Udp };
         let s = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
         let sport = u16::from_be_bytes([f[34], f[35]]);
+        let d = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
+        let dport = u16::from_be_bytes([f[36], f[37]]);
         p.hash = match rss {
             Some(h) => h ^ self.conn.rss_reply_adjust(l4),
             None => self.conn.hash_reply_v4(
@@ -637,13 +653,38 @@ impl Tables {
                 l4,
             ),
         };
-        p.client = d;
-        p.service = s;
-        p.cport = dport;
-        p.vport = sport;
+        if let Some(to) = self.steer.foreign_client_v4(hops, d, dport) {
+            p.to = to;
+            p.what = HANDOFF_REPLY;
+            return true;
+        }
+        Self::fill_reply(f, p);
+        true
+    }
+
+    /// `p` for the plain reply `f`, whose reply hash is in `p.hash`.
+    #[inline(always)]
+    fn fill_reply(f: &[u8; 48], p: &mut Pre) {
+        let tcp = f[23] == ip_proto::TCP;
+        p.client = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
+        p.service = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+        p.cport = u16::from_be_bytes([f[36], f[37]]);
+        p.vport = u16::from_be_bytes([f[34], f[35]]);
         p.flags = if tcp { f[47] } else { 0 };
-        p.proto = l4;
+        p.proto = if tcp { L4::Tcp } else { L4::Udp };
         p.what = PLAIN_REPLY;
+    }
+
+    /// A plain reply another worker checked and handed over with its
+    /// reply hash `hash` (`p` filled); `false` for a frame too short to be
+    /// one (never, from a worker of this node).
+    #[inline(always)]
+    fn hinted_reply(frame: &[u8], hash: u32, p: &mut Pre) -> bool {
+        let Some(f) = frame.first_chunk::<48>() else {
+            return false;
+        };
+        p.hash = hash;
+        Self::fill_reply(f, p);
         true
     }
 

@@ -339,7 +339,7 @@ impl Tables {
             // Its first fragment may have landed on another worker: ask
             // the next one, until every worker has been asked.
             if let Some(to) = self.steer.probe_next(ctx.hops) {
-                return Outcome::Handoff { to };
+                return Outcome::handoff(to);
             }
             return if in_port.is_self(ip.dst) {
                 Outcome::ToKernel
@@ -349,7 +349,7 @@ impl Tables {
         };
         if let FragFwd::Handoff { to } = v.fwd {
             return if self.steer.may_hand_on(ctx.hops) {
-                Outcome::Handoff { to }
+                Outcome::handoff(to)
             } else {
                 Outcome::Dropped(DropReason::Fragment)
             };

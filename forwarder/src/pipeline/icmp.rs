@@ -197,7 +197,7 @@ impl Tables {
         let svc = &snap.vips.services()[si];
         if svc.mode() == Mode::Nat {
             if let Some(to) = self.steer.foreign_client(ctx.hops, q.dst, q.dport) {
-                return Outcome::Handoff { to };
+                return Outcome::handoff(to);
             }
         }
         let key = FlowKey {
@@ -212,7 +212,7 @@ impl Tables {
         // A DR or TUN flow lives where the client's packets land, which
         // only the NIC knows: a worker without it asks the next.
         let no_flow = match (svc.mode(), self.steer.probe_next(ctx.hops)) {
-            (Mode::Dr | Mode::Tun, Some(to)) => Outcome::Handoff { to },
+            (Mode::Dr | Mode::Tun, Some(to)) => Outcome::handoff(to),
             _ => no_flow,
         };
         let e = match self.conn.lookup(now, &key, h) {
@@ -274,7 +274,7 @@ impl Tables {
             return not_ours;
         }
         if let Some(to) = self.steer.foreign_client(ctx.hops, q.src, q.sport) {
-            return Outcome::Handoff { to };
+            return Outcome::handoff(to);
         }
         let key = ReplyKey::Nat {
             real: q.dst,
@@ -302,7 +302,7 @@ impl Tables {
             return None;
         }
         if let Some(to) = self.steer.foreign_snat(ctx.hops, q.sport) {
-            return Some(Outcome::Handoff { to });
+            return Some(Outcome::handoff(to));
         }
         if !self.snat.contains(q.sport) {
             return None;

@@ -221,7 +221,22 @@ pub enum Outcome {
     Handoff {
         /// The worker to hand it to.
         to: u16,
+        /// For a plain reply (every check of the burst path passed): its
+        /// reply hash, which spares the owner a second look
+        /// ([`burst::RxFrames::reply_hint`]).
+        reply_hash: Option<u32>,
     },
+}
+
+impl Outcome {
+    /// [`Outcome::Handoff`] to worker `to`, without a hint.
+    #[inline]
+    pub const fn handoff(to: u16) -> Outcome {
+        Outcome::Handoff {
+            to,
+            reply_hash: None,
+        }
+    }
 }
 
 /// One data port as the pipeline sees it.
@@ -1699,7 +1714,7 @@ impl Tables {
             };
             self.frags.insert(now, &key, v, u32::from(fr.len));
         }
-        Outcome::Handoff { to }
+        Outcome::handoff(to)
     }
 }
 

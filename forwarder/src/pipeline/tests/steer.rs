@@ -33,6 +33,8 @@ struct Node {
     w: Vec<Tables>,
     reqs: NeighRequests,
     now: u64,
+    /// Plain replies handed over with their reply hash.
+    hinted: u32,
 }
 
 impl Node {
@@ -52,6 +54,7 @@ impl Node {
             w,
             reqs: NeighRequests::default(),
             now: 1000,
+            hinted: 0,
         }
     }
 
@@ -71,7 +74,7 @@ impl Node {
                 hops,
             };
             match self.w[w].handle(&mut b, 0, &mut ctx) {
-                Outcome::Handoff { to } => {
+                Outcome::Handoff { to, .. } => {
                     assert_eq!(b.to_vec(), before, "a frame is handed off untouched");
                     assert_ne!(usize::from(to), w, "handed to itself");
                     w = usize::from(to);
@@ -95,12 +98,13 @@ impl Node {
     /// them. Results in the order of `frames`.
     fn land_burst(&mut self, frames: &[Vec<u8>], w: usize) -> Vec<Landed> {
         let mut done: Vec<Option<Landed>> = vec![None; frames.len()];
-        // (frame index, buffer, hops) waiting per worker.
-        let mut queue: Vec<Vec<(usize, TestBuffer, u8)>> = vec![Vec::new(); self.w.len()];
+        // (frame index, buffer, hops, reply hash) waiting per worker.
+        type Waiting = (usize, TestBuffer, u8, Option<u32>);
+        let mut queue: Vec<Vec<Waiting>> = vec![Vec::new(); self.w.len()];
         queue[w] = frames
             .iter()
             .enumerate()
-            .map(|(i, f)| (i, TestBuffer::new(f), 0))
+            .map(|(i, f)| (i, TestBuffer::new(f), 0, None))
             .collect();
         for _ in 0..=(self.w.len() * frames.len() + 1) {
             let Some(at) = queue.iter().position(|q| !q.is_empty()) else {
@@ -109,6 +113,7 @@ impl Node {
             let batch = std::mem::take(&mut queue[at]);
             let idx: Vec<usize> = batch.iter().map(|b| b.0).collect();
             let hops: Vec<u8> = batch.iter().map(|b| b.2).collect();
+            let hints: Vec<Option<u32>> = batch.iter().map(|b| b.3).collect();
             let mut bufs: Vec<TestBuffer> = batch.into_iter().map(|b| b.1).collect();
             let before: Vec<Vec<u8>> = bufs.iter().map(|b| b.to_vec()).collect();
             let mut out = [Outcome::Consumed; burst::BURST];
@@ -122,13 +127,15 @@ impl Node {
             let mut rx = Handed {
                 bufs: &mut bufs,
                 hops: &hops,
+                hints: &hints,
             };
             self.w[at].handle_burst(&mut rx, 0, &mut ctx, &mut out);
             for (k, b) in bufs.into_iter().enumerate() {
                 match out[k] {
-                    Outcome::Handoff { to } => {
+                    Outcome::Handoff { to, reply_hash } => {
                         assert_eq!(b.to_vec(), before[k], "handed off untouched");
-                        queue[usize::from(to)].push((idx[k], b, hops[k] + 1));
+                        self.hinted += u32::from(reply_hash.is_some());
+                        queue[usize::from(to)].push((idx[k], b, hops[k] + 1, reply_hash));
                     }
                     outcome => {
                         done[idx[k]] = Some(Landed {
@@ -147,10 +154,12 @@ impl Node {
     }
 }
 
-/// Frames handed over by another worker, with their hand-off counts.
+/// Frames handed over by another worker, with their hand-off counts and
+/// reply hashes.
 struct Handed<'a> {
     bufs: &'a mut [TestBuffer],
     hops: &'a [u8],
+    hints: &'a [Option<u32>],
 }
 
 impl burst::RxFrames for Handed<'_> {
@@ -169,6 +178,9 @@ impl burst::RxFrames for Handed<'_> {
     }
     fn hops(&self, i: usize) -> u8 {
         self.hops.get(i).copied().unwrap_or(0)
+    }
+    fn reply_hint(&self, i: usize) -> Option<u32> {
+        self.hints.get(i).copied().flatten()
     }
 }
 
@@ -299,6 +311,7 @@ fn plain_frames_and_replies_are_handed_off_in_the_burst_path_too() {
         }
     }
     assert!(got.iter().any(|l| l.hops == 1 && l.worker == 1));
+    assert!(node.hinted > 0, "plain replies travel with their hash");
 }
 
 #[test]
