@@ -723,18 +723,29 @@ impl Worker {
             generation: ctx.snap.generation as u16,
         };
         tables.handle_burst(&mut frames, i as u16, ctx, outcomes);
-        let generation = ctx.snap.generation as u16;
-        self.dispatch(
-            i,
-            burst,
-            outcomes,
-            Some(tags),
-            generation,
-            tx_nic,
-            tx_tap,
-            out,
-            local,
-        );
+        // As for a port's burst: frames that all go out one port move
+        // there at once.
+        let n = burst.len();
+        match uniform_port(&outcomes[..n]).and_then(|p| tx_nic.get_mut(p)) {
+            Some(b) if b.is_empty() => {
+                local.forwarded += n as u64;
+                std::mem::swap(burst, b);
+            }
+            _ => {
+                let generation = ctx.snap.generation as u16;
+                self.dispatch(
+                    i,
+                    burst,
+                    outcomes,
+                    Some(tags),
+                    generation,
+                    tx_nic,
+                    tx_tap,
+                    out,
+                    local,
+                );
+            }
+        }
     }
 
     /// Sends each frame of `rx` (received on data port `i`; `tags`: how
