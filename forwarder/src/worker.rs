@@ -384,13 +384,12 @@ impl Outbound {
 
 /// Frames other workers hand to this one.
 struct Inbound {
-    /// Rings from the other workers.
+    /// Rings from the other workers ...
     rings: Vec<HandoffRx>,
-    /// Frames received from one ring ...
-    rx: Burst,
-    /// ... their tags ...
-    tags: [Tag; BURST_SIZE],
-    /// ... and, when they arrived on several ports, split by port.
+    /// ... the frames taken from each this pass, with their tags ...
+    rx: Vec<(Burst, [Tag; BURST_SIZE])>,
+    /// ... and, when one ring's frames arrived on several ports, split by
+    /// port.
     by_port: Vec<(Burst, [Tag; BURST_SIZE])>,
 }
 
@@ -438,10 +437,13 @@ impl Worker {
             staged: self.handoff_out.iter().map(|_| Staged::default()).collect(),
             tx: std::mem::take(&mut self.handoff_out),
         };
+        let rings = std::mem::take(&mut self.handoff_in);
         let mut inb = Inbound {
-            rings: std::mem::take(&mut self.handoff_in),
-            rx: Burst::new(),
-            tags: [Tag::default(); BURST_SIZE],
+            rx: rings
+                .iter()
+                .map(|_| (Burst::new(), [Tag::default(); BURST_SIZE]))
+                .collect(),
+            rings,
             by_port: self
                 .ports
                 .iter()
@@ -478,26 +480,14 @@ impl Worker {
             let now_ms = t0.wrapping_sub(start) / per_ms;
             let mut got = 0usize;
 
-            // Frames other workers handed over first: they have waited.
-            for from in 0..inb.rings.len() {
-                let n = inb.rings[from].recv(&mut inb.rx, &mut inb.tags);
-                if n == 0 {
-                    continue;
-                }
+            // Frames other workers handed over: taken now, their lines
+            // on their way into this core's caches (another core wrote
+            // them last) while the ports' bursts are decided, and decided
+            // after those.
+            for (ring, (b, tags)) in inb.rings.iter_mut().zip(inb.rx.iter_mut()) {
+                let n = ring.recv(b, tags);
                 got += n;
                 local.handoffs_in += n as u64;
-                self.decide_handed(
-                    &mut tables,
-                    &snap,
-                    now_ms,
-                    &mut requests,
-                    &mut inb,
-                    &mut outcomes,
-                    &mut tx_nic,
-                    &mut tx_tap,
-                    &mut out,
-                    &mut local,
-                );
             }
 
             for (i, wp) in self.ports.iter().enumerate() {
@@ -549,6 +539,24 @@ impl Worker {
                     if tx_nic[i].is_full() {
                         flush(&wp.nic, q, &mut tx_nic[i], &mut local, true);
                     }
+                }
+            }
+
+            for r in 0..inb.rx.len() {
+                if !inb.rx[r].0.is_empty() {
+                    self.decide_handed(
+                        r,
+                        &mut tables,
+                        &snap,
+                        now_ms,
+                        &mut requests,
+                        &mut inb,
+                        &mut outcomes,
+                        &mut tx_nic,
+                        &mut tx_tap,
+                        &mut out,
+                        &mut local,
+                    );
                 }
             }
 
@@ -622,12 +630,13 @@ impl Worker {
         0
     }
 
-    /// Decides the frames in `inb.rx`, which another worker handed
-    /// over (each tagged with the port it arrived on), and sends them
-    /// where their outcomes say.
+    /// Decides the frames taken from ring `r`, which another worker
+    /// handed over (each tagged with the port it arrived on), and sends
+    /// them where their outcomes say.
     #[allow(clippy::too_many_arguments)]
     fn decide_handed(
         &self,
+        r: usize,
         tables: &mut Tables,
         snap: &Snapshot,
         now_ms: u64,
@@ -639,9 +648,10 @@ impl Worker {
         out: &mut Outbound,
         local: &mut Local,
     ) {
-        let n = inb.rx.len();
-        let first = inb.tags[0].port;
-        if inb.tags[..n].iter().all(|t| t.port == first) {
+        let (rx, rx_tags) = &mut inb.rx[r];
+        let n = rx.len();
+        let first = rx_tags[0].port;
+        if rx_tags[..n].iter().all(|t| t.port == first) {
             let i = usize::from(first);
             let mut ctx = Ctx {
                 snap,
@@ -651,22 +661,13 @@ impl Worker {
                 hops: 0,
             };
             self.decide_handed_port(
-                i,
-                tables,
-                &mut ctx,
-                &mut inb.rx,
-                &inb.tags,
-                outcomes,
-                tx_nic,
-                tx_tap,
-                out,
-                local,
+                i, tables, &mut ctx, rx, rx_tags, outcomes, tx_nic, tx_tap, out, local,
             );
             return;
         }
         // Frames of several ports: each port's frames as a burst of
         // their own (the pipeline decides a burst of one port).
-        for (m, t) in inb.rx.drain().zip(inb.tags) {
+        for (m, t) in rx.drain().zip(*rx_tags) {
             match inb.by_port.get_mut(usize::from(t.port)) {
                 Some((b, tags)) => {
                     tags[b.len()] = t;
