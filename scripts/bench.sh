@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The pktgen-style dataplane benchmark (shared/DESIGN.md, Performance method).
+# The pktgen-style dataplane benchmark (docs/PERFORMANCE.md says how it works).
 #
 # DPDK's pcap PMD replays captures of 64-byte TCP frames in a loop
 # (infinite_rx=1) into the program under test, which transmits to a

@@ -1,6 +1,6 @@
 //! The TOML configuration: schema, parsing and validation.
 //!
-//! The keys of shared/DESIGN.md are a contract: they may be extended, never
+//! The documented keys (README, "Configuration") are a contract: they may be extended, never
 //! renamed. Loading reports *every* problem it finds, each with the file,
 //! the line and the key (`lb.toml:12: vip[0].real[1].port: ...`): unknown
 //! keys, values of the wrong type or form, and rules that span keys
@@ -8,7 +8,7 @@
 //! A configuration that loads is internally consistent; nothing later has to
 //! re-check it.
 //!
-//! Keys added to the contract of shared/DESIGN.md, per `[[vip]]`:
+//! Keys beyond the first contract, per `[[vip]]`:
 //!
 //! ```toml
 //! on_down = "reschedule"      # reschedule | keep: flows of a real that goes down

@@ -542,14 +542,19 @@ impl Worker {
                 }
             }
 
+            let mut ctx = Ctx {
+                snap: &snap,
+                neigh: &self.neigh,
+                now_ms,
+                requests: &mut requests,
+                hops: 0,
+            };
             for r in 0..inb.rx.len() {
                 if !inb.rx[r].0.is_empty() {
                     self.decide_handed(
                         r,
                         &mut tables,
-                        &snap,
-                        now_ms,
-                        &mut requests,
+                        &mut ctx,
                         &mut inb,
                         &mut outcomes,
                         &mut tx_nic,
@@ -638,9 +643,7 @@ impl Worker {
         &self,
         r: usize,
         tables: &mut Tables,
-        snap: &Snapshot,
-        now_ms: u64,
-        requests: &mut NeighRequests,
+        ctx: &mut Ctx<'_>,
         inb: &mut Inbound,
         outcomes: &mut [Outcome; BURST_SIZE],
         tx_nic: &mut [Burst],
@@ -653,15 +656,8 @@ impl Worker {
         let first = rx_tags[0].port;
         if rx_tags[..n].iter().all(|t| t.port == first) {
             let i = usize::from(first);
-            let mut ctx = Ctx {
-                snap,
-                neigh: &self.neigh,
-                now_ms,
-                requests,
-                hops: 0,
-            };
             self.decide_handed_port(
-                i, tables, &mut ctx, rx, rx_tags, outcomes, tx_nic, tx_tap, out, local,
+                i, tables, ctx, rx, rx_tags, outcomes, tx_nic, tx_tap, out, local,
             );
             return;
         }
@@ -682,17 +678,10 @@ impl Worker {
                 }
             }
         }
-        let mut ctx = Ctx {
-            snap,
-            neigh: &self.neigh,
-            now_ms,
-            requests,
-            hops: 0,
-        };
         for (i, (b, tags)) in inb.by_port.iter_mut().enumerate() {
             if !b.is_empty() {
                 self.decide_handed_port(
-                    i, tables, &mut ctx, b, tags, outcomes, tx_nic, tx_tap, out, local,
+                    i, tables, ctx, b, tags, outcomes, tx_nic, tx_tap, out, local,
                 );
             }
         }

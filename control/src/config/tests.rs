@@ -1,6 +1,6 @@
 use super::*;
 
-/// The example of shared/DESIGN.md, the contract.
+/// The configuration contract's example (README, "Configuration").
 const CONTRACT: &str = r#"
 [dataplane]
 eal_args = ["-l", "0-1", "--no-huge", "-m", "512", "--no-pci",

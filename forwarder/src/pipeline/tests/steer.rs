@@ -350,6 +350,26 @@ fn hairpin_replies_follow_their_source_nat_port_to_its_worker() {
     assert_eq!((got.outcome, got.worker), (Outcome::ToKernel, 1));
 }
 
+/// A router's "fragmentation needed" to the VIP about the DR reply
+/// `VIP:443 -> client:cport`.
+fn frag_needed_to_vip(cport: u16) -> Vec<u8> {
+    let quote = builder::tcp4(&tcp4(VIP4, 443, CLIENT4, cport, WireFlags::ACK));
+    builder::icmp4_error(
+        &FrameSpec {
+            src_mac: GW_MAC,
+            dst_mac: LB,
+            src: v4(ROUTER4),
+            dst: v4(VIP4),
+            ttl: 64,
+            ..FrameSpec::default()
+        },
+        3,
+        4,
+        1400,
+        &quote[14..],
+    )
+}
+
 #[test]
 fn icmp_errors_reach_the_worker_that_holds_the_flow_they_quote() {
     let mut node = Node::new(vec![nat_tcp(), dr_tcp()], 3);
@@ -389,21 +409,7 @@ fn icmp_errors_reach_the_worker_that_holds_the_flow_they_quote() {
         let home = usize::from(k % 3);
         let fwd = node.land(&syn, home);
         assert_eq!(fwd.frame, one.run(&syn).1);
-        let quote = builder::tcp4(&tcp4(VIP4, 443, CLIENT4, dport, WireFlags::ACK));
-        let err = builder::icmp4_error(
-            &FrameSpec {
-                src_mac: GW_MAC,
-                dst_mac: LB,
-                src: v4(ROUTER4),
-                dst: v4(VIP4),
-                ttl: 64,
-                ..FrameSpec::default()
-            },
-            3,
-            4,
-            1400,
-            &quote[14..],
-        );
+        let err = frag_needed_to_vip(dport);
         let got = node.land(&err, (home + 1) % 3);
         let (o, want) = one.run(&err);
         assert_eq!(o, Outcome::Forward { port: 0 }, "DR error {k}");
@@ -411,22 +417,7 @@ fn icmp_errors_reach_the_worker_that_holds_the_flow_they_quote() {
         assert_eq!(got.worker, home);
     }
     // An error about no flow at all: every worker is asked once.
-    let quote = builder::tcp4(&tcp4(VIP4, 443, CLIENT4, 9, WireFlags::ACK));
-    let err = builder::icmp4_error(
-        &FrameSpec {
-            src_mac: GW_MAC,
-            dst_mac: LB,
-            src: v4(ROUTER4),
-            dst: v4(VIP4),
-            ttl: 64,
-            ..FrameSpec::default()
-        },
-        3,
-        4,
-        1400,
-        &quote[14..],
-    );
-    let got = node.land(&err, 2);
+    let got = node.land(&frag_needed_to_vip(9), 2);
     assert_eq!(got.outcome, Outcome::Dropped(DropReason::IcmpNoFlow));
     assert_eq!(got.hops, 2);
 }
