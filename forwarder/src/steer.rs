@@ -184,20 +184,24 @@ impl Steer {
     /// frame may still be handed to it (`hops`: hand-offs it has had).
     #[inline(always)]
     pub fn foreign_client(&self, hops: u8, addr: IpAddr, port: u16) -> Option<u16> {
-        if self.workers == 1 || hops != 0 {
-            return None;
-        }
-        let o = self.client_owner(addr, port);
-        (o != self.me).then_some(o)
+        self.foreign(hops, || self.client_owner(addr, port))
     }
 
     /// [`Self::foreign_client`] for an IPv4 address in host order.
     #[inline(always)]
     pub fn foreign_client_v4(&self, hops: u8, addr: u32, port: u16) -> Option<u16> {
+        self.foreign(hops, || self.client_owner_v4(addr, port))
+    }
+
+    /// `owner()` if the frame may still be handed to a computed owner and
+    /// it is another worker (computed only then: one worker pays a
+    /// compare).
+    #[inline(always)]
+    fn foreign(&self, hops: u8, owner: impl FnOnce() -> u16) -> Option<u16> {
         if self.workers == 1 || hops != 0 {
             return None;
         }
-        let o = self.client_owner_v4(addr, port);
+        let o = owner();
         (o != self.me).then_some(o)
     }
 

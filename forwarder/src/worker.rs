@@ -490,17 +490,18 @@ impl Worker {
                 local.handoffs_in += n as u64;
             }
 
+            // One context for every burst of the pass.
+            let mut ctx = Ctx {
+                snap: &snap,
+                neigh: &self.neigh,
+                now_ms,
+                requests: &mut requests,
+                hops: 0,
+            };
             for (i, wp) in self.ports.iter().enumerate() {
                 let n = wp.nic.rx_burst(q, &mut rx);
                 got += n;
                 local.rx += n as u64;
-                let mut ctx = Ctx {
-                    snap: &snap,
-                    neigh: &self.neigh,
-                    now_ms,
-                    requests: &mut requests,
-                    hops: 0,
-                };
                 // The pipeline decides the whole burst (in passes that
                 // prefetch what the frames need), then the frames go
                 // where their outcomes say.
@@ -542,13 +543,6 @@ impl Worker {
                 }
             }
 
-            let mut ctx = Ctx {
-                snap: &snap,
-                neigh: &self.neigh,
-                now_ms,
-                requests: &mut requests,
-                hops: 0,
-            };
             for r in 0..inb.rx.len() {
                 if !inb.rx[r].0.is_empty() {
                     self.decide_handed(
