@@ -20,5 +20,13 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=FERROLB_DPDK_VERSION={dpdk}");
     println!("cargo:rustc-env=FERROLB_GIT={git}");
+    // The hash changes with every commit: watch HEAD, the branch it points
+    // to, and the packed refs (where `git gc` moves branch heads).
     println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/packed-refs");
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(branch) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=.git/{branch}");
+        }
+    }
 }

@@ -2,6 +2,9 @@
 //!
 //! `cargo bench -p forwarder --no-default-features --bench tables`
 
+// criterion_group! defines public functions it does not document.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

@@ -27,6 +27,7 @@ pub mod steer;
 pub mod sync;
 
 #[cfg(feature = "dpdk")]
+#[allow(unsafe_code)]
 pub mod dpdk;
 #[cfg(feature = "dpdk")]
 pub mod runtime;
