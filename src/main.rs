@@ -1,12 +1,12 @@
 //! The `ferrolb` command: run the balancer, validate configurations.
 
-mod ha;
 mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use control::admin::Action;
 
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -105,7 +105,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Status { api } => cli_result(run::status(&api.admin, api.token.as_deref())),
+        Command::Status { api } => cli_result(
+            control::admin::fetch_status(&api.admin, api.token.as_deref())
+                .map(|s| print!("{}", control::admin::table::render(&s))),
+        ),
         Command::Real {
             action,
             vip,
@@ -113,22 +116,14 @@ fn main() -> ExitCode {
             api,
         } => {
             let action = match action {
-                RealAction::Drain => "drain",
-                RealAction::Enable => "enable",
-                RealAction::Disable => "disable",
+                RealAction::Drain => Action::Drain,
+                RealAction::Enable => Action::Enable,
+                RealAction::Disable => Action::Disable,
             };
-            let path = format!(
-                "/api/v1/vips/{}/reals/{}/{action}",
-                run::escape(&vip),
-                run::escape(&real)
-            );
-            cli_result(run::post(&api.admin, api.token.as_deref(), &path))
+            let path = control::admin::real_path(&vip, &real, action);
+            cli_result(post(&api, &path))
         }
-        Command::Reload { api } => cli_result(run::post(
-            &api.admin,
-            api.token.as_deref(),
-            "/api/v1/reload",
-        )),
+        Command::Reload { api } => cli_result(post(&api, "/api/v1/reload")),
         Command::Run { config } => {
             init_logging();
             match run::run(&config) {
@@ -142,11 +137,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn cli_result(r: anyhow::Result<()>) -> ExitCode {
+/// POSTs to the daemon and prints its answer.
+fn post(api: &Api, path: &str) -> Result<(), String> {
+    control::admin::post(&api.admin, api.token.as_deref(), path).map(|msg| println!("{msg}"))
+}
+
+fn cli_result(r: Result<(), String>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -100,6 +100,7 @@
 //! instances: [`VrrpConfig::from_ha`] keeps the addresses of the primary
 //! address's family. The IPv6 primary address should be link-local (§5.1.2.1).
 
+pub mod driver;
 pub mod packet;
 
 use std::fmt;

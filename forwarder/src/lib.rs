@@ -10,6 +10,7 @@
 //! * [`conntrack`]: the per-worker flow table.
 //! * [`neigh`]: the neighbour cache and ARP requests.
 //! * [`pipeline`]: the verdict for each frame.
+//! * [`stats`]: what the workers publish for the control plane.
 //! * [`steer`]: which worker owns a frame's state; the rings that hand
 //!   frames to it.
 //! * [`sync`]: connection sync between the nodes of an HA pair (wire
@@ -23,6 +24,7 @@ pub mod neigh;
 pub mod packet;
 pub mod pipeline;
 pub mod service;
+pub mod stats;
 pub mod steer;
 pub mod sync;
 

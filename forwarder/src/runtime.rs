@@ -64,28 +64,7 @@ pub struct DataplaneSpec {
     /// VRRP, the control loop); empty: the main lcore's.
     pub housekeeping_cpus: Vec<usize>,
 }
-
-/// Where the control plane and the workers run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Placement {
-    /// The main lcore.
-    pub main_lcore: u32,
-    /// CPUs of the control plane's threads.
-    pub control_cpus: Vec<usize>,
-    /// Per worker: its lcore and the CPU it runs on.
-    pub workers: Vec<(u32, Option<usize>)>,
-}
-
-impl Placement {
-    /// Worker lcores that share a CPU with the control plane.
-    pub fn shared(&self) -> Vec<u32> {
-        self.workers
-            .iter()
-            .filter(|(_, cpu)| cpu.is_some_and(|c| self.control_cpus.contains(&c)))
-            .map(|(l, _)| *l)
-            .collect()
-    }
-}
+pub use crate::stats::Placement;
 
 /// Why the data plane did not start.
 #[derive(Debug, thiserror::Error)]

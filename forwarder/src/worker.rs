@@ -25,7 +25,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -38,6 +38,7 @@ use crate::pipeline::limit::NodeLimits;
 use crate::pipeline::{
     Ctx, DropReason, NeighRequests, Outcome, Route, ServiceCounters, Snapshot, Tables,
 };
+pub use crate::stats::{ConnStats, ServiceReport, WorkerShared, WorkerStats};
 use crate::steer::{Steer, Tag};
 use crate::sync::{self, Inbox, SyncCounters, SyncLog};
 
@@ -158,105 +159,6 @@ pub struct WorkerPort {
     /// The NIC hashes IPv4 frames with `Worker::rss_key`: its RSS hash
     /// stands for the connection table's (see [`Tables::flow_hash_v4`]).
     pub rss_hash: bool,
-}
-
-/// Counters of one worker, readable by the control plane.
-#[derive(Default)]
-#[repr(align(64))]
-pub struct WorkerStats {
-    /// Frames received from data ports.
-    pub rx: AtomicU64,
-    /// Frames sent on data ports.
-    pub tx: AtomicU64,
-    /// Frames answered in place (ARP, ND, echo, ICMP errors).
-    pub answered: AtomicU64,
-    /// Frames handed to the kernel.
-    pub to_kernel: AtomicU64,
-    /// Frames the kernel sent out through the TAP.
-    pub from_kernel: AtomicU64,
-    /// Frames forwarded.
-    pub forwarded: AtomicU64,
-    /// ARP / ND requests this worker sent to resolve next hops.
-    pub neigh_requests: AtomicU64,
-    /// Drops by reason, indexed by `DropReason as usize`.
-    pub drops: [AtomicU64; DropReason::COUNT],
-    /// Loop passes.
-    pub polls: AtomicU64,
-    /// Passes that found no frame.
-    pub idle_polls: AtomicU64,
-    /// TSC cycles spent in passes that found frames.
-    pub busy_cycles: AtomicU64,
-    /// Flows in the connection table.
-    pub flows: AtomicU64,
-    /// Connection-table figures (published with `flows`).
-    pub conn: ConnStats,
-    /// Generation of the snapshot the worker runs.
-    pub generation: AtomicU64,
-    /// Connection sync: records sent to the peer.
-    pub sync_records_sent: AtomicU64,
-    /// Connection sync: datagrams sent to the peer.
-    pub sync_batches_sent: AtomicU64,
-    /// Connection sync: records logged but never sent.
-    pub sync_records_lost: AtomicU64,
-    /// Connection sync: records received from the peer.
-    pub sync_records_received: AtomicU64,
-    /// Connection sync: records applied to the tables.
-    pub sync_records_applied: AtomicU64,
-    /// Connection sync: records refused.
-    pub sync_records_rejected: AtomicU64,
-    /// Connection sync: records for services this node does not know.
-    pub sync_records_unknown_service: AtomicU64,
-    /// Connection sync: records not passed on to another worker (its
-    /// inbox was full).
-    pub sync_records_fanout_dropped: AtomicU64,
-    /// Connection sync: datagrams from the peer missed (sequence gaps).
-    pub sync_batches_missed: AtomicU64,
-    /// Frames handed to the worker that owns their state.
-    pub handoffs_out: AtomicU64,
-    /// Frames other workers handed to this one.
-    pub handoffs_in: AtomicU64,
-}
-
-impl WorkerStats {
-    fn publish_sync(&self, c: &SyncCounters) {
-        self.sync_records_sent
-            .store(c.records_sent, Ordering::Relaxed);
-        self.sync_batches_sent
-            .store(c.batches_sent, Ordering::Relaxed);
-        self.sync_records_lost.store(c.lost, Ordering::Relaxed);
-        self.sync_records_received
-            .store(c.records_received, Ordering::Relaxed);
-        self.sync_records_applied
-            .store(c.applied, Ordering::Relaxed);
-        self.sync_records_rejected
-            .store(c.rejected, Ordering::Relaxed);
-        self.sync_records_unknown_service
-            .store(c.unknown_service, Ordering::Relaxed);
-        self.sync_records_fanout_dropped
-            .store(c.fanout_dropped, Ordering::Relaxed);
-        self.sync_batches_missed
-            .store(c.batches_missed, Ordering::Relaxed);
-    }
-}
-
-/// Per-service figures of one worker, for status and metrics.
-#[derive(Default, Clone)]
-pub struct ServiceReport {
-    /// Generation these figures are shaped for.
-    pub generation: u64,
-    /// Per service index: counters.
-    pub counters: Vec<ServiceCounters>,
-    /// Per service index and real index: active flows.
-    pub active: Vec<Vec<u32>>,
-}
-
-/// What a worker shares with the control plane.
-#[derive(Default)]
-pub struct WorkerShared {
-    /// Loop and frame counters.
-    pub stats: WorkerStats,
-    /// Per-service counters (updated with `try_lock`, never waited on).
-    pub services: Mutex<ServiceReport>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -612,7 +514,7 @@ impl Worker {
             if since_publish >= PUBLISH_EVERY {
                 since_publish = 0;
                 local.publish(&self.shared.stats);
-                self.shared.stats.publish_sync(&tables.sync.counters);
+                publish_sync(&self.shared.stats, &tables.sync.counters);
                 publish_conn(&self.shared.stats, &tables.conn);
                 publish_services(&self.shared, &mut tables, &mut report);
             }
@@ -623,7 +525,7 @@ impl Worker {
             }
         }
         local.publish(&self.shared.stats);
-        self.shared.stats.publish_sync(&tables.sync.counters);
+        publish_sync(&self.shared.stats, &tables.sync.counters);
         publish_conn(&self.shared.stats, &tables.conn);
         publish_services(&self.shared, &mut tables, &mut report);
         0
@@ -899,24 +801,20 @@ impl Worker {
     }
 }
 
-/// Connection-table figures of one worker: occupancy, and what happened
-/// when it was full.
-#[derive(Default)]
-pub struct ConnStats {
-    /// Slots in the table.
-    pub capacity: AtomicU64,
-    /// Half-open (SYN seen, handshake not finished) flows.
-    pub half_open: AtomicU64,
-    /// Flows inserted.
-    pub inserts: AtomicU64,
-    /// Half-open flows evicted to make room.
-    pub evictions_half_open: AtomicU64,
-    /// Established flows evicted to make room.
-    pub evictions_established: AtomicU64,
-    /// Other live flows (closing TCP, UDP, ICMP) evicted to make room.
-    pub evictions_other: AtomicU64,
-    /// New flows refused: full, and nothing could be evicted.
-    pub insert_failures: AtomicU64,
+fn publish_sync(s: &WorkerStats, c: &SyncCounters) {
+    s.sync_records_sent.store(c.records_sent, Ordering::Relaxed);
+    s.sync_batches_sent.store(c.batches_sent, Ordering::Relaxed);
+    s.sync_records_lost.store(c.lost, Ordering::Relaxed);
+    s.sync_records_received
+        .store(c.records_received, Ordering::Relaxed);
+    s.sync_records_applied.store(c.applied, Ordering::Relaxed);
+    s.sync_records_rejected.store(c.rejected, Ordering::Relaxed);
+    s.sync_records_unknown_service
+        .store(c.unknown_service, Ordering::Relaxed);
+    s.sync_records_fanout_dropped
+        .store(c.fanout_dropped, Ordering::Relaxed);
+    s.sync_batches_missed
+        .store(c.batches_missed, Ordering::Relaxed);
 }
 
 fn publish_conn(s: &WorkerStats, conn: &crate::conntrack::ConnTable) {

@@ -105,26 +105,7 @@ pub struct LinkStatus {
     pub speed_mbps: u32,
 }
 
-/// The device's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PortStats {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Frames the NIC dropped because no descriptor was free.
-    pub rx_missed: u64,
-    /// Receive errors.
-    pub rx_errors: u64,
-    /// Transmit errors.
-    pub tx_errors: u64,
-    /// Receive failures for want of mbufs.
-    pub rx_nombuf: u64,
-}
+pub use crate::stats::PortStats;
 
 /// An ethdev port, found by name. Stopping and closing are explicit
 /// ([`Port::stop`], [`Port::close`]) because the order matters: workers

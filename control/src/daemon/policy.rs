@@ -1,0 +1,301 @@
+//! What state each real is in: the one place that holds what the health
+//! checks found and what the operator asked, and the rule that combines
+//! them.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use forwarder::service::RealState;
+
+use crate::admin::{Action, CommandError};
+use crate::config::{Config, HealthKind};
+use crate::health;
+
+/// A real: (VIP name, real address, real port).
+pub type RealKey = (String, IpAddr, u16);
+
+/// The health and operator state of every real.
+#[derive(Debug, Default, Clone)]
+pub struct RealStates {
+    /// Verdicts of the health checks, by real (absent: no verdict yet).
+    health: HashMap<RealKey, RealState>,
+    /// Operator actions in force (`Drain`, `Disable`; `Enable` removes).
+    admin: HashMap<RealKey, Action>,
+    /// The checker's details of every check, for the status.
+    checks: Vec<health::TargetStatus>,
+}
+
+impl RealStates {
+    /// The state of each real under `cfg`. Disabled or Drain by operator
+    /// action; otherwise from its health checks (Down until its first
+    /// passing check when the VIP has checks), Up when nothing says
+    /// otherwise. Disabled wins over Down, Down over Drain.
+    pub fn resolver<'a>(&'a self, cfg: &Config) -> impl Fn(&str, IpAddr, u16) -> RealState + 'a {
+        let checked: HashSet<String> = cfg
+            .vips
+            .iter()
+            .filter(|v| {
+                v.health
+                    .as_ref()
+                    .is_some_and(|h| h.kind != HealthKind::None)
+            })
+            .map(|v| v.name.clone())
+            .collect();
+        move |vip: &str, addr: IpAddr, port: u16| {
+            let key = (vip.to_string(), addr, port);
+            let health = match self.health.get(&key) {
+                Some(s) => *s,
+                None if checked.contains(vip) => RealState::Down,
+                None => RealState::Up,
+            };
+            match (self.admin.get(&key), health) {
+                (Some(Action::Disable), _) => RealState::Disabled,
+                (_, RealState::Down) => RealState::Down,
+                (Some(Action::Drain), _) => RealState::Drain,
+                _ => health,
+            }
+        }
+    }
+
+    /// Records a health verdict; whether it changed anything.
+    pub fn on_health(&mut self, e: &health::Event) -> bool {
+        let st = match e.state {
+            health::State::Up => RealState::Up,
+            health::State::Down => RealState::Down,
+        };
+        let key = (e.vip.clone(), e.addr.ip(), e.addr.port());
+        self.health.insert(key, st) != Some(st)
+    }
+
+    /// Replaces the checks' details (for the status).
+    pub fn set_checks(&mut self, checks: Vec<health::TargetStatus>) {
+        self.checks = checks;
+    }
+
+    /// The details of the check of `vip`'s real at `addr`.
+    pub fn check(&self, vip: &str, addr: SocketAddr) -> Option<&health::TargetStatus> {
+        self.checks.iter().find(|h| h.vip == vip && h.addr == addr)
+    }
+
+    /// The operator action in force on a real.
+    pub fn admin(&self, key: &RealKey) -> Option<Action> {
+        self.admin.get(key).copied()
+    }
+
+    /// Applies `action` to the reals of `vip` matching `real` (`ADDR`, or
+    /// `ADDR:PORT`, IPv6 as `[ADDR]:PORT`); the reals it applied to.
+    pub fn act(
+        &mut self,
+        cfg: &Config,
+        vip: &str,
+        real: &str,
+        action: Action,
+    ) -> Result<Vec<RealKey>, CommandError> {
+        let (addr, port): (IpAddr, Option<u16>) = if let Ok(a) = real.parse::<IpAddr>() {
+            (a, None)
+        } else if let Ok(sa) = real.parse::<SocketAddr>() {
+            (sa.ip(), Some(sa.port()))
+        } else {
+            return Err(CommandError::BadAddress(real.to_string()));
+        };
+        let Some(v) = cfg.vips.iter().find(|v| v.name == vip) else {
+            let names: Vec<&str> = cfg.vips.iter().map(|v| v.name.as_str()).collect();
+            return Err(CommandError::NoVip {
+                vip: vip.to_string(),
+                known: names.join(", "),
+            });
+        };
+        let keys: Vec<RealKey> = v
+            .reals
+            .iter()
+            .filter(|r| r.address == addr && port.is_none_or(|p| p == r.port))
+            .map(|r| (v.name.clone(), r.address, r.port))
+            .collect();
+        if keys.is_empty() {
+            return Err(CommandError::NoReal {
+                vip: vip.to_string(),
+                real: real.to_string(),
+            });
+        }
+        for k in &keys {
+            match action {
+                Action::Enable => self.admin.remove(k),
+                a => self.admin.insert(k.clone(), a),
+            };
+        }
+        Ok(keys)
+    }
+
+    /// Forgets operator actions on reals `cfg` no longer has: an action
+    /// follows its real while it stays configured.
+    pub fn retain_configured(&mut self, cfg: &Config) {
+        let present: HashSet<RealKey> = cfg
+            .vips
+            .iter()
+            .flat_map(|v| {
+                v.reals
+                    .iter()
+                    .map(move |r| (v.name.clone(), r.address, r.port))
+            })
+            .collect();
+        self.admin.retain(|k, _| present.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"
+[dataplane]
+eal_args = ["--no-huge"]
+
+[[port]]
+name = "lan"
+device = "net_null0"
+addresses = ["192.0.2.2/24"]
+
+[[vip]]
+name = "web"
+address = "192.0.2.100"
+protocol = "tcp"
+port = 80
+mode = "nat"
+  [vip.health]
+  type = "tcp"
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 8080
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 8081
+  [[vip.real]]
+  address = "192.0.2.22"
+  port = 8080
+
+[[vip]]
+name = "dns"
+address = "192.0.2.101"
+protocol = "udp"
+port = 53
+mode = "dr"
+  [[vip.real]]
+  address = "192.0.2.23"
+"#;
+
+    fn cfg(text: &str) -> Config {
+        crate::config::parse("test.toml", text).expect("valid test configuration")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn event(vip: &str, addr: &str, state: health::State) -> health::Event {
+        health::Event {
+            vip: vip.into(),
+            addr: addr.parse().unwrap(),
+            state,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn checked_reals_start_down_unchecked_ones_up() {
+        let c = cfg(CFG);
+        let r = RealStates::default();
+        let state = r.resolver(&c);
+        assert_eq!(state("web", ip("192.0.2.21"), 8080), RealState::Down);
+        assert_eq!(state("dns", ip("192.0.2.23"), 53), RealState::Up);
+    }
+
+    #[test]
+    fn health_verdicts_count_once() {
+        let mut r = RealStates::default();
+        assert!(r.on_health(&event("web", "192.0.2.21:8080", health::State::Up)));
+        assert!(!r.on_health(&event("web", "192.0.2.21:8080", health::State::Up)));
+        assert!(r.on_health(&event("web", "192.0.2.21:8080", health::State::Down)));
+    }
+
+    #[test]
+    fn disabled_beats_down_beats_drain() {
+        let c = cfg(CFG);
+        let mut r = RealStates::default();
+        r.on_health(&event("web", "192.0.2.21:8080", health::State::Up));
+        r.act(&c, "web", "192.0.2.21:8080", Action::Drain).unwrap();
+        assert_eq!(
+            r.resolver(&c)("web", ip("192.0.2.21"), 8080),
+            RealState::Drain
+        );
+        r.on_health(&event("web", "192.0.2.21:8080", health::State::Down));
+        assert_eq!(
+            r.resolver(&c)("web", ip("192.0.2.21"), 8080),
+            RealState::Down
+        );
+        r.act(&c, "web", "192.0.2.21:8080", Action::Disable)
+            .unwrap();
+        assert_eq!(
+            r.resolver(&c)("web", ip("192.0.2.21"), 8080),
+            RealState::Disabled
+        );
+        r.act(&c, "web", "192.0.2.21:8080", Action::Enable).unwrap();
+        assert_eq!(
+            r.resolver(&c)("web", ip("192.0.2.21"), 8080),
+            RealState::Down
+        );
+    }
+
+    #[test]
+    fn an_address_without_port_means_every_port_of_it() {
+        let c = cfg(CFG);
+        let mut r = RealStates::default();
+        let keys = r.act(&c, "web", "192.0.2.21", Action::Disable).unwrap();
+        assert_eq!(keys.len(), 2);
+        let state = r.resolver(&c);
+        assert_eq!(state("web", ip("192.0.2.21"), 8081), RealState::Disabled);
+        assert_eq!(state("web", ip("192.0.2.22"), 8080), RealState::Down);
+    }
+
+    #[test]
+    fn refusals_name_what_is_wrong() {
+        let c = cfg(CFG);
+        let mut r = RealStates::default();
+        assert_eq!(
+            r.act(&c, "mail", "192.0.2.21", Action::Drain),
+            Err(CommandError::NoVip {
+                vip: "mail".into(),
+                known: "web, dns".into()
+            })
+        );
+        assert!(matches!(
+            r.act(&c, "web", "192.0.2.99", Action::Drain),
+            Err(CommandError::NoReal { .. })
+        ));
+        assert!(matches!(
+            r.act(&c, "web", "192.0.2.21:9999", Action::Drain),
+            Err(CommandError::NoReal { .. })
+        ));
+        assert_eq!(
+            r.act(&c, "web", "host.example", Action::Drain),
+            Err(CommandError::BadAddress("host.example".into()))
+        );
+    }
+
+    #[test]
+    fn actions_on_removed_reals_are_forgotten() {
+        let c = cfg(CFG);
+        let mut r = RealStates::default();
+        r.act(&c, "web", "192.0.2.22", Action::Drain).unwrap();
+        r.act(&c, "web", "192.0.2.21:8080", Action::Drain).unwrap();
+        let smaller = cfg(&CFG.replace(
+            "  [[vip.real]]\n  address = \"192.0.2.22\"\n  port = 8080\n",
+            "",
+        ));
+        r.retain_configured(&smaller);
+        assert_eq!(r.admin(&("web".into(), ip("192.0.2.22"), 8080)), None);
+        assert_eq!(
+            r.admin(&("web".into(), ip("192.0.2.21"), 8080)),
+            Some(Action::Drain)
+        );
+    }
+}
