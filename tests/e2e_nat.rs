@@ -8,7 +8,7 @@
 
 mod common;
 
-on_one_and_two_workers!(nat_two_arm_tcp_and_udp);
+on_one_and_two_workers!(nat_tcp_with_port_translation, nat_udp, nat_hairpin);
 
 use std::time::Duration;
 
@@ -45,42 +45,48 @@ for i in range(20):
 print("OK", ok, b",".join(sorted(names)).decode())
 "#;
 
-fn nat_two_arm_tcp_and_udp(workers: u16) {
-    require_root();
-    let _g = serial();
-    let id = uid();
-    let mut sw = Switch::new(&id);
-    let client = Netns::new(&format!("flc{id}"));
-    let lb = Netns::new(&format!("flb{id}"));
-    veth(&client, "eth0", &lb, "wan0");
-    sw.plug(&lb, "lan0");
-    client.exec("ip addr add 198.51.100.1/24 dev eth0");
-    let mut reals = Vec::new();
-    let mut nginx = Vec::new();
-    let dir = std::env::temp_dir().join(format!("ferrolb-nat-{id}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("echo.py"), UDP_ECHO).unwrap();
-    std::fs::write(dir.join("client.py"), UDP_CLIENT).unwrap();
-    let mut echoes = Vec::new();
-    for i in 1..=2 {
-        let r = Netns::new(&format!("flr{i}{id}"));
-        sw.plug(&r, "eth0");
-        r.exec(&format!(
-            "ip addr add 192.0.2.2{i}/24 dev eth0 && ip route add default via 192.0.2.2"
-        ));
-        nginx.push(Nginx::start(&r, &format!("real{i}"), 8080));
-        echoes.push(
-            std::process::Command::new("ip")
-                .args(["netns", "exec", &r.name, "python3"])
-                .arg(dir.join("echo.py"))
-                .arg(format!("real{i}"))
-                .spawn()
-                .unwrap(),
-        );
-        reals.push(r);
-    }
-    let config = format!(
-        r#"
+/// The two-arm lab: a client on `wan`, two reals (nginx on 8080, a UDP
+/// echo on 5353) on `lan` with ferrolb as their default gateway.
+struct Lab {
+    // Dropped in this order: processes first, then the namespaces.
+    p: Ferrolb,
+    _echoes: Vec<Proc>,
+    _nginx: Vec<Nginx>,
+    client: Netns,
+    lb: Netns,
+    reals: Vec<Netns>,
+    _sw: Switch,
+    dir: Scratch,
+    workers: u16,
+}
+
+impl Lab {
+    fn start(workers: u16) -> Lab {
+        require_root();
+        let id = uid();
+        let mut sw = Switch::new(&id);
+        let client = Netns::new(&format!("flc{id}"));
+        let lb = Netns::new(&format!("flb{id}"));
+        veth(&client, "eth0", &lb, "wan0");
+        sw.plug(&lb, "lan0");
+        client.exec("ip addr add 198.51.100.1/24 dev eth0");
+        let dir = Scratch::new("nat");
+        let echo = dir.file("echo.py", UDP_ECHO);
+        dir.file("client.py", UDP_CLIENT);
+        let (mut reals, mut nginx, mut echoes) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 1..=2 {
+            let r = Netns::new(&format!("flr{i}{id}"));
+            sw.plug(&r, "eth0");
+            r.exec(&format!(
+                "ip addr add 192.0.2.2{i}/24 dev eth0 && ip route add default via 192.0.2.2"
+            ));
+            nginx.push(Nginx::start(&r, &format!("real{i}"), 8080));
+            let echo = echo.display().to_string();
+            echoes.push(Proc::spawn(&r, "python3", &[&echo, &format!("real{i}")]));
+            reals.push(r);
+        }
+        let config = format!(
+            r#"
 [dataplane]
 eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}",
             "--vdev=net_af_packet0,iface=wan0", "--vdev=net_af_packet1,iface=lan0"]
@@ -123,49 +129,54 @@ port_name = "wan"
   address = "192.0.2.22"
   port = 5353
 "#
-    );
-    let config = with_workers(&config, workers);
-    let mut p = Ferrolb::start(&lb, &config);
-    p.wait_log("ferrolb running", Duration::from_secs(30));
-    p.wait_log("neighbour resolved ip=192.0.2.22", Duration::from_secs(5));
+        );
+        let config = with_workers(&config, workers);
+        let mut p = Ferrolb::start(&lb, &config);
+        p.wait_log("ferrolb running", Duration::from_secs(30));
+        p.wait_log("neighbour resolved ip=192.0.2.22", Duration::from_secs(5));
+        Lab {
+            client,
+            lb,
+            reals,
+            p,
+            workers,
+            dir,
+            _echoes: echoes,
+            _nginx: nginx,
+            _sw: sw,
+        }
+    }
 
-    // TCP: the client talks to the VIP only; the reals see the client.
-    let (spread, failed) = curl_spread(&client, "http://198.51.100.100/", 40, "");
+    /// Both directions of NAT flows landed on different workers and were
+    /// handed to their owner; ferrolb stops cleanly.
+    fn finish(mut self) {
+        check_workers(&self.lb, self.workers, true);
+        let (st, _) = self.p.signal_and_wait("TERM", Duration::from_secs(10));
+        assert!(st.success(), "{}", self.p.log_text());
+    }
+}
+
+/// TCP: the client talks to the VIP only, port 80 is translated to the
+/// reals' 8080, the reals see the client's address, and the replies are
+/// translated back.
+fn nat_tcp_with_port_translation(workers: u16) {
+    let _g = serial();
+    let l = Lab::start(workers);
+    let (spread, failed) = curl_spread(&l.client, "http://198.51.100.100/", 40, "");
     eprintln!("NAT TCP: {spread:?}, {failed} failed");
-    assert_eq!(failed, 0, "{}", p.log_text());
+    assert_eq!(failed, 0, "{}", l.p.log_text());
     assert_eq!(spread.len(), 2, "{spread:?}");
-    let body = client.exec("curl -s -m 3 http://198.51.100.100/");
+    let body = l.client.exec("curl -s -m 3 http://198.51.100.100/");
     assert!(
         body.ends_with("from 198.51.100.1\n"),
         "the real did not see the client's address: {body:?}"
     );
-    let route = client.exec("ip route");
+    let route = l.client.exec("ip route");
     assert!(
         !route.contains("192.0.2."),
         "the client must not know the real network: {route}"
     );
-
-    // UDP: replies come back from the VIP and port the client asked.
-    let out = client.exec(&format!("python3 {}", dir.join("client.py").display()));
-    eprintln!("NAT UDP: {out}");
-    assert!(out.starts_with("OK 20"), "{out}");
-
-    // Hairpin: a real connects to its own VIP. Whether it is balanced to
-    // itself or to its neighbour, both legs pass through the balancer
-    // (source NAT to the balancer's internal address) and it gets answers.
-    let (hair, hfailed) = curl_spread(&reals[0], "http://198.51.100.100/", 20, "");
-    eprintln!("hairpin from real1: {hair:?}, {hfailed} failed");
-    assert_eq!(hfailed, 0, "{}", p.log_text());
-    let body = reals[0].exec("curl -s -m 3 http://198.51.100.100/");
-    assert!(
-        body.ends_with("from 192.0.2.2\n"),
-        "hairpin flows are source-NATed: {body:?}"
-    );
-
-    // Both directions of NAT flows landed on different workers and were
-    // handed to their owner.
-    check_workers(&lb, workers, true);
-    let status = lb.exec(&format!("{} status", ferrolb_bin()));
+    let status = l.lb.exec(&format!("{} status", ferrolb_bin()));
     eprintln!("{status}");
     if workers > 1 {
         assert!(status.contains("worker 1:"), "per-worker load: {status}");
@@ -177,12 +188,34 @@ port_name = "wan"
     let cols: Vec<&str> = web.split_whitespace().collect();
     let out_pkts: u64 = cols[6].parse().unwrap();
     assert!(out_pkts > 0, "no replies translated: {web}");
+    l.finish();
+}
 
-    let (st, _) = p.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", p.log_text());
-    for mut e in echoes {
-        let _ = e.kill();
-        let _ = e.wait();
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+/// UDP: replies come back from the VIP and the port the client asked.
+fn nat_udp(workers: u16) {
+    let _g = serial();
+    let l = Lab::start(workers);
+    let out = l
+        .client
+        .exec(&format!("python3 {}", l.dir.0.join("client.py").display()));
+    eprintln!("NAT UDP: {out}");
+    assert!(out.starts_with("OK 20"), "{out}");
+    l.finish();
+}
+
+/// Hairpin: a real connects to its own VIP. Whether it is balanced to
+/// itself or to its neighbour, both legs pass through the balancer
+/// (source NAT to the balancer's internal address) and it gets answers.
+fn nat_hairpin(workers: u16) {
+    let _g = serial();
+    let l = Lab::start(workers);
+    let (hair, failed) = curl_spread(&l.reals[0], "http://198.51.100.100/", 20, "");
+    eprintln!("hairpin from real1: {hair:?}, {failed} failed");
+    assert_eq!(failed, 0, "{}", l.p.log_text());
+    let body = l.reals[0].exec("curl -s -m 3 http://198.51.100.100/");
+    assert!(
+        body.ends_with("from 192.0.2.2\n"),
+        "hairpin flows are source-NATed: {body:?}"
+    );
+    l.finish();
 }

@@ -354,7 +354,7 @@ impl Background {
         assert!(wait_for(Duration::from_secs(5), || file.exists()));
         std::thread::sleep(Duration::from_millis(500));
         Background {
-            child: Proc(Some(child)),
+            child: Proc::from_child(child),
             file,
         }
     }
@@ -389,28 +389,6 @@ fn alive(lb: &Ferrolb) -> bool {
             .contains(") Z ")
 }
 
-/// A helper process, killed if the test fails before it is waited for.
-struct Proc(Option<std::process::Child>);
-
-impl Proc {
-    fn take(mut self) -> std::process::Child {
-        self.0.take().expect("running")
-    }
-
-    fn get(&mut self) -> &mut std::process::Child {
-        self.0.as_mut().expect("running")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Starts `n` curl requests in the background (each a new connection, at
 /// most `secs` seconds in all); `wait_curls` returns (ok, failed).
 fn spawn_curls(ns: &Netns, url: &str, n: usize, secs: u64) -> Proc {
@@ -419,14 +397,14 @@ fn spawn_curls(ns: &Netns, url: &str, n: usize, secs: u64) -> Proc {
          [ $(date +%s) -ge $end ] && break; \
          if curl -s -m 5 -o /dev/null {url}; then echo OK; else echo FAILED; fi; done"
     );
-    Proc(Some(
+    Proc::from_child(
         std::process::Command::new("ip")
             .args(["netns", "exec", &ns.name, "sh", "-c", &script])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn curl loop"),
-    ))
+    )
 }
 
 fn wait_curls(c: Proc) -> (usize, usize) {
@@ -649,7 +627,7 @@ impl KeepAlive {
         std::io::BufReader::new(out).read_line(&mut first).unwrap();
         assert!(first.starts_with("READY"), "keep-alive: {first}");
         KeepAlive {
-            child: Proc(Some(child)),
+            child: Proc::from_child(child),
             stop,
         }
     }

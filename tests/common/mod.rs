@@ -491,3 +491,71 @@ pub fn curl_spread(
     }
     (m, failed)
 }
+
+/// A process a test runs beside the lab (clients, echo servers, capture),
+/// killed and reaped when dropped, also when the test fails.
+pub struct Proc(Option<Child>);
+
+impl Proc {
+    /// Runs `program args...` in `ns`, its output discarded.
+    pub fn spawn(ns: &Netns, program: &str, args: &[&str]) -> Proc {
+        let c = Command::new("ip")
+            .args(["netns", "exec", &ns.name, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning a background process");
+        Proc(Some(c))
+    }
+
+    /// Wraps a process the caller started.
+    pub fn from_child(c: Child) -> Proc {
+        Proc(Some(c))
+    }
+
+    /// The running process.
+    pub fn get(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+
+    /// Hands the process over (to wait for its output).
+    pub fn take(mut self) -> Child {
+        self.0.take().expect("running")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A scratch directory under the temporary directory, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new, empty directory named after `what` and a unique id.
+    pub fn new(what: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("ferrolb-{what}-{}", uid()));
+        std::fs::create_dir_all(&p).expect("scratch directory");
+        Scratch(p)
+    }
+
+    /// Writes `text` to `name` in it; its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
