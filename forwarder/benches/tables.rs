@@ -88,30 +88,6 @@ fn conntrack(c: &mut Criterion) {
                 }
             })
         });
-        // Burst with the safe prefetch passes: hash + touch bucket, touch
-        // entry, then look up. Time is per 32.
-        g.bench_with_input(
-            BenchmarkId::new("lookup_hit_burst32_prefetch", n),
-            &n,
-            |b, &n| {
-                let mut ks = [key(0); 32];
-                let mut hs = [0u32; 32];
-                b.iter(|| {
-                    for (k, h) in ks.iter_mut().zip(hs.iter_mut()) {
-                        *k = key(rng.next(n));
-                        *h = t.hash(k);
-                        t.prefetch(*h);
-                    }
-                    for h in hs.iter() {
-                        t.prefetch_entry(*h);
-                    }
-                    for (k, h) in ks.iter().zip(hs.iter()) {
-                        black_box(t.lookup(1, k, *h).hit());
-                    }
-                })
-            },
-        );
-
         // Insert into a table holding `n` flows: time CHUNK inserts, then
         // remove them untimed, so the load stays at n.
         const CHUNK: u32 = 1024;

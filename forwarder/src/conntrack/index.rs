@@ -120,13 +120,6 @@ impl Index {
         }
     }
 
-    /// Loads the home bucket of `h` (a safe stand-in for a prefetch: the
-    /// load is issued, nothing waits for it).
-    #[inline]
-    pub(super) fn touch(&self, h: u32) {
-        std::hint::black_box(self.buckets[self.home(h)].overflow);
-    }
-
     /// The address of `h`'s home bucket (to prefetch).
     #[inline]
     pub(super) fn bucket_addr(&self, h: u32) -> *const u8 {
@@ -178,8 +171,9 @@ impl Index {
     }
 
     /// The first slot in `h`'s home bucket whose tag matches, if any
-    /// (a candidate to prefetch; not a verified match).
-    #[inline]
+    /// (a candidate to prefetch; not a verified match): the plain
+    /// reference that [`Self::first_candidate_swar`] is tested against.
+    #[cfg(test)]
     pub(super) fn first_candidate(&self, h: u32) -> Option<u32> {
         let bk = &self.buckets[self.home(h)];
         let mut m = bk.matches(h as u16);

@@ -779,23 +779,6 @@ fn an_ipv6_insert_into_a_full_table_evicts_until_two_cells_are_free() {
 }
 
 #[test]
-fn prefetch_calls_are_harmless() {
-    let mut t = ConnTable::with_capacity(100);
-    let k = key(1);
-    let v = val(State::Established, Nat::Nat);
-    let h = t.hash(&k);
-    t.prefetch(h);
-    t.prefetch_entry(h); // miss: no candidate
-    let id = ins(&mut t, 0, &k, &v).unwrap();
-    t.prefetch(h);
-    t.prefetch_entry(h);
-    let rh = t.hash_reply(&nat_reply(&k, &v));
-    t.prefetch_reply(rh);
-    t.prefetch_reply_entry(rh);
-    assert_eq!(t.lookup(1, &k, h), Lookup::Hit(id));
-}
-
-#[test]
 fn insert_absent_is_insert_without_the_duplicate_check() {
     let mut t = ConnTable::with_capacity(64);
     for i in 0..20 {
