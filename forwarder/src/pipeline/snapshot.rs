@@ -1,0 +1,287 @@
+//! What the control plane decides, read-only for the workers: the
+//! [`Snapshot`] of services, ports, owned addresses and routes.
+
+use super::*;
+
+/// One data port as the pipeline sees it.
+#[derive(Debug, Clone, Default)]
+pub struct PortInfo {
+    /// The port's MAC (also its exception TAP's MAC).
+    pub mac: MacAddr,
+    /// The balancer's own addresses on this port, with prefix lengths.
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// Next hop for IPv4 destinations outside every prefix.
+    pub gateway_v4: Option<Ipv4Addr>,
+    /// Next hop for IPv6 destinations outside every prefix.
+    pub gateway_v6: Option<Ipv6Addr>,
+    /// VIP addresses this port answers ARP / ND for (while active).
+    pub vips: Vec<IpAddr>,
+    /// Largest IP packet the port sends (tunnel MTU checks).
+    pub mtu: u16,
+}
+
+impl PortInfo {
+    /// Whether `ip` is one of the balancer's own addresses here.
+    #[inline]
+    pub fn is_self(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|(a, _)| *a == ip)
+    }
+
+    /// Whether the port answers ARP / ND for `ip` (own address or VIP).
+    #[inline]
+    pub fn answers_for(&self, ip: IpAddr) -> bool {
+        self.is_self(ip) || self.vips.contains(&ip)
+    }
+
+    /// The own address whose prefix holds `ip`, if any.
+    #[inline]
+    pub fn connected(&self, ip: IpAddr) -> Option<IpAddr> {
+        self.addrs
+            .iter()
+            .find(|(a, p)| same_prefix(*a, ip, *p))
+            .map(|(a, _)| *a)
+    }
+}
+
+/// Whether `a` and `b` share their first `prefix` bits.
+#[inline]
+pub fn same_prefix(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
+            u32::from(a) & m == u32::from(b) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
+            u128::from(a) & m == u128::from(b) & m
+        }
+        _ => false,
+    }
+}
+
+/// Where a packet to some address leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Output port index.
+    pub port: u16,
+    /// Next hop whose MAC the frame needs.
+    pub next_hop: IpAddr,
+    /// The balancer's own address on that port, of the same family (the
+    /// source of tunnels and requests).
+    pub src: IpAddr,
+}
+
+/// Everything the control plane decides, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every snapshot.
+    pub generation: u64,
+    /// Data ports.
+    pub ports: Vec<PortInfo>,
+    /// Services.
+    pub vips: VipTable,
+    /// Route to every target (the reals, then the fallback), per service
+    /// index and real index.
+    pub(super) real_routes: Vec<Vec<Option<Route>>>,
+    /// Connection sync with the HA peer, and the route to it.
+    pub(super) sync: Option<(SyncSpec, Option<Route>)>,
+    /// A BACKUP's services: not balanced (`vips` is empty), only known, so
+    /// that flows synced from the MASTER can be checked and installed.
+    pub(super) standby: Option<VipTable>,
+    /// Per port, what the IPv4 fast path checks ([`fast`]).
+    pub(super) fast: Vec<fast::FastPort>,
+    /// The services on IPv4 VIPs, for the fast path.
+    pub(super) fast_vips: fast::FastVips,
+    /// Per service index, the flat index of its first target (the fast
+    /// path's next-hop memo, [`Tables`]`::fast_hops`).
+    pub(super) fast_base: Vec<u32>,
+    /// Per flat target index (as `fast_base`): an IPv4 target that keeps
+    /// its flows, packed for the fast path's one-word check
+    /// ([`fast::target_word`]); 0 for any other.
+    pub(super) fast_targets: Vec<u64>,
+    /// Some service has a v4-mapped IPv6 VIP, which IPv4 packets reach
+    /// but the fast path's VIP table does not hold ([`fast_reply`]).
+    pub(super) mapped_vips: bool,
+    /// IPv4 routes, for the reply fast path.
+    pub(super) fast_routes: fast_reply::FastRoutes,
+}
+
+impl Snapshot {
+    /// Builds a snapshot and precomputes the route to every real.
+    pub fn new(generation: u64, ports: Vec<PortInfo>, vips: VipTable) -> Snapshot {
+        let mut s = Snapshot {
+            generation,
+            ports,
+            vips,
+            real_routes: Vec::new(),
+            sync: None,
+            standby: None,
+            fast: Vec::new(),
+            fast_vips: fast::FastVips::default(),
+            fast_base: Vec::new(),
+            fast_targets: Vec::new(),
+            mapped_vips: false,
+            fast_routes: fast_reply::FastRoutes::default(),
+        };
+        s.fast_routes = fast_reply::FastRoutes::of(&s.ports);
+        s.fast = s.ports.iter().map(fast::FastPort::of).collect();
+        s.mapped_vips = s
+            .vips
+            .services()
+            .iter()
+            .any(|svc| matches!(svc.spec().vip, IpAddr::V6(a) if a.to_ipv4_mapped().is_some()));
+        s.fast_vips = fast::FastVips::build(&s.vips);
+        let mut base = 0u32;
+        for svc in s.vips.services() {
+            s.fast_base.push(base);
+            base += svc.targets().len() as u32;
+            for (ri, t) in svc.targets().iter().enumerate() {
+                let w = match t.addr {
+                    IpAddr::V4(a) if svc.keeps_flow(RealIdx(ri as u16)) => {
+                        fast::target_word(u32::from(a), t.port)
+                    }
+                    _ => 0,
+                };
+                s.fast_targets.push(w);
+            }
+        }
+        s.real_routes = s
+            .vips
+            .services()
+            .iter()
+            .map(|svc| svc.targets().iter().map(|r| s.route(r.addr)).collect())
+            .collect();
+        s
+    }
+
+    /// Sets the connection sync (and precomputes the route to the peer).
+    pub fn with_sync(mut self, sync: SyncSpec) -> Snapshot {
+        let r = self.route(sync.peer);
+        self.sync = Some((sync, r));
+        self
+    }
+
+    /// Sets the services a BACKUP knows but does not balance.
+    pub fn with_standby(mut self, standby: VipTable) -> Snapshot {
+        self.standby = Some(standby);
+        self
+    }
+
+    /// The connection sync, with the route to the peer.
+    #[inline]
+    pub fn sync(&self) -> Option<(SyncSpec, Option<Route>)> {
+        self.sync
+    }
+
+    /// The service of id `id`: balanced here, or (on a BACKUP) known.
+    pub fn known_service(&self, id: u32) -> Option<&service::Service> {
+        self.vips
+            .by_id(id)
+            .or_else(|| self.standby.as_ref().and_then(|t| t.by_id(id)))
+    }
+
+    /// Where packets to `ip` leave: a connected prefix first, else a
+    /// port's gateway of the same family.
+    pub fn route(&self, ip: IpAddr) -> Option<Route> {
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(src) = p.connected(ip) {
+                return Some(Route {
+                    port: i as u16,
+                    next_hop: ip,
+                    src,
+                });
+            }
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            let gw = match ip {
+                IpAddr::V4(_) => p.gateway_v4.map(IpAddr::V4),
+                IpAddr::V6(_) => p.gateway_v6.map(IpAddr::V6),
+            };
+            if let Some(gw) = gw {
+                if let Some(src) = p.connected(gw) {
+                    return Some(Route {
+                        port: i as u16,
+                        next_hop: gw,
+                        src,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// The precomputed route to target `r` (a real or the fallback) of
+    /// service index `s`.
+    #[inline]
+    pub fn real_route(&self, s: usize, r: RealIdx) -> Option<Route> {
+        self.real_routes
+            .get(s)
+            .and_then(|v| v.get(r.get()))
+            .copied()
+            .flatten()
+    }
+
+    /// Every next hop the data plane must keep resolved (reals and
+    /// gateways), with the port and source address to ask from.
+    pub fn next_hops(&self) -> Vec<Route> {
+        let mut out: Vec<Route> = Vec::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            for gw in [p.gateway_v4.map(IpAddr::V4), p.gateway_v6.map(IpAddr::V6)]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(src) = p.connected(gw) {
+                    out.push(Route {
+                        port: i as u16,
+                        next_hop: gw,
+                        src,
+                    });
+                }
+            }
+        }
+        let sync = self.sync.and_then(|(_, r)| r);
+        for r in self
+            .real_routes
+            .iter()
+            .flatten()
+            .flatten()
+            .chain(sync.iter())
+        {
+            if !out.iter().any(|o| o.next_hop == r.next_hop) {
+                out.push(*r);
+            }
+        }
+        out
+    }
+}
+
+/// Neighbour requests the pipeline wants sent (bounded; overflow is
+/// dropped, the next packet asks again).
+#[derive(Debug, Default)]
+pub struct NeighRequests {
+    pub(super) items: [Option<Route>; 8],
+    pub(super) len: usize,
+}
+
+impl NeighRequests {
+    pub(super) fn push(&mut self, r: Route) {
+        if self.len < self.items.len() {
+            self.items[self.len] = Some(r);
+            self.len += 1;
+        }
+    }
+
+    /// Takes the requests out.
+    pub fn drain(&mut self) -> impl Iterator<Item = Route> + '_ {
+        let n = std::mem::take(&mut self.len);
+        self.items[..n].iter_mut().filter_map(Option::take)
+    }
+}
