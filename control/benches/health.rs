@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use control::config::{Health, HealthKind};
+use control::config::{Check, Health, HttpCheck};
 use control::health::{HealthChecker, State, Target};
 
 /// Arrivals: (target index, when).
@@ -169,10 +169,17 @@ fn main() {
 
     let targets: Vec<Target> = (0..n)
         .map(|i| {
-            let (kind, addr) = match i % 3 {
-                0 => (HealthKind::Tcp, tcp_addr),
-                1 => (HealthKind::Http, http_addr),
-                _ => (HealthKind::Udp, udp_addr),
+            let (check, addr) = match i % 3 {
+                0 => (Check::Tcp, tcp_addr),
+                1 => (
+                    Check::Http(HttpCheck {
+                        path: "/".into(),
+                        expect_status: 200,
+                        expect_body: Some("OK".into()),
+                    }),
+                    http_addr,
+                ),
+                _ => (Check::Udp, udp_addr),
             };
             Target {
                 // Zero-padded: key order is index order, as the slots assume.
@@ -180,10 +187,7 @@ fn main() {
                 addr,
                 bind: Some(IpAddr::V4(source_of(i))),
                 check: Health {
-                    kind,
-                    path: "/".into(),
-                    expect_status: 200,
-                    expect_body: Some("OK".into()),
+                    check,
                     interval,
                     timeout: Duration::from_millis(500),
                     rise: 2,

@@ -94,7 +94,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Config, Health, HealthKind};
+use crate::config::{Check, Config, Health, HealthKind};
 
 pub use http::MAX_RESPONSE;
 pub use probe::UDP_PAYLOAD;
@@ -182,10 +182,7 @@ pub struct TargetStatus {
 /// The `[vip.health]` of a VIP without one: no check, every real up.
 pub fn no_check() -> Health {
     Health {
-        kind: HealthKind::None,
-        path: "/".into(),
-        expect_status: 200,
-        expect_body: None,
+        check: Check::None,
         interval: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
         rise: 1,
@@ -298,7 +295,7 @@ impl Entry {
             vip: t.vip.clone(),
             addr: t.addr,
             bind: t.bind,
-            kind: t.check.kind,
+            kind: t.check.kind(),
             state: self.tracker.state,
             pending: self.tracker.pending,
             last_check: self.last_check,
@@ -350,7 +347,7 @@ impl Shared {
             };
             let check = &e.target.check;
             let ok = outcome.is_ok();
-            let change = if check.kind == HealthKind::None {
+            let change = if check.kind() == HealthKind::None {
                 e.tracker.force_up()
             } else {
                 e.total_checks += 1;
@@ -406,7 +403,7 @@ async fn run(shared: Arc<Shared>, key: Key, id: u64, first: Instant) {
         let started = Instant::now();
         let outcome = probe::probe(&target).await;
         shared.record(&key, id, outcome, at, started.elapsed());
-        if target.check.kind == HealthKind::None {
+        if target.check.kind() == HealthKind::None {
             // Up for good; a new check in `update` starts a new task.
             return;
         }
@@ -490,7 +487,7 @@ impl HealthChecker {
         let n = starting.len() as u128;
         let now = Instant::now();
         for (i, (key, target)) in starting.into_iter().enumerate() {
-            let delay = if target.check.kind == HealthKind::None {
+            let delay = if target.check.kind() == HealthKind::None {
                 Duration::ZERO
             } else {
                 let nanos = target.check.interval.as_nanos() * i as u128 / n;

@@ -88,9 +88,17 @@ fn the_contract_example_loads() {
         })
     );
     let h = v.health.as_ref().unwrap();
+    assert_eq!(h.kind(), HealthKind::Http);
     assert_eq!(
-        (h.kind, h.expect_body.as_deref(), h.timeout),
-        (HealthKind::Http, Some("OK"), Duration::from_millis(500))
+        (&h.check, h.timeout),
+        (
+            &Check::Http(HttpCheck {
+                path: "/ready.txt".into(),
+                expect_status: 200,
+                expect_body: Some("OK".into())
+            }),
+            Duration::from_millis(500)
+        )
     );
     assert_eq!(v.reals[0].mac, Some([2, 0, 0, 0, 0, 0x21]));
     let ha = c.ha.unwrap();

@@ -37,7 +37,7 @@ impl RealStates {
             .filter(|v| {
                 v.health
                     .as_ref()
-                    .is_some_and(|h| h.kind != HealthKind::None)
+                    .is_some_and(|h| h.kind() != HealthKind::None)
             })
             .map(|v| v.name.clone())
             .collect();

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::http::{Response, MAX_RESPONSE};
 use super::Target;
-use crate::config::HealthKind;
+use crate::config::{Check, HealthKind, HttpCheck};
 
 /// What the `udp` check sends. Any reply counts, so the content only has
 /// to make the service answer: an echo or a tolerant service will.
@@ -64,18 +64,18 @@ impl Deadline {
 /// Runs one check of `target`, bounded by its timeout.
 pub async fn probe(target: &Target) -> Outcome {
     let check = &target.check;
-    if check.kind == HealthKind::None {
+    if check.kind() == HealthKind::None {
         return Ok("no health check".into());
     }
     if target.addr.port() == 0 {
         return Err("no port to check (the VIP covers every port)".into());
     }
     let deadline = Deadline::after(check.timeout);
-    match check.kind {
-        HealthKind::Tcp => tcp(target, deadline).await,
-        HealthKind::Http => http(target, deadline).await,
-        HealthKind::Udp => udp(target, deadline).await,
-        HealthKind::None => unreachable!("handled above"),
+    match &check.check {
+        Check::Tcp => tcp(target, deadline).await,
+        Check::Http(h) => http(target, h, deadline).await,
+        Check::Udp => udp(target, deadline).await,
+        Check::None => unreachable!("handled above"),
     }
 }
 
@@ -146,8 +146,8 @@ async fn tcp(target: &Target, deadline: Deadline) -> Outcome {
     Ok("tcp: connected".into())
 }
 
-/// The request of the `http` check.
-pub fn request(target: &Target) -> String {
+/// The request of the `http` check `h` of `target`.
+pub fn request(target: &Target, h: &HttpCheck) -> String {
     let host = match target.addr {
         SocketAddr::V4(a) if a.port() == 80 => a.ip().to_string(),
         SocketAddr::V6(a) if a.port() == 80 => format!("[{}]", a.ip()),
@@ -155,14 +155,14 @@ pub fn request(target: &Target) -> String {
     };
     format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ferrolb-health\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        target.check.path
+        h.path
     )
 }
 
 /// `http`: GET the path; the status and (if set) the body decide.
-async fn http(target: &Target, deadline: Deadline) -> Outcome {
+async fn http(target: &Target, h: &HttpCheck, deadline: Deadline) -> Outcome {
     let mut stream = connect(target, deadline).await?;
-    let req = request(target);
+    let req = request(target, h);
     deadline
         .bound("http", " sending the request", async {
             stream
@@ -171,11 +171,10 @@ async fn http(target: &Target, deadline: Deadline) -> Outcome {
                 .map_err(|e| format!("http: write: {}", describe(&e)))
         })
         .await?;
-    let check = &target.check;
     read_response(
         &mut stream,
-        check.expect_status,
-        check.expect_body.as_deref(),
+        h.expect_status,
+        h.expect_body.as_deref(),
         deadline,
     )
     .await
@@ -296,15 +295,17 @@ mod tests {
 
     #[test]
     fn request_has_host_and_close() {
+        let h = HttpCheck {
+            path: "/ready.txt".into(),
+            expect_status: 200,
+            expect_body: None,
+        };
         let t = Target {
             vip: "web".into(),
             addr: "[2001:db8::1]:8080".parse().unwrap(),
             bind: None,
             check: crate::config::Health {
-                kind: HealthKind::Http,
-                path: "/ready.txt".into(),
-                expect_status: 200,
-                expect_body: None,
+                check: Check::Http(h.clone()),
                 interval: Duration::from_secs(1),
                 timeout: Duration::from_millis(500),
                 rise: 2,
@@ -312,13 +313,13 @@ mod tests {
             },
         };
         assert_eq!(
-            request(&t),
+            request(&t, &h),
             "GET /ready.txt HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\nUser-Agent: ferrolb-health\r\nAccept: */*\r\nConnection: close\r\n\r\n"
         );
         let t = Target {
             addr: "192.0.2.21:80".parse().unwrap(),
             ..t
         };
-        assert!(request(&t).contains("\r\nHost: 192.0.2.21\r\n"));
+        assert!(request(&t, &h).contains("\r\nHost: 192.0.2.21\r\n"));
     }
 }

@@ -2,6 +2,7 @@
 //! and every wait is bounded in count and time; nothing leaves the host.
 
 use super::*;
+use crate::config::HttpCheck;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -15,11 +16,18 @@ const WAIT: Duration = Duration::from_secs(10);
 const SERVER_LIFE: Duration = Duration::from_secs(30);
 
 fn check(kind: HealthKind, interval_ms: u64, timeout_ms: u64, rise: u32, fall: u32) -> Health {
+    let check = match kind {
+        HealthKind::None => Check::None,
+        HealthKind::Tcp => Check::Tcp,
+        HealthKind::Udp => Check::Udp,
+        HealthKind::Http => Check::Http(HttpCheck {
+            path: "/ready".into(),
+            expect_status: 200,
+            expect_body: None,
+        }),
+    };
     Health {
-        kind,
-        path: "/ready".into(),
-        expect_status: 200,
-        expect_body: None,
+        check,
         interval: Duration::from_millis(interval_ms),
         timeout: Duration::from_millis(timeout_ms),
         rise,
@@ -175,7 +183,11 @@ fn closed_tcp_port() -> SocketAddr {
 
 fn http_check(body: Option<&str>) -> Health {
     Health {
-        expect_body: body.map(str::to_string),
+        check: Check::Http(HttpCheck {
+            path: "/ready".into(),
+            expect_status: 200,
+            expect_body: body.map(str::to_string),
+        }),
         ..check(HealthKind::Http, 100, 1000, 2, 2)
     }
 }
@@ -637,8 +649,8 @@ port = 53
     assert_eq!(t[0].vip, "web");
     assert_eq!(t[0].addr, "192.0.2.21:80".parse().unwrap());
     assert_eq!(t[0].bind, Some("192.0.2.2".parse().unwrap()));
-    assert_eq!(t[0].check.kind, HealthKind::Http);
-    assert_eq!(t[0].check.path, "/ready.txt");
+    assert_eq!(t[0].check.kind(), HealthKind::Http);
+    assert!(matches!(&t[0].check.check, Check::Http(h) if h.path == "/ready.txt"));
     assert_eq!(t[0].check.interval, Duration::from_secs(2));
     // Routed through the gateway: the kernel picks the source.
     assert_eq!(t[1].addr, "203.0.113.5:80".parse().unwrap());

@@ -1,647 +1,14 @@
-//! The TOML configuration: schema, parsing and validation.
-//!
-//! The documented keys (README, "Configuration") are a contract: they may be extended, never
-//! renamed. Loading reports *every* problem it finds, each with the file,
-//! the line and the key (`lb.toml:12: vip[0].real[1].port: ...`): unknown
-//! keys, values of the wrong type or form, and rules that span keys
-//! (duplicate VIPs, DR with port translation, a real no port can reach...).
-//! A configuration that loads is internally consistent; nothing later has to
-//! re-check it.
-//!
-//! Keys beyond the first contract, per `[[vip]]`:
-//!
-//! ```toml
-//! on_down = "reschedule"      # reschedule | keep: flows of a real that goes down
-//!   [vip.fallback]            # optional "sorry server": new flows when no real can
-//!   address = "192.0.2.30"    # checked like a real: family, reachability
-//!   port = 8080               # nat only; dr and tun keep the VIP's port
-//!   mac = "02:00:00:00:00:30" # optional static neighbour
-//! new_flow_rate_limit = 1000  # optional: new flows per second per worker
-//!                             # (SYN flood guard; off by default)
-//! ```
-//!
-//! and to `[ha]`:
-//!
-//! ```toml
-//! sync_peer = "192.0.2.3"     # optional: connection sync with the peer's IPv4
-//!                             # address on the [ha] port (none when absent)
-//! sync_port = 8848            # UDP port of the sync, both ends
-//! ```
-//!
-//! Parsing is in two steps: serde reads the file into raw structs whose
-//! leaves are strings and integers (so one bad address does not hide the
-//! next), then [`validate`] turns them into the typed [`Config`].
+//! From the raw form to the typed [`Config`](super::Config): every value
+//! parsed and range-checked, and the rules that span keys, each error at
+//! its key.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file, as given.
-    pub file: String,
-    /// 1-based line, when the problem has a place in the file.
-    pub line: Option<usize>,
-    /// The key, as a path (`vip[0].real[2].weight`); empty for the file.
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// Every problem found in one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-// ---------------------------------------------------------------- typed form
-
-/// A validated configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// `[dataplane]`.
-    pub dataplane: Dataplane,
-    /// `[[port]]`, in file order.
-    pub ports: Vec<PortConf>,
-    /// `[[vip]]`, in file order.
-    pub vips: Vec<VipConf>,
-    /// `[ha]`.
-    pub ha: Option<HaConf>,
-    /// `[admin]`.
-    pub admin: AdminConf,
-}
-
-/// `[dataplane]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dataplane {
-    /// Passed to `rte_eal_init` as-is.
-    pub eal_args: Vec<String>,
-    /// Worker lcores.
-    pub workers: u16,
-    /// Flows per worker: IPv4 flows; a flow with an IPv6 address counts
-    /// twice (connection-table cells).
-    pub conn_table_capacity: u32,
-    /// Back-off when a poll finds nothing.
-    pub idle_sleep: Option<Duration>,
-    /// Mbufs in the packet pool (default: enough for every queue).
-    pub mbufs: Option<u32>,
-    /// CPUs for the control plane's threads; empty: the main lcore's.
-    pub housekeeping_cpus: Vec<usize>,
-}
-
-/// An address with a prefix length, e.g. `192.0.2.2/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    /// The address.
-    pub addr: IpAddr,
-    /// Prefix length.
-    pub prefix: u8,
-}
-
-impl Cidr {
-    /// Whether `ip` is inside this prefix.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        forwarder::pipeline::same_prefix(self.addr, ip, self.prefix)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not address/prefix (e.g. \"192.0.2.2/24\")"))?;
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("{a:?} is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = p
-            .parse()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("prefix {p:?} is not a number from 0 to {max}"))?;
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-/// `[[port]]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PortConf {
-    /// The name VIPs and `[ha]` refer to.
-    pub name: String,
-    /// DPDK device name or PCI address.
-    pub device: String,
-    /// The balancer's own addresses on this port.
-    pub addresses: Vec<Cidr>,
-    /// Next hop for destinations outside every connected prefix.
-    pub gateway: Option<IpAddr>,
-    /// Kernel interface name of the exception-path TAP (default `fl-NAME`).
-    pub tap: String,
-}
-
-/// Transport protocol of a VIP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-/// Forwarding method of a VIP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Direct routing: rewrite the destination MAC.
-    Dr,
-    /// Address and port translation, both ways.
-    Nat,
-    /// IP-in-IP tunnelling.
-    Tun,
-}
-
-/// Scheduler of a VIP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheduler {
-    /// Maglev consistent hashing.
-    Maglev,
-    /// Weighted round robin.
-    Wrr,
-    /// Weighted least connections.
-    Wlc,
-    /// Round robin.
-    Rr,
-    /// Least connections.
-    Lc,
-    /// Source hashing.
-    Sh,
-}
-
-/// `[vip.persistence]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Persistence {
-    /// How long a client group sticks to its real after its last flow.
-    pub timeout: Duration,
-    /// Clients are grouped by this prefix length.
-    pub netmask: u8,
-}
-
-/// Kind of health check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthKind {
-    /// TCP connect.
-    Tcp,
-    /// HTTP GET.
-    Http,
-    /// UDP request/response.
-    Udp,
-    /// No check: every real is up.
-    None,
-}
-
-/// `[vip.health]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Health {
-    /// Check kind.
-    pub kind: HealthKind,
-    /// HTTP path.
-    pub path: String,
-    /// HTTP status that means healthy.
-    pub expect_status: u16,
-    /// HTTP body substring that must be present.
-    pub expect_body: Option<String>,
-    /// Time between checks.
-    pub interval: Duration,
-    /// Time a check may take.
-    pub timeout: Duration,
-    /// Consecutive successes to come up.
-    pub rise: u32,
-    /// Consecutive failures to go down.
-    pub fall: u32,
-}
-
-/// `[[vip.real]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RealConf {
-    /// The real server's address.
-    pub address: IpAddr,
-    /// Its port (NAT); equal to the VIP's port in DR and TUN.
-    pub port: u16,
-    /// Relative weight; 0 = no new flows.
-    pub weight: u32,
-    /// Static neighbour entry.
-    pub mac: Option<[u8; 6]>,
-}
-
-/// `[[vip]] on_down`: what a real that fails its health checks does with
-/// its established flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnDown {
-    /// `"reschedule"` (default): each flow moves to another real on its
-    /// next packet.
-    #[default]
-    Reschedule,
-    /// `"keep"`: the flows stay until they end; only new flows avoid it.
-    Keep,
-}
-
-/// `[vip.fallback]`: a "sorry server" that takes new flows only when no
-/// real can. Not scheduled, not health-checked (always up).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FallbackConf {
-    /// Its address.
-    pub address: IpAddr,
-    /// Its port (NAT); equal to the VIP's port in DR and TUN.
-    pub port: u16,
-    /// Static neighbour entry.
-    pub mac: Option<[u8; 6]>,
-}
-
-/// `[[vip]]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VipConf {
-    /// Unique name.
-    pub name: String,
-    /// The virtual address.
-    pub address: IpAddr,
-    /// Transport protocol.
-    pub protocol: Protocol,
-    /// Port, 0 = every port.
-    pub port: u16,
-    /// Forwarding method.
-    pub mode: Mode,
-    /// Scheduler.
-    pub scheduler: Scheduler,
-    /// The `[[port]]` facing clients.
-    pub port_name: String,
-    /// Source-IP persistence.
-    pub persistence: Option<Persistence>,
-    /// Health checking.
-    pub health: Option<Health>,
-    /// Real servers.
-    pub reals: Vec<RealConf>,
-    /// What a real that goes down does with its established flows.
-    pub on_down: OnDown,
-    /// The server for new flows when no real is eligible.
-    pub fallback: Option<FallbackConf>,
-    /// New flows admitted per second per worker (None: unlimited).
-    pub new_flow_rate_limit: Option<u32>,
-}
-
-impl Config {
-    /// Every static neighbour entry: `mac` of each real and fallback.
-    pub fn static_macs(&self) -> Vec<(IpAddr, [u8; 6])> {
-        let mut out = Vec::new();
-        for v in &self.vips {
-            let reals = v.reals.iter().map(|r| (r.address, r.mac));
-            let fallback = v.fallback.iter().map(|f| (f.address, f.mac));
-            for (a, m) in reals.chain(fallback) {
-                if let Some(m) = m {
-                    out.push((a, m));
-                }
-            }
-        }
-        out
-    }
-}
-
-/// `[ha]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HaConf {
-    /// Virtual router id (1-255).
-    pub vrid: u8,
-    /// Priority (1-254).
-    pub priority: u8,
-    /// Advertisement interval.
-    pub advert_interval: Duration,
-    /// Take MASTER back from a lower priority.
-    pub preempt: bool,
-    /// The port VRRP runs on.
-    pub port_name: String,
-    /// Extra floating addresses.
-    pub floating: Vec<IpAddr>,
-    /// Gratuitous ARP repeat interval.
-    pub garp_interval: Duration,
-    /// How long to repeat gratuitous ARP after becoming MASTER.
-    pub garp_elapse: Duration,
-    /// The address family VRRP adverts use (`family`; default IPv4 when
-    /// the port has an IPv4 address, else IPv6). Addresses of the other
-    /// family float with the same decision.
-    pub family: Family,
-    /// Send adverts to these peers instead of the multicast group.
-    pub unicast_peers: Vec<IpAddr>,
-    /// Ports whose link must be up to be MASTER (`track`): a node whose
-    /// tracked link goes down enters FAULT and gives the addresses up.
-    pub track: Vec<String>,
-    /// Connection sync: the peer's address on the `[ha]` port (no sync
-    /// when absent). The MASTER streams its flows there; every node
-    /// accepts sync datagrams from it only.
-    pub sync_peer: Option<IpAddr>,
-    /// Connection sync: UDP port, both ends (default 8848).
-    pub sync_port: u16,
-}
-
-/// An IP address family (`[ha].family`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// `ipv4`.
-    V4,
-    /// `ipv6`.
-    V6,
-}
-
-/// Default `[ha].sync_port`.
-pub const DEFAULT_SYNC_PORT: u16 = 8848;
-
-/// `[admin]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminConf {
-    /// HTTP listen address.
-    pub listen: SocketAddr,
-    /// Bearer token (required for a non-loopback listen address).
-    pub token: Option<String>,
-}
-
-/// The default admin listen address.
-pub const DEFAULT_ADMIN: &str = "127.0.0.1:9080";
-
-// ------------------------------------------------------------------ raw form
-
-#[derive(Deserialize, Default)]
-struct RawConfig {
-    dataplane: Option<RawDataplane>,
-    #[serde(default)]
-    port: Vec<RawPort>,
-    #[serde(default)]
-    vip: Vec<RawVip>,
-    ha: Option<RawHa>,
-    admin: Option<RawAdmin>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawDataplane {
-    #[serde(default)]
-    eal_args: Vec<String>,
-    workers: Option<i64>,
-    conn_table_capacity: Option<i64>,
-    idle_sleep: Option<String>,
-    mbufs: Option<i64>,
-    housekeeping_cpus: Option<Vec<i64>>,
-}
-
-#[derive(Deserialize)]
-struct RawPort {
-    name: Option<String>,
-    device: Option<String>,
-    #[serde(default)]
-    addresses: Vec<String>,
-    gateway: Option<String>,
-    tap: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawVip {
-    name: Option<String>,
-    address: Option<String>,
-    protocol: Option<String>,
-    port: Option<i64>,
-    mode: Option<String>,
-    scheduler: Option<String>,
-    port_name: Option<String>,
-    persistence: Option<RawPersistence>,
-    health: Option<RawHealth>,
-    #[serde(default)]
-    real: Vec<RawReal>,
-    on_down: Option<String>,
-    fallback: Option<RawFallback>,
-    new_flow_rate_limit: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct RawFallback {
-    address: Option<String>,
-    port: Option<i64>,
-    mac: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawPersistence {
-    timeout: Option<String>,
-    netmask: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct RawHealth {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    path: Option<String>,
-    expect_status: Option<i64>,
-    expect_body: Option<String>,
-    interval: Option<String>,
-    timeout: Option<String>,
-    rise: Option<i64>,
-    fall: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct RawReal {
-    address: Option<String>,
-    port: Option<i64>,
-    weight: Option<i64>,
-    mac: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawHa {
-    vrid: Option<i64>,
-    priority: Option<i64>,
-    advert_interval: Option<String>,
-    preempt: Option<bool>,
-    port_name: Option<String>,
-    #[serde(default)]
-    floating: Vec<String>,
-    garp_interval: Option<String>,
-    garp_elapse: Option<String>,
-    family: Option<String>,
-    #[serde(default)]
-    unicast_peers: Vec<String>,
-    #[serde(default)]
-    track: Vec<String>,
-    sync_peer: Option<String>,
-    sync_port: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct RawAdmin {
-    listen: Option<String>,
-    token: Option<String>,
-}
-
-// --------------------------------------------------------------- key paths
-
-/// One step of a key path.
-#[derive(Debug, Clone)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// A key path such as `vip[0].real[1].port`.
-#[derive(Debug, Clone, Default)]
-struct KeyPath(Vec<Seg>);
-
-impl KeyPath {
-    fn key(&self, k: &str) -> KeyPath {
-        let mut p = self.clone();
-        p.0.push(Seg::Key(k.to_string()));
-        p
-    }
-    fn idx(&self, i: usize) -> KeyPath {
-        let mut p = self.clone();
-        p.0.push(Seg::Index(i));
-        p
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for s in &self.0 {
-            match s {
-                Seg::Key(k) => {
-                    if !first {
-                        write!(f, ".")?;
-                    }
-                    write!(f, "{k}")?;
-                }
-                Seg::Index(i) => write!(f, "[{i}]")?,
-            }
-            first = false;
-        }
-        Ok(())
-    }
-}
-
-/// Finds the line of a key path in the source text.
-struct Locator {
-    doc: Option<toml_edit::ImDocument<String>>,
-    text: String,
-}
-
-impl Locator {
-    fn new(text: &str) -> Locator {
-        Locator {
-            doc: toml_edit::ImDocument::parse(text.to_string()).ok(),
-            text: text.to_string(),
-        }
-    }
-
-    fn line_of_offset(&self, off: usize) -> usize {
-        self.text.as_bytes()[..off.min(self.text.len())]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    }
-
-    /// The line of the deepest part of `path` present in the file.
-    fn line(&self, path: &KeyPath) -> Option<usize> {
-        let doc = self.doc.as_ref()?;
-        let mut best: Option<std::ops::Range<usize>> = None;
-        let mut item: Option<&toml_edit::Item> = None;
-        let mut table: Option<&dyn toml_edit::TableLike> = Some(doc.as_table());
-        for seg in &path.0 {
-            match seg {
-                Seg::Key(k) => {
-                    let Some((key, it)) = table.and_then(|t| t.get_key_value(k)) else {
-                        break;
-                    };
-                    if let Some(s) = key.span() {
-                        best = Some(s);
-                    }
-                    item = Some(it);
-                    table = it.as_table_like();
-                }
-                Seg::Index(i) => match item {
-                    Some(toml_edit::Item::ArrayOfTables(a)) => {
-                        let Some(t) = a.get(*i) else { break };
-                        if let Some(s) = t.span() {
-                            best = Some(s);
-                        }
-                        table = Some(t);
-                        item = None;
-                    }
-                    Some(toml_edit::Item::Value(toml_edit::Value::Array(a))) => {
-                        let Some(v) = a.get(*i) else { break };
-                        if let Some(s) = v.span() {
-                            best = Some(s);
-                        }
-                        table = v.as_inline_table().map(|t| t as &dyn toml_edit::TableLike);
-                        item = None;
-                    }
-                    _ => break,
-                },
-            }
-        }
-        best.map(|r| self.line_of_offset(r.start))
-    }
-}
-
-/// Collects errors with their places.
-struct Errors<'a> {
-    file: &'a str,
-    loc: &'a Locator,
-    list: Vec<ConfigError>,
-}
-
-impl Errors<'_> {
-    fn at(&mut self, path: &KeyPath, message: impl Into<String>) {
-        self.list.push(ConfigError {
-            file: self.file.to_string(),
-            line: self.loc.line(path),
-            key: path.to_string(),
-            message: message.into(),
-        });
-    }
-}
-
-// ------------------------------------------------------------ value parsers
+use super::locate::*;
+use super::raw::*;
+use super::*;
 
 /// Parses a duration with a unit: `50us`, `500ms`, `2s`, `5m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -681,78 +48,8 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
         .map_err(|_| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))
 }
 
-// --------------------------------------------------------------- loading
-
-/// Reads and validates a configuration file.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&file, &text),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file,
-            line: None,
-            key: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }])),
-    }
-}
-
-/// Parses and validates configuration text; `file` names it in errors.
-pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
-    let loc = Locator::new(text);
-    let mut errs = Errors {
-        file,
-        loc: &loc,
-        list: Vec::new(),
-    };
-    let mut unknown = Vec::new();
-    let raw: Result<RawConfig, _> =
-        serde_ignored::deserialize(toml::Deserializer::new(text), |p| {
-            unknown.push(p.to_string())
-        });
-    for u in unknown {
-        let path = ignored_path(&u);
-        errs.at(&path, "unknown key");
-    }
-    let raw = match raw {
-        Ok(r) => r,
-        Err(e) => {
-            let line = e.span().map(|s| loc.line_of_offset(s.start));
-            let mut message = e.message().trim().to_string();
-            if message.is_empty() {
-                // The TOML parser has no text for some errors (a control
-                // character in a comment): name what it stopped at.
-                let at = e.span().and_then(|s| text.get(s.start..)).unwrap_or("");
-                let ctl = at
-                    .chars()
-                    .take(16)
-                    .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'));
-                message = match (ctl, at.chars().next()) {
-                    (Some(c), _) => format!("control character {c:?} is not allowed in TOML"),
-                    (None, Some(c)) => format!("invalid TOML at {c:?}"),
-                    (None, None) => "invalid TOML".to_string(),
-                };
-            }
-            errs.list.push(ConfigError {
-                file: file.to_string(),
-                line,
-                key: String::new(),
-                message,
-            });
-            return Err(ConfigErrors(errs.list));
-        }
-    };
-    let cfg = validate(raw, &mut errs);
-    if errs.list.is_empty() {
-        Ok(cfg)
-    } else {
-        errs.list.sort_by_key(|e| e.line.unwrap_or(0));
-        Err(ConfigErrors(errs.list))
-    }
-}
-
 /// serde_ignored writes `port.0.bogus`; turn it into a key path.
-fn ignored_path(s: &str) -> KeyPath {
+pub(super) fn ignored_path(s: &str) -> KeyPath {
     let mut p = KeyPath::default();
     for part in s.split('.').filter(|p| *p != "?") {
         p = match part.parse::<usize>() {
@@ -763,7 +60,7 @@ fn ignored_path(s: &str) -> KeyPath {
     p
 }
 
-fn int_in<T: TryFrom<i64>>(
+pub(super) fn int_in<T: TryFrom<i64>>(
     errs: &mut Errors<'_>,
     path: &KeyPath,
     v: i64,
@@ -777,7 +74,12 @@ fn int_in<T: TryFrom<i64>>(
     T::try_from(v).ok()
 }
 
-fn duration(errs: &mut Errors<'_>, path: &KeyPath, v: &str, allow_zero: bool) -> Option<Duration> {
+pub(super) fn duration(
+    errs: &mut Errors<'_>,
+    path: &KeyPath,
+    v: &str,
+    allow_zero: bool,
+) -> Option<Duration> {
     match parse_duration(v) {
         Ok(d) if d.is_zero() && !allow_zero => {
             errs.at(path, "must be longer than zero");
@@ -791,7 +93,7 @@ fn duration(errs: &mut Errors<'_>, path: &KeyPath, v: &str, allow_zero: bool) ->
     }
 }
 
-fn ip(errs: &mut Errors<'_>, path: &KeyPath, v: &str) -> Option<IpAddr> {
+pub(super) fn ip(errs: &mut Errors<'_>, path: &KeyPath, v: &str) -> Option<IpAddr> {
     match v.parse::<IpAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -801,14 +103,18 @@ fn ip(errs: &mut Errors<'_>, path: &KeyPath, v: &str) -> Option<IpAddr> {
     }
 }
 
-fn required<'v, T>(errs: &mut Errors<'_>, path: &KeyPath, v: &'v Option<T>) -> Option<&'v T> {
+pub(super) fn required<'v, T>(
+    errs: &mut Errors<'_>,
+    path: &KeyPath,
+    v: &'v Option<T>,
+) -> Option<&'v T> {
     if v.is_none() {
         errs.at(path, "is required");
     }
     v.as_ref()
 }
 
-fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
+pub(super) fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
     let root = KeyPath::default();
 
     // [dataplane]
@@ -1043,7 +349,7 @@ fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
     }
 }
 
-fn validate_vip(
+pub(super) fn validate_vip(
     errs: &mut Errors<'_>,
     p: &KeyPath,
     rv: &RawVip,
@@ -1224,18 +530,18 @@ fn validate_vip(
 }
 
 /// What the checks of a server (real or fallback) need of its VIP.
-struct VipSide<'a> {
-    address: Option<IpAddr>,
-    port: u16,
-    mode: Mode,
-    ports: &'a [PortConf],
+pub(super) struct VipSide<'a> {
+    pub(super) address: Option<IpAddr>,
+    pub(super) port: u16,
+    pub(super) mode: Mode,
+    pub(super) ports: &'a [PortConf],
 }
 
 /// The address, port and MAC of a real or fallback (`what`) at `p`, checked
 /// against its VIP: address family, port translation (NAT only), and a
 /// port that reaches it (DR: a connected prefix; NAT, TUN: or a gateway).
 /// `None` when the address is missing or malformed (reported).
-fn validate_server(
+pub(super) fn validate_server(
     errs: &mut Errors<'_>,
     p: &KeyPath,
     vip: &VipSide<'_>,
@@ -1298,7 +604,7 @@ fn validate_server(
     Some((addr, rport, mac))
 }
 
-fn validate_health(errs: &mut Errors<'_>, p: &KeyPath, h: &RawHealth) -> Option<Health> {
+pub(super) fn validate_health(errs: &mut Errors<'_>, p: &KeyPath, h: &RawHealth) -> Option<Health> {
     let kind = match h.kind.as_deref() {
         None | Some("none") => HealthKind::None,
         Some("tcp") => HealthKind::Tcp,
@@ -1354,11 +660,18 @@ fn validate_health(errs: &mut Errors<'_>, p: &KeyPath, h: &RawHealth) -> Option<
     if errs.list.len() != before {
         return None;
     }
+    let check = match kind {
+        HealthKind::None => Check::None,
+        HealthKind::Tcp => Check::Tcp,
+        HealthKind::Udp => Check::Udp,
+        HealthKind::Http => Check::Http(HttpCheck {
+            path,
+            expect_status,
+            expect_body: h.expect_body.clone(),
+        }),
+    };
     Some(Health {
-        kind,
-        path,
-        expect_status,
-        expect_body: h.expect_body.clone(),
+        check,
         interval,
         timeout,
         rise,
@@ -1366,7 +679,7 @@ fn validate_health(errs: &mut Errors<'_>, p: &KeyPath, h: &RawHealth) -> Option<
     })
 }
 
-fn validate_ha(
+pub(super) fn validate_ha(
     errs: &mut Errors<'_>,
     p: &KeyPath,
     h: &RawHa,
@@ -1523,6 +836,3 @@ fn validate_ha(
         sync_port,
     })
 }
-
-#[cfg(test)]
-mod tests;

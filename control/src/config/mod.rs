@@ -1,0 +1,511 @@
+//! The TOML configuration: schema, parsing and validation.
+//!
+//! The documented keys (docs/CONFIGURATION.md) are a contract: they may be extended, never
+//! renamed. Loading reports *every* problem it finds, each with the file,
+//! the line and the key (`lb.toml:12: vip[0].real[1].port: ...`): unknown
+//! keys, values of the wrong type or form, and rules that span keys
+//! (duplicate VIPs, DR with port translation, a real no port can reach...).
+//! A configuration that loads is internally consistent; nothing later has to
+//! re-check it.
+//!
+//! Keys beyond the first contract, per `[[vip]]`:
+//!
+//! ```toml
+//! on_down = "reschedule"      # reschedule | keep: flows of a real that goes down
+//!   [vip.fallback]            # optional "sorry server": new flows when no real can
+//!   address = "192.0.2.30"    # checked like a real: family, reachability
+//!   port = 8080               # nat only; dr and tun keep the VIP's port
+//!   mac = "02:00:00:00:00:30" # optional static neighbour
+//! new_flow_rate_limit = 1000  # optional: new flows per second on this node
+//!                             # (SYN flood guard; off by default)
+//! ```
+//!
+//! and to `[ha]`:
+//!
+//! ```toml
+//! sync_peer = "192.0.2.3"     # optional: connection sync with the peer's IPv4
+//!                             # address on the [ha] port (none when absent)
+//! sync_port = 8848            # UDP port of the sync, both ends
+//! ```
+//!
+//! Parsing is in two steps: serde reads the file into raw structs whose
+//! leaves are strings and integers (so one bad address does not hide the
+//! next), then `validate` turns them into the typed [`Config`].
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+mod locate;
+mod raw;
+mod validate;
+
+use locate::{Errors, Locator};
+use raw::RawConfig;
+use validate::{ignored_path, validate};
+pub use validate::{parse_duration, parse_mac};
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as given.
+    pub file: String,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// The key, as a path (`vip[0].real[2].weight`); empty for the file.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------- typed form
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[dataplane]`.
+    pub dataplane: Dataplane,
+    /// `[[port]]`, in file order.
+    pub ports: Vec<PortConf>,
+    /// `[[vip]]`, in file order.
+    pub vips: Vec<VipConf>,
+    /// `[ha]`.
+    pub ha: Option<HaConf>,
+    /// `[admin]`.
+    pub admin: AdminConf,
+}
+
+/// `[dataplane]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataplane {
+    /// Passed to `rte_eal_init` as-is.
+    pub eal_args: Vec<String>,
+    /// Worker lcores.
+    pub workers: u16,
+    /// Flows per worker: IPv4 flows; a flow with an IPv6 address counts
+    /// twice (connection-table cells).
+    pub conn_table_capacity: u32,
+    /// Back-off when a poll finds nothing.
+    pub idle_sleep: Option<Duration>,
+    /// Mbufs in the packet pool (default: enough for every queue).
+    pub mbufs: Option<u32>,
+    /// CPUs for the control plane's threads; empty: the main lcore's.
+    pub housekeeping_cpus: Vec<usize>,
+}
+
+/// An address with a prefix length, e.g. `192.0.2.2/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        forwarder::pipeline::same_prefix(self.addr, ip, self.prefix)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not address/prefix (e.g. \"192.0.2.2/24\")"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{a:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("prefix {p:?} is not a number from 0 to {max}"))?;
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+/// `[[port]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortConf {
+    /// The name VIPs and `[ha]` refer to.
+    pub name: String,
+    /// DPDK device name or PCI address.
+    pub device: String,
+    /// The balancer's own addresses on this port.
+    pub addresses: Vec<Cidr>,
+    /// Next hop for destinations outside every connected prefix.
+    pub gateway: Option<IpAddr>,
+    /// Kernel interface name of the exception-path TAP (default `fl-NAME`).
+    pub tap: String,
+}
+
+/// Transport protocol of a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// Forwarding method of a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Direct routing: rewrite the destination MAC.
+    Dr,
+    /// Address and port translation, both ways.
+    Nat,
+    /// IP-in-IP tunnelling.
+    Tun,
+}
+
+/// Scheduler of a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Maglev consistent hashing.
+    Maglev,
+    /// Weighted round robin.
+    Wrr,
+    /// Weighted least connections.
+    Wlc,
+    /// Round robin.
+    Rr,
+    /// Least connections.
+    Lc,
+    /// Source hashing.
+    Sh,
+}
+
+/// `[vip.persistence]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    /// How long a client group sticks to its real after its last flow.
+    pub timeout: Duration,
+    /// Clients are grouped by this prefix length.
+    pub netmask: u8,
+}
+
+/// Kind of health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthKind {
+    /// TCP connect.
+    Tcp,
+    /// HTTP GET.
+    Http,
+    /// UDP request/response.
+    Udp,
+    /// No check: every real is up.
+    None,
+}
+
+/// What a health check does, with what only its kind has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// No check: every real is up.
+    None,
+    /// TCP connect.
+    Tcp,
+    /// UDP request / response (or no ICMP port unreachable).
+    Udp,
+    /// HTTP GET.
+    Http(HttpCheck),
+}
+
+/// `type = "http"`: the request and what a healthy answer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// The path to GET.
+    pub path: String,
+    /// The status that means healthy.
+    pub expect_status: u16,
+    /// A substring the body must hold.
+    pub expect_body: Option<String>,
+}
+
+/// `[vip.health]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// What the check does.
+    pub check: Check,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time a check may take.
+    pub timeout: Duration,
+    /// Consecutive successes to come up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+}
+
+impl Health {
+    /// The check's kind.
+    pub fn kind(&self) -> HealthKind {
+        match self.check {
+            Check::None => HealthKind::None,
+            Check::Tcp => HealthKind::Tcp,
+            Check::Udp => HealthKind::Udp,
+            Check::Http(_) => HealthKind::Http,
+        }
+    }
+}
+
+/// `[[vip.real]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealConf {
+    /// The real server's address.
+    pub address: IpAddr,
+    /// Its port (NAT); equal to the VIP's port in DR and TUN.
+    pub port: u16,
+    /// Relative weight; 0 = no new flows.
+    pub weight: u32,
+    /// Static neighbour entry.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// `[[vip]] on_down`: what a real that fails its health checks does with
+/// its established flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDown {
+    /// `"reschedule"` (default): each flow moves to another real on its
+    /// next packet.
+    #[default]
+    Reschedule,
+    /// `"keep"`: the flows stay until they end; only new flows avoid it.
+    Keep,
+}
+
+/// `[vip.fallback]`: a "sorry server" that takes new flows only when no
+/// real can. Not scheduled, not health-checked (always up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackConf {
+    /// Its address.
+    pub address: IpAddr,
+    /// Its port (NAT); equal to the VIP's port in DR and TUN.
+    pub port: u16,
+    /// Static neighbour entry.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// `[[vip]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VipConf {
+    /// Unique name.
+    pub name: String,
+    /// The virtual address.
+    pub address: IpAddr,
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Port, 0 = every port.
+    pub port: u16,
+    /// Forwarding method.
+    pub mode: Mode,
+    /// Scheduler.
+    pub scheduler: Scheduler,
+    /// The `[[port]]` facing clients.
+    pub port_name: String,
+    /// Source-IP persistence.
+    pub persistence: Option<Persistence>,
+    /// Health checking.
+    pub health: Option<Health>,
+    /// Real servers.
+    pub reals: Vec<RealConf>,
+    /// What a real that goes down does with its established flows.
+    pub on_down: OnDown,
+    /// The server for new flows when no real is eligible.
+    pub fallback: Option<FallbackConf>,
+    /// New flows admitted per second per worker (None: unlimited).
+    pub new_flow_rate_limit: Option<u32>,
+}
+
+impl Config {
+    /// Every static neighbour entry: `mac` of each real and fallback.
+    pub fn static_macs(&self) -> Vec<(IpAddr, [u8; 6])> {
+        let mut out = Vec::new();
+        for v in &self.vips {
+            let reals = v.reals.iter().map(|r| (r.address, r.mac));
+            let fallback = v.fallback.iter().map(|f| (f.address, f.mac));
+            for (a, m) in reals.chain(fallback) {
+                if let Some(m) = m {
+                    out.push((a, m));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `[ha]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaConf {
+    /// Virtual router id (1-255).
+    pub vrid: u8,
+    /// Priority (1-254).
+    pub priority: u8,
+    /// Advertisement interval.
+    pub advert_interval: Duration,
+    /// Take MASTER back from a lower priority.
+    pub preempt: bool,
+    /// The port VRRP runs on.
+    pub port_name: String,
+    /// Extra floating addresses.
+    pub floating: Vec<IpAddr>,
+    /// Gratuitous ARP repeat interval.
+    pub garp_interval: Duration,
+    /// How long to repeat gratuitous ARP after becoming MASTER.
+    pub garp_elapse: Duration,
+    /// The address family VRRP adverts use (`family`; default IPv4 when
+    /// the port has an IPv4 address, else IPv6). Addresses of the other
+    /// family float with the same decision.
+    pub family: Family,
+    /// Send adverts to these peers instead of the multicast group.
+    pub unicast_peers: Vec<IpAddr>,
+    /// Ports whose link must be up to be MASTER (`track`): a node whose
+    /// tracked link goes down enters FAULT and gives the addresses up.
+    pub track: Vec<String>,
+    /// Connection sync: the peer's address on the `[ha]` port (no sync
+    /// when absent). The MASTER streams its flows there; every node
+    /// accepts sync datagrams from it only.
+    pub sync_peer: Option<IpAddr>,
+    /// Connection sync: UDP port, both ends (default 8848).
+    pub sync_port: u16,
+}
+
+/// An IP address family (`[ha].family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `ipv4`.
+    V4,
+    /// `ipv6`.
+    V6,
+}
+
+/// Default `[ha].sync_port`.
+pub const DEFAULT_SYNC_PORT: u16 = 8848;
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConf {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Bearer token (required for a non-loopback listen address).
+    pub token: Option<String>,
+}
+
+/// The default admin listen address.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9080";
+
+// --------------------------------------------------------------- loading
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&file, &text),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file,
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])),
+    }
+}
+
+/// Parses and validates configuration text; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+    let loc = Locator::new(text);
+    let mut errs = Errors {
+        file,
+        loc: &loc,
+        list: Vec::new(),
+    };
+    let mut unknown = Vec::new();
+    let raw: Result<RawConfig, _> =
+        serde_ignored::deserialize(toml::Deserializer::new(text), |p| {
+            unknown.push(p.to_string())
+        });
+    for u in unknown {
+        let path = ignored_path(&u);
+        errs.at(&path, "unknown key");
+    }
+    let raw = match raw {
+        Ok(r) => r,
+        Err(e) => {
+            let line = e.span().map(|s| loc.line_of_offset(s.start));
+            let mut message = e.message().trim().to_string();
+            if message.is_empty() {
+                // The TOML parser has no text for some errors (a control
+                // character in a comment): name what it stopped at.
+                let at = e.span().and_then(|s| text.get(s.start..)).unwrap_or("");
+                let ctl = at
+                    .chars()
+                    .take(16)
+                    .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'));
+                message = match (ctl, at.chars().next()) {
+                    (Some(c), _) => format!("control character {c:?} is not allowed in TOML"),
+                    (None, Some(c)) => format!("invalid TOML at {c:?}"),
+                    (None, None) => "invalid TOML".to_string(),
+                };
+            }
+            errs.list.push(ConfigError {
+                file: file.to_string(),
+                line,
+                key: String::new(),
+                message,
+            });
+            return Err(ConfigErrors(errs.list));
+        }
+    };
+    let cfg = validate(raw, &mut errs);
+    if errs.list.is_empty() {
+        Ok(cfg)
+    } else {
+        errs.list.sort_by_key(|e| e.line.unwrap_or(0));
+        Err(ConfigErrors(errs.list))
+    }
+}
+
+#[cfg(test)]
+mod tests;
