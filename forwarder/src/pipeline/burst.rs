@@ -41,7 +41,7 @@ use super::fast::{target_word, FastHop, FastPort};
 use super::{ip_proto, tcp_flags_valid, Ctx, DropReason, Outcome, Snapshot, Tables};
 use crate::buffer::{PacketBuf, TestBuffer};
 use crate::conntrack::{ConnTable, Dir, PlainV4, TcpFlags, WireKeyV4, L4};
-use crate::packet::checksum::{finish, fold, udp_wire};
+use crate::packet::checksum::fold;
 use crate::service::{Mode, Service};
 
 /// Frames in a burst (the worker's receive burst).
@@ -274,58 +274,9 @@ fn ones_sum_ok(a: u64, b: u64, loose: u64) -> bool {
     fold((s & 0xffff_ffff) + (s >> 32) + u64::from(c1) + u64::from(c2)) == 0xffff
 }
 
-/// NAT of a plain frame (IPv4, 20-byte header, TCP or UDP; at least 48
-/// bytes, a TCP one at least 54): TTL down by one, and the address at
-/// `a_off` (30: destination, 26: source) and the port at `p_off` (36, 34)
-/// to `addr:port`, checksums updated incrementally (RFC 1624), each in one
-/// step. The bytes are those of the fast path's `ttl_down_v4` then
-/// `xlate_v4`: a ones' complement sum of the same words, of which only an
-/// all-zero sum folds to 0 either way.
-#[inline(always)]
-fn nat_v4_one_step(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u16) {
-    let Some(h) = f.first_chunk_mut::<48>() else {
-        return;
-    };
-    let (Some(old_a), Some(old_p)) = (h.get(a_off..a_off + 4), h.get(p_off..p_off + 2)) else {
-        return;
-    };
-    let old_a = u32::from_be_bytes([old_a[0], old_a[1], old_a[2], old_a[3]]);
-    let old_p = u16::from_be_bytes([old_p[0], old_p[1]]);
-    let old_tp = u16::from_be_bytes([h[22], h[23]]);
-    let ip = u16::from_be_bytes([h[24], h[25]]);
-    let new_tp = old_tp.wrapping_sub(0x100);
-    let ip = finish(
-        u64::from(!ip)
-            + u64::from(!old_tp)
-            + u64::from(new_tp)
-            + u64::from(!old_a)
-            + u64::from(addr),
-    );
-    let tcp = h[23] == ip_proto::TCP;
-    h[22] = (new_tp >> 8) as u8;
-    h[24..26].copy_from_slice(&ip.to_be_bytes());
-    h[a_off..a_off + 4].copy_from_slice(&addr.to_be_bytes());
-    h[p_off..p_off + 2].copy_from_slice(&port.to_be_bytes());
-    let moved = u64::from(!old_a) + u64::from(addr) + u64::from(!old_p) + u64::from(port);
-    if tcp {
-        if let Some(c) = f.get_mut(50..52) {
-            let old = u16::from_be_bytes([c[0], c[1]]);
-            c.copy_from_slice(&finish(u64::from(!old) + moved).to_be_bytes());
-        }
-    } else {
-        let c = &mut h[40..42];
-        let old = u16::from_be_bytes([c[0], c[1]]);
-        // No checksum (0) stays none; a computed 0 is sent as 0xffff.
-        if old != 0 {
-            let new = udp_wire(finish(u64::from(!old) + moved));
-            c.copy_from_slice(&new.to_be_bytes());
-        }
-    }
-}
-
 /// IPv4-in-IPv4 of a plain frame (its IP packet `total` bytes long, all
 /// in the frame) from `src` to `dst`, with `sum` the constant part of
-/// the outer header's sum ([`super::fast::tun_sum`]), and `macs` as its
+/// the outer header's sum ([`super::rewrite::tun_sum`]), and `macs` as its
 /// first 12 bytes: the bytes of [`super::rewrite::encapsulate`] then the
 /// next hop's MACs, written at once. No headroom: dropped, as there.
 #[inline(never)]
@@ -350,20 +301,10 @@ fn tunnel_v4<B: PacketBuf>(
     if have > 14 + total {
         buf.trim(have - 14 - total);
     }
-    let outer_len = (total + 20) as u16;
-    let s = u64::from(sum) + u64::from(tos) + u64::from(outer_len) + (u64::from(df) << 8);
     let mut h = [0u8; 34];
     h[..12].copy_from_slice(&macs);
     h[12] = 0x08;
-    h[14] = 0x45;
-    h[15] = tos;
-    h[16..18].copy_from_slice(&outer_len.to_be_bytes());
-    h[20] = df;
-    h[22] = 64;
-    h[23] = ip_proto::IPIP;
-    h[24..26].copy_from_slice(&finish(s).to_be_bytes());
-    h[26..30].copy_from_slice(&src.to_be_bytes());
-    h[30..34].copy_from_slice(&dst.to_be_bytes());
+    h[14..].copy_from_slice(&super::rewrite::ipip_header(tos, df, total, src, dst, sum));
     match buf.data_mut().first_chunk_mut::<34>() {
         Some(f) => {
             *f = h;
@@ -731,7 +672,7 @@ impl Tables {
                 0 => p.vport,
                 rp => rp,
             };
-            nat_v4_one_step(f, 30, 36, (w >> 32) as u32, rport);
+            super::rewrite::nat_v4(f, 30, 36, (w >> 32) as u32, rport);
         }
         if let Some(m) = f.first_chunk_mut::<12>() {
             *m = macs;
@@ -857,7 +798,7 @@ impl Tables {
         let st = self.conn.touch(hit.id, now, Dir::Reply, TcpFlags(p.flags));
         self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
         let f = buf.data_mut();
-        nat_v4_one_step(f, 26, 34, u32::from(vip), hit.vport);
+        super::rewrite::nat_v4(f, 26, 34, u32::from(vip), hit.vport);
         let len = f.len() as u64;
         if let Some(c) = self.counters.get_mut(si) {
             c.packets_out += 1;
@@ -878,6 +819,7 @@ mod tests {
     use super::*;
     use crate::packet::builder::{self, FrameSpec};
     use crate::packet::tcp::TcpFlags;
+    use crate::pipeline::rewrite::{decrement_ttl, nat_v4, translate, Side};
 
     fn frame(udp: bool, sport: u16, payload: usize, ttl: u8) -> Vec<u8> {
         let spec = FrameSpec {
@@ -897,8 +839,18 @@ mod tests {
         }
     }
 
-    /// The burst path's one-step NAT writes the bytes the fast path's
-    /// step-by-step NAT writes, for TCP and UDP, destination and source,
+    /// The general path's TTL and address / port rewrites, one after the
+    /// other.
+    fn general(f: &mut [u8], side: Side, addr: u32, port: u16) {
+        assert!(decrement_ttl(f, 14));
+        let proto = f[23];
+        let a = std::net::IpAddr::V4(addr.into());
+        assert!(translate(f, 14, Some(34), proto, side, a, Some(port)));
+    }
+
+    /// The one-step IPv4 NAT of the fast and burst paths writes the bytes
+    /// the general path's step-by-step rewrite writes, for TCP and UDP,
+    /// destination and source,
     /// for every port (so also where a UDP checksum computes to 0 and is
     /// sent as 0xffff), and leaves an absent UDP checksum absent.
     #[test]
@@ -914,13 +866,12 @@ mod tests {
             for dport in 0..=u16::MAX {
                 let dst = 0xc000_0215 ^ u32::from(dport).rotate_left(7);
                 let (mut a, mut b) = (f.clone(), f.clone());
-                nat_v4_one_step(&mut a, 30, 36, dst, dport);
-                super::super::fast::nat_v4(&mut b, dst, dport, None);
-                // The source side, as the reply fast path translates it.
+                nat_v4(&mut a, 30, 36, dst, dport);
+                general(&mut b, Side::Dst, dst, dport);
+                // The source side, as replies are translated.
                 let (mut c, mut d) = (f.clone(), f.clone());
-                nat_v4_one_step(&mut c, 26, 34, dst, dport);
-                super::super::fast::ttl_down_v4(&mut d);
-                super::super::fast::xlate_v4(&mut d, 26, 34, dst, dport);
+                nat_v4(&mut c, 26, 34, dst, dport);
+                general(&mut d, Side::Src, dst, dport);
                 assert_eq!(c, d, "source, udp {udp}, port {dport}");
                 assert_eq!(a, b, "udp {udp}, dport {dport}");
                 if udp && a[40..42] == [0xff, 0xff] {
@@ -932,8 +883,8 @@ mod tests {
         let mut f = frame(true, 53, 8, 64);
         f[40..42].fill(0);
         let mut g = f.clone();
-        nat_v4_one_step(&mut f, 30, 36, 0xc000_0216, 8053);
-        super::super::fast::nat_v4(&mut g, 0xc000_0216, 8053, None);
+        nat_v4(&mut f, 30, 36, 0xc000_0216, 8053);
+        general(&mut g, Side::Dst, 0xc000_0216, 8053);
         assert_eq!(f, g);
         assert_eq!(f[40..42], [0, 0], "an absent UDP checksum stays absent");
     }

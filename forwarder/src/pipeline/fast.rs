@@ -34,11 +34,12 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{finish_send, ip_proto, Ctx, DropReason, IpInfo, Outcome, Route, Snapshot, Tables};
+use super::{
+    finish_send, ip_proto, rewrite, Ctx, DropReason, IpInfo, Outcome, Route, Snapshot, Tables,
+};
 use crate::buffer::PacketBuf;
 use crate::conntrack::{Dir, FlowKeyV4, HitV4, Nat, TcpFlags, L4};
 use crate::neigh::{Resolve, HOP_CACHE_MS};
-use crate::packet::checksum::Incremental;
 use crate::service::{Mode, RealIdx, VipTable};
 
 /// What the fast path needs of a port, precomputed per snapshot.
@@ -325,7 +326,13 @@ impl Tables {
                 None => None,
             };
             let port = if rs.port != 0 { rs.port } else { vport };
-            nat_v4(buf.data_mut(), u32::from(ra), port, la);
+            let f = buf.data_mut();
+            rewrite::nat_v4(f, 30, 36, u32::from(ra), port);
+            if let Some((a, p)) = la {
+                // Hairpin: the source too (rare; the general rewrite).
+                let a = IpAddr::V4(a.into());
+                rewrite::translate(f, 14, Some(34), f[23], rewrite::Side::Src, a, Some(p));
+            }
         }
         let route = match (memo, route) {
             (Some(m), _) => {
@@ -367,28 +374,13 @@ impl Tables {
                 m.until = ctx.now_ms + HOP_CACHE_MS;
                 if let Some((src, dst, mtu)) = tun {
                     m.tun_src = u32::from(src);
-                    m.tun_sum = tun_sum(u32::from(src), u32::from(dst));
+                    m.tun_sum = rewrite::tun_sum(u32::from(src), u32::from(dst));
                     m.tun_mtu = mtu;
                 }
             }
         }
         finish_send(res, buf, route, snap, ctx)
     }
-}
-
-/// The ones' complement sum of the words of an IPv4-in-IPv4 outer header
-/// from `src` to `dst` that are the same in every packet of the tunnel:
-/// version and IHL, TTL 64 and protocol 4, the addresses
-/// ([`crate::pipeline::rewrite::encapsulate`]'s header, but its TOS,
-/// length and DF).
-#[inline]
-pub(super) const fn tun_sum(src: u32, dst: u32) -> u32 {
-    0x4500
-        + (64 << 8 | ip_proto::IPIP as u32)
-        + (src >> 16)
-        + (src & 0xffff)
-        + (dst >> 16)
-        + (dst & 0xffff)
 }
 
 impl Tables {
@@ -674,67 +666,4 @@ impl FastVips {
             None => None,
         }
     }
-}
-
-#[inline(always)]
-pub(super) fn rd16(f: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([f[at], f[at + 1]])
-}
-
-#[inline(always)]
-fn wr16(f: &mut [u8], at: usize, v: u16) {
-    f[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// NAT of a checked IPv4 TCP/UDP frame (20-byte header, L4 at 34): TTL
-/// down by one, destination to `dst:dport`, and with `src` the source to
-/// that address and port; checksums updated incrementally in the same
-/// steps as [`rewrite::decrement_ttl`] and [`rewrite::translate`], so
-/// the bytes are the same.
-#[inline]
-pub(super) fn nat_v4(f: &mut [u8], dst: u32, dport: u16, src: Option<(u32, u16)>) {
-    ttl_down_v4(f);
-    xlate_v4(f, 30, 36, dst, dport);
-    if let Some((a, p)) = src {
-        xlate_v4(f, 26, 34, a, p);
-    }
-}
-
-/// The TTL of a checked IPv4 frame (20-byte header, TTL above 1) down by
-/// one, its header checksum updated as [`rewrite::decrement_ttl`] does.
-#[inline(always)]
-pub(super) fn ttl_down_v4(f: &mut [u8]) {
-    let old = rd16(f, 22);
-    f[22] -= 1;
-    let c = Incremental::new(rd16(f, 24))
-        .remove_u16(old)
-        .add_u16(rd16(f, 22))
-        .finish();
-    wr16(f, 24, c);
-}
-
-/// One side of [`nat_v4`]: the address at `a_off`, the port at `p_off`.
-#[inline(always)]
-pub(super) fn xlate_v4(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u16) {
-    let old_a = u32::from_be_bytes([f[a_off], f[a_off + 1], f[a_off + 2], f[a_off + 3]]);
-    let old_p = rd16(f, p_off);
-    let (c_off, inc) = if f[23] == ip_proto::UDP {
-        (40, Incremental::new_udp(rd16(f, 40)))
-    } else {
-        (50, Incremental::new(rd16(f, 50)))
-    };
-    let c = inc
-        .remove_u32(old_a)
-        .add_u32(addr)
-        .remove_u16(old_p)
-        .add_u16(port)
-        .finish();
-    wr16(f, c_off, c);
-    wr16(f, p_off, port);
-    let ic = Incremental::new(rd16(f, 24))
-        .remove_u32(old_a)
-        .add_u32(addr)
-        .finish();
-    wr16(f, 24, ic);
-    f[a_off..a_off + 4].copy_from_slice(&addr.to_be_bytes());
 }

@@ -27,10 +27,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::fast::{rd16, ttl_down_v4, xlate_v4};
-use super::{ip_proto, send_via, Ctx, Outcome, PortInfo, Route, Tables};
+use super::{ip_proto, rewrite, send_via, Ctx, Outcome, PortInfo, Route, Tables};
 use crate::buffer::PacketBuf;
 use crate::conntrack::{Dir, TcpFlags, L4};
+use crate::packet::be16;
 use crate::service::Proto;
 
 /// [`Snapshot::route`](super::Snapshot::route) of IPv4 addresses,
@@ -106,7 +106,7 @@ impl Tables {
     ) -> Option<Outcome> {
         let snap = ctx.snap;
         let f = buf.data();
-        let (sport, dport) = (rd16(f, 34), rd16(f, 36));
+        let (sport, dport) = (be16(f, 34), be16(f, 36));
         // The TTL must allow a hop (the general path touches the flow
         // before it drops the frame: its business).
         if f[22] <= 1 {
@@ -141,9 +141,8 @@ impl Tables {
         let st = self.conn.touch(hit.id, now, Dir::Reply, flags);
         self.log_touched(ctx.now_ms, hit.id, hit.state, hit.synced, st);
         let f = buf.data_mut();
-        ttl_down_v4(f);
-        // Source to VIP:vport, as `rewrite::translate(.., Side::Src, ..)`.
-        xlate_v4(f, 26, 34, u32::from(vip), hit.vport);
+        // TTL down, source to VIP:vport.
+        rewrite::nat_v4(f, 26, 34, u32::from(vip), hit.vport);
         let len = f.len() as u64;
         let c = &mut self.counters[si];
         c.packets_out += 1;

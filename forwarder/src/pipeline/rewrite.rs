@@ -9,8 +9,8 @@
 use std::net::IpAddr;
 
 use crate::buffer::PacketBuf;
-use crate::packet::checksum::{self, Incremental};
-use crate::packet::ip_proto;
+use crate::packet::checksum::{finish, udp_wire, Incremental};
+use crate::packet::{be16, ip_proto, put16};
 
 /// Which end of a packet to translate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,16 +19,6 @@ pub enum Side {
     Src,
     /// Destination address and port.
     Dst,
-}
-
-#[inline]
-fn rd16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-#[inline]
-fn wr16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Offset of the transport checksum inside the L4 header.
@@ -84,10 +74,10 @@ pub fn translate(
         let p_off = l4 + if side == Side::Src { 0 } else { 2 };
         let port = port
             .filter(|_| proto != ip_proto::ICMPV6 && p_off + 2 <= frame.len())
-            .map(|p| (rd16(frame, p_off), p));
+            .map(|p| (be16(frame, p_off), p));
         let c_off = l4 + field;
         if c_off + 2 <= frame.len() {
-            let old_c = rd16(frame, c_off);
+            let old_c = be16(frame, c_off);
             let inc = if proto == ip_proto::UDP {
                 Incremental::new_udp(old_c)
             } else {
@@ -97,19 +87,19 @@ pub fn translate(
             if let Some((old_p, p)) = port {
                 inc = inc.remove_u16(old_p).add_u16(p);
             }
-            wr16(frame, c_off, inc.finish());
+            put16(frame, c_off, inc.finish());
         }
         if let Some((_, p)) = port {
-            wr16(frame, p_off, p);
+            put16(frame, p_off, p);
         }
     }
     if !v6 {
-        let old_c = rd16(frame, l3 + 10);
+        let old_c = be16(frame, l3 + 10);
         let c = Incremental::new(old_c)
             .remove_bytes(old_a)
             .add_bytes(new_a)
             .finish();
-        wr16(frame, l3 + 10, c);
+        put16(frame, l3 + 10, c);
     }
     frame[a_off..a_off + a_len].copy_from_slice(new_a);
     true
@@ -171,11 +161,11 @@ pub fn translate_quoted(frame: &mut [u8], q: &Quote, side: Side, addr: IpAddr, p
     ) {
         return false;
     }
-    let mut inc = Incremental::new(rd16(frame, q.icmp + 2));
+    let mut inc = Incremental::new(be16(frame, q.icmp + 2));
     for (o, &(at, n)) in old.iter().zip(&fields).filter(|(_, f)| f.1 > 0) {
         inc = inc.remove_bytes(&o[..n]).add_bytes(&frame[at..at + n]);
     }
-    wr16(frame, q.icmp + 2, inc.finish());
+    put16(frame, q.icmp + 2, inc.finish());
     true
 }
 
@@ -194,14 +184,14 @@ pub fn decrement_ttl(frame: &mut [u8], l3: usize) -> bool {
         if t <= 1 {
             return false;
         }
-        let old = rd16(frame, l3 + 8);
+        let old = be16(frame, l3 + 8);
         frame[l3 + 8] = t - 1;
-        let new = rd16(frame, l3 + 8);
-        let c = Incremental::new(rd16(frame, l3 + 10))
+        let new = be16(frame, l3 + 8);
+        let c = Incremental::new(be16(frame, l3 + 10))
             .remove_u16(old)
             .add_u16(new)
             .finish();
-        wr16(frame, l3 + 10, c);
+        put16(frame, l3 + 10, c);
     }
     true
 }
@@ -222,9 +212,9 @@ pub fn encapsulate<B: PacketBuf>(buf: &mut B, src: IpAddr, dst: IpAddr) -> bool 
     let inner_ip_len = {
         let d = buf.data();
         if inner_v6 {
-            40 + usize::from(rd16(d, 14 + 4))
+            40 + usize::from(be16(d, 14 + 4))
         } else {
-            usize::from(rd16(d, 14 + 2))
+            usize::from(be16(d, 14 + 2))
         }
     }
     .min(inner_len);
@@ -236,21 +226,10 @@ pub fn encapsulate<B: PacketBuf>(buf: &mut B, src: IpAddr, dst: IpAddr) -> bool 
     let o = &mut f[14..14 + outer_len];
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            // Copy TOS and DF from the inner header (RFC 2003 §3.1).
-            let tos = f[14 + 20 + 1];
-            let df = f[14 + 20 + 6] & 0x40;
-            let o = &mut f[14..34];
-            o.fill(0);
-            o[0] = 0x45;
-            o[1] = tos;
-            o[2..4].copy_from_slice(&((inner_ip_len + 20) as u16).to_be_bytes());
-            o[6] = df;
-            o[8] = 64;
-            o[9] = ip_proto::IPIP;
-            o[12..16].copy_from_slice(&s.octets());
-            o[16..20].copy_from_slice(&d.octets());
-            let c = checksum::finish(checksum::sum_bytes(o));
-            o[10..12].copy_from_slice(&c.to_be_bytes());
+            // TOS and DF from the inner header (RFC 2003 §3.1).
+            let (tos, df) = (f[14 + 20 + 1], f[14 + 20 + 6] & 0x40);
+            let (s, d) = (u32::from(s), u32::from(d));
+            f[14..34].copy_from_slice(&ipip_header(tos, df, inner_ip_len, s, d, tun_sum(s, d)));
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             o.fill(0);
@@ -270,4 +249,88 @@ pub fn encapsulate<B: PacketBuf>(buf: &mut B, src: IpAddr, dst: IpAddr) -> bool 
         buf.trim(have - want);
     }
     true
+}
+
+/// The ones' complement sum of the words of an IPv4-in-IPv4 outer header
+/// from `src` to `dst` that are the same in every packet of the tunnel:
+/// version and IHL, TTL 64 and protocol 4, the addresses (all but TOS,
+/// length and DF). Computed once per tunnel by the paths that remember
+/// it.
+#[inline]
+pub const fn tun_sum(src: u32, dst: u32) -> u32 {
+    0x4500
+        + (64 << 8 | ip_proto::IPIP as u32)
+        + (src >> 16)
+        + (src & 0xffff)
+        + (dst >> 16)
+        + (dst & 0xffff)
+}
+
+/// The outer IPv4 header of IP-in-IP around an inner packet of `inner`
+/// bytes with TOS `tos` and DF bit `df` (0 or 0x40), from `src` to `dst`,
+/// `sum` being [`tun_sum`]`(src, dst)`: TTL 64, protocol 4, no options.
+#[inline(always)]
+pub fn ipip_header(tos: u8, df: u8, inner: usize, src: u32, dst: u32, sum: u32) -> [u8; 20] {
+    let len = (inner + 20) as u16;
+    let s = u64::from(sum) + u64::from(tos) + u64::from(len) + (u64::from(df) << 8);
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[1] = tos;
+    h[2..4].copy_from_slice(&len.to_be_bytes());
+    h[6] = df;
+    h[8] = 64;
+    h[9] = ip_proto::IPIP;
+    h[10..12].copy_from_slice(&finish(s).to_be_bytes());
+    h[12..16].copy_from_slice(&src.to_be_bytes());
+    h[16..20].copy_from_slice(&dst.to_be_bytes());
+    h
+}
+
+/// NAT of a plain frame (IPv4, 20-byte header, TCP or UDP; at least 48
+/// bytes, a TCP one at least 54): TTL down by one, and the address at
+/// `a_off` (30: destination, 26: source) and the port at `p_off` (36, 34)
+/// to `addr:port`, checksums updated incrementally (RFC 1624), each in one
+/// step: the IPv4 NAT of the fast and burst paths. The bytes are those of
+/// [`decrement_ttl`] then [`translate`] (a ones' complement sum of the
+/// same words, of which only an all-zero sum folds to 0 either way).
+#[inline(always)]
+pub fn nat_v4(f: &mut [u8], a_off: usize, p_off: usize, addr: u32, port: u16) {
+    let Some(h) = f.first_chunk_mut::<48>() else {
+        return;
+    };
+    let (Some(old_a), Some(old_p)) = (h.get(a_off..a_off + 4), h.get(p_off..p_off + 2)) else {
+        return;
+    };
+    let old_a = u32::from_be_bytes([old_a[0], old_a[1], old_a[2], old_a[3]]);
+    let old_p = u16::from_be_bytes([old_p[0], old_p[1]]);
+    let old_tp = u16::from_be_bytes([h[22], h[23]]);
+    let ip = u16::from_be_bytes([h[24], h[25]]);
+    let new_tp = old_tp.wrapping_sub(0x100);
+    let ip = finish(
+        u64::from(!ip)
+            + u64::from(!old_tp)
+            + u64::from(new_tp)
+            + u64::from(!old_a)
+            + u64::from(addr),
+    );
+    let tcp = h[23] == ip_proto::TCP;
+    h[22] = (new_tp >> 8) as u8;
+    h[24..26].copy_from_slice(&ip.to_be_bytes());
+    h[a_off..a_off + 4].copy_from_slice(&addr.to_be_bytes());
+    h[p_off..p_off + 2].copy_from_slice(&port.to_be_bytes());
+    let moved = u64::from(!old_a) + u64::from(addr) + u64::from(!old_p) + u64::from(port);
+    if tcp {
+        if let Some(c) = f.get_mut(50..52) {
+            let old = u16::from_be_bytes([c[0], c[1]]);
+            c.copy_from_slice(&finish(u64::from(!old) + moved).to_be_bytes());
+        }
+    } else {
+        let c = &mut h[40..42];
+        let old = u16::from_be_bytes([c[0], c[1]]);
+        // No checksum (0) stays none; a computed 0 is sent as 0xffff.
+        if old != 0 {
+            let new = udp_wire(finish(u64::from(!old) + moved));
+            c.copy_from_slice(&new.to_be_bytes());
+        }
+    }
 }
