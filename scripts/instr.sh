@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per packet of the pipeline's hit path (DR and NAT, 4,096
 # established flows; NAT replies; new flows), counted by callgrind: the same figure on every run of
-# the same build, whatever else the machine does. For A/B of the fast path.
+# the same build, whatever else the machine does. For A/B of the pipeline.
 #
 #   scripts/instr.sh [PACKETS]       # default 200000
 set -euo pipefail
@@ -16,7 +16,7 @@ for l in sys.stdin:
         print(m["executable"])')
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-for mode in ${INSTR_MODES:-dr nat new new_evict natreply burst burst_nat burst_natreply}; do
+for mode in ${INSTR_MODES:-dr nat new new_evict natreply burst burst_nat burst_natreply burst_new}; do
     # Twice: N packets and 2N, so setup and warm-up cancel out.
     for k in 1 2; do
         PIPELINE_MODE=$mode PIPELINE_COUNT=$((N * k)) valgrind --tool=callgrind \
@@ -31,6 +31,7 @@ for mode in ${INSTR_MODES:-dr nat new new_evict natreply burst burst_nat burst_n
         burst) what="dr hit in bursts of 64 (handle_burst), 4,096 flows" ;;
         burst_nat) what="nat hit in bursts of 64 (handle_burst), 4,096 flows" ;;
         burst_natreply) what="nat reply in bursts of 64 (handle_burst), 4,096 flows" ;;
+        burst_new) what="dr new flow in bursts of 64 (handle_burst)" ;;
         *) what="$mode hit, 4,096 flows" ;;
     esac
     python3 -c "print(f'$what: {($b - $a) / $N:.1f} instructions per packet')"

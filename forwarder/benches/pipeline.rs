@@ -343,6 +343,7 @@ fn count_mode(n: u64) {
     let mode = match std::env::var("PIPELINE_MODE").as_deref() {
         Ok("nat") => Mode::Nat,
         Ok("new") => return count_new_mode(n),
+        Ok("burst_new") => return count_new_burst_mode(n),
         Ok("new_evict") => return count_evict_mode(n),
         Ok("natreply") => return count_reply_mode(n, false),
         Ok("burst_natreply") => return count_reply_mode(n, true),
@@ -370,6 +371,50 @@ fn count_new_mode(n: u64) {
     count_news(&mut s, &mut rot, 0, ROT as u64);
     count_hits_new(&mut s, &mut rot, n);
     println!("handled {n} new-flow packets");
+}
+
+/// `PIPELINE_MODE=burst_new`: [`count_new_mode`]'s SYNs in bursts of
+/// `BURST` through `Tables::handle_burst`, in [`count_hits_new_burst`].
+fn count_new_burst_mode(n: u64) {
+    let n = n / BURST as u64 * BURST as u64;
+    let mut s = Setup::new(Mode::Dr, 4_096);
+    let total = n as u32 + ROT as u32;
+    s.tables = Tables::new(4 * total, &s.snap);
+    let frames: Vec<Vec<u8>> = (0..total)
+        .map(|i| frame(client(0x0b00_0000, i), TcpFlags::SYN))
+        .collect();
+    let mut rot = Rotation::new(frames);
+    new_bursts(&mut s, &mut rot, 0, ROT as u64);
+    count_hits_new_burst(&mut s, &mut rot, n);
+    println!("handled {n} new-flow packets in bursts");
+}
+
+/// Frames `from..from + n` of `rot` (new flows, each once) in bursts.
+fn new_bursts(s: &mut Setup, rot: &mut Rotation, from: u64, n: u64) {
+    let mut out = [Outcome::Consumed; BURST];
+    for at in (from..from + n).step_by(BURST) {
+        let at = at as usize;
+        let mut ctx = Ctx {
+            snap: &s.snap,
+            neigh: &s.neigh,
+            now_ms: NOW,
+            requests: &mut s.reqs,
+            hops: 0,
+        };
+        s.tables
+            .handle_burst(&mut rot.bufs[at..at + BURST], 0, &mut ctx, &mut out);
+        assert!(
+            out.iter().all(|o| matches!(o, Outcome::Forward { .. })),
+            "{out:?}"
+        );
+        black_box(&out);
+    }
+}
+
+/// The counted part of [`count_new_burst_mode`].
+#[inline(never)]
+fn count_hits_new_burst(s: &mut Setup, rot: &mut Rotation, n: u64) {
+    new_bursts(s, rot, ROT as u64, n);
 }
 
 /// Clients of [`count_evict_mode`], four per flow its table holds.

@@ -14,7 +14,7 @@
 //! through the general path alone (`Tables::handle_general`), frame by
 //! frame: outcomes, output bytes, neighbour requests, counters and flows
 //! must be the same as through the burst path (plain frames forwarded on
-//! their own, the others by the fast path with the first pass's hint),
+//! their own, the others by the general path),
 //! with an arbitrary RSS hash on some frames.
 #![no_main]
 

@@ -359,7 +359,7 @@ impl ConnTable {
 
     /// The part of [`Self::hash_v4`] that depends on the service alone,
     /// for a caller to keep per service: `hash_v4(k)` is
-    /// `hash_v4_mixed(k, service_part(k.service, k.proto))`.
+    /// `hash_v4_wire(client, ports, service_part(k.service, k.proto))`.
     pub fn service_part(&self, service: u32, proto: L4) -> u32 {
         self.service_mix(service, proto.code())
     }

@@ -69,7 +69,7 @@ pub enum State {
     Icmp = 7,
 }
 
-/// Number of [`State`]s (size of [`ConnTable::by_state`]).
+/// Number of [`State`]s (size of [`ConnTable::by_state`](super::ConnTable::by_state)).
 pub const N_STATES: usize = 8;
 
 impl State {

@@ -1,21 +1,20 @@
-//! The IPv4 fast path's view of the table.
+//! The table as the burst path sees it: IPv4 flows without the
+//! address-family agnostic [`FlowKey`].
 //!
-//! The pipeline's fast path handles the common packet (an IPv4 TCP or UDP
-//! segment of an established flow) without building the address-family
-//! agnostic [`FlowKey`]. It needs two things of the table, both read-only
-//! so that it can give the packet to the general path, untouched, when
-//! the answer is not a plain hit:
-//!
-//! * [`ConnTable::hash_v4`]: the same 32-bit hash [`ConnTable::hash`]
-//!   gives the equivalent [`FlowKey`], so flows inserted by either path
-//!   are found by both;
-//! * [`ConnTable::find_v4`]: a live, unexpired flow whose real is IPv4,
-//!   with what the fast path needs of it. An expired flow is reported as
-//!   `None` and left in place: the general path's [`ConnTable::lookup`]
-//!   frees it and reports it to the caller.
-//!
-//! For a NAT reply (`real -> client`, both IPv4) the same pair:
-//! [`ConnTable::hash_reply_v4`] and [`ConnTable::find_reply_v4`].
+//! * [`ConnTable::hash_v4`] and its parts ([`ConnTable::hash_v4_wire`],
+//!   [`ConnTable::hash_v4_client`], [`ConnTable::hash_v4_vport`]): the
+//!   same 32-bit hash [`ConnTable::hash`] gives the equivalent
+//!   [`FlowKey`], so flows inserted by either path are found by both;
+//! * [`ConnTable::candidate`] and [`ConnTable::plain_v4`]: the cell a
+//!   lookup will most likely compare (to prefetch), then a live,
+//!   unexpired flow whose real is IPv4, read-only, so that a frame that is
+//!   not a plain hit goes to the general path untouched (an expired flow
+//!   is left for [`ConnTable::lookup`] to free);
+//! * [`ConnTable::probe_v4`]: the same lookup by key, telling a table
+//!   without the flow from an expired one;
+//! * for a NAT reply (`real -> client`, both IPv4):
+//!   [`ConnTable::hash_reply_v4`], [`ConnTable::reply_candidate`] and
+//!   [`ConnTable::plain_reply_v4`].
 
 use std::net::Ipv4Addr;
 
@@ -84,16 +83,8 @@ impl ConnTable {
         )
     }
 
-    /// [`Self::hash_v4`] with the service's part precomputed
-    /// ([`Self::service_part`]).
-    #[inline(always)]
-    pub fn hash_v4_mixed(&self, k: &FlowKeyV4, service_part: u32) -> u32 {
-        self.tz
-            .v4_src_ports(u32::from(k.client), k.client_port, k.vport)
-            ^ service_part
-    }
-
-    /// [`Self::hash_v4_mixed`] of the key of an IPv4 TCP/UDP frame to a
+    /// [`Self::hash_v4`], with the service's part precomputed
+    /// ([`Self::service_part`]), of the key of an IPv4 TCP/UDP frame to a
     /// service's VIP: `client` its source address, `ports` its source and
     /// destination ports, as on the wire.
     #[inline(always)]
@@ -101,9 +92,9 @@ impl ConnTable {
         self.tz.v4_src_ports_bytes(client, ports) ^ service_part
     }
 
-    /// [`Self::hash_v4_mixed`] in two parts: this one of the client's
+    /// [`Self::hash_v4_wire`] in two parts: this one of the client's
     /// address and port, [`Self::hash_v4_vport`] of the VIP's port (the
-    /// hash is linear: `hash_v4_mixed(k, part)` is
+    /// hash is linear: `hash_v4_wire(client, ports, part)` is
     /// `hash_v4_client(..) ^ hash_v4_vport(k.vport) ^ part`).
     #[inline(always)]
     pub fn hash_v4_client(&self, client: u32, client_port: u16) -> u32 {
@@ -119,12 +110,12 @@ impl ConnTable {
     /// The live, unexpired flow of `k` if its real is IPv4; `None` for a
     /// miss, an expired flow (left for [`Self::lookup`] to free) or an
     /// IPv6 real. `hash` as for [`Self::lookup`]. Reads only.
-    #[inline]
+    #[cfg(test)]
     pub fn find_v4(&self, now: u32, k: &FlowKeyV4, hash: u32) -> Option<HitV4> {
         self.probe_v4(now, k, hash).ok()
     }
 
-    /// [`Self::find_v4`], telling apart why there is no hit: `Err(true)`
+    /// `find_v4`, telling apart why there is no hit: `Err(true)`
     /// when the table holds no flow of `k` at all (an insert needs no
     /// lookup first), `Err(false)` for an expired flow or an IPv6 real.
     #[inline(always)]
@@ -310,7 +301,7 @@ impl ConnTable {
     /// replies are `real:real_port -> client:client_port`; `None` for a
     /// miss or an expired flow (left for [`Self::lookup_reply`] to free).
     /// `hash` as for [`Self::lookup_reply`]. Reads only.
-    #[inline]
+    #[cfg(test)]
     #[allow(clippy::too_many_arguments)]
     pub fn find_reply_v4(
         &self,
@@ -349,7 +340,7 @@ impl ConnTable {
         self.rev.first_candidate_swar(hash)
     }
 
-    /// [`Self::find_reply_v4`] that looks at `candidate` first (from
+    /// `find_reply_v4` that looks at `candidate` first (from
     /// [`Self::reply_candidate`], possibly stale: it counts only if its
     /// cell is the reply key's flow), then probes with `hash`. Reads only.
     #[inline(always)]

@@ -36,7 +36,7 @@ impl Tables {
             vport: dport,
             proto: l4p,
         };
-        // From the fast path: the hash of the same key, and whether its
+        // From the burst path: the hash of the same key, and whether its
         // probe found the table without any flow of it.
         let (h, absent) = match known {
             Some(k) => k,
@@ -219,10 +219,18 @@ impl Tables {
     ) -> Outcome {
         let snap = ctx.snap;
         let svc = &snap.vips.services()[si];
-        // DR of IPv4: the fast path's delivery (the same, with its
-        // per-target next-hop memo).
-        if svc.mode() == Mode::Dr && ip.src.is_ipv4() {
-            return self.deliver_v4(buf, si, real, vport, snat, Mode::Dr, ctx);
+        // DR of IPv4, and NAT of a whole IPv4 TCP / UDP packet with a
+        // 20-byte header to an IPv4 real: the delivery that fills the
+        // per-target next-hop memo the burst path takes its plain hits
+        // from (the same bytes and counts as below).
+        if ip.src.is_ipv4() {
+            match svc.mode() {
+                Mode::Dr => return self.deliver_v4(buf, si, real, vport, snat, Mode::Dr, ctx),
+                Mode::Nat if plain_nat(buf.data(), ip, svc.target(real)) => {
+                    return self.deliver_v4(buf, si, real, vport, snat, Mode::Nat, ctx)
+                }
+                _ => {}
+            }
         }
         let Some(rs) = svc.target(real) else {
             return Outcome::Dropped(DropReason::NoReal);
@@ -275,7 +283,7 @@ impl Tables {
                 // IPv4 in IPv4: through the per-target next-hop memo,
                 // which the burst path's tunnel takes from.
                 if let (IpAddr::V4(src), IpAddr::V4(dst)) = (route.src, rs.addr) {
-                    let t = snap.fast_base.get(si).map(|b| *b as usize + real.get());
+                    let t = snap.plan.base.get(si).map(|b| *b as usize + real.get());
                     let memo = t
                         .and_then(|t| self.fast_hops.get(t))
                         .filter(|m| ctx.now_ms < m.until);
@@ -290,6 +298,20 @@ impl Tables {
             }
         }
     }
+}
+
+/// Whether [`rewrite::nat_v4`] may translate `frame` to `real`: a whole
+/// IPv4 TCP or UDP packet (no fragment) with a 20-byte header, a TTL
+/// that allows a hop, at least 54 bytes of frame, to an IPv4 real.
+fn plain_nat(frame: &[u8], ip: &IpInfo, real: Option<&service::Real>) -> bool {
+    ip.l4 == Some(34)
+        && ip.frag.is_none()
+        && !ip.frag_later
+        && matches!(ip.proto, ip_proto::TCP | ip_proto::UDP)
+        && frame.len() >= 54
+        && frame[14] == 0x45
+        && frame[22] > 1
+        && real.is_some_and(|r| r.addr.is_ipv4())
 }
 
 impl Tables {

@@ -1,15 +1,17 @@
-//! Whole bursts: the worker's entry to the pipeline.
+//! The pipeline's entry: a whole burst, or one frame as a burst of one.
 //!
-//! [`Tables::handle_burst`] decides every frame of a received burst, in
-//! order, with the same outcomes, bytes, counters and table changes as
-//! [`Tables::handle_hinted`] called frame after frame with the first
-//! pass's hints. It goes over the burst three times, so that what a frame
-//! needs from memory is on its way while the others are looked at:
+//! [`Tables::handle_burst`] (the worker's entry) and [`Tables::handle`]
+//! (one frame) decide every frame in order, with the same outcomes,
+//! bytes, counters and table changes as [`Tables::handle_general`]
+//! called frame after frame. They go over the burst three times, so that
+//! what a frame needs from memory is on its way while the others are
+//! looked at:
 //!
 //! 1. **Classify.** Each frame's headers are read once, as three 16-byte
 //!    words. A frame of the kind that makes up nearly all of a
 //!    balancer's traffic (IPv4 TCP or UDP to a service on an IPv4 VIP,
-//!    passing every check of the fast path) is marked *plain*: its flow hash is
+//!    passing every check the general path makes before balancing) is
+//!    marked *plain*: its flow hash is
 //!    computed (or taken from the NIC's RSS hash), its connection-table
 //!    bucket prefetched, and what the last pass needs of its service kept
 //!    with it. A frame that passes the same checks but goes to no service
@@ -26,21 +28,25 @@
 //!    (DR, NAT in one step, or IPv4-in-IPv4 for TUN when the packet and
 //!    the outer header fit the port's MTU).
 //!    A plain reply of a plain NAT flow is translated back and sent to
-//!    its client, as the reply fast path would.
-//!    Every other frame goes through [`Tables::handle_hinted`] at its
-//!    turn. A candidate is only a hint, taken when its cell holds the
+//!    its client. A plain frame that is not a plain hit (a new flow, an
+//!    expired one, its next hop not remembered) goes to the general
+//!    path's balancing step without a second parse; every other frame
+//!    through [`Tables::handle_general`] at its turn. A candidate is only a hint, taken when its cell holds the
 //!    frame's key: a flow is in the table at most once, so a table that
 //!    an earlier frame of the burst changed cannot mislead a later one.
 //!
 //! The counts of plain frames wait per target until
 //! [`Tables::counters`] reads them. Nothing allocates, locks or calls the
 //! system. The equivalence is tested burst by burst against the general
-//! path (`tests::fast::burst_path_*`) and fuzzed.
+//! path (`tests::fast`) and fuzzed.
 
-use super::fast::{target_word, FastHop, FastPort};
-use super::{ip_proto, tcp_flags_valid, Ctx, DropReason, Outcome, Snapshot, Tables};
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::memo::FastHop;
+use super::plan::{target_word, FastPort};
+use super::{ip_proto, tcp_flags_valid, Ctx, DropReason, IpInfo, Outcome, Snapshot, Tables};
 use crate::buffer::{PacketBuf, TestBuffer};
-use crate::conntrack::{ConnTable, Dir, PlainV4, TcpFlags, WireKeyV4, L4};
+use crate::conntrack::{ConnTable, Dir, FlowKeyV4, PlainV4, TcpFlags, WireKeyV4, L4};
 use crate::packet::checksum::fold;
 use crate::service::{Mode, Service};
 
@@ -108,6 +114,36 @@ impl RxFrames for [TestBuffer] {
     }
 }
 
+/// One frame as a burst ([`Tables::handle`]), with the hand-offs it has
+/// had.
+struct One<'a, B> {
+    buf: &'a mut B,
+    hops: u8,
+}
+
+impl<B: PacketBuf> RxFrames for One<'_, B> {
+    type Buf = B;
+    fn count(&self) -> usize {
+        1
+    }
+    fn frame(&self, i: usize) -> &[u8] {
+        if i == 0 {
+            self.buf.data()
+        } else {
+            &[]
+        }
+    }
+    fn buf_mut(&mut self, i: usize) -> Option<&mut B> {
+        (i == 0).then_some(&mut *self.buf)
+    }
+    fn rss_hash(&self, i: usize) -> Option<u32> {
+        self.buf.rss_hash().filter(|_| i == 0)
+    }
+    fn hops(&self, _i: usize) -> u8 {
+        self.hops
+    }
+}
+
 /// What the burst path needs of a service, per service index of the
 /// adopted snapshot, built with the table's hash key.
 #[derive(Clone, Copy, Debug, Default)]
@@ -169,7 +205,7 @@ impl SvcFast {
         snap.vips
             .services()
             .iter()
-            .zip(&snap.fast_base)
+            .zip(&snap.plan.base)
             .map(|(svc, &base)| SvcFast::of(conn, svc, base))
             .collect()
     }
@@ -194,40 +230,45 @@ struct Pre {
     targets: u16,
     /// TCP flags (0 for UDP).
     flags: u8,
-    /// [`HANDOFF`]: the worker that owns the frame's flow.
+    /// [`Class::Handoff`]: the worker that owns the frame's flow.
     to: u16,
     /// NAT mode.
     nat: bool,
     /// TUN mode.
     tun: bool,
     proto: L4,
-    what: u8,
+    what: Class,
 }
 
-/// Not an IPv4 TCP/UDP frame: no hint.
-const OTHER: u8 = 0;
-/// A frame to a service, not plain: `hash` is its forward hash.
-const FWD: u8 = 1;
-/// An IPv4 TCP/UDP frame to no service (a NAT reply?): `hash` is its
-/// reply hash.
-const REPLY: u8 = 2;
-/// A plain frame (see the module docs).
-const PLAIN: u8 = 3;
-/// A frame over several buffers.
-const MULTI: u8 = 4;
-/// [`Tables::plain_frame`]'s verdict on a frame that passes every check
-/// but goes to no service (never a `Pre::what`).
-const NO_SERVICE: u8 = 6;
-/// A plain reply: an IPv4 TCP/UDP frame to no service that passes every
-/// check of the fast path, perhaps from a NAT flow's real to its client
-/// (`hash` is its reply hash).
-const PLAIN_REPLY: u8 = 5;
-/// A plain NAT frame whose flow another worker owns ([`crate::steer`]):
-/// `to` is that worker.
-const HANDOFF: u8 = 7;
-/// A plain reply whose flow another worker owns: `to` is that worker,
-/// `hash` the reply hash it is handed over with.
-const HANDOFF_REPLY: u8 = 8;
+/// What the first pass found a frame to be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Class {
+    /// Not an IPv4 TCP/UDP frame: no hint.
+    #[default]
+    Other,
+    /// A frame to a service, not plain: `hash` is its forward hash.
+    Fwd,
+    /// An IPv4 TCP/UDP frame to no service (a NAT reply?): `hash` is its
+    /// reply hash.
+    Reply,
+    /// A plain frame (see the module docs).
+    Plain,
+    /// A frame over several buffers.
+    Multi,
+    /// A plain reply: an IPv4 TCP/UDP frame to no service that passes
+    /// every check of a plain frame, perhaps from a NAT flow's real to its
+    /// client (`hash` is its reply hash).
+    PlainReply,
+    /// [`Tables::plain_frame`]'s verdict on a frame that passes every
+    /// check but goes to no service (never a `Pre::what`).
+    NoService,
+    /// A plain NAT frame whose flow another worker owns
+    /// ([`crate::steer`]): `to` is that worker.
+    Handoff,
+    /// A plain reply whose flow another worker owns: `to` is that worker,
+    /// `hash` the reply hash it is handed over with.
+    HandoffReply,
+}
 
 /// The last VIP lookup of a pass (frames of a burst mostly go to one).
 struct VipMemo {
@@ -315,6 +356,99 @@ fn tunnel_v4<B: PacketBuf>(
 }
 
 impl Tables {
+    /// The first look at a frame of a burst: the connection-table hash of
+    /// the flow a lookup of it would use, from the IPv4 header and ports
+    /// alone (no other check), so that its bucket
+    /// ([`ConnTable::bucket_addr`](crate::conntrack::ConnTable::bucket_addr))
+    /// and entry are prefetched while the rest of the burst is looked at.
+    ///
+    /// `rss` is the NIC's RSS hash of the frame, if it computed one over
+    /// addresses and ports with the key the table hashes with
+    /// ([`Tables::set_rss_key`]): the hash is then one xor away, and is
+    /// not computed. The NIC hashes a fragment by its addresses alone, so
+    /// for a fragment `rss` is not used.
+    #[inline]
+    pub fn flow_hash_v4(&self, frame: &[u8], snap: &Snapshot, rss: Option<u32>) -> Option<u32> {
+        let frame: &[u8; 42] = frame.first_chunk()?;
+        if frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
+            return None;
+        }
+        let (si, key) = key_v4(snap, frame)?;
+        if let Some(h) = rss.filter(|_| frame[20] & 0x3f == 0 && frame[21] == 0) {
+            if let Some(sv) = self.svc_fast.get(si) {
+                return Some(h ^ sv.adj);
+            }
+        }
+        Some(self.hash_v4_of(si, frame, &key))
+    }
+
+    /// The table's hash of `key`, the flow of `frame` (an IPv4 TCP/UDP
+    /// frame with a 20-byte header) to service index `si` of the adopted
+    /// snapshot: from the frame's bytes, with the service's part kept
+    /// per service.
+    #[inline(always)]
+    fn hash_v4_of(&self, si: usize, frame: &[u8; 42], key: &FlowKeyV4) -> u32 {
+        let (Some(part), Ok(client), Ok(ports)) = (
+            self.svc_fast.get(si).map(|sv| sv.part),
+            <&[u8; 4]>::try_from(&frame[26..30]),
+            <&[u8; 4]>::try_from(&frame[34..38]),
+        ) else {
+            return self.conn.hash_v4(key);
+        };
+        self.conn.hash_v4_wire(client, ports, part)
+    }
+
+    /// For a frame [`Self::flow_hash_v4`] found no service for: the hash
+    /// of the reply-index lookup of a NAT reply, to prefetch its bucket
+    /// ([`ConnTable::reply_bucket_addr`](crate::conntrack::ConnTable::reply_bucket_addr));
+    /// from the IPv4 header and ports alone. `rss` as for [`Self::flow_hash_v4`].
+    #[inline]
+    pub fn reply_hash_v4(&self, frame: &[u8], rss: Option<u32>) -> Option<u32> {
+        let frame: &[u8; 42] = frame.first_chunk()?;
+        if frame[12] != 0x08 || frame[13] != 0 || frame[14] != 0x45 {
+            return None;
+        }
+        let l4 = match frame[23] {
+            ip_proto::TCP => L4::Tcp,
+            ip_proto::UDP => L4::Udp,
+            _ => return None,
+        };
+        if let Some(h) = rss.filter(|_| frame[20] & 0x3f == 0 && frame[21] == 0) {
+            return Some(h ^ self.conn.rss_reply_adjust(l4));
+        }
+        let real = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+        let client = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+        let rport = u16::from_be_bytes([frame[34], frame[35]]);
+        let cport = u16::from_be_bytes([frame[36], frame[37]]);
+        Some(self.conn.hash_reply_v4(real, rport, client, cport, l4))
+    }
+}
+
+/// The service index and the forward key of an IPv4 TCP/UDP frame with a
+/// 20-byte header and at least 8 bytes after it (the caller checked).
+#[inline(always)]
+pub(super) fn key_v4(snap: &Snapshot, f: &[u8; 42]) -> Option<(usize, FlowKeyV4)> {
+    let proto = f[23];
+    if proto != ip_proto::TCP && proto != ip_proto::UDP {
+        return None;
+    }
+    let d = u32::from_be_bytes([f[30], f[31], f[32], f[33]]);
+    let dport = u16::from_be_bytes([f[36], f[37]]);
+    let si = snap.plan.vips.lookup(d, proto, dport)?;
+    let svc = &snap.vips.services()[si];
+    Some((
+        si,
+        FlowKeyV4 {
+            service: svc.id(),
+            client: Ipv4Addr::new(f[26], f[27], f[28], f[29]),
+            client_port: u16::from_be_bytes([f[34], f[35]]),
+            vport: dport,
+            proto: L4::from(svc.spec().proto),
+        },
+    ))
+}
+
+impl Tables {
     /// Decides every frame of `rx`, which arrived on data port `in_port`,
     /// into `out` (frame `i`'s outcome at `i`): see the module docs. The
     /// caller turns the outcomes into TX bursts and counters, as for
@@ -326,10 +460,38 @@ impl Tables {
         ctx: &mut Ctx<'_>,
         out: &mut [Outcome; BURST],
     ) {
-        let n = rx.count().min(BURST);
-        let mut pre = [Pre::default(); BURST];
+        self.passes(rx, in_port, ctx, out);
+    }
+
+    /// Decides one frame that arrived on data port `in_port`: the burst
+    /// path over a burst of one (the same passes, checks and rewrites).
+    #[inline]
+    pub fn handle<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let mut out = [Outcome::Consumed];
+        let hops = ctx.hops;
+        self.passes(&mut One { buf, hops }, in_port, ctx, &mut out);
+        out[0]
+    }
+
+    /// The three passes over the first `N` frames of `rx` (see the module
+    /// docs).
+    #[inline(always)]
+    fn passes<R: RxFrames + ?Sized, const N: usize>(
+        &mut self,
+        rx: &mut R,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+        out: &mut [Outcome; N],
+    ) {
+        let n = rx.count().min(N);
+        let mut pre = [Pre::default(); N];
         self.classify_burst(rx, n, in_port, ctx.snap, &mut pre);
-        let mut cand = [u32::MAX; BURST];
+        let mut cand = [u32::MAX; N];
         self.candidates(rx, &pre[..n], &mut cand);
         self.decide(rx, n, in_port, ctx, &pre, &cand, out);
     }
@@ -337,22 +499,22 @@ impl Tables {
     /// The first pass: every frame classified, its first lookup's bucket
     /// prefetched.
     #[inline(never)]
-    fn classify_burst<R: RxFrames + ?Sized>(
+    fn classify_burst<R: RxFrames + ?Sized, const N: usize>(
         &self,
         rx: &R,
         n: usize,
         in_port: u16,
         snap: &Snapshot,
-        pre: &mut [Pre; BURST],
+        pre: &mut [Pre; N],
     ) {
-        let fp = snap.fast.get(usize::from(in_port));
+        let fp = snap.plan.ports.get(usize::from(in_port));
         let mut memo = VipMemo {
             key: 0,
             si: usize::MAX,
         };
         for (i, p) in pre.iter_mut().enumerate().take(n) {
             let Some((frame, rss)) = rx.first_look(i) else {
-                p.what = MULTI;
+                p.what = Class::Multi;
                 continue;
             };
             if let Some(h) = rx.reply_hint(i) {
@@ -364,25 +526,25 @@ impl Tables {
             let hops = rx.hops(i);
             let look = match fp {
                 Some(fp) => self.plain_frame(snap, fp, frame, rss, hops, &mut memo, p),
-                None => OTHER,
+                None => Class::Other,
             };
-            if look == PLAIN {
+            if look == Class::Plain {
                 rx.prefetch(self.conn.bucket_addr(p.hash));
                 continue;
             }
-            if look == HANDOFF {
+            if look == Class::Handoff {
                 continue;
             }
-            if look == NO_SERVICE && self.reply_frame(frame, rss, hops, p) {
-                if p.what == PLAIN_REPLY {
+            if look == Class::NoService && self.reply_frame(frame, rss, hops, p) {
+                if p.what == Class::PlainReply {
                     rx.prefetch(self.conn.reply_bucket_addr(p.hash));
                 }
                 continue;
             }
             *p = self.classify(snap, frame, rss);
             match p.what {
-                FWD => rx.prefetch(self.conn.bucket_addr(p.hash)),
-                REPLY => rx.prefetch(self.conn.reply_bucket_addr(p.hash)),
+                Class::Fwd => rx.prefetch(self.conn.bucket_addr(p.hash)),
+                Class::Reply => rx.prefetch(self.conn.reply_bucket_addr(p.hash)),
                 _ => {}
             }
         }
@@ -391,11 +553,16 @@ impl Tables {
     /// The second pass: the cell each forward lookup will most likely
     /// compare, found in its bucket and prefetched.
     #[inline(never)]
-    fn candidates<R: RxFrames + ?Sized>(&self, rx: &R, pre: &[Pre], cand: &mut [u32; BURST]) {
+    fn candidates<R: RxFrames + ?Sized, const N: usize>(
+        &self,
+        rx: &R,
+        pre: &[Pre],
+        cand: &mut [u32; N],
+    ) {
         for (p, c) in pre.iter().zip(cand.iter_mut()) {
-            if p.what == PLAIN || p.what == FWD {
+            if p.what == Class::Plain || p.what == Class::Fwd {
                 *c = self.conn.candidate(p.hash);
-            } else if p.what == PLAIN_REPLY {
+            } else if p.what == Class::PlainReply {
                 *c = self.conn.reply_candidate(p.hash);
             } else {
                 continue;
@@ -407,24 +574,24 @@ impl Tables {
     /// The third pass: each frame's outcome, in order.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn decide<R: RxFrames + ?Sized>(
+    fn decide<R: RxFrames + ?Sized, const N: usize>(
         &mut self,
         rx: &mut R,
         n: usize,
         in_port: u16,
         ctx: &mut Ctx<'_>,
-        pre: &[Pre; BURST],
-        cand: &[u32; BURST],
-        out: &mut [Outcome; BURST],
+        pre: &[Pre; N],
+        cand: &[u32; N],
+        out: &mut [Outcome; N],
     ) {
         for i in 0..n {
             let p = &pre[i];
             let plain = match p.what {
-                PLAIN if p.tun => self.plain_tun(rx, i, p, cand[i], ctx),
-                PLAIN => self.plain(rx, i, p, cand[i], ctx),
-                PLAIN_REPLY => self.plain_reply(rx, i, p, cand[i], ctx),
-                HANDOFF => Some(Outcome::handoff(p.to)),
-                HANDOFF_REPLY => Some(Outcome::Handoff {
+                Class::Plain if p.tun => self.plain_tun(rx, i, p, cand[i], ctx),
+                Class::Plain => self.plain(rx, i, p, cand[i], ctx),
+                Class::PlainReply => self.plain_reply(rx, i, p, cand[i], ctx),
+                Class::Handoff => Some(Outcome::handoff(p.to)),
+                Class::HandoffReply => Some(Outcome::Handoff {
                     to: p.to,
                     reply_hash: Some(p.hash),
                 }),
@@ -432,12 +599,61 @@ impl Tables {
             };
             out[i] = match plain {
                 Some(o) => o,
+                None if p.what == Class::Plain => self.plain_miss(rx, i, in_port, ctx),
                 None => self.one(rx, i, p, in_port, ctx),
             };
         }
     }
 
-    /// Frame `i` through the per-frame path, with its hint.
+    /// A plain frame that is not a plain hit (a new flow, an expired
+    /// one, a real gone, its next hop not remembered, a tunnel too big):
+    /// the general path's balancing step, from what the plain checks
+    /// established (every check the general path makes before it), with
+    /// the flow's exact hash and whether the table holds no flow of it.
+    #[inline(never)]
+    fn plain_miss<R: RxFrames + ?Sized>(
+        &mut self,
+        rx: &mut R,
+        i: usize,
+        in_port: u16,
+        ctx: &mut Ctx<'_>,
+    ) -> Outcome {
+        let snap = ctx.snap;
+        ctx.hops = rx.hops(i);
+        let Some(buf) = rx.buf_mut(i) else {
+            return Outcome::Dropped(DropReason::Malformed);
+        };
+        let Some(f) = buf.data().first_chunk::<48>() else {
+            return Outcome::Dropped(DropReason::Malformed);
+        };
+        let (Some(head), Some(port)) = (
+            f.first_chunk::<42>()
+                .and_then(|h| key_v4(snap, h).map(|k| (k, h))),
+            snap.ports.get(usize::from(in_port)),
+        ) else {
+            return self.handle_general(buf, in_port, ctx);
+        };
+        let ((si, key), h) = head;
+        let hash = self.hash_v4_of(si, h, &key);
+        let ip = IpInfo {
+            src: IpAddr::V4(key.client),
+            dst: IpAddr::V4(Ipv4Addr::new(f[30], f[31], f[32], f[33])),
+            proto: f[23],
+            l4: Some(34),
+            frag_later: false,
+            total_len: usize::from(u16::from_be_bytes([f[16], f[17]])),
+            dont_frag: f[20] & 0x40 != 0,
+            frag: None,
+        };
+        let flags = TcpFlags(if f[23] == ip_proto::TCP { f[47] } else { 0 });
+        let absent = matches!(self.conn.probe_v4(ctx.now_ms as u32, &key, hash), Err(true));
+        let (sport, dport) = (key.client_port, key.vport);
+        let known = Some((hash, absent));
+        self.balance(buf, &ip, si, sport, dport, flags, port, ctx, known)
+    }
+
+    /// Frame `i` through the general path (the first pass's prefetches
+    /// are on their way).
     #[inline(never)]
     fn one<R: RxFrames + ?Sized>(
         &mut self,
@@ -447,14 +663,12 @@ impl Tables {
         in_port: u16,
         ctx: &mut Ctx<'_>,
     ) -> Outcome {
-        let hint = match p.what {
-            PLAIN | FWD | REPLY | PLAIN_REPLY => Some(p.hash),
-            MULTI => return Outcome::Dropped(DropReason::MultiSegment),
-            _ => None,
-        };
+        if p.what == Class::Multi {
+            return Outcome::Dropped(DropReason::MultiSegment);
+        }
         ctx.hops = rx.hops(i);
         match rx.buf_mut(i) {
-            Some(b) => self.handle_hinted(b, in_port, ctx, hint),
+            Some(b) => self.handle_general(b, in_port, ctx),
             None => Outcome::Dropped(DropReason::Malformed),
         }
     }
@@ -463,14 +677,15 @@ impl Tables {
     /// words of its first 48 bytes; if so, fills `p`. A frame that is not
     /// is left to [`Self::classify`].
     ///
-    /// Every check of [`Self::fast_v4`] holds: unicast destination MAC,
+    /// Every check the general path makes before balancing holds (the
+    /// same rules; `classify` and `plan` hold them once): unicast destination MAC,
     /// unicast non-zero source MAC, IPv4 with a 20-byte header and a
     /// valid checksum, not a fragment (DF allowed), the packet in the
     /// frame, TCP with a 20-byte or longer header inside it and valid
     /// flags, or UDP; no martian source (0/8, 127/8, 224/3, this port's
     /// own or broadcast addresses, the destination), not to an own
     /// address; a service on the IPv4 VIP, and for NAT a TTL that
-    /// allows a hop. A NAT frame another worker owns is [`HANDOFF`].
+    /// allows a hop. A NAT frame another worker owns is [`Class::Handoff`].
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn plain_frame(
@@ -482,9 +697,9 @@ impl Tables {
         hops: u8,
         memo: &mut VipMemo,
         p: &mut Pre,
-    ) -> u8 {
+    ) -> Class {
         let Some(f) = frame.first_chunk::<48>() else {
-            return OTHER;
+            return Class::Other;
         };
         let w0 = le128(f, 0); // MACs, EtherType, version + IHL, TOS
         let w1 = le128(f, 16); // length .. protocol, checksum, source, destination (half)
@@ -514,17 +729,17 @@ impl Tables {
             & (o < 224);
         let loose = ((w0 >> 112) as u64) + ((w2 as u64) & 0xffff);
         if !ok || !ones_sum_ok(w1 as u64, (w1 >> 64) as u64, loose) {
-            return OTHER;
+            return Class::Other;
         }
         if fp.is_bad_src(s) || fp.is_own(d) {
-            return OTHER;
+            return Class::Other;
         }
         let proto = (w1 >> 56) as u8;
         let vport = ((w2 >> 32) as u16).swap_bytes();
-        let key = super::fast::vip_key(d, proto, vport);
+        let key = super::plan::vip_key(d, proto, vport);
         if key != memo.key {
             memo.key = key;
-            memo.si = snap.fast_vips.lookup(d, proto, vport).unwrap_or(usize::MAX);
+            memo.si = snap.plan.vips.lookup(d, proto, vport).unwrap_or(usize::MAX);
         }
         let cport = ((w2 >> 16) as u16).swap_bytes();
         let ttl = (w1 >> 48) as u8;
@@ -532,16 +747,16 @@ impl Tables {
         // finds, in any mode, may be plain.
         let Some(sv) = self.svc_fast.get(memo.si) else {
             // No service: perhaps a NAT reply (see `reply_frame`).
-            return NO_SERVICE;
+            return Class::NoService;
         };
         if sv.nat {
             if let Some(to) = self.steer.foreign_client_v4(hops, s, cport) {
                 p.to = to;
-                p.what = HANDOFF;
-                return HANDOFF;
+                p.what = Class::Handoff;
+                return Class::Handoff;
             }
             if ttl <= 1 {
-                return OTHER;
+                return Class::Other;
             }
         }
         p.hash = match rss {
@@ -561,13 +776,13 @@ impl Tables {
         p.nat = sv.nat;
         p.tun = sv.tun;
         p.proto = sv.proto;
-        p.what = PLAIN;
-        PLAIN
+        p.what = Class::Plain;
+        Class::Plain
     }
 
     /// A frame [`Self::plain_frame`] checked and found no service for: a
     /// plain reply `s:sport -> d:dport` if its TTL allows a hop, as the
-    /// reply fast path takes it (`p` filled), or [`HANDOFF_REPLY`] when
+    /// the general path would answer it (`p` filled), or [`Class::HandoffReply`] when
     /// another worker owns `d:dport`'s flows. Out of line: the forward
     /// frames' loop stays tight.
     #[inline(never)]
@@ -596,7 +811,7 @@ impl Tables {
         };
         if let Some(to) = self.steer.foreign_client_v4(hops, d, dport) {
             p.to = to;
-            p.what = HANDOFF_REPLY;
+            p.what = Class::HandoffReply;
             return true;
         }
         Self::fill_reply(f, p);
@@ -613,7 +828,7 @@ impl Tables {
         p.vport = u16::from_be_bytes([f[34], f[35]]);
         p.flags = if tcp { f[47] } else { 0 };
         p.proto = if tcp { L4::Tcp } else { L4::Udp };
-        p.what = PLAIN_REPLY;
+        p.what = Class::PlainReply;
     }
 
     /// A plain reply another worker checked and handed over with its
@@ -635,14 +850,14 @@ impl Tables {
     #[inline(never)]
     fn classify(&self, snap: &Snapshot, frame: &[u8], rss: Option<u32>) -> Pre {
         let mut p = Pre {
-            what: OTHER,
+            what: Class::Other,
             ..Pre::default()
         };
         if let Some(h) = self.flow_hash_v4(frame, snap, rss) {
-            p.what = FWD;
+            p.what = Class::Fwd;
             p.hash = h;
         } else if let Some(h) = self.reply_hash_v4(frame, rss) {
-            p.what = REPLY;
+            p.what = Class::Reply;
             p.hash = h;
         }
         p
@@ -650,8 +865,8 @@ impl Tables {
 
     /// A plain DR or NAT frame (`p`) of a flow that is a plain hit,
     /// forwarded; `None`, nothing changed, for any other (see the module
-    /// docs). What [`Self::fast_v4`] does for a plain hit whose next hop
-    /// it remembers.
+    /// docs): what the general path does for it, with the next hop the
+    /// worker remembers for its target.
     #[inline(always)]
     fn plain<R: RxFrames + ?Sized>(
         &mut self,
@@ -682,7 +897,7 @@ impl Tables {
 
     /// The flow of plain frame `p` if it is a plain hit: live, unexpired,
     /// its remembered target (flat index `t`, with its memo) still its
-    /// real and keeping its flows (the fast path's one-word check), the
+    /// real and keeping its flows (one word of the plan says so), the
     /// next hop remembered.
     #[inline(always)]
     fn plain_hit(&self, p: &Pre, cand: u32, ctx: &Ctx<'_>) -> Option<(PlainV4, usize, FastHop)> {
@@ -759,10 +974,10 @@ impl Tables {
 
     /// A plain reply (`p`) of a plain NAT flow, translated back to
     /// `VIP:vport` and sent to its client; `None`, nothing changed, for
-    /// any other frame. What the reply fast path
-    /// ([`Self::fast_reply_v4`]) does: a live, unexpired NAT flow with
+    /// any other frame. It answers for a live, unexpired NAT flow with
     /// both addresses IPv4 whose service is in the snapshot on an IPv4
-    /// VIP, and a route to the client.
+    /// VIP, and a route to the client, as the general path's
+    /// `reply_to_client` would.
     #[inline(always)]
     fn plain_reply<R: RxFrames + ?Sized>(
         &mut self,
@@ -775,7 +990,7 @@ impl Tables {
         let now = ctx.now_ms as u32;
         let snap = ctx.snap;
         // A v4-mapped IPv6 VIP may be the destination: its service's, then.
-        if snap.mapped_vips {
+        if snap.plan.mapped_vips {
             let proto = match p.proto {
                 L4::Udp => crate::service::Proto::Udp,
                 _ => crate::service::Proto::Tcp,
@@ -792,7 +1007,7 @@ impl Tables {
         let std::net::IpAddr::V4(vip) = snap.vips.services().get(si)?.spec().vip else {
             return None;
         };
-        let route = snap.fast_routes.route(p.client)?;
+        let route = snap.plan.routes.route(p.client)?;
         let buf = rx.buf_mut(i)?;
         // Committed from here on: what `reply_to_client` does.
         let st = self.conn.touch(hit.id, now, Dir::Reply, TcpFlags(p.flags));
@@ -854,7 +1069,7 @@ mod tests {
     /// for every port (so also where a UDP checksum computes to 0 and is
     /// sent as 0xffff), and leaves an absent UDP checksum absent.
     #[test]
-    fn one_step_nat_writes_the_fast_paths_bytes() {
+    fn one_step_nat_writes_the_general_paths_bytes() {
         let mut zero_results = 0;
         for (udp, sport, payload, ttl) in [
             (false, 40_000, 0, 64),

@@ -37,8 +37,10 @@
 //! * [`burst`]: the worker's entry, a whole received burst at a time:
 //!   the frames that make up nearly all traffic (IPv4 TCP/UDP of
 //!   established flows, and NAT flows' replies) decided in passes that prefetch the
-//!   connection table, the others frame by frame through the fast path
-//!   (`fast`: established IPv4 flows, NAT replies) and the general path.
+//!   connection table, the others frame by frame through the general
+//!   path; [`Tables::handle`] is the same passes over one frame.
+//! * `plan`: what the burst path reads of a snapshot, precomputed beside
+//!   it; `memo`: what a worker remembers per target (next hop, tunnel).
 //! * [`frag`]: later fragments of a datagram go where its first went.
 //! * [`icmp`]: ICMP errors about tracked flows (PMTU discovery) reach the
 //!   flow's real, or its client, translated like the flow.
@@ -55,14 +57,14 @@
 mod balance;
 pub mod burst;
 mod classify;
-mod fast;
-mod fast_reply;
 pub mod frag;
 mod hairpin;
 mod icmp;
 pub mod limit;
 mod local;
+mod memo;
 mod outcome;
+mod plan;
 pub mod rewrite;
 mod send;
 mod snapshot;
@@ -178,9 +180,9 @@ pub struct Tables {
     snat: SnatPorts,
     /// Next-hop MACs this worker read recently.
     hops: HopCache,
-    /// The fast path's next hop per target (flat index, see
+    /// The next hop per target (flat index, see
     /// [`Snapshot`]`::fast_base`), remembered as briefly as `hops`.
-    fast_hops: Vec<fast::FastHop>,
+    fast_hops: Vec<memo::FastHop>,
     /// Records for the HA peer (logging only while MASTER with a peer).
     pub sync: SyncLog,
     /// The node's workers' inboxes, by worker index (`None` for this
@@ -201,12 +203,13 @@ pub struct Tables {
 
 /// [`Tables`]`::fast_hops` for `snap`: each target's word, nothing
 /// remembered.
-fn fast_targets(snap: &Snapshot) -> Vec<fast::FastHop> {
-    snap.fast_targets
+fn fast_targets(snap: &Snapshot) -> Vec<memo::FastHop> {
+    snap.plan
+        .targets
         .iter()
-        .map(|&word| fast::FastHop {
+        .map(|&word| memo::FastHop {
             word,
-            ..fast::FastHop::default()
+            ..memo::FastHop::default()
         })
         .collect()
 }
@@ -463,41 +466,9 @@ impl Tables {
         })
     }
 
-    /// Decides the fate of one frame that arrived on data port `in_port`:
-    /// the IPv4 fast path for an established flow's packet, else the
-    /// general path.
-    #[inline]
-    pub fn handle<B: PacketBuf>(
-        &mut self,
-        buf: &mut B,
-        in_port: u16,
-        ctx: &mut Ctx<'_>,
-    ) -> Outcome {
-        self.handle_hinted(buf, in_port, ctx, None)
-    }
-
-    /// [`Self::handle`] with the hash of the frame's first table lookup,
-    /// computed in a first pass over the burst: [`Self::flow_hash_v4`],
-    /// or for a frame that has no service [`Self::reply_hash_v4`]. The
-    /// hint is used for lookups only (a wrong one can only miss, and a
-    /// miss is looked up again with the exact hash).
-    #[inline]
-    pub fn handle_hinted<B: PacketBuf>(
-        &mut self,
-        buf: &mut B,
-        in_port: u16,
-        ctx: &mut Ctx<'_>,
-        hint: Option<u32>,
-    ) -> Outcome {
-        match self.fast_v4(buf, in_port, ctx, hint) {
-            Some(o) => o,
-            None => self.handle_general(buf, in_port, ctx),
-        }
-    }
-
-    /// [`Self::handle`] without the IPv4 fast path ([`fast`]): the same
-    /// verdicts, slower. For the tests and fuzzers that compare the two.
-    #[doc(hidden)]
+    /// The general path: every frame the burst path does not decide
+    /// itself (see [`burst`]), and, for the tests and fuzzers that compare
+    /// the two, any frame: the same verdicts, slower.
     pub fn handle_general<B: PacketBuf>(
         &mut self,
         buf: &mut B,

@@ -145,7 +145,7 @@ pub enum Outcome {
         to: u16,
         /// For a plain reply (every check of the burst path passed): its
         /// reply hash, which spares the owner a second look
-        /// ([`burst::RxFrames::reply_hint`]).
+        /// ([`RxFrames::reply_hint`](super::burst::RxFrames::reply_hint)).
         reply_hash: Option<u32>,
     },
 }

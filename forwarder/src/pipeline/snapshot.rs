@@ -1,6 +1,7 @@
 //! What the control plane decides, read-only for the workers: the
 //! [`Snapshot`] of services, ports, owned addresses and routes.
 
+use super::plan::Plan;
 use super::*;
 
 /// One data port as the pipeline sees it.
@@ -96,22 +97,8 @@ pub struct Snapshot {
     /// A BACKUP's services: not balanced (`vips` is empty), only known, so
     /// that flows synced from the MASTER can be checked and installed.
     pub(super) standby: Option<VipTable>,
-    /// Per port, what the IPv4 fast path checks ([`fast`]).
-    pub(super) fast: Vec<fast::FastPort>,
-    /// The services on IPv4 VIPs, for the fast path.
-    pub(super) fast_vips: fast::FastVips,
-    /// Per service index, the flat index of its first target (the fast
-    /// path's next-hop memo, [`Tables`]`::fast_hops`).
-    pub(super) fast_base: Vec<u32>,
-    /// Per flat target index (as `fast_base`): an IPv4 target that keeps
-    /// its flows, packed for the fast path's one-word check
-    /// ([`fast::target_word`]); 0 for any other.
-    pub(super) fast_targets: Vec<u64>,
-    /// Some service has a v4-mapped IPv6 VIP, which IPv4 packets reach
-    /// but the fast path's VIP table does not hold ([`fast_reply`]).
-    pub(super) mapped_vips: bool,
-    /// IPv4 routes, for the reply fast path.
-    pub(super) fast_routes: fast_reply::FastRoutes,
+    /// What the burst path reads, precomputed beside the rest.
+    pub(super) plan: Plan,
 }
 
 impl Snapshot {
@@ -124,35 +111,9 @@ impl Snapshot {
             real_routes: Vec::new(),
             sync: None,
             standby: None,
-            fast: Vec::new(),
-            fast_vips: fast::FastVips::default(),
-            fast_base: Vec::new(),
-            fast_targets: Vec::new(),
-            mapped_vips: false,
-            fast_routes: fast_reply::FastRoutes::default(),
+            plan: Plan::default(),
         };
-        s.fast_routes = fast_reply::FastRoutes::of(&s.ports);
-        s.fast = s.ports.iter().map(fast::FastPort::of).collect();
-        s.mapped_vips = s
-            .vips
-            .services()
-            .iter()
-            .any(|svc| matches!(svc.spec().vip, IpAddr::V6(a) if a.to_ipv4_mapped().is_some()));
-        s.fast_vips = fast::FastVips::build(&s.vips);
-        let mut base = 0u32;
-        for svc in s.vips.services() {
-            s.fast_base.push(base);
-            base += svc.targets().len() as u32;
-            for (ri, t) in svc.targets().iter().enumerate() {
-                let w = match t.addr {
-                    IpAddr::V4(a) if svc.keeps_flow(RealIdx(ri as u16)) => {
-                        fast::target_word(u32::from(a), t.port)
-                    }
-                    _ => 0,
-                };
-                s.fast_targets.push(w);
-            }
-        }
+        s.plan = Plan::build(&s.ports, &s.vips);
         s.real_routes = s
             .vips
             .services()

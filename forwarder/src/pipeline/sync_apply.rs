@@ -105,7 +105,7 @@ impl Tables {
     /// The inboxes of the node's workers, by worker index (`None` for
     /// this one): records from the peer that this worker receives go to
     /// the worker that owns their flow, or to every worker (see
-    /// [`Self::sync_owner`]); each drains its inboxes with
+    /// `sync_owner`); each drains its inboxes with
     /// [`Self::drain_inbox`].
     pub fn set_fanout(&mut self, inboxes: Vec<Option<std::sync::Arc<Inbox>>>) {
         self.fanout = inboxes;

@@ -1,6 +1,7 @@
-//! The IPv4 fast path against the general path, frame by frame: two rigs
-//! built alike get the same frames at the same times, one through
-//! [`Tables::handle`] (fast path first), the other through
+//! The burst path against the general path, frame by frame and burst by
+//! burst: two rigs built alike get the same frames at the same times, one
+//! through [`Tables::handle`] (the burst path over one frame) or
+//! [`Tables::handle_burst`], the other through
 //! [`Tables::handle_general`] alone. Every outcome, every output byte,
 //! every neighbour request, the connection table, the per-service and
 //! per-real counters, the active counts and the connection-sync records
@@ -8,7 +9,7 @@
 //! path: new and established flows, DR / NAT (with hairpin source NAT) /
 //! TUN, UDP, wildcard ports, expiries, reals going down and drained, and
 //! frames with random bytes changed; and the replies of the NAT flows
-//! (real -> client: the reply fast path), to clients with and without a
+//! (real -> client: plain replies), to clients with and without a
 //! flow, from the flow's real and from others, of every TCP flag
 //! combination, changed and after expiry.
 
@@ -114,11 +115,11 @@ impl Rng {
 struct Pair {
     fast: Rig,
     general: Rig,
-    /// Frames the fast path answered (it must be most of them).
+    /// Frames the burst path decided as plain hits.
     hits: u64,
     /// Frames handled.
     frames: u64,
-    /// NAT replies the fast path answered.
+    /// NAT replies it decided as plain replies.
     reply_hits: u64,
 }
 
@@ -139,12 +140,22 @@ impl Pair {
         }
     }
 
-    /// Handles `frame` on both rigs, compares; whether the fast path
-    /// answered.
+    /// Handles `frame` on both rigs, compares; whether the per-frame
+    /// entry ([`Tables::handle`], the burst path over one frame) decided
+    /// it as a plain hit.
     fn step(&mut self, frame: &[u8], what: &str) -> bool {
         let (a, b) = (&mut self.fast, &mut self.general);
-        let mut fa = TestBuffer::new(frame);
-        // What `handle` does, with the fast path's answers counted.
+        // Frames in turn: no NIC hash; the RSS hash a NIC given the
+        // table's key computes; a wrong one.
+        self.frames += 1;
+        let mut fa = match self.frames % 3 {
+            0 => TestBuffer::new(frame),
+            1 => match nic_rss(&a.tables, frame) {
+                Some(h) => TestBuffer::new(frame).with_rss(h),
+                None => TestBuffer::new(frame),
+            },
+            _ => TestBuffer::new(frame).with_rss((self.frames as u32).wrapping_mul(0x9E37_79B1)),
+        };
         let mut ca = Ctx {
             snap: &a.snap,
             neigh: &a.neigh,
@@ -152,30 +163,10 @@ impl Pair {
             requests: &mut a.reqs,
             hops: 0,
         };
-        // Frames in turn: no hint; the first pass's hash as the worker
-        // computes it without a NIC hash; with the NIC's RSS hash (as a
-        // NIC given the table's key computes it); with a wrong RSS hash.
-        self.frames += 1;
-        let first_pass = |rss: Option<u32>| {
-            a.tables
-                .flow_hash_v4(frame, &a.snap, rss)
-                .or_else(|| a.tables.reply_hash_v4(frame, rss))
-        };
-        let hint = match self.frames % 4 {
-            0 => None,
-            1 => first_pass(None),
-            2 => first_pass(nic_rss(&a.tables, frame)),
-            _ => first_pass(Some((self.frames as u32).wrapping_mul(0x9E37_79B1))),
-        };
-        let fast = a.tables.fast_v4(&mut fa, 0, &mut ca, hint);
-        let answered = fast.is_some();
-        let oa = match fast {
-            Some(o) => {
-                self.hits += 1;
-                o
-            }
-            None => a.tables.handle_general(&mut fa, 0, &mut ca),
-        };
+        let before = a.tables.plain_hits;
+        let oa = a.tables.handle(&mut fa, 0, &mut ca);
+        let answered = a.tables.plain_hits > before;
+        self.hits += u64::from(answered);
         let (ob, bytes) = b.run_general(frame);
         assert_eq!(oa, ob, "{what}: outcome");
         assert_eq!(fa.to_vec(), bytes, "{what}: output bytes");
@@ -590,30 +581,22 @@ fn burst_path_matches_the_general_path_with_connection_sync() {
     assert!(p.hits > 1_500, "plain frames: {}", p.hits);
 }
 
+/// Deterministic (seeded) traffic; the plain hits counted are frames the
+/// burst path decided itself. Its next-hop memo lasts 50 ms of a clock
+/// that moves 20 ms a frame here, so most frames of a target refresh it
+/// through the general path: the comparison covers both.
 #[test]
-fn fast_path_matches_the_general_path() {
+fn per_frame_entry_matches_the_general_path() {
     let p = run_mix(false, 0x5eed_f00d_1234_5678, 30_000);
-    // Most frames of established flows take the fast path: the
-    // comparison is not vacuous.
-    assert!(p.hits > 10_000, "fast path hits: {}", p.hits);
-    // (A frame in four carries a wrong hint, on which a reply misses
-    // and takes the general path.)
-    assert!(
-        p.reply_hits > 1_800,
-        "reply fast path hits: {}",
-        p.reply_hits
-    );
+    assert!(p.hits > 1_500, "plain hits: {}", p.hits);
+    assert!(p.reply_hits > 1_200, "plain reply hits: {}", p.reply_hits);
 }
 
 #[test]
-fn fast_path_matches_the_general_path_with_connection_sync() {
+fn per_frame_entry_matches_the_general_path_with_connection_sync() {
     let p = run_mix(true, 0x0bad_cafe_8765_4321, 20_000);
-    assert!(p.hits > 6_000, "fast path hits: {}", p.hits);
-    assert!(
-        p.reply_hits > 1_000,
-        "reply fast path hits: {}",
-        p.reply_hits
-    );
+    assert!(p.hits > 1_000, "plain hits: {}", p.hits);
+    assert!(p.reply_hits > 900, "plain reply hits: {}", p.reply_hits);
 }
 
 /// The RSS hash a NIC given the table's key writes for an IPv4 frame:
@@ -717,7 +700,7 @@ fn rss_hashes_stand_for_the_tables_hash_under_any_key() {
             };
             let soft = r.tables.flow_hash_v4(&f, &r.snap, None).unwrap();
             let (si, fk) =
-                crate::pipeline::fast::key_v4(&r.snap, f.first_chunk().unwrap()).unwrap();
+                crate::pipeline::burst::key_v4(&r.snap, f.first_chunk().unwrap()).unwrap();
             assert_eq!(soft, r.tables.conn.hash(&fk.key()), "round {round}");
             assert_eq!(si, r.snap.vips.idx_by_id(fk.service).unwrap());
             let rss = nic_rss(&r.tables, &f);
