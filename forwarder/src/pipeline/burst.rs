@@ -43,7 +43,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::memo::FastHop;
-use super::plan::{target_word, FastPort};
+use super::plan::{target_word, v4_src_ok, FastPort};
 use super::{ip_proto, tcp_flags_valid, Ctx, DropReason, IpInfo, Outcome, Snapshot, Tables};
 use crate::buffer::{PacketBuf, TestBuffer};
 use crate::conntrack::{ConnTable, Dir, FlowKeyV4, PlainV4, TcpFlags, WireKeyV4, L4};
@@ -719,14 +719,7 @@ impl Tables {
         let src_mac = (w0 >> 48) as u64 & 0xffff_ffff_ffff;
         let s = ((w1 >> 80) as u32).swap_bytes();
         let d = (((w1 >> 112) as u32) | ((w2 as u32) << 16)).swap_bytes();
-        let o = s >> 24;
-        let ok = l4_ok
-            & (src_mac != 0)
-            & (14 + total <= frame.len())
-            & (s != d)
-            & (o != 0)
-            & (o != 127)
-            & (o < 224);
+        let ok = v4_src_ok(s, d) & l4_ok & (src_mac != 0) & (14 + total <= frame.len());
         let loose = ((w0 >> 112) as u64) + ((w2 as u64) & 0xffff);
         if !ok || !ones_sum_ok(w1 as u64, (w1 >> 64) as u64, loose) {
             return Class::Other;

@@ -2,6 +2,7 @@
 //! martian sources, TCP flag combinations, addresses of the balancer
 //! and its VIPs.
 
+use super::plan::{v4_src_ok, FastPort};
 use super::*;
 
 /// Whether a TCP flag byte is a combination TCP stacks send. PSH, ECE
@@ -28,34 +29,17 @@ pub(super) const fn tcp_flags_valid(flags: u8) -> bool {
 
 /// A source no station may use, a spoof of this node, a land packet, or a
 /// unicast IP destination in a link-layer group frame (see
-/// [`DropReason::Martian`]). Cheap: the port's own addresses only.
+/// [`DropReason::Martian`]). IPv4 by the port's plan (`fp`), the rule the
+/// burst path's plain checks apply.
 #[inline]
-pub(super) fn martian(ip: &IpInfo, port: &PortInfo, link_group: bool) -> bool {
+pub(super) fn martian(ip: &IpInfo, port: &PortInfo, fp: &FastPort, link_group: bool) -> bool {
     let dst_group = match (ip.src, ip.dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            // One pass over the port's addresses, in 32-bit arithmetic: the
-            // hot path of every IPv4 frame.
             let (s, d) = (u32::from(s), u32::from(d));
-            let o = s >> 24;
-            if s == d || o == 0 || o == 127 || o >= 224 {
+            if !v4_src_ok(s, d) || fp.is_bad_src(s) {
                 return true;
             }
-            let mut group = d >> 28 == 0xe || d == u32::MAX;
-            for (a, p) in &port.addrs {
-                let IpAddr::V4(a) = a else { continue };
-                let a = u32::from(*a);
-                if a == s {
-                    return true;
-                }
-                if *p <= 30 {
-                    let bcast = a | (u32::MAX >> u32::from(*p));
-                    if s == bcast {
-                        return true;
-                    }
-                    group |= d == bcast;
-                }
-            }
-            group
+            d >> 28 == 0xe || d == u32::MAX || fp.is_broadcast(d)
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             if s == d || port.is_self(ip.src) {

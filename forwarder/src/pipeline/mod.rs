@@ -512,7 +512,10 @@ impl Tables {
                 return o;
             }
         }
-        if martian(&ip, port, link_group) {
+        let Some(fp) = ctx.snap.plan.ports.get(usize::from(in_port)) else {
+            return Outcome::Dropped(DropReason::NoRoute);
+        };
+        if martian(&ip, port, fp, link_group) {
             return Outcome::Dropped(DropReason::Martian);
         }
         // Later fragments go where their first fragment went.

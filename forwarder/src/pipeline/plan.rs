@@ -70,10 +70,22 @@ pub(crate) struct FastPort {
     /// own addresses and the broadcast address of each subnet of /30 or
     /// shorter (sources no station uses).
     pub(crate) bad_src: Vec<u32>,
+    /// The broadcast address of each subnet of /30 or shorter.
+    pub(crate) broadcast: Vec<u32>,
     /// The last bytes of `own` and of `bad_src`, as 256-bit sets: an
     /// address whose last byte is in neither needs no look at the lists.
     own_last: [u64; 4],
     bad_src_last: [u64; 4],
+}
+
+/// Whether IPv4 source `s` may send to `d` as far as the addresses alone
+/// tell: not 0/8, 127/8 or 224/3 (no station sends from them), not a land
+/// packet (`s == d`). With [`FastPort::is_bad_src`], the whole IPv4
+/// martian-source rule, for the plain checks and the general path alike.
+#[inline(always)]
+pub(crate) const fn v4_src_ok(s: u32, d: u32) -> bool {
+    let o = s >> 24;
+    (s != d) & (o != 0) & (o != 127) & (o < 224)
 }
 
 /// Adds `a`'s last byte to the 256-bit set `set`.
@@ -96,7 +108,9 @@ impl FastPort {
                 f.own.push(a);
                 f.bad_src.push(a);
                 if *len <= 30 {
-                    f.bad_src.push(a | (u32::MAX >> u32::from(*len)));
+                    let b = a | (u32::MAX >> u32::from(*len));
+                    f.bad_src.push(b);
+                    f.broadcast.push(b);
                 }
             }
         }
@@ -113,6 +127,12 @@ impl FastPort {
     #[inline(always)]
     pub(crate) fn is_bad_src(&self, s: u32) -> bool {
         has_last(&self.bad_src_last, s) && self.bad_src.contains(&s)
+    }
+
+    /// Whether IPv4 destination `d` is a subnet broadcast of the port.
+    #[inline]
+    pub(crate) fn is_broadcast(&self, d: u32) -> bool {
+        self.broadcast.contains(&d)
     }
 
     /// Whether IPv4 destination `d` is one of [`Self::own`].
