@@ -8,11 +8,41 @@
 //! bursts and counters; nothing here touches a queue, a clock or a lock,
 //! and nothing allocates.
 //!
-//! One linear path of small steps, each returning a verdict or going on:
-//! parse → later fragment? (fragment table) → own address? (hairpin
-//! reply, connection-sync datagram from the HA peer, else kernel) → VIP? (connection table → persistence →
-//! scheduler → rewrite for DR / NAT / TUN) → NAT reply? → ICMP error
-//! about a flow? → drop.
+//! # One pipeline
+//!
+//! Every frame enters through [`burst`]: [`Tables::handle_burst`] for a
+//! received burst (the worker's entry), [`Tables::handle`] for one frame
+//! (the same passes over a burst of one). The first pass classifies each
+//! frame; the kind that makes up nearly all traffic (IPv4 TCP / UDP of an
+//! established flow, and NAT flows' replies) is decided in the last pass
+//! from the prefetched table. Every other frame goes through the general
+//! path, [`Tables::handle_general`], whose steps each return a verdict or
+//! go on, in the order a packet meets them, each in its own module:
+//!
+//! 1. `classify`: parse the IP header, refuse martian sources and
+//!    impossible TCP flags (the IPv4 rule is the plain checks' own, from
+//!    the port's `plan`); ARP, neighbour discovery and ping are answered
+//!    in `local`.
+//! 2. A later fragment goes where its first went ([`frag`]).
+//! 3. To the balancer's own address: a hairpin flow's reply (`hairpin`,
+//!    [`snat`]), a connection-sync datagram from the HA peer
+//!    (`sync_apply`), else the kernel.
+//! 4. To a VIP: `balance` looks the flow up or schedules it (persistence,
+//!    scheduler, fallback, rejection), [`rewrite`] rewrites it for DR, NAT
+//!    or TUN (one IPv4 NAT and one tunnel header for every path), `send`
+//!    finds the next hop; `memo` keeps it per target for the plain hits.
+//! 5. A NAT flow's reply: translated back to its client
+//!    (`reply_to_client`, here).
+//! 6. An ICMP error about a tracked flow (PMTU discovery) reaches the
+//!    flow's real or client, translated like the flow (`icmp`).
+//! 7. Anything else is dropped with its reason.
+//!
+//! What the steps read: the [`Snapshot`] the control plane built (services,
+//! scheduler tables, routes to reals, owned addresses) and the `plan`
+//! precomputed beside it; what they return: [`Outcome`]; what a worker
+//! learns lives in its own [`Tables`] (`tables`: connections,
+//! persistence, scheduler cursors, per-real active counts), which survive
+//! snapshot swaps ([`Tables::adopt`]).
 //!
 //! When reals fail: a flow whose real is `Down` is rescheduled on its next
 //! packet, or kept under [`OnDown::Keep`](service::OnDown) (`Disabled`
@@ -23,36 +53,6 @@
 //! instead of retrying into silence: TCP gets a RST from `VIP:vport`, UDP
 //! an ICMP(v6) port unreachable from the VIP quoting the datagram
 //! ([`Outcome::Answered`], counted in [`ServiceCounters::rejected`]).
-//!
-//! The stages, each in its module:
-//!
-//! * `classify`: parse the IP header, refuse martians and impossible TCP
-//!   flags, tell the balancer's and the VIPs' addresses.
-//! * `balance`: a packet to a VIP: look its flow up or schedule it, then
-//!   rewrite it ([`rewrite`]) and send it; what a freed flow gives back.
-//! * `send`: the next hop's MAC, or a resolution request.
-//! * `sync_apply`: connection-sync records in and out.
-//! * `snapshot` ([`Snapshot`], [`Route`], [`PortInfo`]) and `outcome`
-//!   ([`Outcome`], [`DropReason`]): what the stages read and return.
-//! * [`burst`]: the worker's entry, a whole received burst at a time:
-//!   the frames that make up nearly all traffic (IPv4 TCP/UDP of
-//!   established flows, and NAT flows' replies) decided in passes that prefetch the
-//!   connection table, the others frame by frame through the general
-//!   path; [`Tables::handle`] is the same passes over one frame.
-//! * `plan`: what the burst path reads of a snapshot, precomputed beside
-//!   it; `memo`: what a worker remembers per target (next hop, tunnel).
-//! * [`frag`]: later fragments of a datagram go where its first went.
-//! * [`icmp`]: ICMP errors about tracked flows (PMTU discovery) reach the
-//!   flow's real, or its client, translated like the flow.
-//! * [`hairpin`]: a real that connects to its own VIP (or a NAT client on
-//!   a real's own link) is source-NATed so both legs cross the balancer;
-//!   DR and TUN avoid sending a real its own flow.
-//!
-//! What the control plane decides lives in an immutable [`Snapshot`]
-//! (services, scheduler tables, routes to reals, owned addresses); what a
-//! worker learns lives in its own [`Tables`] (connections, persistence,
-//! scheduler cursors, per-real active counts), which survive snapshot swaps
-//! ([`Tables::adopt`]).
 
 mod balance;
 pub mod burst;
@@ -70,6 +70,7 @@ mod send;
 mod snapshot;
 pub mod snat;
 mod sync_apply;
+mod tables;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -94,6 +95,7 @@ use rewrite::Side;
 use send::*;
 pub use snapshot::{same_prefix, NeighRequests, PortInfo, Route, Snapshot};
 use snat::SnatPorts;
+pub use tables::ServiceCounters;
 
 /// The IPv6 VRRP group (RFC 5798 §5.1.2.2), passed to the control plane.
 pub const VRRP_GROUP_V6: std::net::Ipv6Addr =
@@ -101,47 +103,6 @@ pub const VRRP_GROUP_V6: std::net::Ipv6Addr =
 
 /// Ticks per second of the connection and persistence tables (ms).
 pub const TICK_HZ: u32 = 1000;
-
-/// Per-service counters of one worker.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ServiceCounters {
-    /// Packets forwarded, client → real.
-    pub packets_in: u64,
-    /// Bytes forwarded, client → real.
-    pub bytes_in: u64,
-    /// Packets translated back, real → client (NAT).
-    pub packets_out: u64,
-    /// Bytes translated back (NAT).
-    pub bytes_out: u64,
-    /// New flows.
-    pub new_flows: u64,
-    /// New flows refused because no real (nor fallback) could take them:
-    /// answered with a TCP RST or an ICMP port unreachable.
-    pub rejected: u64,
-    /// Per target (same index as the service's [`targets`](service::Service::targets):
-    /// the reals, then the fallback): packets, bytes, new flows.
-    pub reals: Vec<[u64; 3]>,
-}
-
-impl Clone for ServiceCounters {
-    fn clone(&self) -> Self {
-        let mut c = ServiceCounters::default();
-        c.clone_from(self);
-        c
-    }
-
-    /// Reuses `self`'s buffers: publishing counters allocates nothing once
-    /// the shapes match.
-    fn clone_from(&mut self, o: &Self) {
-        self.packets_in = o.packets_in;
-        self.bytes_in = o.bytes_in;
-        self.packets_out = o.packets_out;
-        self.bytes_out = o.bytes_out;
-        self.new_flows = o.new_flows;
-        self.rejected = o.rejected;
-        self.reals.clone_from(&o.reals);
-    }
-}
 
 /// Per-time context of one burst.
 pub struct Ctx<'a> {
@@ -201,271 +162,7 @@ pub struct Tables {
     plain_hits: u64,
 }
 
-/// [`Tables`]`::fast_hops` for `snap`: each target's word, nothing
-/// remembered.
-fn fast_targets(snap: &Snapshot) -> Vec<memo::FastHop> {
-    snap.plan
-        .targets
-        .iter()
-        .map(|&word| memo::FastHop {
-            word,
-            ..memo::FastHop::default()
-        })
-        .collect()
-}
-
-/// Persistence entries per worker.
-const PERSIST_CAPACITY: usize = 65536;
-
 impl Tables {
-    /// Tables for `conn_capacity` flows, shaped for `snap`, of a node's
-    /// only worker (the whole source-NAT range, [`snat::DEFAULT_SNAT_PORTS`]).
-    pub fn new(conn_capacity: u32, snap: &Snapshot) -> Tables {
-        Self::for_worker(conn_capacity, snap, Steer::single())
-    }
-
-    /// Tables of the worker `steer` describes: its share of the
-    /// source-NAT range, and hand-offs of what other workers own.
-    pub fn for_worker(conn_capacity: u32, snap: &Snapshot, steer: Steer) -> Tables {
-        let mut t = Self::with_snat_ports(conn_capacity, snap, steer.snat_range());
-        t.steer = steer;
-        t
-    }
-
-    /// Which worker owns what, as these tables see it.
-    pub fn steer(&self) -> Steer {
-        self.steer
-    }
-
-    /// Tables whose hairpin flows take local ports from `snat_ports`
-    /// (give each worker sharing an address a disjoint range).
-    pub fn with_snat_ports(
-        conn_capacity: u32,
-        snap: &Snapshot,
-        snat_ports: std::ops::RangeInclusive<u16>,
-    ) -> Tables {
-        let mut cfg = conntrack::Config::new(conn_capacity);
-        cfg.timeouts = conntrack::Timeouts::ipvs(TICK_HZ);
-        let conn = ConnTable::new(cfg);
-        let node_limits = std::sync::Arc::new(NodeLimits::default());
-        Tables {
-            limits: Self::limits_for(&node_limits, snap),
-            node_limits,
-            svc_fast: burst::SvcFast::all(&conn, snap),
-            conn,
-            persist: PersistTable::new(PERSIST_CAPACITY, TICK_HZ),
-            sched: snap.vips.new_sched_states(),
-            active: snap.vips.new_conn_counts(),
-            counters: snap
-                .vips
-                .services()
-                .iter()
-                .map(|s| ServiceCounters {
-                    reals: vec![[0; 3]; s.targets().len()],
-                    ..Default::default()
-                })
-                .collect(),
-            frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
-            snat: SnatPorts::new(snat_ports),
-            hops: HopCache::default(),
-            fast_hops: fast_targets(snap),
-            sync: Self::sync_log_for(snap),
-            fanout: Vec::new(),
-            generation: snap.generation,
-            steer: Steer::single(),
-            #[cfg(test)]
-            plain_hits: 0,
-        }
-    }
-
-    /// Hashes IPv4 flows with the Toeplitz key `key`, the RSS key the
-    /// ports were given, so that the NIC's hash can stand for the
-    /// table's ([`Self::flow_hash_v4`]). Only before the first flow:
-    /// `false`, unchanged, after.
-    pub fn set_rss_key(
-        &mut self,
-        key: [u8; conntrack::toeplitz::KEY_LEN],
-        snap: &Snapshot,
-    ) -> bool {
-        if !self.conn.set_rss_key(key) {
-            return false;
-        }
-        self.svc_fast = burst::SvcFast::all(&self.conn, snap);
-        true
-    }
-
-    /// Keeps `new_flow_rate_limit` budgets in `node`, which the node's
-    /// other workers share ([`limit`]): the limits hold per node. Before
-    /// the first flow (budgets spent so far are forgotten).
-    pub fn share_limits(&mut self, node: std::sync::Arc<NodeLimits>, snap: &Snapshot) {
-        self.limits = Self::limits_for(&node, snap);
-        self.node_limits = node;
-    }
-
-    fn limits_for(node: &NodeLimits, snap: &Snapshot) -> Vec<Limit> {
-        snap.vips
-            .services()
-            .iter()
-            .map(|s| Limit::of(node, s.id()))
-            .collect()
-    }
-
-    fn sync_log_for(snap: &Snapshot) -> SyncLog {
-        let mut l = SyncLog::default();
-        l.set_enabled(snap.sync().is_some_and(|(s, _)| s.send));
-        l
-    }
-
-    /// The fragment table (counters, occupancy).
-    pub fn frags(&self) -> &FragTable {
-        &self.frags
-    }
-
-    /// The source-NAT port pool.
-    pub fn snat_ports(&self) -> &SnatPorts {
-        &self.snat
-    }
-
-    /// Counters per service index of the adopted snapshot, with every
-    /// packet forwarded so far counted.
-    pub fn counters(&mut self) -> &[ServiceCounters] {
-        self.settle_counters();
-        &self.counters
-    }
-
-    /// Adds the burst path's waiting counts to the service counters.
-    fn settle_counters(&mut self) {
-        for (c, sv) in self.counters.iter_mut().zip(&self.svc_fast) {
-            let base = sv.base as usize;
-            for (r, rc) in c.reals.iter_mut().enumerate() {
-                let Some(t) = self.fast_hops.get_mut(base + r) else {
-                    break;
-                };
-                if t.packets != 0 {
-                    c.packets_in += t.packets;
-                    c.bytes_in += t.bytes;
-                    rc[0] += t.packets;
-                    rc[1] += t.bytes;
-                    t.packets = 0;
-                    t.bytes = 0;
-                }
-            }
-        }
-    }
-
-    /// The generation of the snapshot these tables are shaped for.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// Reshapes the tables for `new` (called between bursts, when the
-    /// control plane publishes a snapshot; allocates). Connections are
-    /// kept: each remembers its real by address, so it keeps that real if
-    /// the real is still in its service.
-    pub fn adopt(&mut self, old: &Snapshot, new: &Snapshot) {
-        self.adopt_at(old, new, 0);
-    }
-
-    /// [`Self::adopt`] at tick `now_ms`: when this node starts sending
-    /// connection sync (it took over), every flow it holds is described to
-    /// the peer again on its next packet.
-    pub fn adopt_at(&mut self, old: &Snapshot, new: &Snapshot, now_ms: u64) {
-        self.settle_counters();
-        let mut active = Vec::with_capacity(new.vips.services().len());
-        let mut limits = Vec::with_capacity(new.vips.services().len());
-        let mut counters = Vec::with_capacity(new.vips.services().len());
-        for svc in new.vips.services() {
-            let old_idx = old.vips.services().iter().position(|o| o.id() == svc.id());
-            match old_idx {
-                Some(oi) => {
-                    limits.push(self.limits[oi]);
-                    let o = &old.vips.services()[oi];
-                    active.push(svc.remap_counts(o, &self.active[oi]));
-                    let oc = &self.counters[oi];
-                    let mut c = ServiceCounters {
-                        reals: vec![[0; 3]; svc.targets().len()],
-                        ..oc.clone()
-                    };
-                    for (ri, r) in o.targets().iter().enumerate() {
-                        if let Some(nj) = svc.resolve_target(RealIdx(ri as u16), r.addr, r.port) {
-                            c.reals[nj.get()] = oc.reals[ri];
-                        }
-                    }
-                    counters.push(c);
-                }
-                None => {
-                    limits.push(Limit::of(&self.node_limits, svc.id()));
-                    active.push(vec![0; svc.targets().len()]);
-                    counters.push(ServiceCounters {
-                        reals: vec![[0; 3]; svc.targets().len()],
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-        self.active = active;
-        self.counters = counters;
-        self.svc_fast = burst::SvcFast::all(&self.conn, new);
-        // Services this snapshot brings in (a BACKUP taking over) may
-        // already have flows, synced from the old MASTER: count them, so
-        // least-connection schedulers and status see them. One scan of
-        // the table, only then.
-        let fresh: Vec<usize> = new
-            .vips
-            .services()
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| old.vips.by_id(s.id()).is_none())
-            .map(|(i, _)| i)
-            .collect();
-        if !fresh.is_empty() && !self.conn.is_empty() {
-            for e in self.conn.live() {
-                let Some(si) = new.vips.idx_by_id(e.service()) else {
-                    continue;
-                };
-                if !fresh.contains(&si) {
-                    continue;
-                }
-                let svc = &new.vips.services()[si];
-                if let Some(r) = svc.resolve_target(e.real_hint(), e.real(), e.real_port()) {
-                    self.active[si][r.get()] += 1;
-                }
-            }
-        }
-        self.sync
-            .set_enabled_at(new.sync().is_some_and(|(s, _)| s.send), now_ms);
-        self.limits = limits;
-        // Fragments in flight follow their service and real to their new
-        // indexes (or are forgotten with them).
-        let (olds, news) = (old.vips.services(), new.vips.services());
-        self.frags.remap(|v| {
-            if let FragFwd::Handoff { .. } = v.fwd {
-                return Some(*v);
-            }
-            let o = olds.get(v.si as usize)?;
-            let r = o.targets().get(v.real.get())?;
-            let ni = news.iter().position(|s| s.id() == o.id())?;
-            let nr = news[ni].resolve_target(v.real, r.addr, r.port)?;
-            Some(FragValue {
-                si: ni as u32,
-                real: nr,
-                fwd: v.fwd,
-            })
-        });
-        self.sched = new.vips.new_sched_states();
-        // Targets and routes may have changed: the memo starts afresh.
-        self.fast_hops = fast_targets(new);
-        self.generation = new.generation;
-    }
-
-    /// Expires idle flows (at most `budget` slots examined).
-    pub fn sweep(&mut self, snap: &Snapshot, now_ms: u64, budget: u32) -> u32 {
-        let (active, snat, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
-        self.conn.sweep(now_ms as u32, budget, |f| {
-            release(snap, active, snat, sync, now_ms, f)
-        })
-    }
-
     /// The general path: every frame the burst path does not decide
     /// itself (see [`burst`]), and, for the tests and fuzzers that compare
     /// the two, any frame: the same verdicts, slower.
