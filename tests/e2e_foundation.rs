@@ -28,14 +28,10 @@ fn answers_arp_and_ping_resolves_its_gateway_and_stops_cleanly(workers: u16) {
     client.exec(&format!("ip addr add 192.0.2.1/24 dev {vc}"));
     let port_mac = lb.mac(&vb);
 
+    let dp = dataplane(&format!("fl{id}"), &[&vb], "200us");
     let config = format!(
         r#"
-[dataplane]
-eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}",
-            "--vdev=net_af_packet0,iface={vb}"]
-workers = 1
-idle_sleep = "200us"
-
+{dp}
 [[port]]
 name = "lan"
 device = "net_af_packet0"
@@ -162,13 +158,10 @@ fn sigint_also_stops_cleanly() {
     let peer = Netns::new(&format!("flp{id}"));
     let vb = format!("vb{id}");
     veth(&peer, &format!("vp{id}"), &lb, &vb);
+    let dp = dataplane(&format!("fl{id}"), &[&vb], "1ms");
     let config = format!(
         r#"
-[dataplane]
-eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}",
-            "--vdev=net_af_packet0,iface={vb}"]
-idle_sleep = "1ms"
-
+{dp}
 [[port]]
 name = "lan"
 device = "net_af_packet0"

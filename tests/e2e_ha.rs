@@ -65,14 +65,10 @@ fn lab(workers: u16) -> Lab {
 
 fn config(l: &Lab, node: &str, addr: &str, priority: u8) -> String {
     let (id, workers) = (&l.id, l.workers);
+    let dp = dataplane(&format!("fl{id}{node}"), &["eth0"], "200us");
     let c = format!(
         r#"
-[dataplane]
-eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}{node}",
-            "--vdev=net_af_packet0,iface=eth0"]
-workers = 1
-idle_sleep = "200us"
-
+{dp}
 [[port]]
 name = "lan"
 device = "net_af_packet0"
@@ -539,14 +535,10 @@ fn keepalived_interop_keepalived_master_ferrolb_takes_over_on_stop() {
 /// from link-local addresses to ff02::12), VIP 2001:db8::100.
 fn config6(l: &Lab, node: &str, addr: &str, priority: u8) -> String {
     let (id, workers) = (&l.id, l.workers);
+    let dp = dataplane(&format!("fl{id}{node}"), &["eth0"], "200us");
     let c = format!(
         r#"
-[dataplane]
-eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}{node}",
-            "--vdev=net_af_packet0,iface=eth0"]
-workers = 1
-idle_sleep = "200us"
-
+{dp}
 [[port]]
 name = "lan"
 device = "net_af_packet0"
@@ -945,14 +937,10 @@ fn nat_config(l: &NatLab, node: &str, me: u8, peer: u8, priority: u8, sync: bool
     } else {
         String::new()
     };
+    let dp = dataplane(&format!("fl{id}{node}"), &["wan0", "lan0"], "200us");
     let c = format!(
         r#"
-[dataplane]
-eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}{node}",
-            "--vdev=net_af_packet0,iface=wan0", "--vdev=net_af_packet1,iface=lan0"]
-workers = 1
-idle_sleep = "200us"
-
+{dp}
 [[port]]
 name = "wan"
 device = "net_af_packet0"

@@ -85,13 +85,10 @@ impl Lab {
             echoes.push(Proc::spawn(&r, "python3", &[&echo, &format!("real{i}")]));
             reals.push(r);
         }
+        let dp = dataplane(&format!("fl{id}"), &["wan0", "lan0"], "100us");
         let config = format!(
             r#"
-[dataplane]
-eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}",
-            "--vdev=net_af_packet0,iface=wan0", "--vdev=net_af_packet1,iface=lan0"]
-idle_sleep = "100us"
-
+{dp}
 [[port]]
 name = "wan"
 device = "net_af_packet0"

@@ -107,14 +107,10 @@ fn config(l: &Lab, capacity: u32, weights: [u32; 3], health: bool) -> String {
     } else {
         ""
     };
+    let dp = dataplane(&format!("fl{id}"), &["eth0"], "100us");
     let c = format!(
         r#"
-[dataplane]
-eal_args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--file-prefix=fl{id}",
-            "--vdev=net_af_packet0,iface=eth0"]
-workers = 1
-idle_sleep = "100us"
-conn_table_capacity = {capacity}
+{dp}conn_table_capacity = {capacity}
 
 [[port]]
 name = "lan"

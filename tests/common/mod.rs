@@ -559,3 +559,21 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The `[dataplane]` section of a test lab: DPDK on 4 KiB pages with the
+/// EAL file prefix `prefix`, one worker that backs off `idle_sleep` when
+/// idle (the test machine has two cores), and a `net_af_packet` device
+/// on each of `ifaces` (`net_af_packet0` on the first). [`with_workers`]
+/// turns it into several workers.
+pub fn dataplane(prefix: &str, ifaces: &[&str], idle_sleep: &str) -> String {
+    let vdevs: Vec<String> = ifaces
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("\"--vdev=net_af_packet{i},iface={f}\""))
+        .collect();
+    format!(
+        "[dataplane]\neal_args = [\"-l\", \"0-1\", \"--no-huge\", \"-m\", \"256\", \"--no-pci\", \
+         \"--file-prefix={prefix}\",\n            {}]\nworkers = 1\nidle_sleep = \"{idle_sleep}\"\n",
+        vdevs.join(", ")
+    )
+}

@@ -219,7 +219,11 @@ impl Tables {
         if ip.frag_later {
             return self.later_fragment(buf, &ip, port, ctx);
         }
-        if port.is_self(ip.dst) {
+        let own = match ip.dst {
+            IpAddr::V4(d) => fp.is_own(u32::from(d)),
+            IpAddr::V6(_) => port.is_self(ip.dst),
+        };
+        if own {
             // Replies of hairpin (source-NAT) flows come to our own address.
             if let Some(o) = self.snat_reply(buf, &ip, ctx) {
                 return o;
