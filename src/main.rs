@@ -57,6 +57,15 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Withdraw every VIP from the routers ([announce]), or announce
+    /// them again; established connections continue either way.
+    Node {
+        /// drain: withdraw every VIP and stay so; enable: announce again.
+        #[arg(value_enum)]
+        action: NodeArg,
+        #[command(flatten)]
+        api: Api,
+    },
     /// Re-read the configuration file of the running daemon.
     Reload {
         #[command(flatten)]
@@ -73,6 +82,12 @@ struct Api {
     /// Bearer token ([admin].token), also read from FERROLB_TOKEN.
     #[arg(long, env = "FERROLB_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NodeArg {
+    Drain,
+    Enable,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -124,6 +139,13 @@ fn main() -> ExitCode {
             cli_result(post(&api, &path))
         }
         Command::Reload { api } => cli_result(post(&api, "/api/v1/reload")),
+        Command::Node { action, api } => {
+            let action = match action {
+                NodeArg::Drain => "drain",
+                NodeArg::Enable => "enable",
+            };
+            cli_result(post(&api, &format!("/api/v1/node/{action}")))
+        }
         Command::Run { config } => {
             init_logging();
             match run::run(&config) {

@@ -15,6 +15,7 @@
 //!   keeping the kernel off af_packet interfaces).
 
 pub mod admin;
+pub mod announce;
 pub mod api;
 pub mod config;
 pub mod daemon;

@@ -342,6 +342,27 @@ impl Ferrolb {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
+    /// Sends `signal` (`TERM`, `HUP`...) and goes on.
+    pub fn signal(&self, signal: &str) {
+        let c = self.child.as_ref().expect("running");
+        run(&format!("kill -{signal} {}", c.id()));
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `kill -9`, as a crash: nothing is cleaned up.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Sends `signal` and waits (bounded) for exit: (status, time taken).
     pub fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> (ExitStatus, Duration) {
         let mut child = self.child.take().expect("running");

@@ -270,6 +270,18 @@ pub fn render(s: &Status) -> String {
             }
         }
     }
+    if s.announce.is_some() {
+        family(
+            &mut o,
+            "ferrolb_vip_announced",
+            "gauge",
+            "1 while the VIP's address is announced ([announce]).",
+        );
+        for v in &s.vips {
+            let on = u8::from(v.announced == Some(true));
+            let _ = writeln!(o, "ferrolb_vip_announced{{{}}} {on}", vip_labels(v));
+        }
+    }
     family(
         &mut o,
         "ferrolb_drops_total",

@@ -43,9 +43,30 @@ impl Action {
     }
 }
 
+/// What an operator does to the whole node (`[announce]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAction {
+    /// Withdraw every VIP and stay so.
+    Drain,
+    /// Announce again what the node can serve.
+    Enable,
+}
+
+impl NodeAction {
+    /// The action's name in URLs and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeAction::Drain => "drain",
+            NodeAction::Enable => "enable",
+        }
+    }
+}
+
 /// A change the API asks of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Drain or enable the node.
+    Node(NodeAction),
     /// Re-read the configuration file.
     Reload,
     /// Drain, enable or disable the reals of `vip` matching `real`.
@@ -91,6 +112,9 @@ pub enum CommandError {
     /// The daemon is stopping.
     #[error("ferrolb is stopping")]
     Stopping,
+    /// The configuration has no `[announce]`: nothing to drain.
+    #[error("this node announces nothing: the configuration has no [announce]")]
+    NoAnnounce,
     /// The control loop did not take the command in time.
     #[error("the control loop did not answer in 10 s")]
     Timeout,
@@ -104,6 +128,7 @@ impl CommandError {
             CommandError::BadAddress(_)
             | CommandError::InvalidConfig(_)
             | CommandError::Tables(_) => 400,
+            CommandError::NoAnnounce => 409,
             CommandError::Stopping | CommandError::Timeout => 503,
         }
     }
@@ -148,6 +173,11 @@ pub fn route(method: &str, path: &str, backend: &dyn Backend) -> Response {
             return (200, "text/plain; version=0.0.4", body);
         }
         ("POST", ["api", "v1", "reload"]) => Command::Reload,
+        ("POST", ["api", "v1", "node", action]) => match *action {
+            "drain" => Command::Node(NodeAction::Drain),
+            "enable" => Command::Node(NodeAction::Enable),
+            other => return text(404, format!("unknown action {other:?} (drain, enable)")),
+        },
         ("POST", ["api", "v1", "vips", vip, "reals", real, action]) => {
             let Some(action) = Action::parse(action) else {
                 return text(
@@ -161,7 +191,7 @@ pub fn route(method: &str, path: &str, backend: &dyn Backend) -> Response {
                 action,
             }
         }
-        (_, ["api", "v1", "reload"]) | (_, ["api", "v1", "vips", ..]) => {
+        (_, ["api", "v1", "reload"]) | (_, ["api", "v1", "vips" | "node", ..]) => {
             return text(405, "use POST")
         }
         _ => return text(404, format!("no route {method} {path}")),
@@ -346,6 +376,27 @@ mod tests {
         assert_eq!(
             (r.0, body(&r).as_str()),
             (404, "VIP \"web\" has no real 192.0.2.9\n")
+        );
+    }
+
+    #[test]
+    fn node_actions_reach_the_backend_and_without_announce_are_refused() {
+        let f = fake(|c| match c {
+            Command::Node(NodeAction::Enable) => Err(CommandError::NoAnnounce),
+            _ => Ok("ok".into()),
+        });
+        assert_eq!(route("POST", "/api/v1/node/drain", &f).0, 200);
+        let r = route("POST", "/api/v1/node/enable", &f);
+        assert_eq!(r.0, 409);
+        assert!(body(&r).contains("no [announce]"));
+        assert_eq!(route("POST", "/api/v1/node/explode", &f).0, 404);
+        assert_eq!(route("GET", "/api/v1/node/drain", &f).0, 405);
+        assert_eq!(
+            *f.got.lock().unwrap(),
+            vec![
+                Command::Node(NodeAction::Drain),
+                Command::Node(NodeAction::Enable)
+            ]
         );
     }
 

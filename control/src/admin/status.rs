@@ -38,6 +38,20 @@ pub struct Status {
     /// The neighbour cache.
     #[serde(default)]
     pub neighbours: Vec<Neighbour>,
+    /// `[announce]`, if set.
+    #[serde(default)]
+    pub announce: Option<AnnounceStatus>,
+}
+
+/// What the node announces (`[announce]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceStatus {
+    /// The kernel routing table.
+    pub table: u32,
+    /// Drained by the operator (or stopping): nothing announced.
+    pub drained: bool,
+    /// The VIP addresses announced now.
+    pub announced: Vec<String>,
 }
 
 /// Traffic of one service, summed over the workers.
@@ -98,6 +112,9 @@ pub struct VipStatus {
     pub fallback: Option<FallbackStatus>,
     /// Flows of every real and the fallback.
     pub active_flows: u64,
+    /// Whether its address is announced (with `[announce]`).
+    #[serde(default)]
+    pub announced: Option<bool>,
     /// The reals.
     pub reals: Vec<RealStatus>,
 }

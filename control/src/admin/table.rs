@@ -54,6 +54,19 @@ pub fn render(s: &Status) -> String {
             y.batches_missed,
         );
     }
+    if let Some(a) = &s.announce {
+        let _ = writeln!(
+            o,
+            "announce (table {}): {}{}",
+            a.table,
+            if a.announced.is_empty() {
+                "nothing".to_string()
+            } else {
+                a.announced.join(", ")
+            },
+            if a.drained { " (node drained)" } else { "" },
+        );
+    }
     let _ = writeln!(
         o,
         "Prot LocalAddress:Port Scheduler Mode        Flows     InPkts    OutPkts"

@@ -106,7 +106,23 @@ pub struct Config {
     pub ha: Option<HaConf>,
     /// `[admin]`.
     pub admin: AdminConf,
+    /// `[announce]`.
+    pub announce: Option<AnnounceConf>,
 }
+
+/// `[announce]`: the VIPs this node can serve, as host routes in a kernel
+/// routing table that a BGP daemon (BIRD, FRR) exports to the routers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceConf {
+    /// The kernel routing table (not 0, 253 default, 254 main, 255 local).
+    pub table: u32,
+    /// On SIGTERM and `ferrolb node drain`: withdraw every VIP, keep
+    /// forwarding this long, then stop / stay drained.
+    pub drain_time: Duration,
+}
+
+/// `[announce].drain_time` when it is not set.
+pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// `[dataplane]`.
 #[derive(Debug, Clone, PartialEq)]

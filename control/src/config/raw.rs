@@ -12,6 +12,7 @@ pub(super) struct RawConfig {
     pub(super) vip: Vec<RawVip>,
     pub(super) ha: Option<RawHa>,
     pub(super) admin: Option<RawAdmin>,
+    pub(super) announce: Option<RawAnnounce>,
 }
 
 #[derive(Deserialize, Default)]
@@ -111,4 +112,10 @@ pub(super) struct RawHa {
 pub(super) struct RawAdmin {
     pub(super) listen: Option<String>,
     pub(super) token: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawAnnounce {
+    pub(super) table: Option<i64>,
+    pub(super) drain_time: Option<String>,
 }

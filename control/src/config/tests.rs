@@ -403,3 +403,64 @@ fn a_port_name_with_multibyte_characters_does_not_panic() {
         "fl-lan-abcdefgh"
     );
 }
+
+#[test]
+fn announce_loads_with_defaults_and_refuses_the_kernels_tables() {
+    let web = vip("[[vip.real]]\naddress = \"192.0.2.21\"\n");
+    let c = parse("a.toml", &format!("{web}\n[announce]\ntable = 250\n")).unwrap();
+    assert_eq!(
+        c.announce,
+        Some(AnnounceConf {
+            table: 250,
+            drain_time: DEFAULT_DRAIN_TIME
+        })
+    );
+    let c = parse(
+        "a.toml",
+        &format!("{web}\n[announce]\ntable = 4294967295\ndrain_time = \"0s\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.announce.map(|a| (a.table, a.drain_time)),
+        Some((u32::MAX, Duration::ZERO))
+    );
+    for (text, key, msg) in [
+        (
+            format!("{web}\n[announce]\ntable = 0\n"),
+            "announce.table",
+            "keeps for itself",
+        ),
+        (
+            format!("{web}\n[announce]\ntable = 254\n"),
+            "announce.table",
+            "main",
+        ),
+        (
+            format!("{web}\n[announce]\ntable = 255\n"),
+            "announce.table",
+            "local",
+        ),
+        (
+            format!("{web}\n[announce]\ntable = 4294967296\n"),
+            "announce.table",
+            "out of range",
+        ),
+        (format!("{web}\n[announce]\n"), "announce.table", "required"),
+        (
+            format!("{web}\n[announce]\ntable = 250\ndrain_time = \"soon\"\n"),
+            "announce.drain_time",
+            "",
+        ),
+        (
+            with("\n[announce]\ntable = 250\n"),
+            "announce",
+            "no [[vip]]",
+        ),
+    ] {
+        let errs = parse("bad.toml", &text).expect_err(&text).0;
+        assert_eq!(errs.len(), 1, "{text}: {errs:#?}");
+        assert_eq!(errs[0].key, key, "{text}");
+        assert!(errs[0].message.contains(msg), "{}", errs[0]);
+        assert!(errs[0].line.is_some(), "{}", errs[0]);
+    }
+}

@@ -340,12 +340,42 @@ pub(super) fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
             format!("{listen} is not a loopback address: set [admin].token so the API is not open to the network"),
         );
     }
+    // [announce]
+    let announce = raw.announce.as_ref().and_then(|a| {
+        let p = root.key("announce");
+        if vips.is_empty() && raw.vip.is_empty() {
+            errs.at(&p, "there is no [[vip]] to announce");
+        }
+        let table = match a.table {
+            None => {
+                errs.at(&p.key("table"), "is required");
+                None
+            }
+            Some(t @ (0 | 253 | 254 | 255)) => {
+                errs.at(
+                    &p.key("table"),
+                    format!("{t} is a table the kernel keeps for itself (0 unspecified, 253 default, 254 main, 255 local): choose another, e.g. 250"),
+                );
+                None
+            }
+            Some(t) => int_in(errs, &p.key("table"), t, 1, i64::from(u32::MAX)),
+        };
+        let drain_time = match &a.drain_time {
+            Some(d) => duration(errs, &p.key("drain_time"), d, true),
+            None => Some(DEFAULT_DRAIN_TIME),
+        };
+        Some(AnnounceConf {
+            table: table?,
+            drain_time: drain_time?,
+        })
+    });
     Config {
         dataplane,
         ports,
         vips,
         ha,
         admin: AdminConf { listen, token },
+        announce,
     }
 }
 

@@ -30,7 +30,8 @@ use forwarder::packet::MacAddr;
 use forwarder::pipeline::Snapshot;
 use forwarder::stats::{Placement, PortStats, WorkerShared};
 
-use crate::admin::{self, Action, Command, CommandError, Status};
+use crate::admin::{self, Action, Command, CommandError, NodeAction, Status};
+use crate::announce::{Announcer, Netlink};
 use crate::config::{self, Config};
 use crate::health::{self, HealthChecker};
 use crate::vrrp::driver::{Ha, PortAddresses};
@@ -80,6 +81,17 @@ pub enum DaemonError {
     /// The VRRP instance could not start.
     #[error("starting VRRP ([ha]): {0}")]
     Vrrp(String),
+    /// The routing table of `[announce]` could not be taken over.
+    #[error("[announce]: {0}")]
+    Announce(String),
+}
+
+/// What the status shows of `[announce]`.
+#[derive(Debug, Clone)]
+struct AnnounceState {
+    table: u32,
+    drained: bool,
+    announced: std::collections::BTreeSet<IpAddr>,
 }
 
 /// The snapshot the workers start with: generation 1, no real checked
@@ -107,6 +119,7 @@ struct State {
     workers: Vec<Arc<WorkerShared>>,
     placement: Placement,
     neigh: Arc<NeighTable>,
+    announce: Option<AnnounceState>,
 }
 
 type Reply = mpsc::Sender<Result<String, CommandError>>;
@@ -160,6 +173,10 @@ pub struct Daemon<'a, D: Dataplane> {
     last_transition: Option<SystemTime>,
     sampler: RateSampler,
     known_neighbours: HashSet<(IpAddr, MacAddr)>,
+    /// `[announce]`: the routes this node keeps.
+    announcer: Option<Announcer<Netlink>>,
+    /// `ferrolb node drain` (or stopping): nothing announced.
+    drained: bool,
 }
 
 impl<'a, D: Dataplane> Daemon<'a, D> {
@@ -192,6 +209,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             workers: dp.workers().to_vec(),
             placement: dp.placement(),
             neigh: Arc::clone(dp.neigh()),
+            announce: None,
             cfg: cfg.clone(),
         }));
         let (cmd_tx, commands) = mpsc::channel();
@@ -212,6 +230,14 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             Some(h) => Some(open_ha(&cfg, h, dp.macs()).map_err(DaemonError::Vrrp)?),
             None => None,
         };
+        let announcer = match &cfg.announce {
+            Some(a) => Some(
+                Netlink::open(a.table)
+                    .and_then(|n| Announcer::new(n, a.table))
+                    .map_err(DaemonError::Announce)?,
+            ),
+            None => None,
+        };
         let mut d = Daemon {
             path,
             dp,
@@ -225,6 +251,8 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             last_transition: None,
             sampler: RateSampler::new(dp.workers()),
             known_neighbours: HashSet::new(),
+            announcer,
+            drained: false,
         };
         if let Some(h) = d.ha.as_mut() {
             let _ = h.start(Instant::now());
@@ -253,6 +281,21 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
         while !stop.load(Ordering::Relaxed) {
             self.tick(reload);
         }
+        let drain_time = lock(&self.state)
+            .cfg
+            .announce
+            .as_ref()
+            .map(|a| a.drain_time);
+        if let Some(dt) = drain_time {
+            // Withdraw first, keep forwarding while the routers follow.
+            self.drained = true;
+            self.announce();
+            tracing::info!(drain_time = ?dt, "stopping: every VIP withdrawn, forwarding until the drain time ends");
+            let end = Instant::now() + dt;
+            while Instant::now() < end {
+                self.tick(reload);
+            }
+        }
         tracing::info!("stopping");
         if let Some(mut h) = self.ha.take() {
             let was = h.state();
@@ -266,6 +309,9 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
         }
         drop(self.api);
         self.checker.stop();
+        if let Some(a) = self.announcer.as_mut() {
+            a.withdraw_all();
+        }
     }
 
     /// One pass of the loop: VRRP (or a sleep), reloads, commands, health
@@ -290,6 +336,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
                     r
                 }
                 Command::Real { vip, real, action } => self.real_action(&vip, &real, action),
+                Command::Node(action) => self.node_action(action),
             };
             let _ = reply.send(r);
         }
@@ -301,6 +348,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             }
         }
         self.health_events();
+        self.announce();
         self.sample();
     }
 
@@ -392,9 +440,13 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
         };
         let st = Arc::clone(&self.state);
         let mut s = lock(&st);
-        if new.ports != s.cfg.ports || new.dataplane != s.cfg.dataplane || new.ha != s.cfg.ha {
+        if new.ports != s.cfg.ports
+            || new.dataplane != s.cfg.dataplane
+            || new.ha != s.cfg.ha
+            || new.announce != s.cfg.announce
+        {
             tracing::warn!(
-                "reload: [dataplane], [[port]] and [ha] changes take effect at the next restart"
+                "reload: [dataplane], [[port]], [ha] and [announce] changes take effect at the next restart"
             );
         }
         let old = std::mem::replace(&mut s.cfg.vips, new.vips.clone());
@@ -450,6 +502,42 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             tracing::info!(vip, real = %SocketAddr::new(*a, *p), action = what, "operator action");
         }
         Ok(format!("{vip}: {real} {what}"))
+    }
+
+    /// Keeps the announced routes in step with what the node can serve.
+    fn announce(&mut self) {
+        let (owner, drained) = (self.owner, self.drained);
+        let Some(a) = self.announcer.as_mut() else {
+            return;
+        };
+        let mut s = lock(&self.state);
+        let want = crate::announce::wanted(&s.cfg, &s.snap, owner, drained);
+        a.apply(&want);
+        s.announce = Some(AnnounceState {
+            table: a.table(),
+            drained,
+            announced: want
+                .keys()
+                .filter(|k| a.is_announced(**k))
+                .copied()
+                .collect(),
+        });
+    }
+
+    /// `ferrolb node drain` / `enable`.
+    fn node_action(&mut self, action: NodeAction) -> Result<String, CommandError> {
+        if self.announcer.is_none() {
+            return Err(CommandError::NoAnnounce);
+        }
+        self.drained = action == NodeAction::Drain;
+        tracing::info!(action = action.name(), "operator action on the node");
+        self.announce();
+        Ok(match action {
+            NodeAction::Drain => {
+                "node drained: every VIP withdrawn; established flows continue".into()
+            }
+            NodeAction::Enable => "node enabled: VIPs announced again".into(),
+        })
     }
 
     /// VRRP took (`true`) or released the virtual addresses: republish.

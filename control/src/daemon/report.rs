@@ -12,9 +12,9 @@ use forwarder::stats::{WorkerShared, WorkerStats};
 
 use super::State;
 use crate::admin::status::{
-    CheckStatus, Conntrack, FallbackStatus, HaStatus, Mbufs, Neighbour, Persistence,
-    PlacementStatus, PortStatus, RealStatus, RealTraffic, Status, SyncStatus, VipStatus,
-    VipTraffic, WorkerCounters, WorkerStatus,
+    AnnounceStatus, CheckStatus, Conntrack, FallbackStatus, HaStatus, Mbufs, Neighbour,
+    Persistence, PlacementStatus, PortStatus, RealStatus, RealTraffic, Status, SyncStatus,
+    VipStatus, VipTraffic, WorkerCounters, WorkerStatus,
 };
 use crate::vrrp::driver::Ha;
 
@@ -232,6 +232,7 @@ fn vips(s: &State) -> Vec<VipStatus> {
                     active_flows: fb.active_flows,
                 }),
                 active_flows: rt.iter().map(|r| r.active_flows).sum(),
+                announced: s.announce.as_ref().map(|a| a.announced.contains(&spec.vip)),
                 reals,
             }
         })
@@ -336,6 +337,11 @@ pub(super) fn status(s: &State) -> Status {
                 permanent: e.permanent,
             })
             .collect(),
+        announce: s.announce.as_ref().map(|a| AnnounceStatus {
+            table: a.table,
+            drained: a.drained,
+            announced: a.announced.iter().map(ToString::to_string).collect(),
+        }),
     }
 }
 
