@@ -17,6 +17,8 @@ PACKAGES=(
     python3-prometheus-client chromium
     # HA interop test: a keepalived VRRPv3 peer
     keepalived
+    # active/active test: BGP daemons on the nodes and the router
+    bird2 frr
 )
 
 missing=()
@@ -38,6 +40,8 @@ fi
 # nginx from the package starts a system instance; the tests run their own.
 if command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now nginx >/dev/null 2>&1 || true
+    # Likewise BIRD and FRR: the tests run theirs in namespaces.
+    systemctl disable --now bird frr >/dev/null 2>&1 || true
 fi
 
 # Hugepages: 2 MiB pages for DPDK's memory. Tests and the demo pass
