@@ -348,6 +348,14 @@ fn two_nodes_share_a_vip_by_ecmp_and_lose_one_without_breaking_flows() {
         l.diagnose()
     );
 
+    // Both nodes pick reals from the same service set.
+    let (f1, f2) = (
+        status_json(&l.nodes[0].ns)["fingerprint"].clone(),
+        status_json(&l.nodes[1].ns)["fingerprint"].clone(),
+    );
+    assert!(f1.as_str().is_some_and(|f| f.len() == 16), "{f1}");
+    assert_eq!(f1, f2, "the nodes' service sets differ");
+
     // 200 connections from distinct ports: spread over both nodes.
     let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 200, "");
     eprintln!("200 requests over two nodes: {spread:?}, {failed} failed");

@@ -312,6 +312,17 @@ pub fn render(s: &Status) -> String {
         "Generation of the forwarding snapshot in force.",
     );
     let _ = writeln!(o, "ferrolb_config_generation {}", s.generation);
+    family(
+        &mut o,
+        "ferrolb_config_fingerprint",
+        "gauge",
+        "1, labelled with the service set's fingerprint (nodes of a fleet must agree).",
+    );
+    let _ = writeln!(
+        o,
+        "ferrolb_config_fingerprint{{fingerprint=\"{}\"}} 1",
+        esc(&s.fingerprint)
+    );
     if let Some(h) = &s.ha {
         family(
             &mut o,

@@ -13,6 +13,10 @@ pub struct Status {
     pub generation: u64,
     /// Successful reloads.
     pub reloads: u64,
+    /// The service set's fingerprint (`Config::fingerprint`, 16 hex
+    /// digits): nodes of a fleet must show the same.
+    #[serde(default)]
+    pub fingerprint: String,
     /// Why the last reload was refused (cleared by a successful one).
     pub last_reload_error: Option<String>,
     /// Flows in all connection tables.

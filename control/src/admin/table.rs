@@ -19,8 +19,8 @@ pub fn render(s: &Status) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "ferrolb: generation {}, {} flow(s), {} reload(s)",
-        s.generation, s.flows, s.reloads
+        "ferrolb: generation {}, {} flow(s), {} reload(s), service set {}",
+        s.generation, s.flows, s.reloads, s.fingerprint
     );
     if let Some(h) = &s.ha {
         let _ = writeln!(

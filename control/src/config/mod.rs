@@ -110,6 +110,47 @@ pub struct Config {
     pub announce: Option<AnnounceConf>,
 }
 
+impl Config {
+    /// A fingerprint of what decides which real a flow gets: every
+    /// service's address, protocol, port, mode, scheduler, persistence,
+    /// reals (address, port, weight) and fallback, in a canonical order
+    /// (64-bit FNV-1a). Nodes of a fleet with the same fingerprint pick the
+    /// same real for a flow; names, health-check settings and MACs do not
+    /// count.
+    pub fn fingerprint(&self) -> u64 {
+        let mut vips: Vec<String> = self
+            .vips
+            .iter()
+            .map(|v| {
+                let mut reals: Vec<String> = v
+                    .reals
+                    .iter()
+                    .map(|r| format!("{}:{}*{}", r.address, r.port, r.weight))
+                    .collect();
+                reals.sort();
+                format!(
+                    "{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{:?}",
+                    v.address,
+                    v.protocol,
+                    v.port,
+                    v.mode,
+                    v.scheduler,
+                    v.persistence.map(|p| (p.timeout, p.netmask)),
+                    reals.join(","),
+                    v.fallback.as_ref().map(|f| (f.address, f.port)),
+                )
+            })
+            .collect();
+        vips.sort();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in vips.join("\n").bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+}
+
 /// `[announce]`: the VIPs this node can serve, as host routes in a kernel
 /// routing table that a BGP daemon (BIRD, FRR) exports to the routers.
 #[derive(Debug, Clone, PartialEq, Eq)]

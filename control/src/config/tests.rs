@@ -464,3 +464,49 @@ fn announce_loads_with_defaults_and_refuses_the_kernels_tables() {
         assert!(errs[0].line.is_some(), "{}", errs[0]);
     }
 }
+
+#[test]
+fn the_fingerprint_follows_what_picks_reals_and_nothing_else() {
+    let two = |a: &str, b: &str| {
+        with(&format!(
+            "\n[[vip]]\nname = \"{a}\"\naddress = \"192.0.2.100\"\nport = 80\n  [[vip.real]]\n  address = \"192.0.2.21\"\n  [[vip.real]]\n  address = \"192.0.2.22\"\n\
+             \n[[vip]]\nname = \"{b}\"\naddress = \"192.0.2.101\"\nport = 80\n  [[vip.real]]\n  address = \"192.0.2.23\"\n"
+        ))
+    };
+    let fp = |t: &str| parse("f.toml", t).unwrap().fingerprint();
+    let base = fp(&two("web", "api"));
+    // Names and the order of reals do not count.
+    assert_eq!(base, fp(&two("www", "rest")));
+    let swapped = two("web", "api").replacen("192.0.2.21", "192.0.2.99", 1);
+    let swapped =
+        swapped
+            .replacen("192.0.2.22", "192.0.2.21", 1)
+            .replacen("192.0.2.99", "192.0.2.22", 1);
+    assert_eq!(base, fp(&swapped));
+    // Health checks do not count.
+    let checked = two("web", "api").replacen(
+        "port = 80\n",
+        "port = 80\n  [vip.health]\n  type = \"tcp\"\n",
+        1,
+    );
+    assert_eq!(base, fp(&checked));
+    // A weight, a real, a scheduler, a port do.
+    let heavier = two("web", "api").replacen(
+        "address = \"192.0.2.21\"\n",
+        "address = \"192.0.2.21\"\n  weight = 2\n",
+        1,
+    );
+    assert_ne!(base, fp(&heavier));
+    assert_ne!(
+        base,
+        fp(&two("web", "api").replacen("192.0.2.23", "192.0.2.24", 1))
+    );
+    assert_ne!(
+        base,
+        fp(&two("web", "api").replacen("port = 80\n", "port = 80\nscheduler = \"wrr\"\n", 1))
+    );
+    assert_ne!(
+        base,
+        fp(&two("web", "api").replacen("port = 80", "port = 8080", 1))
+    );
+}

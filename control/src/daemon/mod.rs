@@ -254,6 +254,10 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             announcer,
             drained: false,
         };
+        tracing::info!(
+            fingerprint = %format!("{:016x}", cfg.fingerprint()),
+            "service set (nodes that share VIPs must show the same)"
+        );
         if let Some(h) = d.ha.as_mut() {
             let _ = h.start(Instant::now());
             let v = h.vrrp();
@@ -468,6 +472,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
         tracing::info!(
             generation = s.generation,
             vips = s.cfg.vips.len(),
+            fingerprint = %format!("{:016x}", s.cfg.fingerprint()),
             "reloaded"
         );
         Ok(format!(

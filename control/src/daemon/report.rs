@@ -293,6 +293,7 @@ pub(super) fn status(s: &State) -> Status {
     Status {
         generation: s.snap.generation,
         reloads: s.reloads,
+        fingerprint: format!("{:016x}", s.cfg.fingerprint()),
         last_reload_error: s.last_reload_error.clone(),
         flows: conn_total.flows,
         vips: vips(s),
