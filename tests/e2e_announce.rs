@@ -49,33 +49,12 @@ fn lab() -> Lab {
 }
 
 fn config(l: &Lab) -> String {
-    let dp = dataplane(&format!("fl{}", l.id), &["eth0"], "200us");
-    format!(
-        r#"
-{dp}
-[[port]]
-name = "lan"
-device = "net_af_packet0"
-addresses = ["192.0.2.2/24"]
-
-[[vip]]
-name = "web"
-address = "192.0.2.100"
-port = 80
-mode = "dr"
-  [vip.health]
-  type = "tcp"
-  interval = "200ms"
-  timeout = "150ms"
-  rise = 1
-  fall = 1
-  [[vip.real]]
-  address = "192.0.2.21"
-
-[announce]
-table = 250
-drain_time = "2s"
-"#
+    announce_node(
+        &format!("fl{}", l.id),
+        "192.0.2.2",
+        None,
+        &["192.0.2.21"],
+        true,
     )
 }
 

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -63,51 +62,21 @@ fn lab() -> Lab {
 }
 
 fn ferrolb_config(l: &Lab) -> String {
-    let dp = dataplane(&format!("fl{}", l.id), &["eth0"], "200us");
-    format!(
-        r#"
-{dp}
-[[port]]
-name = "lan"
-device = "net_af_packet0"
-addresses = ["192.0.2.2/24"]
-
-[[vip]]
-name = "web"
-address = "192.0.2.100"
-port = 80
-mode = "dr"
-  [vip.health]
-  type = "tcp"
-  interval = "200ms"
-  timeout = "150ms"
-  rise = 1
-  fall = 1
-  [[vip.real]]
-  address = "192.0.2.21"
-
-[announce]
-table = 250
-drain_time = "2s"
-"#
+    announce_node(
+        &format!("fl{}", l.id),
+        "192.0.2.2",
+        None,
+        &["192.0.2.21"],
+        true,
     )
-}
-
-/// Starts BIRD in `ns` with `conf`, in the foreground, its control socket
-/// in the scratch directory.
-fn bird(l: &Lab, ns: &Netns, name: &str, conf: &str) -> Proc {
-    let c = l.dir.file(&format!("{name}.conf"), conf);
-    let sock: PathBuf = l.dir.0.join(format!("{name}.ctl"));
-    let (c, sock) = (c.display().to_string(), sock.display().to_string());
-    Proc::spawn(ns, "bird", &["-f", "-c", &c, "-s", &sock])
 }
 
 /// The router: learns the VIPs by BGP from the node and installs them in
 /// its kernel (ECMP when several nodes announce).
 fn router_bird(l: &Lab) -> Proc {
     bird(
-        l,
         &l.router,
+        &l.dir,
         "router",
         r#"
 router id 192.0.2.254;
@@ -130,8 +99,8 @@ protocol bgp node1 {
 /// them, through the TAP, to the router.
 fn node_bird(l: &Lab) -> Proc {
     bird(
-        l,
         &l.lb,
+        &l.dir,
         "node",
         r#"
 router id 192.0.2.2;
@@ -210,20 +179,9 @@ fn follow_the_node(mut l: Lab) {
 }
 
 /// The node's FRR: zebra imports table 250, bgpd redistributes it to the
-/// router. Both run in the foreground as FRR's own user, in a path space
-/// (socket directory) of their own.
+/// router.
 fn node_frr(l: &mut Lab) -> Vec<Proc> {
-    let space = format!("ferrolb{}", l.id);
-    let rundir = format!("/var/run/frr/{space}");
-    std::fs::create_dir_all(&rundir).expect("FRR run directory");
-    run(&format!("chown frr:frr {rundir}"));
-    l.frr_dir = Some(Scratch(rundir.clone().into()));
-    let zebra = l
-        .dir
-        .file("zebra.conf", "hostname node\nip import-table 250\n");
-    let bgpd = l.dir.file(
-        "bgpd.conf",
-        r#"hostname node
+    let bgpd = r#"hostname node
 router bgp 65001
  bgp router-id 192.0.2.2
  no bgp ebgp-requires-policy
@@ -233,35 +191,18 @@ router bgp 65001
  address-family ipv4 unicast
   redistribute table 250
  exit-address-family
-"#,
+"#;
+    let (procs, rundir) = frr(
+        &l.lb,
+        &l.dir,
+        &format!("ferrolb{}", l.id),
+        &[
+            ("zebra", "hostname node\nip import-table 250\n"),
+            ("bgpd", bgpd),
+        ],
     );
-    // Each daemon's output goes to a log in the scratch directory, shown
-    // when it does not come up.
-    let start = |daemon: &str, conf: &std::path::Path| {
-        let log = std::fs::File::create(l.dir.0.join(format!("{daemon}.log"))).expect("log");
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", &l.lb.name])
-            .arg(format!("/usr/lib/frr/{daemon}"))
-            .args(["-N", &space, "-f"])
-            .arg(conf)
-            .args(["-i", &format!("{rundir}/{daemon}.pid")])
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("FRR daemon");
-        Proc::from_child(child)
-    };
-    let z = start("zebra", &zebra);
-    // bgpd connects to zebra's socket once zebra made it.
-    let sock = format!("{rundir}/zserv.api");
-    assert!(
-        wait_for(Duration::from_secs(10), || std::path::Path::new(&sock)
-            .exists()),
-        "zebra made no socket at {sock}"
-    );
-    let b = start("bgpd", &bgpd);
-    vec![z, b]
+    l.frr_dir = Some(rundir);
+    procs
 }
 
 #[test]

@@ -89,40 +89,14 @@ struct Lab {
 }
 
 fn config(id: &str, node: usize, addr: &str) -> String {
-    let dp = dataplane(&format!("fl{id}n{node}"), &["eth0"], "200us");
-    let reals: String = (1..=3)
-        .map(|i| format!("  [[vip.real]]\n  address = \"192.0.2.2{i}\"\n"))
-        .collect();
-    format!(
-        r#"
-{dp}
-[[port]]
-name = "lan"
-device = "net_af_packet0"
-addresses = ["{addr}/24"]
-gateway = "192.0.2.254"
-
-[[vip]]
-name = "web"
-address = "192.0.2.100"
-port = 80
-mode = "dr"
-scheduler = "maglev"
-{reals}
-[announce]
-table = 250
-drain_time = "2s"
-"#
+    let reals = ["192.0.2.21", "192.0.2.22", "192.0.2.23"];
+    announce_node(
+        &format!("fl{id}n{node}"),
+        addr,
+        Some("192.0.2.254"),
+        &reals,
+        false,
     )
-}
-
-fn bird(dir: &Scratch, ns: &Netns, name: &str, conf: &str) -> Proc {
-    let c = dir
-        .file(&format!("{name}.conf"), conf)
-        .display()
-        .to_string();
-    let sock = dir.0.join(format!("{name}.ctl")).display().to_string();
-    Proc::spawn(ns, "bird", &["-f", "-c", &c, "-s", &sock])
 }
 
 const TIMERS: &str =
@@ -130,8 +104,8 @@ const TIMERS: &str =
 
 fn node1_bird(l: &Lab) -> Vec<Proc> {
     vec![bird(
-        &l.dir,
         &l.nodes[0].ns,
+        &l.dir,
         "node1",
         &format!(
             r#"
@@ -153,21 +127,8 @@ protocol bgp upstream {{
 }
 
 fn node2_frr(l: &mut Lab) -> Vec<Proc> {
-    let space = format!("ferrolb{}", l.id);
-    let rundir = format!("/var/run/frr/{space}");
-    std::fs::create_dir_all(&rundir).expect("FRR run directory");
-    run(&format!("chown frr:frr {rundir}"));
-    l.frr_dir = Some(Scratch(rundir.clone().into()));
-    let zebra = l
-        .dir
-        .file("zebra.conf", "hostname node2\nip import-table 250\n");
-    let bfdd = l.dir.file(
-        "bfdd.conf",
-        "hostname node2\nbfd\n profile fast\n  transmit-interval 100\n  receive-interval 100\n !\n!\n",
-    );
-    let bgpd = l.dir.file(
-        "bgpd.conf",
-        r#"hostname node2
+    let bfdd = "hostname node2\nbfd\n profile fast\n  transmit-interval 100\n  receive-interval 100\n !\n!\n";
+    let bgpd = r#"hostname node2
 router bgp 65002
  bgp router-id 192.0.2.3
  no bgp ebgp-requires-policy
@@ -178,35 +139,19 @@ router bgp 65002
  address-family ipv4 unicast
   redistribute table 250
  exit-address-family
-"#,
+"#;
+    let (procs, rundir) = frr(
+        &l.nodes[1].ns,
+        &l.dir,
+        &format!("ferrolb{}", l.id),
+        &[
+            ("zebra", "hostname node2\nip import-table 250\n"),
+            ("bfdd", bfdd),
+            ("bgpd", bgpd),
+        ],
     );
-    let ns = l.nodes[1].ns.name.clone();
-    let start = |daemon: &str, conf: &std::path::Path| {
-        let log = std::fs::File::create(l.dir.0.join(format!("{daemon}.log"))).expect("log");
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(format!("/usr/lib/frr/{daemon}"))
-            .args(["-N", &space, "-f"])
-            .arg(conf)
-            .args(["-i", &format!("{rundir}/{daemon}.pid")])
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("FRR daemon");
-        Proc::from_child(child)
-    };
-    let z = start("zebra", &zebra);
-    let sock = format!("{rundir}/zserv.api");
-    assert!(
-        wait_for(Duration::from_secs(10), || std::path::Path::new(&sock)
-            .exists()),
-        "zebra made no socket: {}",
-        std::fs::read_to_string(l.dir.0.join("zebra.log")).unwrap_or_default()
-    );
-    let b = start("bfdd", &bfdd);
-    let g = start("bgpd", &bgpd);
-    vec![z, b, g]
+    l.frr_dir = Some(rundir);
+    procs
 }
 
 fn lab() -> Lab {
@@ -243,8 +188,8 @@ fn lab() -> Lab {
         nodes.push(Node { p: None, ns, addr });
     }
     let router_bird = bird(
-        &dir,
         &router,
+        &dir,
         "router",
         &format!(
             r#"

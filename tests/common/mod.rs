@@ -598,3 +598,90 @@ pub fn dataplane(prefix: &str, ifaces: &[&str], idle_sleep: &str) -> String {
         vdevs.join(", ")
     )
 }
+
+/// A node of the `[announce]` labs: port `lan` at `addr`/24 on `eth0`
+/// (with `gateway`), a DR VIP 192.0.2.100:80 over `reals` (Maglev; checked
+/// by TCP every 200 ms when `checked`), announced in kernel table 250
+/// with a drain time of 2 s.
+pub fn announce_node(
+    prefix: &str,
+    addr: &str,
+    gateway: Option<&str>,
+    reals: &[&str],
+    checked: bool,
+) -> String {
+    let dp = dataplane(prefix, &["eth0"], "200us");
+    let gw = gateway
+        .map(|g| format!("gateway = \"{g}\"\n"))
+        .unwrap_or_default();
+    let health = if checked {
+        "  [vip.health]\n  type = \"tcp\"\n  interval = \"200ms\"\n  timeout = \"150ms\"\n  rise = 1\n  fall = 1\n"
+    } else {
+        ""
+    };
+    let reals: String = reals
+        .iter()
+        .map(|r| format!("  [[vip.real]]\n  address = \"{r}\"\n"))
+        .collect();
+    format!(
+        "\n{dp}\n[[port]]\nname = \"lan\"\ndevice = \"net_af_packet0\"\naddresses = [\"{addr}/24\"]\n{gw}\n\
+         [[vip]]\nname = \"web\"\naddress = \"192.0.2.100\"\nport = 80\nmode = \"dr\"\nscheduler = \"maglev\"\n{health}{reals}\n\
+         [announce]\ntable = 250\ndrain_time = \"2s\"\n"
+    )
+}
+
+/// FRR daemons in `ns`, each `(daemon, configuration)`, zebra first:
+/// in the foreground as FRR's user, in a path space of their own (their
+/// sockets in `/var/run/frr/<space>`, removed with the returned
+/// directory), their output in `dir/<daemon>.log`.
+pub fn frr(
+    ns: &Netns,
+    dir: &Scratch,
+    space: &str,
+    daemons: &[(&str, &str)],
+) -> (Vec<Proc>, Scratch) {
+    let rundir = format!("/var/run/frr/{space}");
+    std::fs::create_dir_all(&rundir).expect("FRR run directory");
+    let guard = Scratch(rundir.clone().into());
+    run(&format!("chown frr:frr {rundir}"));
+    let mut procs = Vec::new();
+    for (daemon, conf) in daemons {
+        let conf = dir.file(&format!("{daemon}.conf"), conf);
+        let log = std::fs::File::create(dir.0.join(format!("{daemon}.log"))).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(format!("/usr/lib/frr/{daemon}"))
+            .args(["-N", space, "-f"])
+            .arg(&conf)
+            .args(["-i", &format!("{rundir}/{daemon}.pid")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("FRR daemon");
+        procs.push(Proc::from_child(child));
+        if *daemon == "zebra" {
+            // The others connect to zebra's socket once it is there.
+            let sock = format!("{rundir}/zserv.api");
+            assert!(
+                wait_for(Duration::from_secs(10), || std::path::Path::new(&sock)
+                    .exists()),
+                "zebra made no socket at {sock}: {}",
+                std::fs::read_to_string(dir.0.join("zebra.log")).unwrap_or_default()
+            );
+        }
+    }
+    (procs, guard)
+}
+
+/// BIRD 2 in `ns` with configuration `conf`, in the foreground, its
+/// configuration and control socket (`dir/<name>.ctl`, for `birdc -s`) in
+/// `dir`.
+pub fn bird(ns: &Netns, dir: &Scratch, name: &str, conf: &str) -> Proc {
+    let c = dir
+        .file(&format!("{name}.conf"), conf)
+        .display()
+        .to_string();
+    let sock = dir.0.join(format!("{name}.ctl")).display().to_string();
+    Proc::spawn(ns, "bird", &["-f", "-c", &c, "-s", &sock])
+}
