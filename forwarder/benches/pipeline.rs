@@ -389,25 +389,31 @@ fn count_new_burst_mode(n: u64) {
     println!("handled {n} new-flow packets in bursts");
 }
 
+/// One burst through `Tables::handle_burst`; every frame must be
+/// forwarded.
+#[inline(always)]
+fn forward_burst(s: &mut Setup, bufs: &mut [TestBuffer], out: &mut [Outcome; BURST]) {
+    let mut ctx = Ctx {
+        snap: &s.snap,
+        neigh: &s.neigh,
+        now_ms: NOW,
+        requests: &mut s.reqs,
+        hops: 0,
+    };
+    s.tables.handle_burst(bufs, 0, &mut ctx, out);
+    assert!(
+        out.iter().all(|o| matches!(o, Outcome::Forward { .. })),
+        "{out:?}"
+    );
+    black_box(&out);
+}
+
 /// Frames `from..from + n` of `rot` (new flows, each once) in bursts.
 fn new_bursts(s: &mut Setup, rot: &mut Rotation, from: u64, n: u64) {
     let mut out = [Outcome::Consumed; BURST];
     for at in (from..from + n).step_by(BURST) {
         let at = at as usize;
-        let mut ctx = Ctx {
-            snap: &s.snap,
-            neigh: &s.neigh,
-            now_ms: NOW,
-            requests: &mut s.reqs,
-            hops: 0,
-        };
-        s.tables
-            .handle_burst(&mut rot.bufs[at..at + BURST], 0, &mut ctx, &mut out);
-        assert!(
-            out.iter().all(|o| matches!(o, Outcome::Forward { .. })),
-            "{out:?}"
-        );
-        black_box(&out);
+        forward_burst(s, &mut rot.bufs[at..at + BURST], &mut out);
     }
 }
 
@@ -529,20 +535,7 @@ fn count_hits_burst(s: &mut Setup, rot: &mut Rotation, n: u64) {
         for i in at..at + BURST {
             rot.restore(i);
         }
-        let mut ctx = Ctx {
-            snap: &s.snap,
-            neigh: &s.neigh,
-            now_ms: NOW,
-            requests: &mut s.reqs,
-            hops: 0,
-        };
-        s.tables
-            .handle_burst(&mut rot.bufs[at..at + BURST], 0, &mut ctx, &mut out);
-        assert!(
-            out.iter().all(|o| matches!(o, Outcome::Forward { .. })),
-            "{out:?}"
-        );
-        black_box(&out);
+        forward_burst(s, &mut rot.bufs[at..at + BURST], &mut out);
     }
 }
 
