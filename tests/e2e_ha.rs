@@ -1043,6 +1043,95 @@ fn a_long_lived_nat_connection_survives_kill_9_of_the_master_with_sync(workers: 
     assert_eq!(yb["records_unknown_service"], 0, "{yb}");
     assert_eq!(yb["batches_missed"], 0, "{yb}");
     assert_eq!(sb["flows"], 2, "both flows installed on the BACKUP: {sb}");
+    // Both nodes heard the other's service set (hellos from the BACKUP,
+    // batches and hellos from the MASTER): the same.
+    for (me, other) in [(&sa, &sb), (&sb, &sa)] {
+        let y = &me["sync"];
+        assert_eq!(y["peer_config"], "same", "{y}");
+        assert_eq!(y["peer_fingerprint"], other["fingerprint"], "{y}");
+        assert_eq!(y["config_differs"], 0, "{y}");
+        assert!(y["datagrams_received"].as_u64().unwrap() >= 2, "{y}");
+    }
+}
+
+/// B's copy of the service set lacks a real: both nodes log, count and
+/// show the difference from the sync traffic (hellos and batches), and
+/// both see it cleared once B reloads the same set as A.
+#[test]
+fn a_pair_whose_service_sets_differ_says_so_until_a_reload_makes_them_equal() {
+    require_root();
+    let _g = serial();
+    let l = nat_lab(1);
+    let full = nat_config(&l, "b", 3, 2, 100, true);
+    let short = full.replacen(
+        "  [[vip.real]]\n  address = \"192.0.2.22\"\n  port = 8080\n",
+        "",
+        1,
+    );
+    assert_ne!(short, full);
+    let mut a = Ferrolb::start(&l.a, &nat_config(&l, "a", 2, 3, 150, true));
+    a.wait_log("ferrolb running", Duration::from_secs(30));
+    a.wait_log(MASTER, Duration::from_secs(6));
+    let mut b = Ferrolb::start(&l.b, &short);
+    b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
+    let differs = "the HA peer's service set differs from ours";
+    let t0 = Instant::now();
+    a.wait_log(differs, Duration::from_secs(10));
+    b.wait_log(differs, Duration::from_secs(10));
+    eprintln!(
+        "both nodes logged the difference {:?} after B started",
+        t0.elapsed()
+    );
+    let (sa, sb) = (status_json(&l.a), status_json(&l.b));
+    assert_ne!(sa["fingerprint"], sb["fingerprint"]);
+    for (me, other) in [(&sa, &sb), (&sb, &sa)] {
+        let y = &me["sync"];
+        assert_eq!(y["peer_config"], "differs", "{y}");
+        assert_eq!(y["peer_fingerprint"], other["fingerprint"], "{y}");
+        assert!(y["config_differs"].as_u64().unwrap() >= 1, "{y}");
+    }
+    let table = status(&l.b);
+    let want = format!(
+        "config: differs from peer 192.0.2.2 (ours {}, the peer's {})",
+        sb["fingerprint"].as_str().unwrap(),
+        sa["fingerprint"].as_str().unwrap()
+    );
+    assert!(table.contains(&want), "{table}");
+    let metrics =
+        l.a.exec("curl -s --max-time 5 http://127.0.0.1:9080/metrics");
+    assert!(
+        metrics.contains("ferrolb_peer_config_differs 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferrolb_sync_config_differs_total{worker=\"0\"} "),
+        "{metrics}"
+    );
+
+    // B reloads the full set: both sides see the same set again.
+    std::fs::write(&b.config, &full).unwrap();
+    b.signal("HUP");
+    let same = "the HA peer's service set is the same as ours";
+    b.wait_log(same, Duration::from_secs(10));
+    a.wait_log(same, Duration::from_secs(10));
+    let (sa, sb) = (status_json(&l.a), status_json(&l.b));
+    assert_eq!(sa["fingerprint"], sb["fingerprint"]);
+    assert_eq!(sa["sync"]["peer_config"], "same", "{sa}");
+    assert_eq!(sb["sync"]["peer_config"], "same", "{sb}");
+    let metrics =
+        l.a.exec("curl -s --max-time 5 http://127.0.0.1:9080/metrics");
+    assert!(
+        metrics.contains("ferrolb_peer_config_differs 0"),
+        "{metrics}"
+    );
+
+    // B stops: A no longer hears it, and says its set is unknown.
+    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success(), "{}", b.log_text());
+    a.wait_log("no word from the HA peer", Duration::from_secs(10));
+    assert_eq!(status_json(&l.a)["sync"]["peer_config"], "unknown");
+    let (st, _) = a.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success(), "{}", a.log_text());
 }
 
 fn without_sync_the_same_nat_connection_breaks(workers: u16) {

@@ -184,6 +184,7 @@ pub fn build(
             peer: peer.0,
             port: peer.1,
             send: owner,
+            fingerprint: cfg.fingerprint(),
         });
     }
     Ok(snap)

@@ -60,6 +60,13 @@ pub struct WorkerStats {
     pub sync_records_fanout_dropped: AtomicU64,
     /// Connection sync: datagrams from the peer missed (sequence gaps).
     pub sync_batches_missed: AtomicU64,
+    /// Connection sync: datagrams received from the peer, hellos included.
+    pub sync_datagrams_received: AtomicU64,
+    /// Connection sync: the peer's service-set fingerprint, as last heard
+    /// by this worker (0: never).
+    pub sync_peer_fingerprint: AtomicU64,
+    /// Connection sync: datagrams whose fingerprint differs from ours.
+    pub sync_config_differs: AtomicU64,
     /// Frames handed to the worker that owns their state.
     pub handoffs_out: AtomicU64,
     /// Frames other workers handed to this one.

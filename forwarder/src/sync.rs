@@ -13,19 +13,28 @@
 //! a takeover the packets of those flows, in both directions, are handled
 //! as on the old master.
 //!
-//! # Wire format (version 1)
+//! Both nodes also send a *hello*, a datagram without records, when they
+//! have sent nothing for [`HELLO_MS`] (the BACKUP, which has no flows to
+//! describe, sends only hellos). Every datagram carries the sender's
+//! service-set fingerprint, so each node learns whether its peer balances
+//! the same services the same way; the worker counts datagrams whose
+//! fingerprint differs from its own and the control plane logs and shows
+//! the mismatch.
+//!
+//! # Wire format (version 2)
 //!
 //! UDP payload, every integer big-endian:
 //!
 //! ```text
-//! header, 16 bytes
+//! header, 24 bytes
 //!   0  4  magic "FLBS" (0x46 0x4c 0x42 0x53)
-//!   4  1  version (1)
+//!   4  1  version (2)
 //!   5  1  reserved, 0
-//!   6  2  record count N (1 ..= MAX_RECORDS)
-//!   8  4  sequence number of the batch (per sending worker, wraps)
+//!   6  2  record count N (0 ..= MAX_RECORDS; 0 is a hello)
+//!   8  4  sequence number of the datagram (per sending worker, wraps)
 //!  12  2  sending worker
 //!  14  2  record length (56): a receiver refuses any other
+//!  16  8  the sender's service-set fingerprint
 //! N records, 56 bytes each
 //!   0  1  op: 1 add (new flow), 2 update (state change), 3 delete (freed)
 //!   1  1  protocol: 6 TCP, 17 UDP, 1 ICMP
@@ -42,7 +51,10 @@
 //!  52  4  reserved, 0
 //! ```
 //!
-//! The datagram length must be exactly `16 + 56 * N`. Timeouts travel as
+//! The datagram length must be exactly `24 + 56 * N`. A receiver also
+//! takes version 1 (the same without the fingerprint: a 16-byte header
+//! and N >= 1), so a pair can be upgraded one node at a time. Timeouts
+//! travel as
 //! remaining milliseconds because the two nodes' clocks (ticks since each
 //! worker started) have nothing in common. A persistence entry is not
 //! carried as such: the receiver rebuilds the group from the client
@@ -55,15 +67,19 @@ use crate::conntrack::{FlowKey, Nat, State, L4};
 
 /// Magic at the start of every sync datagram.
 pub const MAGIC: [u8; 4] = *b"FLBS";
-/// Wire format version.
-pub const VERSION: u8 = 1;
+/// Wire format version sent.
+pub const VERSION: u8 = 2;
 /// Header length.
-pub const HEADER_LEN: usize = 16;
+pub const HEADER_LEN: usize = 24;
+/// Header length of version 1 (no fingerprint), still received.
+pub const HEADER_LEN_V1: usize = 16;
 /// Record length.
 pub const RECORD_LEN: usize = 56;
 /// Records per datagram: the largest count whose IPv4/UDP datagram fits a
-/// 1500-byte MTU (20 + 8 + 16 + 26 * 56 = 1500).
-pub const MAX_RECORDS: usize = 26;
+/// 1500-byte MTU (20 + 8 + 24 + 25 * 56 = 1452).
+pub const MAX_RECORDS: usize = 25;
+/// A node that has sent nothing to its peer for this long sends a hello.
+pub const HELLO_MS: u64 = 1000;
 /// Largest sync payload.
 pub const MAX_PAYLOAD: usize = HEADER_LEN + MAX_RECORDS * RECORD_LEN;
 /// Default UDP port (`[ha].sync_port`).
@@ -121,8 +137,8 @@ pub enum DatagramError {
     /// Record length other than [`RECORD_LEN`].
     #[error("unexpected record length")]
     BadRecordLen,
-    /// Zero records, more than [`MAX_RECORDS`], or a length that is not
-    /// `16 + 56 * count`.
+    /// More than [`MAX_RECORDS`], a length that is not
+    /// `24 + 56 * count`, or (version 1) zero records.
     #[error("record count does not match the length")]
     BadCount,
 }
@@ -157,37 +173,55 @@ pub struct Header {
     pub seq: u32,
     /// Sending worker.
     pub worker: u16,
+    /// The sender's service-set fingerprint (`None` from a version 1
+    /// sender).
+    pub fingerprint: Option<u64>,
 }
 
 /// Checks a sync payload and returns its header and its records (each
 /// still to be decoded with [`Record::decode`]). Never panics.
 pub fn parse(payload: &[u8]) -> Result<(Header, std::slice::ChunksExact<'_, u8>), DatagramError> {
-    if payload.len() < HEADER_LEN {
+    if payload.len() < HEADER_LEN_V1 {
         return Err(DatagramError::Short);
     }
     if payload[0..4] != MAGIC {
         return Err(DatagramError::BadMagic);
     }
-    if payload[4] != VERSION {
-        return Err(DatagramError::BadVersion);
+    let (header_len, least) = match payload[4] {
+        1 => (HEADER_LEN_V1, 1),
+        VERSION => (HEADER_LEN, 0),
+        _ => return Err(DatagramError::BadVersion),
+    };
+    if payload.len() < header_len {
+        return Err(DatagramError::Short);
     }
-    if usize::from(u16::from_be_bytes([payload[14], payload[15]])) != RECORD_LEN {
+    if usize::from(be16(payload, 14)) != RECORD_LEN {
         return Err(DatagramError::BadRecordLen);
     }
-    let count = usize::from(u16::from_be_bytes([payload[6], payload[7]]));
-    if count == 0 || count > MAX_RECORDS || payload.len() != HEADER_LEN + count * RECORD_LEN {
+    let count = usize::from(be16(payload, 6));
+    if count < least || count > MAX_RECORDS || payload.len() != header_len + count * RECORD_LEN {
         return Err(DatagramError::BadCount);
     }
     let h = Header {
         count,
         seq: u32::from_be_bytes([payload[8], payload[9], payload[10], payload[11]]),
-        worker: u16::from_be_bytes([payload[12], payload[13]]),
+        worker: be16(payload, 12),
+        fingerprint: (header_len == HEADER_LEN).then(|| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&payload[16..24]);
+            u64::from_be_bytes(b)
+        }),
     };
-    Ok((h, payload[HEADER_LEN..].chunks_exact(RECORD_LEN)))
+    Ok((h, payload[header_len..].chunks_exact(RECORD_LEN)))
 }
 
-/// Writes a header for `count` records into `out[..HEADER_LEN]`.
-pub fn write_header(out: &mut [u8], count: usize, seq: u32, worker: u16) {
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Writes a header for `count` records from a node whose service set has
+/// `fingerprint` into `out[..HEADER_LEN]`.
+pub fn write_header(out: &mut [u8], count: usize, seq: u32, worker: u16, fingerprint: u64) {
     out[0..4].copy_from_slice(&MAGIC);
     out[4] = VERSION;
     out[5] = 0;
@@ -195,6 +229,7 @@ pub fn write_header(out: &mut [u8], count: usize, seq: u32, worker: u16) {
     out[8..12].copy_from_slice(&seq.to_be_bytes());
     out[12..14].copy_from_slice(&worker.to_be_bytes());
     out[14..16].copy_from_slice(&(RECORD_LEN as u16).to_be_bytes());
+    out[16..24].copy_from_slice(&fingerprint.to_be_bytes());
 }
 
 const F_CLIENT_V6: u8 = 1;
@@ -347,6 +382,14 @@ pub struct SyncCounters {
     /// sending worker's sequence numbers (a sender that restarts from 0
     /// is not counted).
     pub batches_missed: u64,
+    /// Well-formed datagrams received from the peer, hellos included.
+    pub datagrams_received: u64,
+    /// The service-set fingerprint of the last datagram from the peer
+    /// that carried one (0: none yet).
+    pub peer_fingerprint: u64,
+    /// Datagrams from the peer whose fingerprint differs from this
+    /// node's.
+    pub config_differs: u64,
 }
 
 /// A worker's outbox of encoded records, allocated once (see module docs).
@@ -360,6 +403,14 @@ pub struct SyncLog {
     /// described again on their next packet.
     epoch: u32,
     seq: u32,
+    /// The node's service-set fingerprint, while it has a peer (hellos
+    /// are sent and fingerprints compared only then).
+    fingerprint: Option<u64>,
+    /// This log sends hellos.
+    hellos: bool,
+    /// Tick (ms) of the last datagram sent (or of the last hello skipped
+    /// for want of a route).
+    sent_at: u64,
     /// Receiving: the last sequence number seen from each sending worker
     /// (by worker id modulo 64), valid where `seen` has its bit.
     last_seq: [u32; 64],
@@ -394,6 +445,9 @@ impl SyncLog {
             since: 0,
             epoch: 0,
             seq: 0,
+            fingerprint: None,
+            hellos: false,
+            sent_at: 0,
             last_seq: [0; 64],
             seen: 0,
             counters: SyncCounters::default(),
@@ -434,6 +488,15 @@ impl SyncLog {
         (synced.wrapping_sub(self.epoch) as i32) < 0 || now.wrapping_sub(synced) >= timeout / 2
     }
 
+    /// Sets the peer's side: `Some(fingerprint)` while a peer is
+    /// configured (datagrams carry it, received fingerprints are compared
+    /// with it), `None` without one; `hellos`: this log sends them (one
+    /// worker of the node does).
+    pub fn set_peer(&mut self, fingerprint: Option<u64>, hellos: bool) {
+        self.fingerprint = fingerprint;
+        self.hellos = hellos;
+    }
+
     /// Records waiting.
     #[inline]
     pub fn len(&self) -> usize {
@@ -466,37 +529,62 @@ impl SyncLog {
         self.len += 1;
     }
 
-    /// Whether a datagram should leave now: a full batch waits, or the
-    /// oldest record has waited [`FLUSH_MS`].
+    /// Whether a datagram should leave now: a full batch waits, the
+    /// oldest record has waited [`FLUSH_MS`], or a hello is due (a peer is
+    /// configured and nothing left for [`HELLO_MS`]).
     #[inline]
     pub fn due(&self, now_ms: u64) -> bool {
-        self.len >= MAX_RECORDS || (self.len > 0 && now_ms.wrapping_sub(self.since) >= FLUSH_MS)
+        self.len >= MAX_RECORDS
+            || (self.len > 0 && now_ms.wrapping_sub(self.since) >= FLUSH_MS)
+            || self.hello_due(now_ms)
+    }
+
+    #[inline]
+    fn hello_due(&self, now_ms: u64) -> bool {
+        self.hellos && self.fingerprint.is_some() && now_ms.wrapping_sub(self.sent_at) >= HELLO_MS
     }
 
     /// Writes the next datagram's payload (header and up to
-    /// [`MAX_RECORDS`] of the oldest records) into `out` (at least
-    /// [`MAX_PAYLOAD`] bytes) and removes those records; returns the
-    /// payload length (0 when nothing waits).
+    /// [`MAX_RECORDS`] of the oldest records, or a hello when no record
+    /// waits and one is due) into `out` (at least [`MAX_PAYLOAD`] bytes)
+    /// and removes those records; returns the payload length (0 when
+    /// nothing is to be sent).
     pub fn take_batch(&mut self, out: &mut [u8], worker: u16, now_ms: u64) -> usize {
         let n = self.len.min(MAX_RECORDS);
-        if n == 0 || out.len() < HEADER_LEN + n * RECORD_LEN {
+        if (n == 0 && !self.hello_due(now_ms)) || out.len() < HEADER_LEN + n * RECORD_LEN {
             return 0;
         }
-        write_header(out, n, self.seq, worker);
+        write_header(out, n, self.seq, worker, self.fingerprint.unwrap_or(0));
         self.seq = self.seq.wrapping_add(1);
         let bytes = n * RECORD_LEN;
         out[HEADER_LEN..HEADER_LEN + bytes].copy_from_slice(&self.buf[..bytes]);
         self.buf.copy_within(bytes..self.len * RECORD_LEN, 0);
         self.len -= n;
         self.since = now_ms;
+        self.sent_at = now_ms;
         self.counters.records_sent += n as u64;
         self.counters.batches_sent += 1;
         HEADER_LEN + bytes
     }
 
-    /// Receiving: notes the header of a datagram from the peer and counts
-    /// the datagrams its sequence number says were missed.
+    /// The peer cannot be reached at tick `now_ms` (its MAC is not
+    /// known yet): the next hello waits [`HELLO_MS`]; records keep
+    /// waiting.
+    pub fn defer_hello(&mut self, now_ms: u64) {
+        self.sent_at = now_ms;
+    }
+
+    /// Receiving: notes the header of a datagram from the peer, counts the
+    /// datagrams its sequence number says were missed, and compares the
+    /// peer's fingerprint with this node's.
     pub fn note_received(&mut self, h: &Header) {
+        self.counters.datagrams_received += 1;
+        if let Some(fp) = h.fingerprint {
+            self.counters.peer_fingerprint = fp;
+            if self.fingerprint.is_some_and(|ours| ours != fp) {
+                self.counters.config_differs += 1;
+            }
+        }
         let w = usize::from(h.worker % 64);
         let bit = 1u64 << w;
         if self.seen & bit != 0 {
@@ -511,10 +599,12 @@ impl SyncLog {
         self.last_seq[w] = h.seq;
     }
 
-    /// Forgets what waits, counting it as lost.
-    pub fn discard(&mut self) {
+    /// Forgets what waits, counting it as lost, and skips the hello due
+    /// at tick `now_ms` (there is no way to the peer).
+    pub fn discard(&mut self, now_ms: u64) {
         self.counters.lost += self.len as u64;
         self.len = 0;
+        self.sent_at = now_ms;
     }
 }
 
@@ -612,8 +702,11 @@ pub struct SyncSpec {
     pub peer: IpAddr,
     /// UDP port, both ends.
     pub port: u16,
-    /// Whether this node sends (it is the MASTER). Every node receives.
+    /// Whether this node sends flow records (it is the MASTER). Every
+    /// node receives, and sends hellos.
     pub send: bool,
+    /// This node's service-set fingerprint, carried by every datagram.
+    pub fingerprint: u64,
 }
 
 /// Writes an Ethernet + IPv4 + UDP frame around `payload` (already at

@@ -709,11 +709,11 @@ impl Worker {
         now_ms: u64,
     ) {
         let Some((spec, Some(route))) = snap.sync() else {
-            log.discard();
+            log.discard(now_ms);
             return;
         };
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (route.src, spec.peer) else {
-            log.discard();
+            log.discard(now_ms);
             return;
         };
         let mac = match self.neigh.resolve(route.next_hop, now_ms) {
@@ -725,12 +725,16 @@ impl Worker {
             }
             Resolve::Request => {
                 self.solicit(snap, route, tx_nic, local);
+                log.defer_hello(now_ms);
                 return;
             }
-            Resolve::Pending => return,
+            Resolve::Pending => {
+                log.defer_hello(now_ms);
+                return;
+            }
         };
         let Some(port) = snap.ports.get(usize::from(route.port)) else {
-            log.discard();
+            log.discard(now_ms);
             return;
         };
         let q = self.queue;
@@ -815,6 +819,12 @@ fn publish_sync(s: &WorkerStats, c: &SyncCounters) {
         .store(c.fanout_dropped, Ordering::Relaxed);
     s.sync_batches_missed
         .store(c.batches_missed, Ordering::Relaxed);
+    s.sync_datagrams_received
+        .store(c.datagrams_received, Ordering::Relaxed);
+    s.sync_peer_fingerprint
+        .store(c.peer_fingerprint, Ordering::Relaxed);
+    s.sync_config_differs
+        .store(c.config_differs, Ordering::Relaxed);
 }
 
 fn publish_conn(s: &WorkerStats, conn: &crate::conntrack::ConnTable) {

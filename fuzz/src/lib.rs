@@ -228,6 +228,7 @@ pub fn snapshots() -> &'static [Snapshot; 2] {
                     peer,
                     port: 8848,
                     send: !degraded,
+                    fingerprint: 0xf1,
                 });
             if degraded {
                 let all = VipTable::build(services(false), generation).expect("valid services");

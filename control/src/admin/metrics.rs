@@ -10,7 +10,7 @@ use super::status::{Conntrack, PortStatus, Status, VipStatus, VipTraffic, Worker
 type Counter = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
 
 /// The worker counters, in exposition order.
-const WORKER_COUNTERS: [Counter; 20] = [
+const WORKER_COUNTERS: [Counter; 22] = [
     ("ferrolb_worker_rx_packets_total", "Frames received from data ports.", |c| c.rx),
     ("ferrolb_worker_tx_packets_total", "Frames sent on data ports.", |c| c.tx),
     ("ferrolb_worker_forwarded_total", "Frames forwarded.", |c| c.forwarded),
@@ -62,6 +62,16 @@ const WORKER_COUNTERS: [Counter; 20] = [
         "ferrolb_sync_batches_missed_total",
         "Connection sync: datagrams from the HA peer that never arrived (sequence gaps).",
         |c| c.sync_batches_missed,
+    ),
+    (
+        "ferrolb_sync_datagrams_received_total",
+        "Connection sync: datagrams received from the HA peer, hellos included.",
+        |c| c.sync_datagrams_received,
+    ),
+    (
+        "ferrolb_sync_config_differs_total",
+        "Connection sync: datagrams from the HA peer whose service-set fingerprint differs from ours.",
+        |c| c.sync_config_differs,
     ),
 ];
 
@@ -323,6 +333,19 @@ pub fn render(s: &Status) -> String {
         "ferrolb_config_fingerprint{{fingerprint=\"{}\"}} 1",
         esc(&s.fingerprint)
     );
+    if let Some(y) = &s.sync {
+        family(
+            &mut o,
+            "ferrolb_peer_config_differs",
+            "gauge",
+            "1 while the HA peer's service set differs from ours, 0 while it is the same or unknown.",
+        );
+        let _ = writeln!(
+            o,
+            "ferrolb_peer_config_differs {}",
+            u8::from(y.peer_config == "differs")
+        );
+    }
     if let Some(h) = &s.ha {
         family(
             &mut o,

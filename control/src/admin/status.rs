@@ -235,6 +235,13 @@ pub struct WorkerCounters {
     pub sync_records_fanout_dropped: u64,
     /// Connection sync: datagrams missed.
     pub sync_batches_missed: u64,
+    /// Connection sync: datagrams received from the peer, hellos included.
+    #[serde(default)]
+    pub sync_datagrams_received: u64,
+    /// Connection sync: datagrams whose service-set fingerprint differs
+    /// from ours.
+    #[serde(default)]
+    pub sync_config_differs: u64,
 }
 
 /// One worker.
@@ -398,6 +405,19 @@ pub struct SyncStatus {
     pub records_fanout_dropped: u64,
     /// Datagrams missed.
     pub batches_missed: u64,
+    /// Datagrams received from the peer, hellos included.
+    #[serde(default)]
+    pub datagrams_received: u64,
+    /// Datagrams whose service-set fingerprint differs from ours.
+    #[serde(default)]
+    pub config_differs: u64,
+    /// The peer's service set against ours: `same`, `differs`, or
+    /// `unknown` (nothing heard for 5 s, or a peer that does not say).
+    #[serde(default)]
+    pub peer_config: String,
+    /// The peer's fingerprint, while it is heard.
+    #[serde(default)]
+    pub peer_fingerprint: Option<String>,
 }
 
 /// A neighbour cache entry.

@@ -53,6 +53,16 @@ pub fn render(s: &Status) -> String {
             y.records_unknown_service,
             y.batches_missed,
         );
+        let peer = y.peer.as_deref().unwrap_or("?");
+        let _ = match (y.peer_config.as_str(), &y.peer_fingerprint) {
+            ("differs", Some(fp)) => writeln!(
+                o,
+                "config: differs from peer {peer} (ours {}, the peer's {fp})",
+                s.fingerprint
+            ),
+            ("same", _) => writeln!(o, "config: same as peer {peer}"),
+            _ => writeln!(o, "config: peer {peer} not heard"),
+        };
     }
     if let Some(a) = &s.announce {
         let _ = writeln!(

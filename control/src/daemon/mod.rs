@@ -13,6 +13,7 @@
 //! VRRP MASTER / BACKUP ──┘                          (generation + 1)
 //! ```
 
+mod peer;
 pub mod policy;
 mod report;
 #[cfg(test)]
@@ -120,6 +121,8 @@ struct State {
     placement: Placement,
     neigh: Arc<NeighTable>,
     announce: Option<AnnounceState>,
+    /// Whether the HA peer balances the same service set.
+    peer: peer::PeerConfig,
 }
 
 type Reply = mpsc::Sender<Result<String, CommandError>>;
@@ -210,6 +213,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             placement: dp.placement(),
             neigh: Arc::clone(dp.neigh()),
             announce: None,
+            peer: peer::PeerConfig::default(),
             cfg: cfg.clone(),
         }));
         let (cmd_tx, commands) = mpsc::channel();
@@ -403,6 +407,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             if let Some(r) = rates {
                 s.rates = r;
             }
+            Self::compare_with_peer(&mut s);
         }
         for e in self.dp.neigh().entries() {
             if let Some(mac) = e.mac {
@@ -410,6 +415,45 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
                     tracing::info!(ip = %e.ip, mac = %mac, permanent = e.permanent, "neighbour resolved");
                 }
             }
+        }
+    }
+
+    /// With connection sync: compares the peer's service set, as the
+    /// workers last heard it, with ours, and logs each change.
+    fn compare_with_peer(s: &mut State) {
+        let Some((spec, _)) = s.snap.sync() else {
+            return;
+        };
+        let heard: Vec<(u64, u64)> = s
+            .workers
+            .iter()
+            .map(|w| {
+                let st = &w.stats;
+                (
+                    st.sync_datagrams_received.load(Ordering::Relaxed),
+                    st.sync_peer_fingerprint.load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        let ours = spec.fingerprint;
+        match s.peer.observe(&heard, ours, Instant::now()) {
+            Some(peer::Verdict::Differs) => tracing::warn!(
+                peer = %spec.peer,
+                ours = %format!("{ours:016x}"),
+                peers = %format!("{:016x}", s.peer.peer().unwrap_or(0)),
+                "the HA peer's service set differs from ours: after a failover flows may get other reals, and synced flows of services or reals we lack are skipped"
+            ),
+            Some(peer::Verdict::Same) => tracing::info!(
+                peer = %spec.peer,
+                fingerprint = %format!("{ours:016x}"),
+                "the HA peer's service set is the same as ours"
+            ),
+            Some(peer::Verdict::Unknown) => tracing::info!(
+                peer = %spec.peer,
+                silent_for = ?peer::SILENT_AFTER,
+                "no word from the HA peer: its service set is unknown"
+            ),
+            None => {}
         }
     }
 

@@ -95,6 +95,8 @@ fn worker_counters(w: &WorkerStats) -> WorkerCounters {
         sync_records_unknown_service: load(&w.sync_records_unknown_service),
         sync_records_fanout_dropped: load(&w.sync_records_fanout_dropped),
         sync_batches_missed: load(&w.sync_batches_missed),
+        sync_datagrams_received: load(&w.sync_datagrams_received),
+        sync_config_differs: load(&w.sync_config_differs),
     }
 }
 
@@ -289,6 +291,10 @@ pub(super) fn status(s: &State) -> Status {
             records_unknown_service: sum(|c| c.sync_records_unknown_service),
             records_fanout_dropped: sum(|c| c.sync_records_fanout_dropped),
             batches_missed: sum(|c| c.sync_batches_missed),
+            datagrams_received: sum(|c| c.sync_datagrams_received),
+            config_differs: sum(|c| c.sync_config_differs),
+            peer_config: s.peer.verdict().name().to_string(),
+            peer_fingerprint: s.peer.peer().map(|fp| format!("{fp:016x}")),
         });
     Status {
         generation: s.snap.generation,

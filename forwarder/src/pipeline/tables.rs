@@ -73,6 +73,8 @@ impl Tables {
     pub fn for_worker(conn_capacity: u32, snap: &Snapshot, steer: Steer) -> Tables {
         let mut t = Self::with_snat_ports(conn_capacity, snap, steer.snat_range());
         t.steer = steer;
+        t.sync
+            .set_peer(snap.sync().map(|(s, _)| s.fingerprint), steer.me() == 0);
         t
     }
 
@@ -157,6 +159,7 @@ impl Tables {
     pub(super) fn sync_log_for(snap: &Snapshot) -> SyncLog {
         let mut l = SyncLog::default();
         l.set_enabled(snap.sync().is_some_and(|(s, _)| s.send));
+        l.set_peer(snap.sync().map(|(s, _)| s.fingerprint), true);
         l
     }
 
@@ -278,6 +281,8 @@ impl Tables {
         }
         self.sync
             .set_enabled_at(new.sync().is_some_and(|(s, _)| s.send), now_ms);
+        self.sync
+            .set_peer(new.sync().map(|(s, _)| s.fingerprint), self.steer.me() == 0);
         self.limits = limits;
         // Fragments in flight follow their service and real to their new
         // indexes (or are forgotten with them).

@@ -33,6 +33,7 @@ fn rec(op: Op, nat: Nat, v6: bool) -> Record {
 fn datagram(records: &[Record]) -> Vec<u8> {
     let mut log = SyncLog::new(64);
     log.set_enabled(true);
+    log.set_peer(Some(0xfeed), false);
     for r in records {
         log.push(0, r);
     }
@@ -67,13 +68,18 @@ fn records_round_trip() {
     assert_eq!(d.len(), HEADER_LEN + 4 * RECORD_LEN);
     let (h, recs) = parse(&d).unwrap();
     assert_eq!((h.count, h.seq, h.worker), (4, 0, 3));
+    assert_eq!(h.fingerprint, Some(0xfeed), "the sender's fingerprint");
     let got: Vec<Record> = recs.map(|b| Record::decode(b).unwrap()).collect();
     assert_eq!(got, all);
 }
 
 #[test]
 fn a_full_batch_fits_a_1500_byte_mtu() {
-    assert_eq!(20 + 8 + MAX_PAYLOAD, 1500);
+    assert!(20 + 8 + MAX_PAYLOAD <= 1500);
+    assert!(
+        20 + 8 + MAX_PAYLOAD + RECORD_LEN > 1500,
+        "one more would not"
+    );
     let d = datagram(&[rec(Op::Add, Nat::Nat, false); MAX_RECORDS]);
     assert_eq!(d.len(), MAX_PAYLOAD);
     assert_eq!(parse(&d).unwrap().0.count, MAX_RECORDS);
@@ -94,6 +100,13 @@ fn truncation_at_every_length_is_refused() {
         };
         assert_eq!(e, want, "length {n}");
     }
+    // A hello (no record) is a whole datagram in version 2 only.
+    let mut hello = d[..HEADER_LEN].to_vec();
+    hello[6..8].copy_from_slice(&0u16.to_be_bytes());
+    assert_eq!(parse(&hello).unwrap().0.count, 0);
+    let mut v1 = hello[..HEADER_LEN_V1].to_vec();
+    v1[4] = 1;
+    assert_eq!(parse(&v1).unwrap_err(), DatagramError::BadCount);
     // One byte too many.
     let mut long = d.clone();
     long.push(0);
@@ -113,20 +126,20 @@ fn bad_magic_version_record_length_and_count() {
     m[0] = b'X';
     assert_eq!(parse(&m).unwrap_err(), DatagramError::BadMagic);
     let mut v = d.clone();
-    v[4] = 2;
+    v[4] = 3;
+    assert_eq!(parse(&v).unwrap_err(), DatagramError::BadVersion);
+    v[4] = 0;
     assert_eq!(parse(&v).unwrap_err(), DatagramError::BadVersion);
     let mut l = d.clone();
     l[15] = 57;
     assert_eq!(parse(&l).unwrap_err(), DatagramError::BadRecordLen);
     let mut c = d.clone();
     c[6..8].copy_from_slice(&0u16.to_be_bytes());
-    assert_eq!(
-        parse(&c[..HEADER_LEN]).unwrap_err(),
-        DatagramError::BadCount
-    );
-    let mut big = vec![0u8; HEADER_LEN + 27 * RECORD_LEN];
+    assert_eq!(parse(&c).unwrap_err(), DatagramError::BadCount);
+    let over = MAX_RECORDS as u16 + 1;
+    let mut big = vec![0u8; HEADER_LEN + usize::from(over) * RECORD_LEN];
     big[..HEADER_LEN].copy_from_slice(&d[..HEADER_LEN]);
-    big[6..8].copy_from_slice(&27u16.to_be_bytes());
+    big[6..8].copy_from_slice(&over.to_be_bytes());
     assert_eq!(parse(&big).unwrap_err(), DatagramError::BadCount);
 }
 
@@ -195,9 +208,10 @@ fn the_log_batches_flushes_on_time_and_counts_overflow() {
     assert!(log.due(101), "a full batch waits");
     let mut out = [0u8; MAX_PAYLOAD];
     assert_eq!(log.take_batch(&mut out, 0, 102), MAX_PAYLOAD);
-    assert_eq!(log.len(), 4);
+    let rest = 30 - MAX_RECORDS;
+    assert_eq!(log.len(), rest);
     let n = log.take_batch(&mut out, 0, 103);
-    assert_eq!(n, HEADER_LEN + 4 * RECORD_LEN);
+    assert_eq!(n, HEADER_LEN + rest * RECORD_LEN);
     assert_eq!(parse(&out[..n]).unwrap().0.seq, 1);
     assert_eq!(
         (log.counters.records_sent, log.counters.batches_sent),
@@ -296,6 +310,7 @@ fn sequence_gaps_count_missed_batches_per_sending_worker() {
         count: 1,
         seq,
         worker,
+        fingerprint: None,
     };
     log.note_received(&h(0, 5));
     log.note_received(&h(1, 100));
@@ -310,4 +325,53 @@ fn sequence_gaps_count_missed_batches_per_sending_worker() {
     log.note_received(&h(0, u32::MAX));
     log.note_received(&h(0, 1));
     assert_eq!(log.counters.batches_missed, 3, "across the wrap: 0 missed");
+    assert_eq!(log.counters.datagrams_received, 9);
+}
+
+#[test]
+fn hellos_leave_once_a_second_only_when_nothing_else_did() {
+    let mut log = SyncLog::new(30);
+    let mut out = [0u8; MAX_PAYLOAD];
+    assert!(!log.due(5_000), "no peer: no hello");
+    log.set_peer(Some(0xabc), false);
+    assert!(!log.due(5_000), "a worker that does not say hello");
+    log.set_peer(Some(0xabc), true);
+    assert!(log.due(5_000));
+    assert_eq!(log.take_batch(&mut out, 2, 5_000), HEADER_LEN);
+    let (h, _) = parse(&out[..HEADER_LEN]).unwrap();
+    assert_eq!((h.count, h.worker, h.fingerprint), (0, 2, Some(0xabc)));
+    assert!(!log.due(5_000 + HELLO_MS - 1));
+    assert_eq!(log.take_batch(&mut out, 2, 5_000 + HELLO_MS - 1), 0);
+    // A batch of records counts as a hello.
+    log.set_enabled(true);
+    log.push(5_500, &rec(Op::Add, Nat::Nat, false));
+    let n = log.take_batch(&mut out, 2, 5_600);
+    assert_eq!(n, HEADER_LEN + RECORD_LEN);
+    assert!(!log.due(5_600 + HELLO_MS - 1));
+    assert!(log.due(5_600 + HELLO_MS));
+    // No way to the peer: the hello waits another second.
+    log.defer_hello(7_000);
+    assert!(!log.due(7_500));
+    log.discard(8_000);
+    assert!(!log.due(8_500));
+    assert!(log.due(9_000));
+    // Sequence numbers run through hellos and batches alike.
+    let n = log.take_batch(&mut out, 2, 9_000);
+    assert_eq!(parse(&out[..n]).unwrap().0.seq, 2);
+
+    // Receiving: a differing fingerprint is counted, an equal one is not.
+    let h = |fp| Header {
+        count: 0,
+        seq: 0,
+        worker: 0,
+        fingerprint: fp,
+    };
+    log.note_received(&h(Some(0xabc)));
+    log.note_received(&h(Some(0xdef)));
+    log.note_received(&h(None));
+    let c = log.counters;
+    assert_eq!(
+        (c.datagrams_received, c.peer_fingerprint, c.config_differs),
+        (3, 0xdef, 1)
+    );
 }

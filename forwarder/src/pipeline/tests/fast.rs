@@ -92,6 +92,7 @@ fn snap_shaped(down: Option<RealState>, shape: Shape, sync_on: bool, generation:
             peer: IpAddr::V4(v4("192.0.2.3")),
             port: sync::DEFAULT_PORT,
             send: true,
+            fingerprint: 7,
         })
     } else {
         s

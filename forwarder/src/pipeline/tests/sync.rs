@@ -8,12 +8,15 @@ use crate::sync::{self, Record, SyncSpec};
 
 const MASTER4: &str = "192.0.2.3";
 const CLIENT_PORT: u16 = 40000;
+/// The service-set fingerprint both test nodes carry.
+const FINGERPRINT: u64 = 0x0123_4567_89ab_cdef;
 
 fn sync_spec(send: bool) -> SyncSpec {
     SyncSpec {
         peer: IpAddr::V4(v4(MASTER4)),
         port: sync::DEFAULT_PORT,
         send,
+        fingerprint: FINGERPRINT,
     }
 }
 
@@ -474,4 +477,78 @@ fn dr_and_tun_flows_need_no_sync_maglev_agrees_on_both_nodes() {
             "picked up mid-stream as established"
         );
     }
+}
+
+#[test]
+fn an_idle_node_sends_hellos_and_each_side_compares_fingerprints() {
+    // A BACKUP logs no flow, but says hello once a second with its
+    // fingerprint; the MASTER's pipeline takes the hello in.
+    let mut b = backup();
+    let mut buf = [0u8; sync::MAX_PAYLOAD];
+    assert!(b.tables.sync.due(b.now), "first hello at once");
+    let n = b.tables.sync.take_batch(&mut buf, 0, b.now);
+    assert_eq!(n, sync::HEADER_LEN, "a hello: a header, no record");
+    let (h, recs) = sync::parse(&buf[..n]).unwrap();
+    assert_eq!((h.count, h.fingerprint), (0, Some(FINGERPRINT)));
+    assert_eq!(recs.count(), 0);
+    assert!(!b.tables.sync.due(b.now + sync::HELLO_MS - 1));
+    assert!(b.tables.sync.due(b.now + sync::HELLO_MS));
+    let hello = buf[..n].to_vec();
+
+    let mut m = master();
+    assert_eq!(
+        m.run(&sync_frame(&hello, MASTER4)).0,
+        Outcome::Consumed,
+        "a hello from the peer is consumed"
+    );
+    let c = m.tables.sync.counters;
+    assert_eq!(
+        (c.datagrams_received, c.peer_fingerprint, c.config_differs),
+        (1, FINGERPRINT, 0)
+    );
+    assert_eq!(c.records_received, 0);
+
+    // A peer with another service set: counted on every datagram.
+    let mut other = buf;
+    sync::write_header(&mut other, 0, 1, 0, 0xbad);
+    for _ in 0..3 {
+        m.run(&sync_frame(&other[..sync::HEADER_LEN], MASTER4));
+    }
+    let c = m.tables.sync.counters;
+    assert_eq!(
+        (c.datagrams_received, c.peer_fingerprint, c.config_differs),
+        (4, 0xbad, 3)
+    );
+
+    // A version 1 peer (no fingerprint) is still understood: its records
+    // apply, and it says nothing about its service set.
+    let syn = builder::tcp4(&tcp4(CLIENT4, CLIENT_PORT, VIP4, 80, WireFlags::SYN));
+    let mut m2 = master();
+    m2.run(&syn);
+    let n = m2.tables.sync.take_batch(&mut buf, 0, m2.now);
+    assert_eq!(n, sync::HEADER_LEN + sync::RECORD_LEN);
+    let mut v1 = buf[..sync::HEADER_LEN_V1].to_vec();
+    v1[4] = 1;
+    v1.extend_from_slice(&buf[sync::HEADER_LEN..n]);
+    let mut b = backup();
+    assert_eq!(b.run(&sync_frame(&v1, MASTER4)).0, Outcome::Consumed);
+    let c = b.tables.sync.counters;
+    assert_eq!(
+        (
+            c.applied,
+            c.datagrams_received,
+            c.peer_fingerprint,
+            c.config_differs
+        ),
+        (1, 1, 0, 0)
+    );
+
+    // Only one worker of a node says hello; every worker compares.
+    let snap = backup_snapshot();
+    let mut second = Tables::for_worker(1024, &snap, Steer::new(1, 2));
+    assert!(!second.sync.due(10_000), "worker 1 sends no hello");
+    let mut first = Tables::for_worker(1024, &snap, Steer::new(0, 2));
+    assert!(first.sync.due(10_000));
+    assert_eq!(first.sync.take_batch(&mut buf, 0, 10_000), sync::HEADER_LEN);
+    let _ = &mut second;
 }
