@@ -1,8 +1,10 @@
 //! Active/active behind an ECMP router, with the real daemons from
 //! Debian: two ferrolb nodes announce the same DR VIP by BGP (one through
-//! BIRD 2, the other through FRR), a router running BIRD 2 spreads the
-//! clients' flows over both (`fib_multipath_hash_policy = 1`: by ports),
-//! and BFD tells it at once when a node dies.
+//! BIRD 2, the other through FRR), a router spreads the clients' flows
+//! over both (`fib_multipath_hash_policy = 1`: by ports), and BFD tells it
+//! at once when a node dies. The router runs FRR (`maximum-paths`,
+//! `bgp bestpath as-path multipath-relax`) in the full scenario, and BIRD 2
+//! (`merge paths`) without BFD, to measure what a dead node costs then.
 //!
 //! ```text
 //!   client 198.51.100.1 ── router 198.51.100.254 | 192.0.2.254 (AS 65000, ECMP, BFD)
@@ -74,17 +76,28 @@ struct Node {
     addr: &'static str,
 }
 
+/// The router's BGP daemon.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Router {
+    Frr,
+    Bird,
+}
+
 struct Lab {
     nodes: Vec<Node>,
     daemons: Vec<Vec<Proc>>,
-    _router_bird: Proc,
+    router_daemons: Vec<Proc>,
+    router_kind: Router,
+    bfd: bool,
     _nginx: Vec<Nginx>,
     client: Netns,
     router: Netns,
     _reals: Vec<Netns>,
     _sw: Switch,
     dir: Scratch,
-    frr_dir: Option<Scratch>,
+    /// FRR's files: node2's and the router's.
+    frr_files: [Scratch; 2],
+    frr_dirs: Vec<Scratch>,
     id: String,
 }
 
@@ -103,6 +116,7 @@ const TIMERS: &str =
     "hold time 9; keepalive time 3; connect retry time 1; connect delay time 1; error wait time 1, 2;";
 
 fn node1_bird(l: &Lab) -> Vec<Proc> {
+    let bfd = if l.bfd { "bfd on;" } else { "" };
     vec![bird(
         &l.nodes[0].ns,
         &l.dir,
@@ -117,7 +131,7 @@ protocol kernel ferrolb {{
     ipv4 {{ import all; export none; }};
 }}
 protocol bgp upstream {{
-    local 192.0.2.2 as 65001; neighbor 192.0.2.254 as 65000; bfd on;
+    local 192.0.2.2 as 65001; neighbor 192.0.2.254 as 65000; {bfd}
     {TIMERS}
     ipv4 {{ import none; export where proto = "ferrolb"; next hop self; }};
 }}
@@ -126,35 +140,101 @@ protocol bgp upstream {{
     )]
 }
 
+/// FRR's BFD profile: 100 ms both ways, three missed = down.
+const FRR_BFDD: &str =
+    "bfd\n profile fast\n  transmit-interval 100\n  receive-interval 100\n !\n!\n";
+
+/// FRR's neighbour lines for `peer` in AS `asn`: short timers, BFD when
+/// the lab has it.
+fn frr_neighbour(peer: &str, asn: u32, bfd: bool) -> String {
+    let mut s = format!(
+        " neighbor {peer} remote-as {asn}\n neighbor {peer} timers 3 9\n neighbor {peer} timers connect 1\n"
+    );
+    if bfd {
+        s += &format!(" neighbor {peer} bfd profile fast\n");
+    }
+    s
+}
+
 fn node2_frr(l: &mut Lab) -> Vec<Proc> {
-    let bfdd = "hostname node2\nbfd\n profile fast\n  transmit-interval 100\n  receive-interval 100\n !\n!\n";
-    let bgpd = r#"hostname node2
-router bgp 65002
- bgp router-id 192.0.2.3
- no bgp ebgp-requires-policy
- neighbor 192.0.2.254 remote-as 65000
- neighbor 192.0.2.254 timers 3 9
- neighbor 192.0.2.254 timers connect 1
- neighbor 192.0.2.254 bfd profile fast
- address-family ipv4 unicast
-  redistribute table 250
- exit-address-family
-"#;
+    let bgpd = format!(
+        "hostname node2\nrouter bgp 65002\n bgp router-id 192.0.2.3\n no bgp ebgp-requires-policy\n{}\
+         address-family ipv4 unicast\n  redistribute table 250\n exit-address-family\n",
+        frr_neighbour("192.0.2.254", 65000, l.bfd)
+    );
     let (procs, rundir) = frr(
         &l.nodes[1].ns,
-        &l.dir,
+        &l.frr_files[0],
         &format!("ferrolb{}", l.id),
         &[
             ("zebra", "hostname node2\nip import-table 250\n"),
-            ("bfdd", bfdd),
-            ("bgpd", bgpd),
+            ("bfdd", FRR_BFDD),
+            ("bgpd", &bgpd),
         ],
     );
-    l.frr_dir = Some(rundir);
+    l.frr_dirs.push(rundir);
     procs
 }
 
-fn lab() -> Lab {
+/// The router on FRR: ECMP over up to 4 paths, across the nodes'
+/// different AS numbers (`multipath-relax`); the nodes' daemons differ
+/// (BIRD says origin IGP, FRR incomplete with a MED), so a route map makes
+/// their routes equal.
+fn router_frr(l: &mut Lab) -> Vec<Proc> {
+    let bgpd = format!(
+        "hostname router\nrouter bgp 65000\n bgp router-id 192.0.2.254\n no bgp ebgp-requires-policy\n\
+         bgp bestpath as-path multipath-relax\n{}{}\
+         address-family ipv4 unicast\n  maximum-paths 4\n  neighbor 192.0.2.2 route-map nodes in\n\
+         neighbor 192.0.2.3 route-map nodes in\n exit-address-family\n!\n\
+         route-map nodes permit 10\n set origin igp\n set metric 0\n!\n",
+        frr_neighbour("192.0.2.2", 65001, l.bfd),
+        frr_neighbour("192.0.2.3", 65002, l.bfd),
+    );
+    let (procs, rundir) = frr(
+        &l.router,
+        &l.frr_files[1],
+        &format!("ferrolbr{}", l.id),
+        &[
+            ("zebra", "hostname router\n"),
+            ("bfdd", FRR_BFDD),
+            ("bgpd", &bgpd),
+        ],
+    );
+    l.frr_dirs.push(rundir);
+    procs
+}
+
+/// The router on BIRD 2: `merge paths` makes ECMP routes of equal BGP
+/// routes; the import filter makes the nodes' routes equal.
+fn router_bird(l: &Lab) -> Vec<Proc> {
+    let bfd = if l.bfd { "bfd on;" } else { "" };
+    vec![bird(
+        &l.router,
+        &l.dir,
+        "router",
+        &format!(
+            r#"
+router id 192.0.2.254;
+protocol device {{ scan time 1; }}
+protocol bfd {{ interface "eth0" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}
+protocol kernel {{ merge paths on; ipv4 {{ import none; export all; }}; }}
+filter nodes {{ bgp_origin = ORIGIN_IGP; bgp_med = 0; accept; }}
+protocol bgp node1 {{
+    local 192.0.2.254 as 65000; neighbor 192.0.2.2 as 65001; {bfd}
+    {TIMERS}
+    ipv4 {{ import filter nodes; export none; }};
+}}
+protocol bgp node2 {{
+    local 192.0.2.254 as 65000; neighbor 192.0.2.3 as 65002; {bfd}
+    {TIMERS}
+    ipv4 {{ import filter nodes; export none; }};
+}}
+"#
+        ),
+    )]
+}
+
+fn lab(router_kind: Router, bfd: bool) -> Lab {
     require_root();
     let id = uid();
     let dir = Scratch::new("ecmp");
@@ -187,44 +267,25 @@ fn lab() -> Lab {
         ns.exec("ip link set lo up");
         nodes.push(Node { p: None, ns, addr });
     }
-    let router_bird = bird(
-        &router,
-        &dir,
-        "router",
-        &format!(
-            r#"
-router id 192.0.2.254;
-protocol device {{ scan time 1; }}
-protocol bfd {{ interface "eth0" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}
-protocol kernel {{ merge paths on; ipv4 {{ import none; export all; }}; }}
-# The nodes' daemons differ (BIRD says origin IGP, FRR incomplete with a
-# MED): the router makes their routes equal so that ECMP takes both.
-filter nodes {{ bgp_origin = ORIGIN_IGP; bgp_med = 0; accept; }}
-protocol bgp node1 {{
-    local 192.0.2.254 as 65000; neighbor 192.0.2.2 as 65001; bfd on;
-    {TIMERS}
-    ipv4 {{ import filter nodes; export none; }};
-}}
-protocol bgp node2 {{
-    local 192.0.2.254 as 65000; neighbor 192.0.2.3 as 65002; bfd on;
-    {TIMERS}
-    ipv4 {{ import filter nodes; export none; }};
-}}
-"#
-        ),
-    );
     let mut l = Lab {
         nodes,
         daemons: Vec::new(),
-        _router_bird: router_bird,
+        router_daemons: Vec::new(),
+        router_kind,
+        bfd,
         _nginx: nginx,
         client,
         router,
         _reals: reals,
         _sw: sw,
         dir,
-        frr_dir: None,
+        frr_files: [Scratch::new("ecmp-node2"), Scratch::new("ecmp-router")],
+        frr_dirs: Vec::new(),
         id,
+    };
+    l.router_daemons = match router_kind {
+        Router::Frr => router_frr(&mut l),
+        Router::Bird => router_bird(&l),
     };
     let d1 = node1_bird(&l);
     let d2 = node2_frr(&mut l);
@@ -257,13 +318,28 @@ impl Lab {
     /// The BGP sessions as the router sees them, node2's FRR logs and
     /// table 250 on each node: for a failure message.
     fn diagnose(&self) -> String {
-        let ctl = self.dir.0.join("router.ctl").display().to_string();
-        let mut s = self.router.exec(&format!(
-            "birdc -s {ctl} show protocols; birdc -s {ctl} show route all"
-        ));
-        for f in ["zebra.log", "bfdd.log", "bgpd.log"] {
-            s += &format!("\n--- {f}\n");
-            s += &std::fs::read_to_string(self.dir.0.join(f)).unwrap_or_default();
+        let mut s = match self.router_kind {
+            Router::Bird => {
+                let ctl = self.dir.0.join("router.ctl").display().to_string();
+                self.router.exec(&format!(
+                    "birdc -s {ctl} show protocols; birdc -s {ctl} show route all"
+                ))
+            }
+            Router::Frr => {
+                try_run(&format!(
+                "vtysh -N ferrolbr{} -c 'show bgp summary' -c 'show ip bgp' -c 'show bfd peers'",
+                self.id
+            ))
+                .1
+            }
+        };
+        for (who, dir) in ["node2", "router"].iter().zip(&self.frr_files) {
+            for f in ["zebra.log", "bfdd.log", "bgpd.log"] {
+                let p = dir.0.join(f);
+                if let Ok(t) = std::fs::read_to_string(&p) {
+                    s += &format!("\n--- {who} {f}\n{t}");
+                }
+            }
         }
         for n in &self.nodes {
             s += &format!("\n--- {} table 250\n", n.ns.name);
@@ -283,7 +359,7 @@ impl Lab {
 #[test]
 fn two_nodes_share_a_vip_by_ecmp_and_lose_one_without_breaking_flows() {
     let _g = serial();
-    let mut l = lab();
+    let mut l = lab(Router::Frr, true);
     l.start(0);
     l.start(1);
     assert!(
@@ -389,4 +465,43 @@ fn two_nodes_share_a_vip_by_ecmp_and_lose_one_without_breaking_flows() {
         out.contains("fail=0 changed=0"),
         "long-lived connections broke:\n{out}"
     );
+}
+
+/// The same pair behind a BIRD router, without BFD: ECMP works the same,
+/// but a node that dies is bypassed only when the router's BGP hold time
+/// runs out (9 s here, 90 s by default): the figure BFD saves.
+#[test]
+fn without_bfd_a_bird_router_bypasses_a_dead_node_at_the_hold_time() {
+    let _g = serial();
+    let mut l = lab(Router::Bird, false);
+    l.start(0);
+    l.start(1);
+    assert!(
+        l.wait_hops(&["192.0.2.2", "192.0.2.3"], Duration::from_secs(30)),
+        "the router has no ECMP route to the VIP: {}\n{}",
+        l.router.exec("ip route"),
+        l.diagnose()
+    );
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 100, "");
+    assert_eq!(failed, 0, "{spread:?}");
+    let (a, b) = (l.packets_in(0), l.packets_in(1));
+    assert!(a > 20 && b > 20, "not spread over both nodes: {a} / {b}");
+
+    let t0 = Instant::now();
+    l.nodes[0].p.take().expect("node1").kill9();
+    assert!(
+        l.wait_hops(&["192.0.2.3"], Duration::from_secs(15)),
+        "node1 never withdrawn: {}",
+        l.diagnose()
+    );
+    let took = t0.elapsed();
+    eprintln!("without BFD: the router dropped node1 {took:?} after kill -9 (hold time 9 s)");
+    // node1's BGP daemon lives on but cannot reach the router (its path
+    // was ferrolb's TAP): only the hold timer ends the session.
+    assert!(
+        took >= Duration::from_secs(3) && took <= Duration::from_secs(12),
+        "{took:?}"
+    );
+    let (_, failed) = curl_spread(&l.client, "http://192.0.2.100/", 50, "");
+    assert_eq!(failed, 0, "new requests failed after node1 was withdrawn");
 }

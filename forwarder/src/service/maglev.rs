@@ -404,6 +404,71 @@ mod tests {
         assert!(frac < 0.004, "{frac}"); // measured 0.30%
     }
 
+    /// Active/active: when one of N nodes leaves, the router moves that
+    /// node's flows (and, with hash-threshold ECMP, some others) to other
+    /// nodes. Every node holds the same Maglev table over the reals, so a
+    /// flow that changes node never changes real. Prints the share of
+    /// flows that change node, for a router with hash-threshold ECMP
+    /// (Linux's default: the hash space cut into N equal ranges) and for
+    /// one with consistent (resilient) hashing, modelled by a Maglev table
+    /// over the nodes; worst case over which node leaves.
+    #[test]
+    fn one_of_n_nodes_leaving_moves_flows_between_nodes_never_between_reals() {
+        const FLOWS: usize = 100_000;
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let hashes: Vec<u64> = (0..FLOWS)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect();
+        // The reals, and the real each flow gets: the same on every node.
+        let reals = Maglev::new(&uniform(10));
+        let real_of: Vec<_> = hashes.iter().map(|&h| reals.lookup(h)).collect();
+        let threshold =
+            |h: u64, nodes: &[u16]| nodes[((h >> 32) * nodes.len() as u64 >> 32) as usize];
+        for n in [2u16, 3, 4, 8, 16] {
+            let all: Vec<u16> = (0..n).collect();
+            let consistent_all = Maglev::new(&uniform(n));
+            let (mut worst_threshold, mut worst_consistent) = (0f64, 0f64);
+            for gone in 0..n {
+                let rest: Vec<u16> = all.iter().copied().filter(|&i| i != gone).collect();
+                let consistent_rest = Maglev::new(
+                    &uniform(n)
+                        .into_iter()
+                        .filter(|b| b.idx.0 != gone)
+                        .collect::<Vec<_>>(),
+                );
+                let (mut moved_t, mut moved_c) = (0usize, 0usize);
+                for (i, &h) in hashes.iter().enumerate() {
+                    moved_t += usize::from(threshold(h, &all) != threshold(h, &rest));
+                    moved_c += usize::from(consistent_all.lookup(h) != consistent_rest.lookup(h));
+                    // Whichever node the flow lands on now, its real is
+                    // the one it had.
+                    assert_eq!(reals.lookup(h), real_of[i]);
+                }
+                worst_threshold = worst_threshold.max(moved_t as f64 / FLOWS as f64);
+                worst_consistent = worst_consistent.max(moved_c as f64 / FLOWS as f64);
+            }
+            let own = 1.0 / f64::from(n);
+            println!(
+                "one of {n} nodes leaves: {:.1} % of flows change node with hash-threshold ECMP, {:.1} % with consistent hashing (its own share {:.1} %), 0 change real",
+                worst_threshold * 100.0,
+                worst_consistent * 100.0,
+                own * 100.0
+            );
+            // Consistent hashing moves the leaving node's flows and
+            // hardly more; hash-threshold at least those.
+            assert!(
+                worst_consistent <= own * 1.05 + 0.006,
+                "n={n}: {worst_consistent}"
+            );
+            assert!(worst_threshold >= own * 0.95, "n={n}: {worst_threshold}");
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
         #[test]
