@@ -416,6 +416,81 @@ fn health_checks_take_a_dead_real_out_and_bring_it_back(workers: u16) {
     assert!(st.success());
 }
 
+/// A VIP on every port (`port = 0`) is checked on a readiness port of
+/// its own: nginx serves `/ready.txt` on 9010 only, apart from the
+/// service on 80. A real whose readiness server is away takes no new
+/// flows though its service answers.
+#[test]
+fn health_checks_on_a_readiness_port_cover_an_all_ports_vip() {
+    require_root();
+    let _g = serial();
+    let l = lab(1);
+    let base = config(&l, [1, 1, 1], false);
+    let cfg = base.replacen(
+        "port = 80\nmode = \"dr\"\nscheduler = \"maglev\"\n",
+        "port = 0\nmode = \"dr\"\nscheduler = \"maglev\"\n  [vip.health]\n  type = \"http\"\n  port = 9010\n  path = \"/ready.txt\"\n  expect_body = \"ready\"\n  interval = \"200ms\"\n  timeout = \"150ms\"\n  rise = 1\n  fall = 2\n",
+        1,
+    );
+    assert_ne!(cfg, base);
+    let mut ready: Vec<Option<Nginx>> = l.reals[..2]
+        .iter()
+        .map(|r| Some(Nginx::readiness(r, 9010)))
+        .collect();
+    let mut lb = Ferrolb::start(&l.lb, &cfg);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    assert!(
+        wait_for(Duration::from_secs(10), || real_states(&l.lb)
+            == ["up", "up", "down"]),
+        "{:?}\n{}",
+        real_states(&l.lb),
+        lb.log_text()
+    );
+    let s = status_json(&l.lb);
+    let reals = &s["vips"][0]["reals"];
+    assert_eq!(s["vips"][0]["port"], 0, "{s}");
+    assert_eq!(reals[0]["health"]["target"], "192.0.2.21:9010", "{reals}");
+    assert!(
+        reals[2]["health"]["last_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("refused")),
+        "{reals}"
+    );
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 30, "");
+    eprintln!("real3 not ready: {spread:?}");
+    assert_eq!(failed, 0, "{spread:?}");
+    assert!(!spread.contains_key("real3"), "{spread:?}");
+
+    // real3 gets ready: it takes new flows.
+    ready.push(Some(Nginx::readiness(&l.reals[2], 9010)));
+    assert!(
+        wait_for(Duration::from_secs(5), || real_states(&l.lb)
+            == ["up", "up", "up"]),
+        "{:?}",
+        real_states(&l.lb)
+    );
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 45, "");
+    eprintln!("all ready: {spread:?}");
+    assert_eq!(failed, 0, "{spread:?}");
+    assert!(spread.get("real3").copied().unwrap_or(0) > 0, "{spread:?}");
+
+    // real1's readiness server stops, its service on 80 still answers:
+    // out all the same.
+    ready[0] = None;
+    assert!(
+        wait_for(Duration::from_secs(5), || real_states(&l.lb)
+            == ["down", "up", "up"]),
+        "{:?}",
+        real_states(&l.lb)
+    );
+    let direct = l.client.exec("curl -s -m 3 http://192.0.2.21/");
+    assert!(direct.contains("real1"), "{direct:?}");
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 30, "");
+    assert_eq!(failed, 0, "{spread:?}");
+    assert!(!spread.contains_key("real1"), "{spread:?}");
+    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success());
+}
+
 /// A keep-alive HTTP connection from the client through the VIP: it makes
 /// one request at start (its real's name is `first`), then, on `go`, 20
 /// more 100 ms apart, and reports `OK <answers> <distinct reals>`.

@@ -104,8 +104,11 @@ pub use probe::UDP_PAYLOAD;
 pub struct Target {
     /// The VIP's name.
     pub vip: String,
-    /// The real server's address and the port to check.
+    /// The real server's address and port: which real the verdicts are
+    /// about.
     pub addr: SocketAddr,
+    /// Where checks go: `addr`, or `[vip.health]`'s `address` / `port`.
+    pub probe: SocketAddr,
     /// The local address checks leave from (port chosen by the kernel);
     /// `None` lets the kernel choose.
     pub bind: Option<IpAddr>,
@@ -151,6 +154,8 @@ pub struct TargetStatus {
     pub vip: String,
     /// The real server.
     pub addr: SocketAddr,
+    /// Where its checks go.
+    pub probe: SocketAddr,
     /// The source address, if one is set.
     pub bind: Option<IpAddr>,
     /// The check kind.
@@ -187,6 +192,8 @@ pub fn no_check() -> Health {
         timeout: Duration::from_secs(1),
         rise: 1,
         fall: 1,
+        port: None,
+        address: None,
     }
 }
 
@@ -199,15 +206,18 @@ pub fn targets_from_config(cfg: &Config) -> Vec<Target> {
     for vip in &cfg.vips {
         let check = vip.health.clone().unwrap_or_else(no_check);
         for real in &vip.reals {
+            let addr = SocketAddr::new(real.address, real.port);
+            let probe = check.endpoint(addr);
             let bind = cfg
                 .ports
                 .iter()
                 .flat_map(|p| &p.addresses)
-                .find(|c| c.contains(real.address))
+                .find(|c| c.contains(probe.ip()))
                 .map(|c| c.addr);
             out.push(Target {
                 vip: vip.name.clone(),
-                addr: SocketAddr::new(real.address, real.port),
+                addr,
+                probe,
                 bind,
                 check: check.clone(),
             });
@@ -294,6 +304,7 @@ impl Entry {
         TargetStatus {
             vip: t.vip.clone(),
             addr: t.addr,
+            probe: t.probe,
             bind: t.bind,
             kind: t.check.kind(),
             state: self.tracker.state,

@@ -452,7 +452,26 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// nginx on `port` answering every path with `<name> from <client>`.
     pub fn start(ns: &Netns, name: &str, port: u16) -> Nginx {
+        let loc = format!(
+            "location / {{ default_type text/plain; return 200 \"{name} from $remote_addr\\n\"; }}"
+        );
+        Nginx::with_locations(ns, port, &loc)
+    }
+
+    /// nginx on `port` with only `/ready.txt` (`ready`); 404 elsewhere: a
+    /// readiness endpoint apart from the service.
+    pub fn readiness(ns: &Netns, port: u16) -> Nginx {
+        Nginx::with_locations(
+            ns,
+            port,
+            "location = /ready.txt { default_type text/plain; return 200 \"ready\\n\"; } location / { return 404; }",
+        )
+    }
+
+    /// nginx on `port` with the `location` blocks `locations`.
+    pub fn with_locations(ns: &Netns, port: u16, locations: &str) -> Nginx {
         let dir = std::env::temp_dir().join(format!("ferrolb-nginx-{}", uid()));
         std::fs::create_dir_all(&dir).expect("nginx dir");
         let d = dir.display();
@@ -463,7 +482,7 @@ impl Nginx {
              fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n keepalive_timeout 120s;\n\
              keepalive_requests 100000;\n\
              server {{ listen {port} reuseport; listen [::]:{port} reuseport;\n\
-             location / {{ default_type text/plain; return 200 \"{name} from $remote_addr\\n\"; }} }}\n}}\n"
+             {locations} }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
         ns.exec(&format!("nginx -c {d}/nginx.conf"));

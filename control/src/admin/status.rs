@@ -172,6 +172,10 @@ pub struct RealStatus {
 pub struct CheckStatus {
     /// `tcp`, `http`, `udp`.
     pub kind: String,
+    /// Where the checks go (`address:port`): the real, or `[vip.health]`'s
+    /// `address` / `port`.
+    #[serde(default)]
+    pub target: String,
     /// `up` or `down`.
     pub state: String,
     /// No verdict yet.

@@ -335,6 +335,22 @@ pub struct Health {
     pub rise: u32,
     /// Consecutive failures to go down.
     pub fall: u32,
+    /// `port`: check this port instead of each real's (needed when the
+    /// VIP covers every port).
+    pub port: Option<u16>,
+    /// `address`: check this address instead of each real's.
+    pub address: Option<IpAddr>,
+}
+
+impl Health {
+    /// Where the check of real `real` goes: `address` and `port` when
+    /// set, the real's own otherwise.
+    pub fn endpoint(&self, real: SocketAddr) -> SocketAddr {
+        SocketAddr::new(
+            self.address.unwrap_or(real.ip()),
+            self.port.unwrap_or(real.port()),
+        )
+    }
 }
 
 impl Health {

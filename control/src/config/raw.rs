@@ -78,6 +78,8 @@ pub(super) struct RawHealth {
     pub(super) timeout: Option<String>,
     pub(super) rise: Option<i64>,
     pub(super) fall: Option<i64>,
+    pub(super) port: Option<i64>,
+    pub(super) address: Option<String>,
 }
 
 #[derive(Deserialize)]

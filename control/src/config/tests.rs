@@ -510,3 +510,61 @@ fn the_fingerprint_follows_what_picks_reals_and_nothing_else() {
         fp(&two("web", "api").replacen("port = 80", "port = 8080", 1))
     );
 }
+
+#[test]
+fn health_checks_may_go_to_another_port_or_address() {
+    let all_ports = |health: &str| {
+        with(&format!(
+            "\n[[vip]]\nname = \"all\"\naddress = \"192.0.2.100\"\nport = 0\n{health}[[vip.real]]\naddress = \"192.0.2.21\"\n"
+        ))
+    };
+    let c = parse(
+        "h.toml",
+        &all_ports("[vip.health]\ntype = \"http\"\npath = \"/ready.txt\"\nport = 9010\n"),
+    )
+    .unwrap();
+    let h = c.vips[0].health.clone().unwrap();
+    assert_eq!((h.port, h.address), (Some(9010), None));
+    let real: SocketAddr = "192.0.2.21:0".parse().unwrap();
+    assert_eq!(h.endpoint(real), "192.0.2.21:9010".parse().unwrap());
+    let c = parse(
+        "h.toml",
+        &vip("[vip.health]\ntype = \"tcp\"\naddress = \"192.0.2.99\"\n[[vip.real]]\naddress = \"192.0.2.21\"\n"),
+    )
+    .unwrap();
+    let h = c.vips[0].health.clone().unwrap();
+    assert_eq!(
+        h.endpoint("192.0.2.21:80".parse().unwrap()),
+        "192.0.2.99:80".parse().unwrap()
+    );
+    // No check, no port needed.
+    assert!(parse("h.toml", &all_ports("")).is_ok());
+    assert!(parse("h.toml", &all_ports("[vip.health]\ntype = \"none\"\n")).is_ok());
+    for (text, key, msg) in [
+        (
+            all_ports("[vip.health]\ntype = \"tcp\"\n"),
+            "vip[0].health.port",
+            "every port",
+        ),
+        (
+            all_ports("[vip.health]\ntype = \"tcp\"\nport = 0\n"),
+            "vip[0].health.port",
+            "out of range",
+        ),
+        (
+            all_ports("[vip.health]\ntype = \"tcp\"\nport = 65536\n"),
+            "vip[0].health.port",
+            "out of range",
+        ),
+        (
+            all_ports("[vip.health]\ntype = \"tcp\"\nport = 9010\naddress = \"ready\"\n"),
+            "vip[0].health.address",
+            "not an IP address",
+        ),
+    ] {
+        let errs = parse("bad.toml", &text).expect_err(&text).0;
+        assert_eq!(errs.len(), 1, "{text}: {errs:#?}");
+        assert_eq!(errs[0].key, key, "{text}");
+        assert!(errs[0].message.contains(msg), "{}", errs[0]);
+    }
+}

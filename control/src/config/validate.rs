@@ -466,6 +466,14 @@ pub(super) fn validate_vip(
         .health
         .as_ref()
         .and_then(|h| validate_health(errs, &p.key("health"), h));
+    if let Some(h) = &health {
+        if port == 0 && h.port.is_none() && h.check != Check::None {
+            errs.at(
+                &p.key("health").key("port"),
+                "required: the VIP takes every port (port = 0), so its reals have no port to check",
+            );
+        }
+    }
 
     let mut reals = Vec::new();
     let mut seen = HashSet::new();
@@ -672,6 +680,20 @@ pub(super) fn validate_health(errs: &mut Errors<'_>, p: &KeyPath, h: &RawHealth)
     let expect_status = h.expect_status.map_or(Some(200), |v| {
         int_in(errs, &p.key("expect_status"), v, 100, 599)
     });
+    let port = match h.port {
+        Some(v) => Some(int_in(errs, &p.key("port"), v, 1, 65535)?),
+        None => None,
+    };
+    let address = match &h.address {
+        Some(a) => match a.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                errs.at(&p.key("address"), format!("{a:?} is not an IP address"));
+                return None;
+            }
+        },
+        None => None,
+    };
     let (Some(rise), Some(fall), Some(expect_status)) = (rise, fall, expect_status) else {
         return None;
     };
@@ -706,6 +728,8 @@ pub(super) fn validate_health(errs: &mut Errors<'_>, p: &KeyPath, h: &RawHealth)
         timeout,
         rise,
         fall,
+        port,
+        address,
     })
 }
 

@@ -198,6 +198,7 @@ fn vips(s: &State) -> Vec<VipStatus> {
                         .check(&spec.name, SocketAddr::new(r.addr, r.port))
                         .map(|h| CheckStatus {
                             kind: lower(h.kind),
+                            target: h.probe.to_string(),
                             state: h.state.to_string(),
                             pending: h.pending,
                             last_ok: h.last_ok,

@@ -67,8 +67,8 @@ pub async fn probe(target: &Target) -> Outcome {
     if check.kind() == HealthKind::None {
         return Ok("no health check".into());
     }
-    if target.addr.port() == 0 {
-        return Err("no port to check (the VIP covers every port)".into());
+    if target.probe.port() == 0 {
+        return Err("no port to check (the VIP covers every port: set [vip.health] port)".into());
     }
     let deadline = Deadline::after(check.timeout);
     match &check.check {
@@ -118,7 +118,7 @@ fn source(bind: Option<IpAddr>, addr: SocketAddr) -> Result<Option<SocketAddr>, 
 }
 
 async fn connect(target: &Target, deadline: Deadline) -> Result<TcpStream, String> {
-    let addr = target.addr;
+    let addr = target.probe;
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -148,7 +148,7 @@ async fn tcp(target: &Target, deadline: Deadline) -> Outcome {
 
 /// The request of the `http` check `h` of `target`.
 pub fn request(target: &Target, h: &HttpCheck) -> String {
-    let host = match target.addr {
+    let host = match target.probe {
         SocketAddr::V4(a) if a.port() == 80 => a.ip().to_string(),
         SocketAddr::V6(a) if a.port() == 80 => format!("[{}]", a.ip()),
         a => a.to_string(),
@@ -219,7 +219,7 @@ pub async fn read_response<R: AsyncRead + Unpin>(
 /// Linux reports an ICMP port unreachable as `ECONNREFUSED`, which fails
 /// the check at once instead of waiting for the timeout.
 async fn udp(target: &Target, deadline: Deadline) -> Outcome {
-    let addr = target.addr;
+    let addr = target.probe;
     let local = source(target.bind, addr)?.unwrap_or_else(|| match addr {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
@@ -303,6 +303,7 @@ mod tests {
         let t = Target {
             vip: "web".into(),
             addr: "[2001:db8::1]:8080".parse().unwrap(),
+            probe: "[2001:db8::1]:8080".parse().unwrap(),
             bind: None,
             check: crate::config::Health {
                 check: Check::Http(h.clone()),
@@ -310,6 +311,8 @@ mod tests {
                 timeout: Duration::from_millis(500),
                 rise: 2,
                 fall: 2,
+                port: None,
+                address: None,
             },
         };
         assert_eq!(
@@ -317,7 +320,7 @@ mod tests {
             "GET /ready.txt HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\nUser-Agent: ferrolb-health\r\nAccept: */*\r\nConnection: close\r\n\r\n"
         );
         let t = Target {
-            addr: "192.0.2.21:80".parse().unwrap(),
+            probe: "192.0.2.21:80".parse().unwrap(),
             ..t
         };
         assert!(request(&t, &h).contains("\r\nHost: 192.0.2.21\r\n"));

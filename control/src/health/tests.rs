@@ -32,6 +32,8 @@ fn check(kind: HealthKind, interval_ms: u64, timeout_ms: u64, rise: u32, fall: u
         timeout: Duration::from_millis(timeout_ms),
         rise,
         fall,
+        port: None,
+        address: None,
     }
 }
 
@@ -39,6 +41,7 @@ fn target(vip: &str, addr: SocketAddr, check: Health) -> Target {
     Target {
         vip: vip.into(),
         addr,
+        probe: addr,
         bind: None,
         check,
     }
@@ -602,7 +605,10 @@ fn port_zero_cannot_be_checked() {
         "127.0.0.1:0".parse().unwrap(),
         check(HealthKind::Tcp, 50, 1000, 1, 1),
     ));
-    assert_eq!(ev.reason, "no port to check (the VIP covers every port)");
+    assert_eq!(
+        ev.reason,
+        "no port to check (the VIP covers every port: set [vip.health] port)"
+    );
 }
 
 #[test]
@@ -942,4 +948,18 @@ fn duplicate_targets_last_wins() {
     let (hc, rx) = start(vec![first, last]);
     assert_eq!(next_event(&rx).reason, "no health check");
     assert_eq!(hc.status().len(), 1);
+}
+
+#[test]
+fn a_check_on_another_port_speaks_for_the_real() {
+    // The real's own port is closed; its readiness port answers.
+    let server = Server::tcp(|_, _, _| {});
+    let real = closed_tcp_port();
+    let mut t = target("web", real, check(HealthKind::Tcp, 50, 1000, 1, 1));
+    t.probe = server.addr;
+    let (ev, st) = first_event(t);
+    assert_eq!(ev.state, State::Up, "{}", ev.reason);
+    assert_eq!(ev.addr, real, "the verdict is about the real");
+    assert_eq!(st.probe, server.addr);
+    assert!(wait_until(|| server.count() >= 1));
 }
