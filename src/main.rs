@@ -66,6 +66,16 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Manual failover of a VRRP pair ([ha]): takeover makes this node
+    /// MASTER now and keeps it so; release makes it BACKUP now and keeps
+    /// it so; auto returns to the election. Kept until the next restart.
+    Ha {
+        /// takeover, release or auto.
+        #[arg(value_enum)]
+        action: HaArg,
+        #[command(flatten)]
+        api: Api,
+    },
     /// Re-read the configuration file of the running daemon.
     Reload {
         #[command(flatten)]
@@ -88,6 +98,13 @@ struct Api {
 enum NodeArg {
     Drain,
     Enable,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HaArg {
+    Takeover,
+    Release,
+    Auto,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -145,6 +162,14 @@ fn main() -> ExitCode {
                 NodeArg::Enable => "enable",
             };
             cli_result(post(&api, &format!("/api/v1/node/{action}")))
+        }
+        Command::Ha { action, api } => {
+            let action = match action {
+                HaArg::Takeover => "takeover",
+                HaArg::Release => "release",
+                HaArg::Auto => "auto",
+            };
+            cli_result(post(&api, &format!("/api/v1/ha/{action}")))
         }
         Command::Run { config } => {
             init_logging();

@@ -316,6 +316,87 @@ fn preempt_true_the_higher_priority_takes_the_vip_back() {
     }
 }
 
+/// `ferrolb ha takeover` on the BACKUP moves the VIP to it at once and
+/// keeps it there though A (higher priority, preempt) lives on; `ha
+/// release` hands it back within A's skew time and keeps B BACKUP; `ha
+/// auto` returns to the election. A reload of A's `[ha]` priority applies
+/// to the running router; a changed vrid is refused, naming the restart.
+#[test]
+fn manual_takeover_and_release_move_the_vip_and_ha_reloads_apply_or_are_refused() {
+    let workers = 1;
+    require_root();
+    let _g = serial();
+    let l = lab(workers);
+    let (mut a, mut b, mac_a, mac_b) = pair_with(&l, "preempt = true\n");
+    let ha = |ns: &Netns, action: &str| ns.exec(&format!("{} ha {action}", ferrolb_bin()));
+
+    let out = ha(&l.b, "takeover");
+    assert!(out.contains("takeover: BACKUP -> MASTER"), "{out}");
+    b.wait_log(MASTER, Duration::from_secs(1));
+    a.wait_log(BACKUP, Duration::from_secs(3));
+    assert!(
+        client_vip_mac_is(&l, &mac_b, Duration::from_secs(3)),
+        "VIP entry {:?} is not B's {mac_b}",
+        l.client.try_exec("ip neigh show 192.0.2.100").1
+    );
+    let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
+    assert!(body.contains("real1 from 192.0.2.1"), "{body}");
+    // A (150, preempt) stays BACKUP: B advertises 254.
+    std::thread::sleep(Duration::from_secs(5));
+    let sa = status(&l.a);
+    assert!(sa.contains("BACKUP, master 192.0.2.3"), "{sa}");
+    let sb = status(&l.b);
+    assert!(
+        sb.contains("VRRP manual takeover: advertising priority 254"),
+        "{sb}"
+    );
+    let jb = status_json(&l.b);
+    assert_eq!(jb["ha"]["manual"], "takeover", "{jb}");
+    assert_eq!(jb["ha"]["advertised_priority"], 254, "{jb}");
+
+    // Release: A takes over at its skew time, B stays BACKUP.
+    let out = ha(&l.b, "release");
+    assert!(out.contains("release: MASTER -> BACKUP"), "{out}");
+    a.wait_log_count(MASTER, 2, Duration::from_secs(2));
+    assert!(
+        client_vip_mac_is(&l, &mac_a, Duration::from_secs(3)),
+        "VIP entry {:?} is not A's {mac_a}",
+        l.client.try_exec("ip neigh show 192.0.2.100").1
+    );
+    assert!(status(&l.b).contains("VRRP manual release"));
+    let out = ha(&l.b, "auto");
+    assert!(out.contains("auto: BACKUP"), "{out}");
+    assert_eq!(status_json(&l.b)["ha"]["manual"], "auto");
+
+    // A reload lowers A's priority below B's: the running router takes
+    // it, and B (preempt by default) takes the VIP.
+    let cfg_a = config(&l, "a", "192.0.2.2", 150) + "preempt = true\n";
+    std::fs::write(&a.config, cfg_a.replace("priority = 150", "priority = 50")).unwrap();
+    let out = l.a.exec(&format!("{} reload", ferrolb_bin()));
+    assert!(out.contains("reloaded"), "{out}");
+    a.wait_log(
+        "[ha] applied to the running VRRP instance",
+        Duration::from_secs(2),
+    );
+    b.wait_log_count(MASTER, 2, Duration::from_secs(6));
+    assert_eq!(status_json(&l.a)["ha"]["priority"], 50);
+    // A new vrid needs a restart: refused, said, nothing changed.
+    std::fs::write(&a.config, cfg_a.replace("vrid = 51", "vrid = 52")).unwrap();
+    let (ok, out) = l.a.try_exec(&format!("{} reload 2>&1", ferrolb_bin()));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[ha].vrid 51 -> 52 changed") && out.contains("restart"),
+        "{out}"
+    );
+    let sa = status_json(&l.a);
+    assert_eq!(sa["ha"]["vrid"], 51);
+    assert_eq!(sa["ha"]["priority"], 50);
+    for f in [&mut b, &mut a] {
+        let (st, _) = f.signal_and_wait("TERM", Duration::from_secs(10));
+        assert!(st.success(), "{}", f.log_text());
+    }
+}
+
 #[test]
 fn preempt_false_the_returning_node_stays_backup() {
     let workers = 1;

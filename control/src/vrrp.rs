@@ -175,6 +175,37 @@ pub enum ConfigError {
     TooManyAddresses(usize),
 }
 
+/// What the operator asked of this node (`ferrolb ha takeover`,
+/// `ferrolb ha release`, `ferrolb ha auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Manual {
+    /// The election as configured.
+    #[default]
+    Auto,
+    /// Be MASTER now and stay it: adverts carry [`TAKEOVER_PRIORITY`]
+    /// (or the configured priority, if higher), so a peer of any
+    /// configured priority but an address owner's yields.
+    Takeover,
+    /// Give the addresses up now (a priority-0 advert when MASTER) and
+    /// stay BACKUP, whatever the peer does, until `takeover` or `auto`.
+    Release,
+}
+
+impl Manual {
+    /// `auto`, `takeover`, `release`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Manual::Auto => "auto",
+            Manual::Takeover => "takeover",
+            Manual::Release => "release",
+        }
+    }
+}
+
+/// The priority a node that took over advertises: the highest one a
+/// router that does not own the addresses may use (RFC 5798, 5.2.4).
+pub const TAKEOVER_PRIORITY: u8 = 254;
+
 /// RFC 5798 states, plus Fault (a tracked link is down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -323,6 +354,8 @@ pub struct Vrrp {
     timer: Option<Instant>,
     master: Option<IpAddr>,
     link_up: bool,
+    /// What the operator asked.
+    manual: Manual,
     counters: Counters,
 }
 
@@ -369,8 +402,94 @@ impl Vrrp {
             timer: None,
             master: None,
             link_up: true,
+            manual: Manual::Auto,
             counters: Counters::default(),
         })
+    }
+
+    /// The priority our adverts carry and elections use: the configured
+    /// one, raised to [`TAKEOVER_PRIORITY`] while taken over.
+    pub fn priority(&self) -> u8 {
+        match self.manual {
+            Manual::Takeover => self.cfg.priority.max(TAKEOVER_PRIORITY),
+            _ => self.cfg.priority,
+        }
+    }
+
+    /// What the operator asked.
+    pub fn manual(&self) -> Manual {
+        self.manual
+    }
+
+    /// The operator's word: [`Manual::Takeover`] makes a BACKUP MASTER at
+    /// once; [`Manual::Release`] makes a MASTER BACKUP at once (with a
+    /// priority-0 advert, so the peer takes over within its skew time)
+    /// and keeps it there; [`Manual::Auto`] returns to the election (a
+    /// released BACKUP watches the master again; a node that took over
+    /// advertises its own priority, and a peer that preempts takes the
+    /// addresses back). Nothing happens in Initialize or Fault (a
+    /// tracked link down still wins), but the word is kept for later.
+    pub fn set_manual(&mut self, now: Instant, m: Manual) -> Vec<Action> {
+        self.manual = m;
+        match (m, self.state) {
+            (Manual::Takeover, State::Backup) => self.become_master(now),
+            (Manual::Takeover, State::Master) => {
+                // Say the new priority at once.
+                self.timer = Some(now + packet::cs(self.adver_cs));
+                self.sent(self.priority());
+                vec![Action::SendAdvert {
+                    priority: self.priority(),
+                }]
+            }
+            (Manual::Release, State::Master) => {
+                self.sent(0);
+                self.state = State::Backup;
+                self.master = None;
+                self.master_adver_cs = self.adver_cs;
+                self.timer = Some(now + self.master_down_interval());
+                self.counters.to_backup += 1;
+                vec![Action::SendAdvert { priority: 0 }, Action::BecomeBackup]
+            }
+            (Manual::Auto, State::Master) => {
+                self.timer = Some(now + packet::cs(self.adver_cs));
+                self.sent(self.priority());
+                vec![Action::SendAdvert {
+                    priority: self.priority(),
+                }]
+            }
+            (Manual::Auto, State::Backup) => {
+                self.timer = Some(now + self.master_down_interval());
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Applies `[ha]` settings a reload changed (priority, preempt,
+    /// advert interval, gratuitous ARP timing); the state is kept, and
+    /// the next advert carries the new values.
+    pub fn reconfigure(
+        &mut self,
+        priority: u8,
+        preempt: bool,
+        advert_interval: Duration,
+        garp_interval: Duration,
+        garp_elapse: Duration,
+    ) -> Result<(), ConfigError> {
+        let next = Vrrp::new(VrrpConfig {
+            priority,
+            preempt,
+            advert_interval,
+            garp_interval,
+            garp_elapse,
+            ..self.cfg.clone()
+        })?;
+        self.cfg = next.cfg;
+        self.adver_cs = next.adver_cs;
+        if self.state == State::Master {
+            self.master_adver_cs = self.adver_cs;
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -408,12 +527,12 @@ impl Vrrp {
 
     /// Skew_Time now in use.
     pub fn skew_time(&self) -> Duration {
-        skew_time(self.cfg.priority, self.master_adver_cs)
+        skew_time(self.priority(), self.master_adver_cs)
     }
 
     /// Master_Down_Interval now in use.
     pub fn master_down_interval(&self) -> Duration {
-        master_down_interval(self.cfg.priority, self.master_adver_cs)
+        master_down_interval(self.priority(), self.master_adver_cs)
     }
 
     /// Replaces the virtual addresses our adverts list (a reload added or
@@ -519,7 +638,7 @@ impl Vrrp {
                 if adv.priority == 0 {
                     self.timer = Some(now + self.skew_time());
                     self.master = None;
-                } else if !self.cfg.preempt || adv.priority >= self.cfg.priority {
+                } else if !self.cfg.preempt || adv.priority >= self.priority() {
                     self.master_adver_cs = adv.interval_cs.min(packet::MAX_INTERVAL_CS);
                     self.timer = Some(now + self.master_down_interval());
                     self.master = Some(src);
@@ -529,12 +648,12 @@ impl Vrrp {
             State::Master => {
                 if adv.priority == 0 {
                     self.timer = Some(now + packet::cs(self.adver_cs));
-                    self.sent(self.cfg.priority);
+                    self.sent(self.priority());
                     vec![Action::SendAdvert {
-                        priority: self.cfg.priority,
+                        priority: self.priority(),
                     }]
-                } else if adv.priority > self.cfg.priority
-                    || (adv.priority == self.cfg.priority && src > self.cfg.primary)
+                } else if adv.priority > self.priority()
+                    || (adv.priority == self.priority() && src > self.cfg.primary)
                 {
                     self.master_adver_cs = adv.interval_cs.min(packet::MAX_INTERVAL_CS);
                     self.state = State::Backup;
@@ -560,30 +679,18 @@ impl Vrrp {
         }
         let adver = packet::cs(self.adver_cs);
         match self.state {
-            State::Backup => {
-                self.state = State::Master;
-                self.master = Some(self.cfg.primary);
-                self.timer = Some(now + adver);
-                self.counters.to_master += 1;
-                self.sent(self.cfg.priority);
-                vec![
-                    Action::SendAdvert {
-                        priority: self.cfg.priority,
-                    },
-                    Action::BecomeMaster,
-                    Action::GarpSchedule(Garp {
-                        start: now,
-                        interval: self.cfg.garp_interval,
-                        elapse: self.cfg.garp_elapse,
-                    }),
-                ]
+            State::Backup if self.manual == Manual::Release => {
+                // Released: the master may be gone, we stay.
+                self.timer = Some(now + self.master_down_interval());
+                Vec::new()
             }
+            State::Backup => self.become_master(now),
             State::Master => {
                 let next = deadline + adver;
                 self.timer = Some(if next > now { next } else { now + adver });
-                self.sent(self.cfg.priority);
+                self.sent(self.priority());
                 vec![Action::SendAdvert {
-                    priority: self.cfg.priority,
+                    priority: self.priority(),
                 }]
             }
             State::Initialize | State::Fault => {
@@ -615,6 +722,25 @@ impl Vrrp {
             }
             _ => Vec::new(),
         }
+    }
+
+    fn become_master(&mut self, now: Instant) -> Vec<Action> {
+        self.state = State::Master;
+        self.master = Some(self.cfg.primary);
+        self.timer = Some(now + packet::cs(self.adver_cs));
+        self.counters.to_master += 1;
+        self.sent(self.priority());
+        vec![
+            Action::SendAdvert {
+                priority: self.priority(),
+            },
+            Action::BecomeMaster,
+            Action::GarpSchedule(Garp {
+                start: now,
+                interval: self.cfg.garp_interval,
+                elapse: self.cfg.garp_elapse,
+            }),
+        ]
     }
 
     fn enter_backup(&mut self, now: Instant) {

@@ -67,6 +67,9 @@ impl NodeAction {
 pub enum Command {
     /// Drain or enable the node.
     Node(NodeAction),
+    /// Manual failover of the VRRP pair (`[ha]`): take over, release,
+    /// or back to the election.
+    Ha(crate::vrrp::Manual),
     /// Re-read the configuration file.
     Reload,
     /// Drain, enable or disable the reals of `vip` matching `real`.
@@ -115,6 +118,13 @@ pub enum CommandError {
     /// The configuration has no `[announce]`: nothing to drain.
     #[error("this node announces nothing: the configuration has no [announce]")]
     NoAnnounce,
+    /// The new configuration changes what only a restart applies; nothing
+    /// changed.
+    #[error("reload rejected: {0}")]
+    NeedsRestart(String),
+    /// The configuration has no `[ha]`: no pair to fail over.
+    #[error("this node is not in a VRRP pair: the configuration has no [ha]")]
+    NoHa,
     /// The control loop did not take the command in time.
     #[error("the control loop did not answer in 10 s")]
     Timeout,
@@ -128,7 +138,7 @@ impl CommandError {
             CommandError::BadAddress(_)
             | CommandError::InvalidConfig(_)
             | CommandError::Tables(_) => 400,
-            CommandError::NoAnnounce => 409,
+            CommandError::NoAnnounce | CommandError::NoHa | CommandError::NeedsRestart(_) => 409,
             CommandError::Stopping | CommandError::Timeout => 503,
         }
     }
@@ -178,6 +188,17 @@ pub fn route(method: &str, path: &str, backend: &dyn Backend) -> Response {
             "enable" => Command::Node(NodeAction::Enable),
             other => return text(404, format!("unknown action {other:?} (drain, enable)")),
         },
+        ("POST", ["api", "v1", "ha", action]) => match *action {
+            "takeover" => Command::Ha(crate::vrrp::Manual::Takeover),
+            "release" => Command::Ha(crate::vrrp::Manual::Release),
+            "auto" => Command::Ha(crate::vrrp::Manual::Auto),
+            other => {
+                return text(
+                    404,
+                    format!("unknown action {other:?} (takeover, release, auto)"),
+                )
+            }
+        },
         ("POST", ["api", "v1", "vips", vip, "reals", real, action]) => {
             let Some(action) = Action::parse(action) else {
                 return text(
@@ -191,7 +212,7 @@ pub fn route(method: &str, path: &str, backend: &dyn Backend) -> Response {
                 action,
             }
         }
-        (_, ["api", "v1", "reload"]) | (_, ["api", "v1", "vips" | "node", ..]) => {
+        (_, ["api", "v1", "reload"]) | (_, ["api", "v1", "vips" | "node" | "ha", ..]) => {
             return text(405, "use POST")
         }
         _ => return text(404, format!("no route {method} {path}")),

@@ -348,6 +348,13 @@ pub struct HaStatus {
     pub owner: bool,
     /// Configured priority.
     pub priority: u8,
+    /// The priority adverts carry (254 while taken over).
+    #[serde(default)]
+    pub advertised_priority: u8,
+    /// The operator's word: `auto` (the election), `takeover` or
+    /// `release` (`ferrolb ha ...`).
+    #[serde(default)]
+    pub manual: String,
     /// Virtual router id.
     pub vrid: u8,
     /// Advert interval.

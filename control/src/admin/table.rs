@@ -36,6 +36,22 @@ pub fn render(s: &Status) -> String {
             h.adverts_received,
             h.adverts_invalid,
         );
+        match h.manual.as_str() {
+            "takeover" => {
+                let _ = writeln!(
+                    o,
+                    "VRRP manual takeover: advertising priority {} until `ferrolb ha auto` or a restart",
+                    h.advertised_priority
+                );
+            }
+            "release" => {
+                let _ = writeln!(
+                    o,
+                    "VRRP manual release: staying BACKUP until `ferrolb ha takeover`, `ferrolb ha auto` or a restart"
+                );
+            }
+            _ => {}
+        }
     }
     if let Some(y) = &s.sync {
         let _ = writeln!(

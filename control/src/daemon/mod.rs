@@ -36,6 +36,7 @@ use crate::announce::{Announcer, Netlink};
 use crate::config::{self, Config};
 use crate::health::{self, HealthChecker};
 use crate::vrrp::driver::{Ha, PortAddresses};
+use crate::vrrp::Manual;
 use policy::RealStates;
 use report::RateSampler;
 
@@ -345,6 +346,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
                 }
                 Command::Real { vip, real, action } => self.real_action(&vip, &real, action),
                 Command::Node(action) => self.node_action(action),
+                Command::Ha(m) => self.ha_action(m),
             };
             let _ = reply.send(r);
         }
@@ -488,24 +490,58 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
         };
         let st = Arc::clone(&self.state);
         let mut s = lock(&st);
+        if let Some(why) = ha_needs_restart(s.cfg.ha.as_ref(), new.ha.as_ref()) {
+            let e = format!(
+                "{why}: restart ferrolb to apply it (the running configuration is unchanged)"
+            );
+            tracing::error!(file = %self.path.display(), "reload rejected: {e}");
+            s.last_reload_error = Some(e.clone());
+            return Err(CommandError::NeedsRestart(e));
+        }
         if new.ports != s.cfg.ports
             || new.dataplane != s.cfg.dataplane
-            || new.ha != s.cfg.ha
             || new.announce != s.cfg.announce
         {
             tracing::warn!(
-                "reload: [dataplane], [[port]], [ha] and [announce] changes take effect at the next restart"
+                "reload: [dataplane], [[port]] and [announce] changes take effect at the next restart"
             );
         }
+        // [ha]: what a running router can change, it changes now.
+        let ha_changed = new.ha != s.cfg.ha;
+        if let (Some(h), Some(nh)) = (self.ha.as_mut(), new.ha.as_ref()) {
+            if let Err(e) = h.reconfigure(nh) {
+                let e = format!("[ha]: {e}");
+                tracing::error!("reload rejected: {e}");
+                s.last_reload_error = Some(e.clone());
+                return Err(CommandError::Tables(e));
+            }
+        }
         let old = std::mem::replace(&mut s.cfg.vips, new.vips.clone());
+        let old_ha = std::mem::replace(&mut s.cfg.ha, new.ha.clone());
         let old_reals = s.reals.clone();
         s.reals.retain_configured(&new);
         if let Err(e) = self.republish(&mut s) {
             s.cfg.vips = old;
+            s.cfg.ha = old_ha;
             s.reals = old_reals;
+            if let (Some(h), Some(oh)) = (self.ha.as_mut(), s.cfg.ha.as_ref()) {
+                let _ = h.reconfigure(oh);
+            }
             tracing::error!("reload rejected: {e}");
             s.last_reload_error = Some(e.clone());
             return Err(CommandError::Tables(e));
+        }
+        if ha_changed {
+            if let Some(h) = &s.cfg.ha {
+                tracing::info!(
+                    priority = h.priority,
+                    preempt = h.preempt,
+                    advert_interval = ?h.advert_interval,
+                    track = ?h.track,
+                    sync_peer = ?h.sync_peer,
+                    "reload: [ha] applied to the running VRRP instance"
+                );
+            }
         }
         for (ip, mac) in new.static_macs() {
             self.dp.neigh().set_static(ip, MacAddr(mac));
@@ -589,6 +625,45 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
         })
     }
 
+    /// `ferrolb ha takeover` / `release` / `auto`.
+    fn ha_action(&mut self, m: Manual) -> Result<String, CommandError> {
+        let Some(mut h) = self.ha.take() else {
+            return Err(CommandError::NoHa);
+        };
+        let before = h.state();
+        if let Some(owner) = h.set_manual(Instant::now(), m) {
+            self.set_owner(owner, &h);
+            self.last_transition = Some(SystemTime::now());
+        }
+        let after = h.state();
+        let priority = h.vrrp().priority();
+        let (before, after) = (
+            before.to_string().to_uppercase(),
+            after.to_string().to_uppercase(),
+        );
+        tracing::warn!(
+            action = m.name(),
+            from = %before,
+            to = %after,
+            advertised_priority = priority,
+            "VRRP: manual {} by the operator",
+            m.name()
+        );
+        self.ha = Some(h);
+        self.sample_ha();
+        Ok(match m {
+            Manual::Takeover => format!(
+                "takeover: {before} -> {after}, advertising priority {priority} until `ferrolb ha auto` or a restart"
+            ),
+            Manual::Release => format!(
+                "release: {before} -> {after}, staying BACKUP until `ferrolb ha takeover`, `ferrolb ha auto` or a restart"
+            ),
+            Manual::Auto => format!(
+                "auto: {after}, back to the election with priority {priority}"
+            ),
+        })
+    }
+
     /// VRRP took (`true`) or released the virtual addresses: republish.
     fn set_owner(&mut self, owner: bool, h: &Ha) {
         if owner == self.owner {
@@ -661,6 +736,38 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
 /// Opens the VRRP instance on the `[ha].port_name` port's TAP, advertising
 /// from the port's first address of the `[ha].family`, floating every VIP
 /// and `[ha].floating` address.
+/// Why a reload from `old` to `new` `[ha]` cannot be applied to a
+/// running node (`None`: it can). The VRRP instance's identity (vrid,
+/// port, family, unicast peers) and whether there is one at all are
+/// fixed at start; priority, preempt, timers, tracked links, floating
+/// addresses and the sync peer follow a reload.
+fn ha_needs_restart(old: Option<&config::HaConf>, new: Option<&config::HaConf>) -> Option<String> {
+    match (old, new) {
+        (None, None) => None,
+        (None, Some(_)) => Some("[ha] was added".into()),
+        (Some(_), None) => Some("[ha] was removed".into()),
+        (Some(o), Some(n)) => {
+            let mut changed = Vec::new();
+            if o.vrid != n.vrid {
+                changed.push(format!("[ha].vrid {} -> {}", o.vrid, n.vrid));
+            }
+            if o.port_name != n.port_name {
+                changed.push(format!(
+                    "[ha].port_name {:?} -> {:?}",
+                    o.port_name, n.port_name
+                ));
+            }
+            if o.family != n.family {
+                changed.push("[ha].family".into());
+            }
+            if o.unicast_peers != n.unicast_peers {
+                changed.push("[ha].unicast_peers".into());
+            }
+            (!changed.is_empty()).then(|| format!("{} changed", changed.join(", ")))
+        }
+    }
+}
+
 fn open_ha(cfg: &Config, h: &config::HaConf, macs: &[MacAddr]) -> Result<Ha, String> {
     let (pi, port) = cfg
         .ports

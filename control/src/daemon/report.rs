@@ -362,6 +362,8 @@ pub(super) fn ha_status(h: &Ha, owner: bool, last: Option<SystemTime>) -> HaStat
         master: v.master().map(|m| m.to_string()),
         owner,
         priority: v.config().priority,
+        advertised_priority: v.priority(),
+        manual: v.manual().name().to_string(),
         vrid: v.config().vrid,
         advert_interval_ms: v.config().advert_interval.as_millis() as u64,
         master_down_interval_ms: v.master_down_interval().as_millis() as u64,

@@ -206,6 +206,33 @@ fn operator_actions_and_reloads_reach_the_data_plane_and_refusals_change_nothing
             assert_eq!(code, 200);
             let last = dp.published.lock().unwrap().last().cloned().unwrap();
             assert_eq!((last.generation, states(&last)), (5, vec![RealState::Up]));
+
+            // No [ha]: no manual failover; adding [ha] needs a restart,
+            // and the reload says so without changing anything.
+            let (code, body) = call(addr, "POST", "/api/v1/ha/takeover");
+            assert_eq!(code, 409, "{body}");
+            assert!(body.contains("no [ha]"), "{body}");
+            let (code, _) = call(addr, "POST", "/api/v1/ha/sideways");
+            assert_eq!(code, 404);
+            file.write(&format!(
+                "{CFG}\n[ha]\nvrid = 51\npriority = 100\nport_name = \"lan\"\n"
+            ));
+            let n = dp.published.lock().unwrap().len();
+            let (code, body) = call(addr, "POST", "/api/v1/reload");
+            assert_eq!(code, 409, "{body}");
+            assert!(
+                body.contains("[ha] was added") && body.contains("restart"),
+                "{body}"
+            );
+            assert_eq!(dp.published.lock().unwrap().len(), n);
+            let s = status(addr);
+            assert!(s.ha.is_none());
+            assert!(
+                s.last_reload_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("restart")),
+                "{s:?}"
+            );
             drop(guard);
         });
         d.run(&stop, &reload);
@@ -220,4 +247,47 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
+}
+
+#[test]
+fn ha_changes_a_running_router_cannot_take_are_named() {
+    let with = |extra: &str| {
+        let text = format!("{CFG}\n[ha]\nvrid = 51\npriority = 100\nport_name = \"lan\"\n{extra}");
+        config::parse("ha.toml", &text).unwrap().ha.unwrap()
+    };
+    let base = with("");
+    assert_eq!(ha_needs_restart(Some(&base), Some(&base)), None);
+    // Live: priority, preempt, timers, floating addresses, sync.
+    for live in [
+        "preempt = false\n",
+        "advert_interval = \"500ms\"\n",
+        "garp_interval = \"5s\"\n",
+        "floating = [\"192.0.2.1\"]\n",
+        "sync_peer = \"192.0.2.3\"\n",
+    ] {
+        assert_eq!(
+            ha_needs_restart(Some(&base), Some(&with(live))),
+            None,
+            "{live}"
+        );
+    }
+    let mut p = base.clone();
+    p.priority = 200;
+    assert_eq!(ha_needs_restart(Some(&base), Some(&p)), None);
+    // At a restart only.
+    let mut v = base.clone();
+    v.vrid = 52;
+    let why = ha_needs_restart(Some(&base), Some(&v)).unwrap();
+    assert!(why.contains("[ha].vrid 51 -> 52"), "{why}");
+    let u = with("unicast_peers = [\"192.0.2.3\"]\n");
+    let why = ha_needs_restart(Some(&base), Some(&u)).unwrap();
+    assert!(why.contains("unicast_peers"), "{why}");
+    assert_eq!(
+        ha_needs_restart(Some(&base), None).as_deref(),
+        Some("[ha] was removed")
+    );
+    assert_eq!(
+        ha_needs_restart(None, Some(&base)).as_deref(),
+        Some("[ha] was added")
+    );
 }

@@ -32,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::packet::IPPROTO_VRRP;
-use super::{encode, Action, Garp, State, Vrrp, VrrpConfig, MCAST_V4, MCAST_V6};
+use super::{encode, Action, Garp, Manual, State, Vrrp, VrrpConfig, MCAST_V4, MCAST_V6};
 use crate::config::{Family, HaConf};
 use forwarder::packet::builder::{self, FrameSpec};
 use forwarder::packet::{MacAddr, NaFlags};
@@ -232,6 +232,25 @@ impl Ha {
         self.link_up = up;
         let a = self.vrrp.on_link(now, up);
         self.execute(now, a)
+    }
+
+    /// The operator's word (`ferrolb ha ...`, see [`Vrrp::set_manual`]).
+    /// Returns the new ownership, if changed.
+    pub fn set_manual(&mut self, now: Instant, m: Manual) -> Option<bool> {
+        let a = self.vrrp.set_manual(now, m);
+        self.execute(now, a)
+    }
+
+    /// `[ha]` settings a reload changed, applied to the running router
+    /// (see [`Vrrp::reconfigure`]).
+    pub fn reconfigure(&mut self, ha: &HaConf) -> Result<(), crate::vrrp::ConfigError> {
+        self.vrrp.reconfigure(
+            ha.priority,
+            ha.preempt,
+            ha.advert_interval,
+            ha.garp_interval,
+            ha.garp_elapse,
+        )
     }
 
     /// The floating addresses changed (a reload added or removed a VIP):

@@ -901,3 +901,80 @@ fn ipv6_pair() {
     );
     assert_eq!(net.nodes[1].vrrp.counters().adverts_invalid, 0);
 }
+
+/// `ferrolb ha takeover` on the lower-priority BACKUP: MASTER at once,
+/// and it stays MASTER (its adverts carry 254, the preempting peer
+/// yields); `auto` gives the addresses back to the preempting peer;
+/// `release` on a MASTER hands over within the peer's skew time and
+/// stays BACKUP even when the peer dies.
+#[test]
+fn manual_takeover_release_and_auto() {
+    let mut net = Net::pair((200, 1, true), (100, 2, true));
+    net.start(0);
+    net.start(1);
+    net.run_until(s(10));
+    assert_eq!(net.holders(), vec![0]);
+
+    // Takeover on node 1.
+    net.event(1, |v, now| v.set_manual(now, Manual::Takeover));
+    assert_eq!(net.state(1), Master, "at once");
+    assert_eq!(net.nodes[1].vrrp.priority(), TAKEOVER_PRIORITY);
+    net.run_until(s(30));
+    assert_eq!(net.holders(), vec![1], "the peer yielded and stays BACKUP");
+    assert_eq!(net.state(0), Backup);
+    assert_eq!(net.nodes[0].vrrp.master(), Some(ip(2)));
+
+    // Back to the election: node 0 (200, preempt) takes the addresses
+    // back once node 1 advertises 100 again.
+    net.event(1, |v, now| v.set_manual(now, Manual::Auto));
+    assert_eq!(net.nodes[1].vrrp.priority(), 100);
+    net.run_until(s(40));
+    assert_eq!(net.holders(), vec![0]);
+
+    // Release on the MASTER (node 0): node 1 takes over within its skew
+    // time, and node 0 stays BACKUP (preempt notwithstanding).
+    net.event(0, |v, now| v.set_manual(now, Manual::Release));
+    assert_eq!(net.state(0), Backup, "at once");
+    net.run_until(s(40) + ns(SKEW_100) + ns(1));
+    assert_eq!(net.holders(), vec![1]);
+    net.run_until(s(60));
+    assert_eq!(net.holders(), vec![1]);
+    // The peer dies: a released node still stays BACKUP.
+    net.kill(1);
+    net.run_until(s(80));
+    assert_eq!(net.state(0), Backup);
+    assert!(net.holders().is_empty());
+    // Until the operator says otherwise.
+    net.event(0, |v, now| v.set_manual(now, Manual::Auto));
+    net.run_until(s(80) + ns(MDI_200) + ns(1));
+    assert_eq!(net.holders(), vec![0]);
+}
+
+/// A reload changes the priority and interval of a running router: the
+/// state stays, the next adverts carry the new values, and bad values are
+/// refused with the running ones kept.
+#[test]
+fn reconfigure_keeps_the_state_and_refuses_bad_values() {
+    let mut net = Net::pair((200, 1, true), (100, 2, true));
+    net.start(0);
+    net.start(1);
+    net.run_until(s(10));
+    let v = &mut net.nodes[0].vrrp;
+    assert_eq!(
+        v.reconfigure(0, true, s(1), s(60), s(1200)),
+        Err(ConfigError::Priority(0))
+    );
+    assert_eq!(
+        v.reconfigure(150, true, Duration::from_millis(5), s(60), s(1200)),
+        Err(ConfigError::Interval(Duration::from_millis(5)))
+    );
+    assert_eq!(v.priority(), 200, "kept");
+    v.reconfigure(50, true, Duration::from_millis(500), s(60), s(1200))
+        .unwrap();
+    assert_eq!(v.state(), Master, "state kept");
+    assert_eq!(v.advert(v.priority()).priority, 50);
+    assert_eq!(v.advert(50).interval_cs, 50);
+    // Node 1 (100, preempt) now outranks node 0 and takes over.
+    net.run_until(s(20));
+    assert_eq!(net.holders(), vec![1]);
+}
