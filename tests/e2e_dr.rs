@@ -491,6 +491,111 @@ fn health_checks_on_a_readiness_port_cover_an_all_ports_vip() {
     assert!(st.success());
 }
 
+/// Holds keep-alive connections to the VIP, opened 400 ms apart, each
+/// asked once for its real's name (one per line); then `HELD`, and holds
+/// them until `stop` exists (at most 30 s).
+const HOLD_CONNECTIONS: &str = r#"
+import os, socket, sys, time
+n, stop = int(sys.argv[1]), sys.argv[2]
+held = []
+for i in range(n):
+    s = socket.create_connection(("192.0.2.100", 80), timeout=3)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data or b"\n" not in data.split(b"\r\n\r\n", 1)[1]:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    print(data.split(b"\r\n\r\n", 1)[1].split()[0].decode(), flush=True)
+    held.append(s)
+    time.sleep(0.4)
+print("HELD", flush=True)
+end = time.time() + 30
+while not os.path.exists(stop) and time.time() < end:
+    time.sleep(0.1)
+"#;
+
+/// `max_conns = 5` on the real weighted 100 of 102: the first five of
+/// ten long-lived connections go to it, it shows as overloaded, and the
+/// sixth and later go to the other reals.
+#[test]
+fn max_conns_sends_the_sixth_connection_to_the_other_reals() {
+    require_root();
+    let _g = serial();
+    let l = lab(1);
+    let base = config(&l, [100, 1, 1], false);
+    let cfg = base
+        .replacen("scheduler = \"maglev\"", "scheduler = \"wrr\"", 1)
+        .replacen(
+            "address = \"192.0.2.21\"\n  weight = 100\n",
+            "address = \"192.0.2.21\"\n  weight = 100\n  max_conns = 5\n",
+            1,
+        );
+    assert!(cfg.contains("max_conns = 5") && cfg.contains("\"wrr\""));
+    let mut lb = Ferrolb::start(&l.lb, &cfg);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    let dir = Scratch::new("maxconns");
+    let script = dir.file("hold.py", HOLD_CONNECTIONS);
+    let stop = dir.0.join("stop");
+    let out = dir.0.join("out.txt");
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &l.client.name, "python3"])
+        .arg(&script)
+        .arg("10")
+        .arg(&stop)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut client = Proc::from_child(child);
+    let held = wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("HELD")
+    });
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(held, "{text}");
+    let reals: Vec<&str> = text.lines().filter(|l| *l != "HELD").collect();
+    eprintln!("10 connections went to {reals:?}");
+    assert_eq!(reals.len(), 10, "{text}");
+    assert!(reals[..5].iter().all(|r| *r == "real1"), "{reals:?}");
+    assert!(reals[5..].iter().all(|r| *r != "real1"), "{reals:?}");
+    let s = status_json(&l.lb);
+    let r1 = &s["vips"][0]["reals"][0];
+    assert_eq!(r1["state"], "overloaded", "{r1}");
+    assert_eq!(r1["active_flows"], 5, "{r1}");
+    assert_eq!(
+        (r1["max_conns"].as_u64(), r1["min_conns"].as_u64()),
+        (Some(5), Some(5))
+    );
+    let table = l.lb.exec(&format!("{} status", ferrolb_bin()));
+    assert!(table.contains("overloaded"), "{table}");
+    let m = l.lb.exec("curl -s http://127.0.0.1:9080/metrics");
+    assert!(
+        m.contains("state=\"overloaded\"} 1"),
+        "{}",
+        m.lines()
+            .filter(|l| l.contains("real_state"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        lb.log_text().contains("real overloaded"),
+        "{}",
+        lb.log_text()
+    );
+    std::fs::write(&stop, "").unwrap();
+    assert!(wait_for(Duration::from_secs(10), || client
+        .get()
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_some()));
+    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(st.success());
+}
+
 /// A keep-alive HTTP connection from the client through the VIP: it makes
 /// one request at start (its real's name is `first`), then, on `go`, 20
 /// more 100 ms apart, and reports `OK <answers> <distinct reals>`.

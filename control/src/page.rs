@@ -14,7 +14,7 @@
 //! Real-server state colours, used only for the state cells of the reals
 //! tables (nothing static on the page uses them):
 //! [`COLOUR_UP`] green, [`COLOUR_DRAIN`] / [`COLOUR_DISABLED`] blue,
-//! [`COLOUR_DOWN`] red.
+//! [`COLOUR_DOWN`] red, [`COLOUR_OVERLOADED`] amber.
 
 /// Background of the state cell of a real that is up.
 pub const COLOUR_UP: [u8; 3] = [0x2e, 0x9d, 0x4f];
@@ -24,6 +24,8 @@ pub const COLOUR_DRAIN: [u8; 3] = [0x2f, 0x6f, 0xd6];
 pub const COLOUR_DISABLED: [u8; 3] = COLOUR_DRAIN;
 /// Background of the state cell of a real that is down.
 pub const COLOUR_DOWN: [u8; 3] = [0xd6, 0x45, 0x45];
+/// Background of the state cell of a real at its `max_conns`.
+pub const COLOUR_OVERLOADED: [u8; 3] = [0xd9, 0x8e, 0x04];
 
 /// Content type to serve [`STATUS_PAGE`] with.
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
@@ -98,6 +100,7 @@ td.state span { display: block; line-height: 24px; text-align: center; color: #f
 .st-up { background: #2e9d4f; }
 .st-drain, .st-disabled { background: #2f6fd6; }
 .st-down { background: #d64545; }
+.st-overloaded { background: #d98e04; }
 .st-unknown { background: #7b8794; }
 tr.r-down td:not(.state) { background: #fdf1f1; }
 tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
@@ -140,7 +143,7 @@ tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
   var API = "/api/v1/status";
   var PERIOD_MS = 1000;
   var TIMEOUT_MS = 2500;
-  var STATES = { up: "up", down: "down", drain: "drain", disabled: "disabled" };
+  var STATES = { up: "up", down: "down", drain: "drain", disabled: "disabled", overloaded: "overloaded" };
   var prev = null;      // { t: ms, v: { key: counter } } of the previous sample
   var cur = null;
   var lastOk = null;
@@ -451,7 +454,13 @@ mod tests {
 
     #[test]
     fn state_colours_are_only_in_the_state_classes() {
-        for c in [COLOUR_UP, COLOUR_DRAIN, COLOUR_DISABLED, COLOUR_DOWN] {
+        for c in [
+            COLOUR_UP,
+            COLOUR_DRAIN,
+            COLOUR_DISABLED,
+            COLOUR_DOWN,
+            COLOUR_OVERLOADED,
+        ] {
             let hex = format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2]);
             let uses: Vec<_> = STATUS_PAGE
                 .lines()

@@ -156,8 +156,15 @@ pub struct RealStatus {
     pub port: u16,
     /// Configured weight.
     pub weight: u32,
-    /// `up`, `down`, `drain` or `disabled`: what the data plane does.
+    /// `up`, `down`, `drain`, `disabled` or `overloaded` (at its
+    /// `max_conns`: no new flows): what the data plane does.
     pub state: String,
+    /// `max_conns`, if set.
+    #[serde(default)]
+    pub max_conns: Option<u32>,
+    /// `min_conns` in force (default `max_conns`), if `max_conns` is set.
+    #[serde(default)]
+    pub min_conns: Option<u32>,
     /// The operator's action in force (`drain`, `disable`), if any.
     pub admin: Option<String>,
     /// Its health check, if the VIP has checks.

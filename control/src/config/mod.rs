@@ -376,6 +376,12 @@ pub struct RealConf {
     pub weight: u32,
     /// Static neighbour entry.
     pub mac: Option<[u8; 6]>,
+    /// `max_conns`: at this many active flows on the node the real takes
+    /// no new flows (it is `overloaded`).
+    pub max_conns: Option<u32>,
+    /// `min_conns`: an overloaded real takes new flows again below this
+    /// many (default: `max_conns`).
+    pub min_conns: Option<u32>,
 }
 
 /// `[[vip]] on_down`: what a real that fails its health checks does with

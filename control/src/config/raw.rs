@@ -88,6 +88,8 @@ pub(super) struct RawReal {
     pub(super) port: Option<i64>,
     pub(super) weight: Option<i64>,
     pub(super) mac: Option<String>,
+    pub(super) max_conns: Option<i64>,
+    pub(super) min_conns: Option<i64>,
 }
 
 #[derive(Deserialize)]

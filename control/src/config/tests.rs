@@ -568,3 +568,38 @@ fn health_checks_may_go_to_another_port_or_address() {
         assert!(errs[0].message.contains(msg), "{}", errs[0]);
     }
 }
+
+#[test]
+fn connection_limits_load_and_bad_ones_are_named() {
+    let c = parse(
+        "l.toml",
+        &vip("[[vip.real]]\naddress = \"192.0.2.21\"\nmax_conns = 500\nmin_conns = 400\n[[vip.real]]\naddress = \"192.0.2.22\"\nmax_conns = 5\n"),
+    )
+    .unwrap();
+    let r = &c.vips[0].reals;
+    assert_eq!((r[0].max_conns, r[0].min_conns), (Some(500), Some(400)));
+    assert_eq!((r[1].max_conns, r[1].min_conns), (Some(5), None));
+    for (body, key, msg) in [
+        (
+            "max_conns = 0\n",
+            "vip[0].real[0].max_conns",
+            "out of range",
+        ),
+        (
+            "max_conns = 5\nmin_conns = 6\n",
+            "vip[0].real[0].min_conns",
+            "out of range",
+        ),
+        (
+            "min_conns = 6\n",
+            "vip[0].real[0].min_conns",
+            "needs max_conns",
+        ),
+    ] {
+        let text = vip(&format!("[[vip.real]]\naddress = \"192.0.2.21\"\n{body}"));
+        let errs = parse("bad.toml", &text).expect_err(&text).0;
+        assert_eq!(errs.len(), 1, "{text}: {errs:#?}");
+        assert_eq!(errs[0].key, key, "{text}");
+        assert!(errs[0].message.contains(msg), "{}", errs[0]);
+    }
+}

@@ -503,11 +503,24 @@ pub(super) fn validate_vip(
                 format!("real {addr} port {rport} is listed twice"),
             );
         }
+        let max_conns = rr
+            .max_conns
+            .and_then(|v| int_in(errs, &rp.key("max_conns"), v, 1, 100_000_000));
+        let min_conns = match (rr.min_conns, max_conns) {
+            (Some(v), Some(max)) => int_in(errs, &rp.key("min_conns"), v, 0, i64::from(max)),
+            (Some(_), None) if rr.max_conns.is_none() => {
+                errs.at(&rp.key("min_conns"), "needs max_conns");
+                None
+            }
+            _ => None,
+        };
         reals.push(RealConf {
             address: addr,
             port: rport,
             weight,
             mac,
+            max_conns,
+            min_conns,
         });
     }
     let on_down = match rv.on_down.as_deref() {

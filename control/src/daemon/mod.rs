@@ -358,6 +358,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             }
         }
         self.health_events();
+        self.check_load();
         self.announce();
         self.sample();
     }
@@ -705,6 +706,40 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             if let Err(e) = self.republish(&mut s) {
                 tracing::error!("rebuilding the forwarding tables after a health change: {e}");
             }
+        }
+    }
+
+    /// `max_conns` / `min_conns`: follows the reals' active flows and
+    /// republishes when one becomes overloaded or takes new flows again.
+    fn check_load(&mut self) {
+        let st = Arc::clone(&self.state);
+        let mut s = lock(&st);
+        if !s
+            .cfg
+            .vips
+            .iter()
+            .any(|v| v.reals.iter().any(|r| r.max_conns.is_some()))
+        {
+            return;
+        }
+        let Some(active) = report::real_active(&s) else {
+            return;
+        };
+        let State { cfg, reals, .. } = &mut *s;
+        let changes = reals.update_load(cfg, &active);
+        if changes.is_empty() {
+            return;
+        }
+        for c in &changes {
+            let (vip, addr, port) = &c.key;
+            if c.overloaded {
+                tracing::warn!(vip = %vip, real = %addr, port, active = c.active, max_conns = c.max, min_conns = c.min, "real overloaded: no new flows until it holds fewer than min_conns");
+            } else {
+                tracing::info!(vip = %vip, real = %addr, port, active = c.active, min_conns = c.min, "real takes new flows again");
+            }
+        }
+        if let Err(e) = self.republish(&mut s) {
+            tracing::error!("rebuilding the forwarding tables after a load change: {e}");
         }
     }
 

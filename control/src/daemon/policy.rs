@@ -23,13 +23,32 @@ pub struct RealStates {
     admin: HashMap<RealKey, Action>,
     /// The checker's details of every check, for the status.
     checks: Vec<health::TargetStatus>,
+    /// Reals at their `max_conns` (until below `min_conns`).
+    overloaded: HashSet<RealKey>,
+}
+
+/// A real that became overloaded (`true`) or took new flows again, with
+/// its active flows and limits, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadChange {
+    /// The real.
+    pub key: RealKey,
+    /// Overloaded now.
+    pub overloaded: bool,
+    /// Its active flows on the node.
+    pub active: u64,
+    /// `max_conns`.
+    pub max: u32,
+    /// `min_conns` (or `max_conns`).
+    pub min: u32,
 }
 
 impl RealStates {
     /// The state of each real under `cfg`. Disabled or Drain by operator
     /// action; otherwise from its health checks (Down until its first
     /// passing check when the VIP has checks), Up when nothing says
-    /// otherwise. Disabled wins over Down, Down over Drain.
+    /// otherwise. Disabled wins over Down, Down over Drain; an overloaded
+    /// real that is up is drained (no new flows, its flows continue).
     pub fn resolver<'a>(&'a self, cfg: &Config) -> impl Fn(&str, IpAddr, u16) -> RealState + 'a {
         let checked: HashSet<String> = cfg
             .vips
@@ -52,6 +71,7 @@ impl RealStates {
                 (Some(Action::Disable), _) => RealState::Disabled,
                 (_, RealState::Down) => RealState::Down,
                 (Some(Action::Drain), _) => RealState::Drain,
+                _ if self.overloaded.contains(&key) => RealState::Drain,
                 _ => health,
             }
         }
@@ -65,6 +85,51 @@ impl RealStates {
         };
         let key = (e.vip.clone(), e.addr.ip(), e.addr.port());
         self.health.insert(key, st) != Some(st)
+    }
+
+    /// Follows the reals' active flows on the node (`active`, by real):
+    /// a real with `max_conns` becomes overloaded at that many, and takes
+    /// new flows again below `min_conns` (default `max_conns`). Reals
+    /// without a limit (or no longer configured) are never overloaded.
+    /// Returns the changes.
+    pub fn update_load(&mut self, cfg: &Config, active: &HashMap<RealKey, u64>) -> Vec<LoadChange> {
+        let mut changes = Vec::new();
+        let mut now = HashSet::new();
+        for v in &cfg.vips {
+            for r in &v.reals {
+                let Some(max) = r.max_conns else {
+                    continue;
+                };
+                let min = r.min_conns.unwrap_or(max);
+                let key = (v.name.clone(), r.address, r.port);
+                let n = active.get(&key).copied().unwrap_or(0);
+                let was = self.overloaded.contains(&key);
+                let is = if was {
+                    n >= u64::from(min)
+                } else {
+                    n >= u64::from(max)
+                };
+                if is != was {
+                    changes.push(LoadChange {
+                        key: key.clone(),
+                        overloaded: is,
+                        active: n,
+                        max,
+                        min,
+                    });
+                }
+                if is {
+                    now.insert(key);
+                }
+            }
+        }
+        self.overloaded = now;
+        changes
+    }
+
+    /// Whether a real is at its `max_conns`.
+    pub fn is_overloaded(&self, key: &RealKey) -> bool {
+        self.overloaded.contains(key)
     }
 
     /// Replaces the checks' details (for the status).
@@ -297,5 +362,73 @@ mode = "dr"
             r.admin(&("web".into(), ip("192.0.2.21"), 8080)),
             Some(Action::Drain)
         );
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    const CFG: &str = r#"
+[dataplane]
+eal_args = ["--no-huge"]
+
+[[port]]
+name = "lan"
+device = "net_null0"
+addresses = ["192.0.2.2/24"]
+
+[[vip]]
+name = "web"
+address = "192.0.2.100"
+port = 80
+  [[vip.real]]
+  address = "192.0.2.21"
+  max_conns = 5
+  [[vip.real]]
+  address = "192.0.2.22"
+  max_conns = 10
+  min_conns = 8
+  [[vip.real]]
+  address = "192.0.2.23"
+"#;
+
+    #[test]
+    fn max_conns_overloads_and_min_conns_brings_back() {
+        let cfg = crate::config::parse("t.toml", CFG).unwrap();
+        let key = |last: u8| ("web".to_string(), IpAddr::from([192, 0, 2, last]), 80u16);
+        let mut rs = RealStates::default();
+        let load =
+            |a: u64, b: u64, c: u64| HashMap::from([(key(21), a), (key(22), b), (key(23), c)]);
+        let state = |rs: &RealStates, last: u8| rs.resolver(&cfg)("web", key(last).1, 80);
+        assert!(rs.update_load(&cfg, &load(4, 9, 1000)).is_empty());
+        // 21 reaches its max: overloaded, drained for the data plane.
+        let ch = rs.update_load(&cfg, &load(5, 9, 1000));
+        assert_eq!(ch.len(), 1);
+        assert_eq!(
+            (ch[0].key.clone(), ch[0].overloaded, ch[0].active),
+            (key(21), true, 5)
+        );
+        assert_eq!(state(&rs, 21), RealState::Drain);
+        assert_eq!(state(&rs, 23), RealState::Up, "no limit, never overloaded");
+        // Default min_conns = max_conns: back below 5.
+        assert!(rs.update_load(&cfg, &load(5, 9, 0)).is_empty());
+        let ch = rs.update_load(&cfg, &load(4, 9, 0));
+        assert_eq!((ch[0].key.clone(), ch[0].overloaded), (key(21), false));
+        assert_eq!(state(&rs, 21), RealState::Up);
+        // 22: over at 10, still over at 8, back at 7.
+        assert_eq!(rs.update_load(&cfg, &load(0, 10, 0)).len(), 1);
+        assert!(rs.update_load(&cfg, &load(0, 8, 0)).is_empty());
+        assert!(rs.is_overloaded(&key(22)));
+        assert_eq!(rs.update_load(&cfg, &load(0, 7, 0))[0].overloaded, false);
+        // An operator's disable and a failed check still win.
+        rs.update_load(&cfg, &load(5, 0, 0));
+        rs.act(&cfg, "web", "192.0.2.21", Action::Disable).unwrap();
+        assert_eq!(state(&rs, 21), RealState::Disabled);
+        // A reload that drops the limit ends the overload.
+        let unlimited =
+            crate::config::parse("t.toml", &CFG.replace("  max_conns = 5\n", "")).unwrap();
+        let ch = rs.update_load(&unlimited, &load(500, 0, 0));
+        assert_eq!((ch.len(), rs.is_overloaded(&key(21))), (0, false));
     }
 }

@@ -2,6 +2,7 @@
 //! the workers' counters summed for the snapshot in force, rates, the
 //! checks, VRRP and connection sync.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::{Instant, SystemTime};
 use forwarder::pipeline::DropReason;
 use forwarder::stats::{WorkerShared, WorkerStats};
 
+use super::policy::RealKey;
 use super::State;
 use crate::admin::status::{
     AnnounceStatus, CheckStatus, Conntrack, FallbackStatus, HaStatus, Mbufs, Neighbour,
@@ -126,6 +128,27 @@ impl std::ops::AddAssign for Conntrack {
     }
 }
 
+/// Active flows per real on the node, summed over every worker; `None`
+/// while some worker has not reported on the snapshot in force yet (just
+/// after a change, the counts would read low).
+pub(super) fn real_active(s: &State) -> Option<HashMap<RealKey, u64>> {
+    let services = s.snap.vips.services();
+    let mut out: HashMap<RealKey, u64> = HashMap::new();
+    for w in &s.workers {
+        let r = w.services.lock().unwrap_or_else(|e| e.into_inner());
+        if r.generation != s.snap.generation {
+            return None;
+        }
+        for (sv, a) in services.iter().zip(&r.active) {
+            for (real, n) in sv.reals().iter().zip(a) {
+                *out.entry((sv.spec().name.clone(), real.addr, real.port))
+                    .or_default() += u64::from(*n);
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Per service: its traffic, and per target (the reals, then the
 /// fallback) its traffic; summed over the workers that run the snapshot
 /// in force.
@@ -184,11 +207,31 @@ fn vips(s: &State) -> Vec<VipStatus> {
                 .reals()
                 .iter()
                 .zip(&rt)
-                .map(|(r, t)| RealStatus {
+                .map(|(r, t)| {
+                    let key = (spec.name.clone(), r.addr, r.port);
+                    let limit = cfgv
+                        .and_then(|v| {
+                            v.reals
+                                .iter()
+                                .find(|c| c.address == r.addr && c.port == r.port)
+                        })
+                        .and_then(|c| c.max_conns.map(|m| (m, c.min_conns.unwrap_or(m))));
+                    (r, t, key, limit)
+                })
+                .map(|(r, t, key, limit)| RealStatus {
                     address: r.addr.to_string(),
                     port: r.port,
                     weight: r.weight,
-                    state: lower(r.state),
+                    state: if r.state == forwarder::service::RealState::Drain
+                        && s.reals.is_overloaded(&key)
+                        && s.reals.admin(&key).is_none()
+                    {
+                        "overloaded".to_string()
+                    } else {
+                        lower(r.state)
+                    },
+                    max_conns: limit.map(|l| l.0),
+                    min_conns: limit.map(|l| l.1),
                     admin: s
                         .reals
                         .admin(&(spec.name.clone(), r.addr, r.port))
