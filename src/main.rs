@@ -44,6 +44,24 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// The flows in the connection tables (like ipvsadm -L -c -n):
+    /// protocol, time to expiry, state, client, VIP, real, worker.
+    Conns {
+        /// Only this VIP (by name).
+        #[arg(long)]
+        vip: Option<String>,
+        /// Only flows to this real (address).
+        #[arg(long)]
+        real: Option<std::net::IpAddr>,
+        /// Only clients in this prefix (ADDR or ADDR/LEN).
+        #[arg(long, value_parser = parse_prefix)]
+        client: Option<(std::net::IpAddr, u8)>,
+        /// At most this many flows.
+        #[arg(long, default_value_t = control::admin::conns::DEFAULT_LIMIT)]
+        limit: usize,
+        #[command(flatten)]
+        api: Api,
+    },
     /// Drain, enable or disable a real server of a VIP.
     Real {
         /// drain: no new flows, established ones continue; enable: back to
@@ -163,6 +181,22 @@ fn main() -> ExitCode {
             };
             cli_result(post(&api, &format!("/api/v1/node/{action}")))
         }
+        Command::Conns {
+            vip,
+            real,
+            client,
+            limit,
+            api,
+        } => cli_result(conns(
+            &api,
+            control::admin::conns::ConnsRequest {
+                vip,
+                real,
+                client,
+                limit,
+                cursor: (0, 0),
+            },
+        )),
         Command::Ha { action, api } => {
             let action = match action {
                 HaArg::Takeover => "takeover",
@@ -185,6 +219,16 @@ fn main() -> ExitCode {
 }
 
 /// POSTs to the daemon and prints its answer.
+fn parse_prefix(v: &str) -> Result<(std::net::IpAddr, u8), String> {
+    control::admin::conns::parse_prefix(v).map_err(|e| e.replace("client=", ""))
+}
+
+fn conns(api: &Api, req: control::admin::conns::ConnsRequest) -> Result<(), String> {
+    let all = control::admin::conns::fetch(&api.admin, api.token.as_deref(), req)?;
+    print!("{}", control::admin::conns::render(&all));
+    Ok(())
+}
+
 fn post(api: &Api, path: &str) -> Result<(), String> {
     control::admin::post(&api.admin, api.token.as_deref(), path).map(|msg| println!("{msg}"))
 }

@@ -216,3 +216,97 @@ fn nat_hairpin(workers: u16) {
     );
     l.finish();
 }
+
+/// `ferrolb conns` and `GET /api/v1/conns` list the NAT flows of both
+/// workers' tables, filtered by VIP, real and client prefix, and paged.
+#[test]
+fn conns_lists_the_flows_of_every_worker_filtered_and_paged() {
+    let _g = serial();
+    let l = Lab::start(2);
+    let (_, failed) = curl_spread(&l.client, "http://198.51.100.100/", 40, "");
+    assert_eq!(failed, 0);
+    let out = l
+        .client
+        .exec(&format!("python3 {}", l.dir.0.join("client.py").display()));
+    assert!(out.starts_with("OK 20"), "{out}");
+    let conns = |args: &str| l.lb.exec(&format!("{} conns {args}", ferrolb_bin()));
+    let rows = |t: &str| -> Vec<String> { t.lines().skip(1).map(str::to_string).collect() };
+
+    let all = conns("");
+    eprintln!("{}", all.lines().take(4).collect::<Vec<_>>().join("\n"));
+    assert!(all.starts_with("Pro  Expire  State"), "{all}");
+    let all_rows = rows(&all);
+    let tcp = all_rows.iter().filter(|r| r.starts_with("TCP ")).count();
+    let udp = all_rows.iter().filter(|r| r.starts_with("UDP ")).count();
+    assert!(tcp >= 40 && udp >= 20, "tcp {tcp}, udp {udp}:\n{all}");
+    assert!(
+        all_rows
+            .iter()
+            .all(|r| r.contains(" 198.51.100.1:") && r.contains("198.51.100.100:")),
+        "{all}"
+    );
+    let workers: std::collections::BTreeSet<&str> = all_rows
+        .iter()
+        .filter_map(|r| r.split_whitespace().last())
+        .collect();
+    assert_eq!(workers.len(), 2, "flows of both workers: {workers:?}");
+
+    let web = rows(&conns("--vip web"));
+    assert_eq!(web.len(), tcp);
+    assert!(
+        web.iter().all(|r| r.contains("198.51.100.100:80 ")),
+        "{web:?}"
+    );
+    assert!(web.iter().any(|r| r.contains(" TIME_WAIT ")), "{web:?}");
+    let dns = rows(&conns("--vip dns"));
+    assert!(
+        dns.len() == udp && dns.iter().all(|r| r.starts_with("UDP ")),
+        "{dns:?}"
+    );
+    let one_real = rows(&conns("--real 192.0.2.21"));
+    assert!(!one_real.is_empty() && one_real.len() < all_rows.len());
+    assert!(
+        one_real.iter().all(|r| r.contains(" 192.0.2.21:")),
+        "{one_real:?}"
+    );
+    assert_eq!(
+        rows(&conns("--client 198.51.100.0/24")).len(),
+        all_rows.len()
+    );
+    assert!(rows(&conns("--client 203.0.113.0/24")).is_empty());
+    assert_eq!(rows(&conns("--limit 5")).len(), 5);
+    let (ok, err) =
+        l.lb.try_exec(&format!("{} conns --vip nope 2>&1", ferrolb_bin()));
+    assert!(!ok && err.contains("no VIP named \"nope\""), "{err}");
+
+    // The API pages with a cursor; every flow comes exactly once.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = String::from("0:0");
+    for page in 0.. {
+        assert!(page < 100, "too many pages");
+        let body = l.lb.exec(&format!(
+            "curl -s 'http://127.0.0.1:9080/api/v1/conns?limit=7&cursor={cursor}'"
+        ));
+        let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        let list = v["conns"].as_array().expect("conns");
+        assert!(list.len() <= 7);
+        for c in list {
+            assert!(c["expires_in_ms"].as_u64().unwrap() > 0, "{c}");
+            assert_eq!(c["reply"], "nat", "{c}");
+            assert!(
+                seen.insert((c["protocol"].to_string(), c["client"].to_string())),
+                "twice: {c}"
+            );
+        }
+        match v["next"].as_str() {
+            Some(n) => cursor = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), all_rows.len());
+    let bad = l.lb.exec(
+        "curl -s -o /dev/null -w '%{http_code}' 'http://127.0.0.1:9080/api/v1/conns?limit=0'",
+    );
+    assert_eq!(bad, "400");
+    l.finish();
+}

@@ -20,6 +20,7 @@
 
 pub mod buffer;
 pub mod conntrack;
+pub mod listing;
 pub mod neigh;
 pub mod packet;
 pub mod pipeline;

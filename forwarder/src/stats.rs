@@ -91,6 +91,13 @@ pub struct WorkerShared {
     pub stats: WorkerStats,
     /// Per-service counters (updated with `try_lock`, never waited on).
     pub services: Mutex<ServiceReport>,
+    /// A listing of the worker's flows asked by the control plane
+    /// (`crate::listing`): the worker answers while `conns_asked` is set
+    /// and clears it (taking the lock with `try_lock`, never waiting).
+    pub conns: Mutex<crate::listing::ConnQuery>,
+    /// Set by the asker, cleared by the worker once `conns` holds the
+    /// answer.
+    pub conns_asked: std::sync::atomic::AtomicBool,
 }
 
 /// Connection-table figures of one worker: occupancy, and what happened

@@ -490,6 +490,13 @@ impl Worker {
             for ib in &self.sync_in {
                 tables.drain_inbox(&snap, now_ms, ib, INBOX_BUDGET);
             }
+            if self.shared.conns_asked.load(Ordering::Acquire) {
+                if let Ok(mut q) = self.shared.conns.try_lock() {
+                    q.answer(&tables.conn, now_ms as u32);
+                    drop(q);
+                    self.shared.conns_asked.store(false, Ordering::Release);
+                }
+            }
             if tables.sync.due(now_ms) {
                 self.send_sync(&snap, &mut tables.sync, &mut tx_nic, &mut local, now_ms);
             }

@@ -7,6 +7,7 @@
 //! [`Command`]. A refused command is a [`CommandError`] whose variant sets
 //! the HTTP status. The HTTP server itself is [`crate::api`].
 
+pub mod conns;
 pub mod metrics;
 pub mod status;
 pub mod table;
@@ -128,6 +129,10 @@ pub enum CommandError {
     /// The control loop did not take the command in time.
     #[error("the control loop did not answer in 10 s")]
     Timeout,
+    /// A worker did not answer a listing in time (it is stuck, or not
+    /// polling).
+    #[error("worker {0} did not answer the listing in 1 s")]
+    WorkerSilent(usize),
 }
 
 impl CommandError {
@@ -139,7 +144,7 @@ impl CommandError {
             | CommandError::InvalidConfig(_)
             | CommandError::Tables(_) => 400,
             CommandError::NoAnnounce | CommandError::NoHa | CommandError::NeedsRestart(_) => 409,
-            CommandError::Stopping | CommandError::Timeout => 503,
+            CommandError::Stopping | CommandError::Timeout | CommandError::WorkerSilent(_) => 503,
         }
     }
 }
@@ -150,6 +155,8 @@ pub trait Backend: Send + Sync {
     fn status(&self) -> Status;
     /// Carries out a command; `Ok` holds the message for the operator.
     fn command(&self, cmd: Command) -> Result<String, CommandError>;
+    /// A page of the flows in the connection tables.
+    fn conns(&self, req: &conns::ConnsRequest) -> Result<conns::ConnsPage, CommandError>;
 }
 
 fn text(code: u16, body: impl Into<String>) -> Response {
@@ -160,6 +167,21 @@ fn text(code: u16, body: impl Into<String>) -> Response {
 
 /// Answers one request.
 pub fn route(method: &str, path: &str, backend: &dyn Backend) -> Response {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if (method, path) == ("GET", "/api/v1/conns") {
+        let req = match conns::parse_query(query) {
+            Ok(r) => r,
+            Err(e) => return text(400, e),
+        };
+        return match backend.conns(&req) {
+            Ok(page) => (
+                200,
+                "application/json",
+                serde_json::to_vec_pretty(&page).unwrap_or_default(),
+            ),
+            Err(e) => text(e.http_status(), e.to_string()),
+        };
+    }
     let segs: Vec<String> = path
         .trim_start_matches('/')
         .split('/')
@@ -312,6 +334,44 @@ mod tests {
             self.got.lock().unwrap().push(cmd);
             r
         }
+        fn conns(&self, req: &conns::ConnsRequest) -> Result<conns::ConnsPage, CommandError> {
+            if req.vip.as_deref() == Some("nope") {
+                return Err(CommandError::NoVip {
+                    vip: "nope".into(),
+                    known: "web".into(),
+                });
+            }
+            Ok(conns::ConnsPage {
+                conns: vec![conns::ConnStatus {
+                    protocol: "tcp".into(),
+                    vip: req.vip.clone().unwrap_or_default(),
+                    worker: req.limit,
+                    ..conns::ConnStatus::default()
+                }],
+                next: Some("1:0".into()),
+            })
+        }
+    }
+
+    #[test]
+    fn conns_take_their_filters_from_the_query_and_refuse_bad_ones() {
+        let f = fake(|_| Ok(String::new()));
+        let r = route("GET", "/api/v1/conns?vip=web&limit=7", &f);
+        assert_eq!(r.0, 200, "{}", body(&r));
+        let page: conns::ConnsPage = serde_json::from_slice(&r.2).unwrap();
+        assert_eq!(
+            (page.conns[0].vip.as_str(), page.conns[0].worker),
+            ("web", 7)
+        );
+        assert_eq!(page.next.as_deref(), Some("1:0"));
+        let r = route("GET", "/api/v1/conns?limit=x", &f);
+        assert_eq!(r.0, 400);
+        assert!(body(&r).contains("limit"), "{}", body(&r));
+        let r = route("GET", "/api/v1/conns?vip=nope", &f);
+        assert_eq!(r.0, 404);
+        assert_eq!(route("POST", "/api/v1/conns", &f).0, 404);
+        // Other routes ignore a query string.
+        assert_eq!(route("GET", "/api/v1/status?pretty=1", &f).0, 200);
     }
 
     fn fake(answer: fn(&Command) -> Result<String, CommandError>) -> Fake {

@@ -13,6 +13,7 @@
 //! VRRP MASTER / BACKUP ──┘                          (generation + 1)
 //! ```
 
+mod listing;
 mod peer;
 pub mod policy;
 mod report;
@@ -31,6 +32,7 @@ use forwarder::packet::MacAddr;
 use forwarder::pipeline::Snapshot;
 use forwarder::stats::{Placement, PortStats, WorkerShared};
 
+use crate::admin::conns::{ConnsPage, ConnsRequest};
 use crate::admin::{self, Action, Command, CommandError, NodeAction, Status};
 use crate::announce::{Announcer, Netlink};
 use crate::config::{self, Config};
@@ -133,6 +135,8 @@ type Reply = mpsc::Sender<Result<String, CommandError>>;
 struct ApiBackend {
     state: Arc<Mutex<State>>,
     commands: Mutex<mpsc::Sender<(Command, Reply)>>,
+    /// Held while a listing of the flows runs.
+    listing: Mutex<()>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -142,6 +146,35 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 impl admin::Backend for ApiBackend {
     fn status(&self) -> Status {
         report::status(&lock(&self.state))
+    }
+
+    fn conns(&self, req: &ConnsRequest) -> Result<ConnsPage, CommandError> {
+        // One listing at a time: each worker has one query slot.
+        let _one = self.listing.lock().unwrap_or_else(|e| e.into_inner());
+        let (workers, snap, names) = {
+            let s = lock(&self.state);
+            let names: Vec<String> = s.cfg.vips.iter().map(|v| v.name.clone()).collect();
+            (s.workers.clone(), Arc::clone(&s.snap), names)
+        };
+        let services = match &req.vip {
+            Some(name) => {
+                let ids = snap.service_ids_named(name);
+                if ids.is_empty() {
+                    return Err(CommandError::NoVip {
+                        vip: name.clone(),
+                        known: names.join(", "),
+                    });
+                }
+                ids
+            }
+            None => Vec::new(),
+        };
+        let filter = forwarder::listing::ConnFilter {
+            services,
+            real: req.real,
+            client: req.client,
+        };
+        listing::list(&workers, &snap, filter, req)
     }
 
     fn command(&self, cmd: Command) -> Result<String, CommandError> {
@@ -221,6 +254,7 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
         let backend = Arc::new(ApiBackend {
             state: Arc::clone(&state),
             commands: Mutex::new(cmd_tx),
+            listing: Mutex::new(()),
         });
         let handler: Arc<crate::api::Handler> =
             Arc::new(move |method: &str, path: &str, _body: &[u8]| {

@@ -668,6 +668,25 @@ impl ConnTable {
             .map(|e| Entry::decode(&self.cells, e))
     }
 
+    /// Visits the live flows whose head cell is in `from..from + budget`
+    /// (expired ones not freed yet included), in slab order, until `f`
+    /// says stop (`false`). Returns the cell to go on from (the one `f`
+    /// stopped at, or the first not read), or `None` at the end of the
+    /// table. Bounded: at most `budget` cells are read, so a listing of a
+    /// large table goes by slices.
+    pub fn scan(&self, from: u32, budget: u32, mut f: impl FnMut(Entry) -> bool) -> Option<u32> {
+        let end = (from as usize)
+            .saturating_add(budget as usize)
+            .min(self.cells.len());
+        for i in from as usize..end {
+            let c = &self.cells[i];
+            if c.is_live() && !f(Entry::decode(&self.cells, c)) {
+                return Some(i as u32);
+            }
+        }
+        (end < self.cells.len()).then_some(end as u32)
+    }
+
     /// Updates the real index hint of a flow (after re-resolving it
     /// against a new snapshot).
     #[inline]

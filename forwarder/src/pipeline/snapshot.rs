@@ -142,6 +142,18 @@ impl Snapshot {
         self.sync
     }
 
+    /// The ids of the services named `name`, balanced here or (on a
+    /// BACKUP) known.
+    pub fn service_ids_named(&self, name: &str) -> Vec<u32> {
+        self.vips
+            .services()
+            .iter()
+            .chain(self.standby.iter().flat_map(|t| t.services()))
+            .filter(|s| s.spec().name == name)
+            .map(|s| s.id())
+            .collect()
+    }
+
     /// The service of id `id`: balanced here, or (on a BACKUP) known.
     pub fn known_service(&self, id: u32) -> Option<&service::Service> {
         self.vips
