@@ -119,6 +119,8 @@ protocol = "udp"
 port = 53
 mode = "nat"
 port_name = "wan"
+  [vip.timeouts]
+  udp = "4s"
   [[vip.real]]
   address = "192.0.2.21"
   port = 5353
@@ -308,5 +310,47 @@ fn conns_lists_the_flows_of_every_worker_filtered_and_paged() {
         "curl -s -o /dev/null -w '%{http_code}' 'http://127.0.0.1:9080/api/v1/conns?limit=0'",
     );
     assert_eq!(bad, "400");
+    l.finish();
+}
+
+/// `[vip.timeouts] udp = "4s"` on the DNS VIP: its flows go 4 s after
+/// their last datagram, while the TCP VIP beside it keeps the node's
+/// timeouts.
+#[test]
+fn a_vip_udp_timeout_takes_its_flows_out() {
+    let _g = serial();
+    let l = Lab::start(1);
+    let (_, failed) = curl_spread(&l.client, "http://198.51.100.100/", 5, "");
+    assert_eq!(failed, 0);
+    let out = l
+        .client
+        .exec(&format!("python3 {}", l.dir.0.join("client.py").display()));
+    assert!(out.starts_with("OK 20"), "{out}");
+    let conns = |args: &str| -> Vec<String> {
+        l.lb.exec(&format!("{} conns {args}", ferrolb_bin()))
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    let dns = conns("--vip dns");
+    assert!(dns.len() >= 20, "{dns:?}");
+    // mm:ss of at most 4 s.
+    assert!(dns.iter().all(|r| r.contains(" 00:0")), "{dns:?}");
+    let web = conns("--vip web");
+    assert!(
+        web.iter()
+            .all(|r| r.contains(" 01:5") || r.contains(" 02:00")),
+        "{web:?}"
+    );
+    let t0 = std::time::Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(8), || conns("--vip dns").is_empty()),
+        "{:?}",
+        conns("--vip dns")
+    );
+    eprintln!("UDP flows gone {:?} after the last query", t0.elapsed());
+    assert!(t0.elapsed() >= Duration::from_secs(2), "gone too early");
+    assert_eq!(conns("--vip web").len(), web.len(), "the TCP flows stay");
     l.finish();
 }

@@ -152,6 +152,14 @@ pub fn build(
                 neigh: 0,
             }),
             new_flow_rate_limit: v.new_flow_rate_limit,
+            timeouts: v.timeouts.map(|t| {
+                let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u32);
+                service::ServiceTimeouts {
+                    tcp_ms: ms(t.tcp),
+                    tcp_fin_ms: ms(t.tcp_fin),
+                    udp_ms: ms(t.udp),
+                }
+            }),
         });
     }
     let mut vips = VipTable::build(specs, generation).map_err(|e| e.to_string())?;

@@ -75,8 +75,8 @@ pub struct ConnRow {
     pub real: (IpAddr, u16),
     /// TCP state (or UDP / ICMP).
     pub state: State,
-    /// Milliseconds until it expires unless a packet comes (0: expired,
-    /// not swept yet).
+    /// Milliseconds until it expires unless a packet comes (flows already
+    /// expired, waiting for the sweep, are not listed).
     pub expires_in_ms: u32,
     /// Reply handling: DR / TUN, NAT, or source NAT with its port.
     pub nat: Nat,
@@ -105,14 +105,15 @@ impl ConnQuery {
         let room = self.limit.min(self.rows.capacity());
         let (filter, rows) = (&self.filter, &mut self.rows);
         self.next = table.scan(self.from, SCAN_BUDGET, |e| {
-            if !filter.matches(&e) {
+            let left = e.expiry().wrapping_sub(now) as i32;
+            // Expired, not swept yet: gone as far as anyone can tell.
+            if left <= 0 || !filter.matches(&e) {
                 return true;
             }
             if rows.len() >= room {
                 // This one comes first on the next page.
                 return false;
             }
-            let left = e.expiry().wrapping_sub(now) as i32;
             rows.push(ConnRow {
                 proto: e.proto(),
                 client: (e.client(), e.client_port()),
@@ -120,7 +121,7 @@ impl ConnQuery {
                 vport: e.vport(),
                 real: (e.real(), e.real_port()),
                 state: e.state(),
-                expires_in_ms: left.max(0) as u32,
+                expires_in_ms: left as u32,
                 nat: e.nat(),
             });
             true
@@ -158,6 +159,7 @@ mod tests {
                 real_hint: RealIdx(0),
                 nat: Nat::Nat,
                 state: State::Established,
+                profile: 0,
             };
             t.insert(0, &k, h, &v, |_| {}).unwrap();
         }
@@ -239,6 +241,7 @@ mod tests {
             real_hint: RealIdx(0),
             nat: Nat::None,
             state: State::Established,
+            profile: 0,
         };
         t.insert(0, &k, h, &v, |_| {}).unwrap();
         let (rows, asks) = pages(&t, &ConnFilter::default(), 10);

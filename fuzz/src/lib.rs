@@ -125,6 +125,10 @@ pub fn services(degraded: bool) -> Vec<ServiceSpec> {
             fallback: None,
             // One service limits its new flows, so the limiter is fuzzed.
             new_flow_rate_limit: (id == 1).then_some(50),
+            timeouts: (id == 2).then_some(forwarder::service::ServiceTimeouts {
+                udp_ms: Some(3000),
+                ..Default::default()
+            }),
         };
     vec![
         // DR, TCP 80, Maglev, persistence by /24.

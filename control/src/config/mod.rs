@@ -437,7 +437,24 @@ pub struct VipConf {
     pub fallback: Option<FallbackConf>,
     /// New flows admitted per second per worker (None: unlimited).
     pub new_flow_rate_limit: Option<u32>,
+    /// `[vip.timeouts]`: idle timeouts of its flows (None: the node's).
+    pub timeouts: Option<VipTimeouts>,
 }
+
+/// `[vip.timeouts]`: a VIP's own idle timeouts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VipTimeouts {
+    /// `tcp`: established TCP flows (node default 900 s).
+    pub tcp: Option<Duration>,
+    /// `tcp_fin`: closing TCP flows (FIN_WAIT, CLOSE_WAIT, TIME_WAIT;
+    /// node defaults 120 s, 60 s, 120 s).
+    pub tcp_fin: Option<Duration>,
+    /// `udp`: UDP flows (node default 300 s).
+    pub udp: Option<Duration>,
+}
+
+/// The longest `[vip.timeouts]` value.
+pub const MAX_VIP_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Config {
     /// Every static neighbour entry: `mac` of each real and fallback.

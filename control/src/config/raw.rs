@@ -52,6 +52,14 @@ pub(super) struct RawVip {
     pub(super) on_down: Option<String>,
     pub(super) fallback: Option<RawFallback>,
     pub(super) new_flow_rate_limit: Option<i64>,
+    pub(super) timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawTimeouts {
+    pub(super) tcp: Option<String>,
+    pub(super) tcp_fin: Option<String>,
+    pub(super) udp: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -603,3 +603,39 @@ fn connection_limits_load_and_bad_ones_are_named() {
         assert!(errs[0].message.contains(msg), "{}", errs[0]);
     }
 }
+
+#[test]
+fn vip_timeouts_load_and_bad_ones_are_named() {
+    let real = "[[vip.real]]\naddress = \"192.0.2.21\"\n";
+    let c = parse(
+        "t.toml",
+        &vip(&format!(
+            "[vip.timeouts]\ntcp = \"900s\"\ntcp_fin = \"120s\"\nudp = \"3s\"\n{real}"
+        )),
+    )
+    .unwrap();
+    let t = c.vips[0].timeouts.unwrap();
+    assert_eq!(
+        (t.tcp, t.tcp_fin, t.udp),
+        (
+            Some(Duration::from_secs(900)),
+            Some(Duration::from_secs(120)),
+            Some(Duration::from_secs(3))
+        )
+    );
+    assert!(parse("t.toml", &vip(real)).unwrap().vips[0]
+        .timeouts
+        .is_none());
+    for (body, key, msg) in [
+        ("udp = \"0s\"\n", "vip[0].timeouts.udp", ""),
+        ("tcp = \"169h\"\n", "vip[0].timeouts.tcp", "7 days"),
+        ("tcp_fin = \"soon\"\n", "vip[0].timeouts.tcp_fin", ""),
+        ("tcp_reset = true\n", "vip[0].timeouts.tcp_reset", ""),
+    ] {
+        let text = vip(&format!("[vip.timeouts]\n{body}{real}"));
+        let errs = parse("bad.toml", &text).expect_err(&text).0;
+        assert_eq!(errs.len(), 1, "{text}: {errs:#?}");
+        assert_eq!(errs[0].key, key, "{text}");
+        assert!(errs[0].message.contains(msg), "{}", errs[0]);
+    }
+}

@@ -560,6 +560,26 @@ pub(super) fn validate_vip(
     let new_flow_rate_limit = rv
         .new_flow_rate_limit
         .and_then(|r| int_in(errs, &p.key("new_flow_rate_limit"), r, 1, 100_000_000));
+    let timeouts = rv.timeouts.as_ref().map(|t| {
+        let tp = p.key("timeouts");
+        let mut one = |key: &str, v: &Option<String>| {
+            let d = duration(errs, &tp.key(key), v.as_deref()?, false)?;
+            if d > MAX_VIP_TIMEOUT {
+                errs.at(&tp.key(key), format!("{d:?} is longer than 7 days"));
+                return None;
+            }
+            if d < Duration::from_millis(1) {
+                errs.at(&tp.key(key), "must be at least 1ms");
+                return None;
+            }
+            Some(d)
+        };
+        VipTimeouts {
+            tcp: one("tcp", &t.tcp),
+            tcp_fin: one("tcp_fin", &t.tcp_fin),
+            udp: one("udp", &t.udp),
+        }
+    });
     if errs.list.len() != before {
         return None;
     }
@@ -577,6 +597,7 @@ pub(super) fn validate_vip(
         on_down,
         fallback,
         new_flow_rate_limit,
+        timeouts,
     })
 }
 

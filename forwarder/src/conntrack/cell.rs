@@ -257,6 +257,10 @@ impl Entry {
     pub fn state(&self) -> State {
         State::from_u8(self.state)
     }
+    /// Timeout profile (see `ConnTable::set_profiles`).
+    pub fn profile(&self) -> u8 {
+        self.state >> 3
+    }
     /// Expiry (ticks).
     pub fn expiry(&self) -> u32 {
         self.expiry

@@ -203,7 +203,18 @@ pub struct FlowValue {
     pub nat: Nat,
     /// Initial state (see [`State::initial`]).
     pub state: State,
+    /// Timeout profile (0: the table's timeouts; see
+    /// [`ConnTable::set_profiles`]).
+    pub profile: u8,
 }
+
+/// Timeout profiles a table holds: the table's own (0) and up to
+/// `MAX_PROFILES - 1` more (per-service timeouts).
+pub const MAX_PROFILES: usize = 32;
+/// The state byte of a cell: the state in the low bits, the timeout
+/// profile above.
+const PROFILE_SHIFT: u8 = 3;
+const STATE_MASK: u8 = (1 << PROFILE_SHIFT) - 1;
 
 /// Slab slot of a flow. Valid until the next call that can free entries
 /// (`insert`, `sweep`, `remove`, a lookup returning `Expired`).
@@ -307,8 +318,9 @@ pub struct ConnTable {
     free_head: u32,
     len: u32,
     by_state: [u32; N_STATES],
-    /// `cfg.timeouts.for_state(s)` by `s as usize`.
-    timeout: [u32; N_STATES],
+    /// Per profile, `timeouts.for_state(s)` by `s as usize`; profile 0
+    /// is `cfg.timeouts`.
+    timeout: [[u32; N_STATES]; MAX_PROFILES],
     sweep_pos: u32,
     evict_pos: u32,
     cfg: Config,
@@ -464,7 +476,7 @@ impl ConnTable {
             free_head: 0,
             len: 0,
             by_state: [0; N_STATES],
-            timeout: State::ALL.map(|st| cfg.timeouts.for_state(st)),
+            timeout: [State::ALL.map(|st| cfg.timeouts.for_state(st)); MAX_PROFILES],
             sweep_pos: 0,
             evict_pos: 0,
             cfg: Config {
@@ -634,10 +646,48 @@ impl ConnTable {
         if new != old {
             self.by_state[old as usize] -= 1;
             self.by_state[new as usize] += 1;
-            e.state = new as u8;
+            e.state = new as u8 | (e.state & !STATE_MASK);
         }
-        e.expiry = now.wrapping_add(self.timeout[new as usize]);
+        let profile = usize::from(e.state >> PROFILE_SHIFT);
+        e.expiry = now.wrapping_add(self.timeout[profile][new as usize]);
         new
+    }
+
+    /// Sets the timeout profiles 1.. (profile 0 stays the table's own);
+    /// profiles beyond `profiles` fall back to the table's. At most
+    /// `MAX_PROFILES - 1` are taken. Flows keep their profile number:
+    /// renumber them with [`Self::remap_profiles`] when the numbering
+    /// changes.
+    pub fn set_profiles(&mut self, profiles: &[Timeouts]) {
+        let base = self.timeout[0];
+        for (i, t) in self.timeout.iter_mut().enumerate().skip(1) {
+            *t = match profiles.get(i - 1) {
+                Some(p) => State::ALL.map(|st| p.for_state(st)),
+                None => base,
+            };
+        }
+    }
+
+    /// The timeout of flow `id` in `state` (its profile's).
+    #[inline]
+    pub fn timeout_of(&self, id: FlowId, state: State) -> u32 {
+        let p = self.cells[id.0 as usize].state >> PROFILE_SHIFT;
+        self.timeout[usize::from(p) % MAX_PROFILES][state as usize]
+    }
+
+    /// The timeout of a flow of `profile` in `state`.
+    #[inline]
+    pub fn timeout(&self, profile: u8, state: State) -> u32 {
+        self.timeout[usize::from(profile) % MAX_PROFILES][state as usize]
+    }
+
+    /// Gives every live flow the profile `of(service id)` says. O(capacity):
+    /// only when a snapshot renumbers the profiles.
+    pub fn remap_profiles(&mut self, of: impl Fn(u32) -> u8) {
+        for c in self.cells.iter_mut().filter(|c| c.is_live()) {
+            let p = of(c.service) % MAX_PROFILES as u8;
+            c.state = (c.state & STATE_MASK) | (p << PROFILE_SHIFT);
+        }
     }
 
     /// Sets a flow's state and expiry as another node reported them
@@ -648,7 +698,7 @@ impl ConnTable {
         if old != state {
             self.by_state[old as usize] -= 1;
             self.by_state[state as usize] += 1;
-            e.state = state as u8;
+            e.state = state as u8 | (e.state & !STATE_MASK);
         }
         e.expiry = expiry;
     }
@@ -771,7 +821,7 @@ impl ConnTable {
             client: pk.client,
             real,
             service: pk.service,
-            expiry: now.wrapping_add(self.timeout[value.state as usize]),
+            expiry: now.wrapping_add(self.timeout(value.profile, value.state)),
             synced: now,
             client_port: pk.client_port,
             vport: pk.vport,
@@ -779,7 +829,7 @@ impl ConnTable {
             snat_port,
             real_hint: value.real_hint.0,
             proto: pk.proto,
-            state: value.state as u8,
+            state: value.state as u8 | ((value.profile % MAX_PROFILES as u8) << PROFILE_SHIFT),
             flags: F_LIVE | pk.v6 | fam(rv6, F_REAL_V6) | flags_nat,
         };
         let need = if e.flags & (F_CLIENT_V6 | F_REAL_V6) != 0 {
@@ -1001,7 +1051,7 @@ impl ConnTable {
         let mut used = 0usize;
         let mut ext_owned = vec![false; self.cells.len()];
         for e in self.cells.iter().filter(|e| e.is_live()) {
-            by_state[e.state as usize] += 1;
+            by_state[(e.state & STATE_MASK) as usize] += 1;
             used += e.cells() as usize;
             if e.has_ext() {
                 let x = e.b as usize;

@@ -48,6 +48,7 @@ fn val(state: State, nat: Nat) -> FlowValue {
         real_hint: RealIdx(3),
         nat,
         state,
+        profile: 0,
     }
 }
 
@@ -795,4 +796,54 @@ fn insert_absent_is_insert_without_the_duplicate_check() {
         );
     }
     t.check_invariants();
+}
+
+#[test]
+fn timeout_profiles_follow_each_flow_through_state_changes_and_renumbering() {
+    let mut cfg = Config::new(256);
+    cfg.timeouts = Timeouts::ipvs(1000);
+    let mut t = ConnTable::new(cfg);
+    let mut short = Timeouts::ipvs(1000);
+    short.established = 5_000;
+    short.fin_wait = 1_000;
+    t.set_profiles(&[short]);
+    let k = |port: u16| FlowKey {
+        service: u32::from(port),
+        client: "198.51.100.1".parse().unwrap(),
+        client_port: port,
+        vport: 80,
+        proto: L4::Tcp,
+    };
+    let v = |profile| FlowValue {
+        real: "192.0.2.21".parse().unwrap(),
+        real_port: 80,
+        real_hint: RealIdx(0),
+        nat: Nat::None,
+        state: State::SynRecv,
+        profile,
+    };
+    let (a, b) = (k(1), k(2));
+    let ia = t.insert(0, &a, t.hash(&a), &v(0), |_| {}).unwrap();
+    let ib = t.insert(0, &b, t.hash(&b), &v(1), |_| {}).unwrap();
+    assert_eq!((t.entry(ia).profile(), t.entry(ib).profile()), (0, 1));
+    let ack = TcpFlags(TcpFlags::ACK);
+    assert_eq!(t.touch(ia, 10, Dir::Client, ack), State::Established);
+    assert_eq!(t.touch(ib, 10, Dir::Client, ack), State::Established);
+    assert_eq!(t.entry(ia).expiry(), 10 + 900_000);
+    assert_eq!(t.entry(ib).expiry(), 10 + 5_000);
+    assert_eq!(t.timeout_of(ib, State::FinWait), 1_000);
+    let fin = TcpFlags(TcpFlags::FIN | TcpFlags::ACK);
+    t.touch(ib, 20, Dir::Client, fin);
+    assert_eq!(t.entry(ib).profile(), 1, "a state change keeps the profile");
+    assert_eq!(t.entry(ib).expiry(), 20 + 1_000);
+    t.check_invariants();
+    // Renumbering: flow a's service now uses profile 1, b's the node's.
+    t.remap_profiles(|svc| u8::from(svc == 1));
+    assert_eq!((t.entry(ia).profile(), t.entry(ib).profile()), (1, 0));
+    assert_eq!(t.entry(ib).state(), State::FinWait, "the state is kept");
+    t.touch(ia, 30, Dir::Client, ack);
+    assert_eq!(t.entry(ia).expiry(), 30 + 5_000);
+    t.check_invariants();
+    // Profiles beyond those set fall back to the table's.
+    assert_eq!(t.timeout(7, State::Established), 900_000);
 }

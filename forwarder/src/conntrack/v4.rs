@@ -418,6 +418,7 @@ mod tests {
             real_hint: RealIdx((i % 8) as u16),
             nat,
             state: State::Established,
+            profile: 0,
         }
     }
 

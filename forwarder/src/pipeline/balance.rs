@@ -147,6 +147,7 @@ impl Tables {
                     real_hint: r,
                     nat,
                     state: conntrack::State::initial(l4p, flags),
+                    profile: svc.profile(),
                 };
                 let (active, pool, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
                 let now_ms = ctx.now_ms;

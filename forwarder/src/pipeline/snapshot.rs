@@ -142,6 +142,15 @@ impl Snapshot {
         self.sync
     }
 
+    /// The distinct service timeouts (profile `i + 1` is `[i]`): those of
+    /// every configured service (a BACKUP's standby services included).
+    pub fn service_timeouts(&self) -> &[crate::service::ServiceTimeouts] {
+        match &self.standby {
+            Some(t) if !t.services().is_empty() => t.timeout_profiles(),
+            _ => self.vips.timeout_profiles(),
+        }
+    }
+
     /// The ids of the services named `name`, balanced here or (on a
     /// BACKUP) known.
     pub fn service_ids_named(&self, name: &str) -> Vec<u32> {

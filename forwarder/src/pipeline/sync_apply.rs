@@ -191,7 +191,7 @@ impl Tables {
                 _ => svc.resolve_target(RealIdx(0), rec.real, 0),
             })
             .ok_or(false)?;
-        let timeout = self.conn.config().timeouts.for_state(rec.state);
+        let timeout = self.conn.timeout(svc.profile(), rec.state);
         let expiry = now.wrapping_add(rec.remaining_ms.min(timeout));
         if let Some(id) = existing {
             let e = self.conn.entry(id);
@@ -218,6 +218,7 @@ impl Tables {
             real_hint: r,
             nat: rec.nat,
             state: rec.state,
+            profile: svc.profile(),
         };
         let (active, pool, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
         let inserted = self.conn.insert(now, &rec.key, h, &value, |fr| {
@@ -256,7 +257,7 @@ impl Tables {
         if !self.sync.enabled() {
             return;
         }
-        let timeout = self.conn.config().timeouts.for_state(st);
+        let timeout = self.conn.timeout_of(id, st);
         if st != before_state || self.sync.stale(before_synced, now_ms as u32, timeout) {
             self.log_flow(now_ms, Op::Update, id, false);
         }

@@ -92,7 +92,8 @@ impl Tables {
     ) -> Tables {
         let mut cfg = conntrack::Config::new(conn_capacity);
         cfg.timeouts = conntrack::Timeouts::ipvs(TICK_HZ);
-        let conn = ConnTable::new(cfg);
+        let mut conn = ConnTable::new(cfg);
+        conn.set_profiles(&Self::profiles(snap));
         let node_limits = std::sync::Arc::new(NodeLimits::default());
         Tables {
             limits: Self::limits_for(&node_limits, snap),
@@ -153,6 +154,15 @@ impl Tables {
             .services()
             .iter()
             .map(|s| Limit::of(node, s.id()))
+            .collect()
+    }
+
+    /// The connection tables' timeout profiles 1.. for `snap`'s services.
+    pub(super) fn profiles(snap: &Snapshot) -> Vec<conntrack::Timeouts> {
+        let base = conntrack::Timeouts::ipvs(TICK_HZ);
+        snap.service_timeouts()
+            .iter()
+            .map(|t| t.apply(base))
             .collect()
     }
 
@@ -277,6 +287,25 @@ impl Tables {
                 if let Some(r) = svc.resolve_target(e.real_hint(), e.real(), e.real_port()) {
                     self.active[si][r.get()] += 1;
                 }
+            }
+        }
+        // Timeouts per service: new numbers for the profiles move every
+        // flow to its service's (one scan of the table, only then).
+        let renumbered = old.service_timeouts() != new.service_timeouts()
+            || new
+                .vips
+                .services()
+                .iter()
+                .chain(new.standby.iter().flat_map(|t| t.services()))
+                .any(|s| {
+                    old.known_service(s.id())
+                        .is_some_and(|o| o.profile() != s.profile())
+                });
+        if renumbered {
+            self.conn.set_profiles(&Self::profiles(new));
+            if !self.conn.is_empty() {
+                self.conn
+                    .remap_profiles(|id| new.known_service(id).map_or(0, |s| s.profile()));
             }
         }
         self.sync

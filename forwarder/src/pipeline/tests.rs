@@ -78,6 +78,7 @@ fn svc(id: u32, vip: &str, proto: Proto, port: u16, mode: Mode, reals: Vec<Real>
         on_down: OnDown::Reschedule,
         fallback: None,
         new_flow_rate_limit: None,
+        timeouts: None,
     }
 }
 

@@ -193,11 +193,47 @@ pub struct ServiceSpec {
     /// bucket holding one second's worth; packets of existing flows are
     /// never limited.
     pub new_flow_rate_limit: Option<u32>,
+    /// Idle timeouts of its flows where they differ from the node's.
+    pub timeouts: Option<ServiceTimeouts>,
+}
+
+/// A service's own idle timeouts (`[vip.timeouts]`), in milliseconds;
+/// `None` keeps the node's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ServiceTimeouts {
+    /// Established TCP flows.
+    pub tcp_ms: Option<u32>,
+    /// TCP flows closing (FIN_WAIT, CLOSE_WAIT, TIME_WAIT).
+    pub tcp_fin_ms: Option<u32>,
+    /// UDP flows.
+    pub udp_ms: Option<u32>,
+}
+
+impl ServiceTimeouts {
+    /// `base` with these overrides.
+    pub fn apply(&self, base: crate::conntrack::Timeouts) -> crate::conntrack::Timeouts {
+        let mut t = base;
+        if let Some(v) = self.tcp_ms {
+            t.established = v;
+        }
+        if let Some(v) = self.tcp_fin_ms {
+            t.fin_wait = v;
+            t.close_wait = v;
+            t.time_wait = v;
+        }
+        if let Some(v) = self.udp_ms {
+            t.udp = v;
+        }
+        t
+    }
 }
 
 /// Why a [`VipTable`] could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ServiceError {
+    /// More distinct service timeouts than the tables hold.
+    #[error("more than {} distinct [vip.timeouts] settings", crate::conntrack::MAX_PROFILES - 1)]
+    TooManyTimeouts,
     /// Two services with the same (vip, proto, port).
     #[error("duplicate VIP {vip} {proto:?} port {port}")]
     DuplicateVip {
@@ -250,6 +286,9 @@ pub struct Service {
     /// Built only when persistence is on and the scheduler has no Maglev
     /// table of its own.
     persist_table: Option<Maglev>,
+    /// Its flows' timeout profile in the connection tables (0: the
+    /// node's timeouts; see [`VipTable::timeout_profiles`]).
+    profile: u8,
 }
 
 impl Service {
@@ -294,7 +333,14 @@ impl Service {
             targets,
             scheduler,
             persist_table,
+            profile: 0,
         })
+    }
+
+    /// Its flows' timeout profile (see [`VipTable::timeout_profiles`]).
+    #[inline]
+    pub fn profile(&self) -> u8 {
+        self.profile
     }
 
     /// The spec this service was built from.
@@ -514,6 +560,8 @@ pub struct ServiceIdx(pub u32);
 #[derive(Debug)]
 pub struct VipTable {
     services: Vec<Service>,
+    /// The distinct service timeouts, profile 1 first.
+    profiles: Vec<ServiceTimeouts>,
     by_key: vipindex::VipIndex,
     by_id: HashMap<u32, u32, BuildHasherDefault<VipHasher>>,
     generation: u64,
@@ -540,12 +588,38 @@ impl VipTable {
             }
             services.push(Service::build(spec)?);
         }
+        // Profiles in order of first use: the same specs give the same
+        // numbers (a BACKUP's standby table and its table after a
+        // takeover agree).
+        let mut profiles: Vec<ServiceTimeouts> = Vec::new();
+        for s in &mut services {
+            let Some(t) = s.spec.timeouts.filter(|t| *t != ServiceTimeouts::default()) else {
+                continue;
+            };
+            let p = match profiles.iter().position(|x| *x == t) {
+                Some(p) => p,
+                None => {
+                    if profiles.len() + 1 >= crate::conntrack::MAX_PROFILES {
+                        return Err(ServiceError::TooManyTimeouts);
+                    }
+                    profiles.push(t);
+                    profiles.len() - 1
+                }
+            };
+            s.profile = (p + 1) as u8;
+        }
         Ok(Self {
             services,
+            profiles,
             by_key,
             by_id,
             generation,
         })
+    }
+
+    /// The distinct service timeouts: profile `i + 1` is `[i]`.
+    pub fn timeout_profiles(&self) -> &[ServiceTimeouts] {
+        &self.profiles
     }
 
     /// The service for a packet to `addr:port` over `proto`: the exact port
@@ -645,6 +719,7 @@ pub(crate) mod tests {
             on_down: OnDown::Reschedule,
             fallback: None,
             new_flow_rate_limit: None,
+            timeouts: None,
         }
     }
 

@@ -869,3 +869,65 @@ fn hairpin_without_a_free_port_is_dropped_and_counted() {
     let (_, out) = rig.run(&syn(3));
     assert_eq!(&out[14 + 20..14 + 22], &2000u16.to_be_bytes());
 }
+
+/// `[vip.timeouts]`: a service's flows expire on its own timeout, a TCP
+/// service beside it keeps the node's; a reload that changes the
+/// timeouts moves existing flows to the new ones.
+#[test]
+fn a_services_own_timeouts_apply_to_its_flows_and_follow_a_reload() {
+    use crate::service::ServiceTimeouts;
+    let short = |udp_ms| {
+        let mut s = nat_udp4();
+        s.timeouts = Some(ServiceTimeouts {
+            udp_ms: Some(udp_ms),
+            ..ServiceTimeouts::default()
+        });
+        s
+    };
+    let specs = vec![nat_tcp4(), short(3000)];
+    let mut r = Rig::small(specs.clone());
+    assert_eq!(r.snap.vips.services()[0].profile(), 0);
+    assert_eq!(r.snap.vips.services()[1].profile(), 1);
+    let q = builder::udp4(&udp4s(CLIENT4, 5000, VIP4, 53, b"q".to_vec()));
+    assert!(matches!(r.run(&q).0, Outcome::Forward { .. }));
+    let syn = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::SYN));
+    r.run(&syn);
+    let ack = builder::tcp4(&tcp4(CLIENT4, 40000, VIP4, 80, WireFlags::ACK));
+    r.run(&ack);
+    let expiries = |r: &Rig| -> Vec<(L4, u32)> {
+        let mut v: Vec<_> = r
+            .tables
+            .conn
+            .live()
+            .map(|e| (e.proto(), e.expiry().wrapping_sub(r.now as u32)))
+            .collect();
+        v.sort_by_key(|x| x.1);
+        v
+    };
+    assert_eq!(expiries(&r), vec![(L4::Udp, 3000), (L4::Tcp, 900_000)]);
+    // 3 s later the UDP flow is gone: the same query is a new flow.
+    r.now += 3000;
+    let before = r.tables.conn.counters().inserts;
+    r.run(&q);
+    assert_eq!(
+        r.tables.conn.counters().inserts,
+        before + 1,
+        "expired, new flow"
+    );
+    r.tables.conn.check_invariants();
+
+    // A reload gives the UDP service 60 s and the TCP one 10 s: flows
+    // already there take them at their next packet.
+    let mut tcp = nat_tcp4();
+    tcp.timeouts = Some(ServiceTimeouts {
+        tcp_ms: Some(10_000),
+        ..ServiceTimeouts::default()
+    });
+    let new = snapshot(vec![tcp, short(60_000)]);
+    r.tables.adopt(&r.snap, &new);
+    r.snap = new;
+    r.run(&q);
+    r.run(&ack);
+    assert_eq!(expiries(&r), vec![(L4::Tcp, 10_000), (L4::Udp, 60_000)]);
+    r.tables.conn.check_invariants();
+}
