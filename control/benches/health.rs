@@ -185,6 +185,7 @@ fn main() {
                 // Zero-padded: key order is index order, as the slots assume.
                 vip: format!("v{i:04}"),
                 addr,
+                probe: addr,
                 bind: Some(IpAddr::V4(source_of(i))),
                 check: Health {
                     check,
@@ -192,6 +193,8 @@ fn main() {
                     timeout: Duration::from_millis(500),
                     rise: 2,
                     fall: 2,
+                    port: None,
+                    address: None,
                 },
             }
         })

@@ -79,6 +79,7 @@ fn snapshot(mode: Mode) -> Snapshot {
         on_down: OnDown::Reschedule,
         fallback: None,
         new_flow_rate_limit: None,
+        timeouts: None,
     };
     Snapshot::new(1, vec![port], VipTable::build(vec![spec], 1).unwrap())
 }

@@ -33,6 +33,7 @@ fn val(i: u32) -> FlowValue {
         real_hint: RealIdx((i % 200) as u16),
         nat: Nat::Nat,
         state: State::Established,
+        profile: 0,
     }
 }
 
@@ -144,6 +145,7 @@ fn service(kind: SchedulerKind, n: u16, persistence: Option<Persistence>) -> Ser
         on_down: OnDown::Reschedule,
         fallback: None,
         new_flow_rate_limit: None,
+        timeouts: None,
     })
     .unwrap()
 }

@@ -137,7 +137,7 @@ mod tests {
 
     fn key(i: u32) -> FlowKey {
         FlowKey {
-            service: if i % 2 == 0 { 1 } else { 2 },
+            service: if i.is_multiple_of(2) { 1 } else { 2 },
             client: IpAddr::from([198, 51, 100, (i % 200) as u8 + 1]),
             client_port: 10_000 + i as u16,
             vport: 80,

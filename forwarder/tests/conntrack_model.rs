@@ -189,6 +189,7 @@ impl Harness {
                     real_hint: RealIdx(u16::from(r)),
                     nat: nat(n),
                     state,
+                    profile: 0,
                 };
                 let h = self.t.hash(&k);
                 let mut freed = vec![];

@@ -420,7 +420,7 @@ port = 80
         assert_eq!(rs.update_load(&cfg, &load(0, 10, 0)).len(), 1);
         assert!(rs.update_load(&cfg, &load(0, 8, 0)).is_empty());
         assert!(rs.is_overloaded(&key(22)));
-        assert_eq!(rs.update_load(&cfg, &load(0, 7, 0))[0].overloaded, false);
+        assert!(!rs.update_load(&cfg, &load(0, 7, 0))[0].overloaded);
         // An operator's disable and a failed check still win.
         rs.update_load(&cfg, &load(5, 0, 0));
         rs.act(&cfg, "web", "192.0.2.21", Action::Disable).unwrap();

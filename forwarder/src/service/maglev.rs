@@ -428,7 +428,7 @@ mod tests {
         let reals = Maglev::new(&uniform(10));
         let real_of: Vec<_> = hashes.iter().map(|&h| reals.lookup(h)).collect();
         let threshold =
-            |h: u64, nodes: &[u16]| nodes[((h >> 32) * nodes.len() as u64 >> 32) as usize];
+            |h: u64, nodes: &[u16]| nodes[(((h >> 32) * nodes.len() as u64) >> 32) as usize];
         for n in [2u16, 3, 4, 8, 16] {
             let all: Vec<u16> = (0..n).collect();
             let consistent_all = Maglev::new(&uniform(n));
