@@ -157,8 +157,7 @@ fn vips_are_announced_while_they_can_take_new_flows() {
         body.contains("real1"),
         "forwarding during the drain time: {body:?}"
     );
-    let (st, _) = p.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", p.log_text());
+    p.stop();
     assert!(
         at.elapsed() >= Duration::from_secs(2),
         "left before the drain time"

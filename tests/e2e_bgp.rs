@@ -173,8 +173,7 @@ fn follow_the_node(mut l: Lab) {
         "not withdrawn within the drain time"
     );
     assert!(p.running(), "stopped before the routers followed");
-    let (st, _) = p.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", p.log_text());
+    p.stop();
     l.ferrolb = None;
 }
 

@@ -198,8 +198,7 @@ fn dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status(work
     );
 
     check_workers(&l.lb, workers, false);
-    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", lb.log_text());
+    lb.stop();
     drop(l.reals);
 }
 
@@ -412,8 +411,7 @@ fn health_checks_take_a_dead_real_out_and_bring_it_back(workers: u16) {
     eprintln!("with real3 back: {spread:?}");
     assert_eq!(failed, 0);
     assert!(spread.get("real3").copied().unwrap_or(0) > 0, "{spread:?}");
-    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success());
+    lb.stop();
 }
 
 /// A VIP on every port (`port = 0`) is checked on a readiness port of
@@ -487,8 +485,7 @@ fn health_checks_on_a_readiness_port_cover_an_all_ports_vip() {
     let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 30, "");
     assert_eq!(failed, 0, "{spread:?}");
     assert!(!spread.contains_key("real1"), "{spread:?}");
-    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success());
+    lb.stop();
 }
 
 /// Holds keep-alive connections to the VIP, opened 400 ms apart, each
@@ -592,8 +589,7 @@ fn max_conns_sends_the_sixth_connection_to_the_other_reals() {
         .ok()
         .flatten()
         .is_some()));
-    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success());
+    lb.stop();
 }
 
 /// A keep-alive HTTP connection from the client through the VIP: it makes

@@ -162,15 +162,23 @@ fn node2_frr(l: &mut Lab) -> Vec<Proc> {
          address-family ipv4 unicast\n  redistribute table 250\n exit-address-family\n",
         frr_neighbour("192.0.2.254", 65000, l.bfd)
     );
+    let ns = l.nodes[1].ns.name.clone();
+    frr_with_bfd(l, &ns, 0, "hostname node2\nip import-table 250\n", &bgpd)
+}
+
+/// zebra, bfdd and bgpd of FRR in namespace `ns`, their files in
+/// `frr_files[files]`, in a path space of their own.
+fn frr_with_bfd(l: &mut Lab, ns: &str, files: usize, zebra: &str, bgpd: &str) -> Vec<Proc> {
+    let host = if ns == l.router.name {
+        &l.router
+    } else {
+        &l.nodes[1].ns
+    };
     let (procs, rundir) = frr(
-        &l.nodes[1].ns,
-        &l.frr_files[0],
-        &format!("ferrolb{}", l.id),
-        &[
-            ("zebra", "hostname node2\nip import-table 250\n"),
-            ("bfdd", FRR_BFDD),
-            ("bgpd", &bgpd),
-        ],
+        host,
+        &l.frr_files[files],
+        &format!("ferrolb{files}{}", l.id),
+        &[("zebra", zebra), ("bfdd", FRR_BFDD), ("bgpd", bgpd)],
     );
     l.frr_dirs.push(rundir);
     procs
@@ -190,18 +198,8 @@ fn router_frr(l: &mut Lab) -> Vec<Proc> {
         frr_neighbour("192.0.2.2", 65001, l.bfd),
         frr_neighbour("192.0.2.3", 65002, l.bfd),
     );
-    let (procs, rundir) = frr(
-        &l.router,
-        &l.frr_files[1],
-        &format!("ferrolbr{}", l.id),
-        &[
-            ("zebra", "hostname router\n"),
-            ("bfdd", FRR_BFDD),
-            ("bgpd", &bgpd),
-        ],
-    );
-    l.frr_dirs.push(rundir);
-    procs
+    let ns = l.router.name.clone();
+    frr_with_bfd(l, &ns, 1, "hostname router\n", &bgpd)
 }
 
 /// The router on BIRD 2: `merge paths` makes ECMP routes of equal BGP
@@ -301,6 +299,18 @@ impl Lab {
         node.p = Some(p);
     }
 
+    /// Starts both nodes and waits until the router has both as next hops.
+    fn start_both(&mut self) {
+        self.start(0);
+        self.start(1);
+        assert!(
+            self.wait_hops(&["192.0.2.2", "192.0.2.3"], Duration::from_secs(30)),
+            "the router has no ECMP route to the VIP: {}\n{}",
+            self.router.exec("ip route"),
+            self.diagnose()
+        );
+    }
+
     /// The router's next hops for the VIP.
     fn next_hops(&self) -> Vec<String> {
         let r = self.router.exec("ip route show 192.0.2.100");
@@ -327,7 +337,7 @@ impl Lab {
             }
             Router::Frr => {
                 try_run(&format!(
-                "vtysh -N ferrolbr{} -c 'show bgp summary' -c 'show ip bgp' -c 'show bfd peers'",
+                "vtysh -N ferrolb1{} -c 'show bgp summary' -c 'show ip bgp' -c 'show bfd peers'",
                 self.id
             ))
                 .1
@@ -360,14 +370,7 @@ impl Lab {
 fn two_nodes_share_a_vip_by_ecmp_and_lose_one_without_breaking_flows() {
     let _g = serial();
     let mut l = lab(Router::Frr, true);
-    l.start(0);
-    l.start(1);
-    assert!(
-        l.wait_hops(&["192.0.2.2", "192.0.2.3"], Duration::from_secs(30)),
-        "the router has no ECMP route to the VIP: {}\n{}",
-        l.router.exec("ip route"),
-        l.diagnose()
-    );
+    l.start_both();
 
     // Both nodes pick reals from the same service set.
     let (f1, f2) = (
@@ -474,14 +477,7 @@ fn two_nodes_share_a_vip_by_ecmp_and_lose_one_without_breaking_flows() {
 fn without_bfd_a_bird_router_bypasses_a_dead_node_at_the_hold_time() {
     let _g = serial();
     let mut l = lab(Router::Bird, false);
-    l.start(0);
-    l.start(1);
-    assert!(
-        l.wait_hops(&["192.0.2.2", "192.0.2.3"], Duration::from_secs(30)),
-        "the router has no ECMP route to the VIP: {}\n{}",
-        l.router.exec("ip route"),
-        l.diagnose()
-    );
+    l.start_both();
     let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 100, "");
     assert_eq!(failed, 0, "{spread:?}");
     let (a, b) = (l.packets_in(0), l.packets_in(1));

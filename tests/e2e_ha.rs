@@ -216,8 +216,7 @@ fn kill_9_of_the_master_fails_over_to_the_backup(workers: u16) {
         m.contains("ferrolb_vrrp_transitions_total{vrid=\"51\",to=\"master\"} 1"),
         "{m}"
     );
-    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", b.log_text());
+    b.stop();
 }
 
 #[test]
@@ -235,8 +234,7 @@ fn sigterm_of_the_master_hands_over_within_one_interval() {
     b.wait_log(MASTER, Duration::from_millis(1500));
     let took = t0.elapsed();
     eprintln!("B became MASTER {took:?} after SIGTERM to A");
-    let (st, _) = a.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", a.log_text());
+    a.stop();
     assert!(
         a.log_text().contains("VRRP stopped was=master"),
         "{}",
@@ -248,8 +246,7 @@ fn sigterm_of_the_master_hands_over_within_one_interval() {
     let n = l.client.exec("ip neigh show 192.0.2.100");
     assert!(n.contains(&mac_b), "VIP entry {n:?} is not B's {mac_b}");
     assert!(ok >= 50, "{ok} ok, {failed} failed");
-    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", b.log_text());
+    b.stop();
 }
 
 const BACKUP: &str = "VRRP transition to BACKUP";
@@ -272,8 +269,7 @@ fn client_vip_mac_is(l: &Lab, mac: &str, limit: Duration) -> bool {
 fn stop_a(l: &Lab, a: &mut Ferrolb, b: &mut Ferrolb, mac_b: &str) {
     run(&format!("kill -TERM {}", a.pid()));
     b.wait_log(MASTER, Duration::from_millis(1500));
-    let (st, _) = a.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", a.log_text());
+    a.stop();
     assert!(
         client_vip_mac_is(l, mac_b, Duration::from_secs(3)),
         "VIP entry {:?} is not B's {mac_b}",
@@ -311,8 +307,7 @@ fn preempt_true_the_higher_priority_takes_the_vip_back() {
     let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
     assert!(body.contains("real1 from 192.0.2.1"), "{body}");
     for f in [&mut b, &mut a] {
-        let (st, _) = f.signal_and_wait("TERM", Duration::from_secs(10));
-        assert!(st.success(), "{}", f.log_text());
+        f.stop();
     }
 }
 
@@ -392,8 +387,7 @@ fn manual_takeover_and_release_move_the_vip_and_ha_reloads_apply_or_are_refused(
     assert_eq!(sa["ha"]["vrid"], 51);
     assert_eq!(sa["ha"]["priority"], 50);
     for f in [&mut b, &mut a] {
-        let (st, _) = f.signal_and_wait("TERM", Duration::from_secs(10));
-        assert!(st.success(), "{}", f.log_text());
+        f.stop();
     }
 }
 
@@ -423,8 +417,7 @@ fn preempt_false_the_returning_node_stays_backup() {
     let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
     assert!(body.contains("real1 from 192.0.2.1"), "{body}");
     for f in [&mut a, &mut b] {
-        let (st, _) = f.signal_and_wait("TERM", Duration::from_secs(10));
-        assert!(st.success(), "{}", f.log_text());
+        f.stop();
     }
 }
 
@@ -608,8 +601,7 @@ fn keepalived_interop_keepalived_master_ferrolb_takes_over_on_stop() {
     assert!(s.contains("MASTER (holding the VIPs)"), "{s}");
     let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
     assert!(body.contains("real1 from 192.0.2.1"), "{body}");
-    let (st, _) = f.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", f.log_text());
+    f.stop();
 }
 
 /// `config` for an IPv6 pair: VRRP over IPv6 (`family = "ipv6"`, adverts
@@ -689,8 +681,7 @@ fn ipv6_vrrp_pair_fails_over_and_the_client_follows_the_unsolicited_na(workers: 
         m.contains("ferrolb_vrrp_state{vrid=\"52\",state=\"master\"} 1"),
         "{m}"
     );
-    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", b.log_text());
+    b.stop();
 }
 
 #[test]
@@ -758,8 +749,7 @@ fn unicast_peers_and_a_tracked_link_that_goes_down_gives_master_up() {
     let body = l.client.exec("curl -s -m 3 http://192.0.2.100/");
     assert!(body.contains("real1 from 192.0.2.1"), "{body}");
     for f in [&mut a, &mut b] {
-        let (st, _) = f.signal_and_wait("TERM", Duration::from_secs(10));
-        assert!(st.success(), "{}", f.log_text());
+        f.stop();
     }
 }
 
@@ -947,8 +937,7 @@ fn a_long_lived_dr_connection_survives_kill_9_of_the_master_without_sync(workers
     // without SYN) and sent it to the same real by Maglev.
     let sb = status_json(&l.b);
     assert_eq!(sb["vips"][0]["new_flows"], 1, "{sb}");
-    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", b.log_text());
+    b.stop();
 }
 
 /// Two-arm NAT pair:
@@ -1093,8 +1082,7 @@ fn nat_failover(workers: u16, sync: bool) -> (LongLived, serde_json::Value, serd
         "B after the takeover: sync {}, drops {}",
         after["sync"], after["drops"]
     );
-    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", b.log_text());
+    b.stop();
     (r, sa, sb)
 }
 
@@ -1207,12 +1195,10 @@ fn a_pair_whose_service_sets_differ_says_so_until_a_reload_makes_them_equal() {
     );
 
     // B stops: A no longer hears it, and says its set is unknown.
-    let (st, _) = b.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", b.log_text());
+    b.stop();
     a.wait_log("no word from the HA peer", Duration::from_secs(10));
     assert_eq!(status_json(&l.a)["sync"]["peer_config"], "unknown");
-    let (st, _) = a.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", a.log_text());
+    a.stop();
 }
 
 fn without_sync_the_same_nat_connection_breaks(workers: u16) {

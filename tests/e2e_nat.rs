@@ -150,8 +150,7 @@ port_name = "wan"
     /// handed to their owner; ferrolb stops cleanly.
     fn finish(mut self) {
         check_workers(&self.lb, self.workers, true);
-        let (st, _) = self.p.signal_and_wait("TERM", Duration::from_secs(10));
-        assert!(st.success(), "{}", self.p.log_text());
+        self.p.stop();
     }
 }
 
@@ -232,7 +231,7 @@ fn conns_lists_the_flows_of_every_worker_filtered_and_paged() {
         .exec(&format!("python3 {}", l.dir.0.join("client.py").display()));
     assert!(out.starts_with("OK 20"), "{out}");
     let conns = |args: &str| l.lb.exec(&format!("{} conns {args}", ferrolb_bin()));
-    let rows = |t: &str| -> Vec<String> { t.lines().skip(1).map(str::to_string).collect() };
+    let rows = |t: &str| -> Vec<String> { conn_rows(t) };
 
     let all = conns("");
     eprintln!("{}", all.lines().take(4).collect::<Vec<_>>().join("\n"));
@@ -326,13 +325,7 @@ fn a_vip_udp_timeout_takes_its_flows_out() {
         .client
         .exec(&format!("python3 {}", l.dir.0.join("client.py").display()));
     assert!(out.starts_with("OK 20"), "{out}");
-    let conns = |args: &str| -> Vec<String> {
-        l.lb.exec(&format!("{} conns {args}", ferrolb_bin()))
-            .lines()
-            .skip(1)
-            .map(str::to_string)
-            .collect()
-    };
+    let conns = |args: &str| conn_rows(&l.lb.exec(&format!("{} conns {args}", ferrolb_bin())));
     let dns = conns("--vip dns");
     assert!(dns.len() >= 20, "{dns:?}");
     // mm:ss of at most 4 s.
@@ -353,4 +346,9 @@ fn a_vip_udp_timeout_takes_its_flows_out() {
     assert!(t0.elapsed() >= Duration::from_secs(2), "gone too early");
     assert_eq!(conns("--vip web").len(), web.len(), "the TCP flows stay");
     l.finish();
+}
+
+/// The flow lines of `ferrolb conns` output (without the header).
+fn conn_rows(out: &str) -> Vec<String> {
+    out.lines().skip(1).map(str::to_string).collect()
 }

@@ -557,8 +557,7 @@ fn hostile_frames_are_counted_dropped_and_leak_nothing(workers: u16) {
     assert!(m.contains("\nferrolb_mbufs_in_use "), "{m}");
     let (_, failed) = curl_spread(&l.client, "http://192.0.2.100/", 10, "");
     assert_eq!(failed, 0);
-    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", lb.log_text());
+    lb.stop();
     eprintln!("test took {:?}", t_start.elapsed());
 }
 
@@ -788,8 +787,7 @@ fn syn_flood_fills_the_table_with_half_open_flows_and_spares_the_established(wor
     // are evicted for them).
     let (_, failed) = curl_spread(&l.client, "http://192.0.2.100/", 10, "");
     assert_eq!(failed, 0);
-    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", lb.log_text());
+    lb.stop();
     eprintln!("test took {:?}", t_start.elapsed());
 }
 
@@ -955,8 +953,7 @@ fn soak_with_reloads_flaps_and_drains_keeps_memory_and_mbufs_flat() {
         "mbufs in use grew from {mb0} to {mb1} (bound: one burst, 32)"
     );
     assert!(s["reloads"].as_u64().unwrap() >= (cycles / 2) as u64);
-    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", lb.log_text());
+    lb.stop();
     eprintln!("test took {:?}", t_start.elapsed());
 }
 
@@ -1017,7 +1014,6 @@ fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip(workers: u16) {
     );
     assert!(limited > 0);
     assert_eq!(d.rx, d.outcomes(), "uncounted frames: {d:?}");
-    let (st, _) = lb.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(st.success(), "{}", lb.log_text());
+    lb.stop();
     eprintln!("test took {:?}", t_start.elapsed());
 }

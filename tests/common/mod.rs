@@ -383,6 +383,17 @@ impl Ferrolb {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+
+    /// SIGTERM, and a clean exit within 10 s (panics with the log
+    /// otherwise).
+    pub fn stop(&mut self) {
+        let (st, _) = self.signal_and_wait("TERM", Duration::from_secs(10));
+        assert!(
+            st.success(),
+            "ferrolb exited with {st}:\n{}",
+            self.log_text()
+        );
+    }
 }
 
 impl Drop for Ferrolb {

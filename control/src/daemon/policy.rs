@@ -363,72 +363,47 @@ mode = "dr"
             Some(Action::Drain)
         );
     }
-}
-
-#[cfg(test)]
-mod load_tests {
-    use super::*;
-
-    const CFG: &str = r#"
-[dataplane]
-eal_args = ["--no-huge"]
-
-[[port]]
-name = "lan"
-device = "net_null0"
-addresses = ["192.0.2.2/24"]
-
-[[vip]]
-name = "web"
-address = "192.0.2.100"
-port = 80
-  [[vip.real]]
-  address = "192.0.2.21"
-  max_conns = 5
-  [[vip.real]]
-  address = "192.0.2.22"
-  max_conns = 10
-  min_conns = 8
-  [[vip.real]]
-  address = "192.0.2.23"
-"#;
 
     #[test]
     fn max_conns_overloads_and_min_conns_brings_back() {
-        let cfg = crate::config::parse("t.toml", CFG).unwrap();
-        let key = |last: u8| ("web".to_string(), IpAddr::from([192, 0, 2, last]), 80u16);
+        let limited = |extra: &str| {
+            cfg(&CFG.replace(
+                "  [[vip.real]]\n  address = \"192.0.2.23\"\n",
+                &format!("  [[vip.real]]\n  address = \"192.0.2.23\"\n{extra}"),
+            ))
+        };
+        let key = ("dns".to_string(), ip("192.0.2.23"), 53u16);
+        let state = |rs: &RealStates, c: &Config| rs.resolver(c)("dns", key.1, 53);
+        let load = |n: u64| HashMap::from([(key.clone(), n)]);
+
+        // min_conns = max_conns by default: overloaded at 5, back below.
+        let c = limited("  max_conns = 5\n");
         let mut rs = RealStates::default();
-        let load =
-            |a: u64, b: u64, c: u64| HashMap::from([(key(21), a), (key(22), b), (key(23), c)]);
-        let state = |rs: &RealStates, last: u8| rs.resolver(&cfg)("web", key(last).1, 80);
-        assert!(rs.update_load(&cfg, &load(4, 9, 1000)).is_empty());
-        // 21 reaches its max: overloaded, drained for the data plane.
-        let ch = rs.update_load(&cfg, &load(5, 9, 1000));
+        assert!(rs.update_load(&c, &load(4)).is_empty());
+        let ch = rs.update_load(&c, &load(5));
         assert_eq!(ch.len(), 1);
         assert_eq!(
             (ch[0].key.clone(), ch[0].overloaded, ch[0].active),
-            (key(21), true, 5)
+            (key.clone(), true, 5)
         );
-        assert_eq!(state(&rs, 21), RealState::Drain);
-        assert_eq!(state(&rs, 23), RealState::Up, "no limit, never overloaded");
-        // Default min_conns = max_conns: back below 5.
-        assert!(rs.update_load(&cfg, &load(5, 9, 0)).is_empty());
-        let ch = rs.update_load(&cfg, &load(4, 9, 0));
-        assert_eq!((ch[0].key.clone(), ch[0].overloaded), (key(21), false));
-        assert_eq!(state(&rs, 21), RealState::Up);
-        // 22: over at 10, still over at 8, back at 7.
-        assert_eq!(rs.update_load(&cfg, &load(0, 10, 0)).len(), 1);
-        assert!(rs.update_load(&cfg, &load(0, 8, 0)).is_empty());
-        assert!(rs.is_overloaded(&key(22)));
-        assert!(!rs.update_load(&cfg, &load(0, 7, 0))[0].overloaded);
-        // An operator's disable and a failed check still win.
-        rs.update_load(&cfg, &load(5, 0, 0));
-        rs.act(&cfg, "web", "192.0.2.21", Action::Disable).unwrap();
-        assert_eq!(state(&rs, 21), RealState::Disabled);
+        assert_eq!(state(&rs, &c), RealState::Drain, "no new flows");
+        assert!(rs.update_load(&c, &load(5)).is_empty());
+        assert!(!rs.update_load(&c, &load(4))[0].overloaded);
+        assert_eq!(state(&rs, &c), RealState::Up);
+
+        // min_conns = 3: over at 5, still over at 3, back at 2.
+        let c = limited("  max_conns = 5\n  min_conns = 3\n");
+        assert!(rs.update_load(&c, &load(5))[0].overloaded);
+        assert!(rs.update_load(&c, &load(3)).is_empty());
+        assert!(rs.is_overloaded(&key));
+        assert!(!rs.update_load(&c, &load(2))[0].overloaded);
+
+        // An operator's disable still wins over an overload.
+        rs.update_load(&c, &load(5));
+        rs.act(&c, "dns", "192.0.2.23", Action::Disable).unwrap();
+        assert_eq!(state(&rs, &c), RealState::Disabled);
         // A reload that drops the limit ends the overload.
-        let unlimited =
-            crate::config::parse("t.toml", &CFG.replace("  max_conns = 5\n", "")).unwrap();
-        let ch = rs.update_load(&unlimited, &load(500, 0, 0));
-        assert_eq!((ch.len(), rs.is_overloaded(&key(21))), (0, false));
+        let ch = rs.update_load(&cfg(CFG), &load(500));
+        assert_eq!((ch.len(), rs.is_overloaded(&key)), (0, false));
     }
 }
