@@ -232,7 +232,9 @@ mod tests {
 
     #[test]
     fn an_answer_reads_a_bounded_slice_and_never_grows_its_rows() {
-        let mut t = ConnTable::new(Config::new(1 << 18));
+        let mut cfg = Config::new(1 << 18);
+        cfg.timeouts = crate::conntrack::Timeouts::ipvs(1000);
+        let mut t = ConnTable::new(cfg);
         let k = key(1);
         let h = t.hash(&k);
         let v = FlowValue {
@@ -246,6 +248,14 @@ mod tests {
         t.insert(0, &k, h, &v, |_| {}).unwrap();
         let (rows, asks) = pages(&t, &ConnFilter::default(), 10);
         assert_eq!(rows.len(), 1);
+        // Once expired (not swept yet) it is not listed.
+        let mut late = ConnQuery {
+            limit: 10,
+            rows: Vec::with_capacity(10),
+            ..ConnQuery::default()
+        };
+        late.answer(&t, 900_001);
+        assert!(late.rows.is_empty(), "{:?}", late.rows);
         // Every answer read at most SCAN_BUDGET cells.
         assert!(
             asks as u64 >= t.capacity() as u64 / u64::from(SCAN_BUDGET),
