@@ -15,6 +15,8 @@ PACKAGES=(
     # tests and demo: namespaces, captures, real servers and clients
     iproute2 iputils-ping arping ethtool tcpdump nginx-light curl python3 procps
     python3-prometheus-client chromium
+    # load under reloads: wrk
+    wrk
     # HA interop test: a keepalived VRRPv3 peer
     keepalived
     # active/active test: BGP daemons on the nodes and the router

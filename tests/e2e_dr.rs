@@ -716,9 +716,11 @@ fn reload_adds_and_removes_reals_without_breaking_established_connections(worker
     let mut lb = Ferrolb::start(&l.lb, &config(&l, [1, 1, 1], false));
     lb.wait_log("ferrolb running", Duration::from_secs(30));
     lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    // The reload removes the real of a long-lived connection: with
+    // on_remove = "keep" (the default) it takes no new flow, and the
+    // connection goes on to it.
     let ll = LongLived::start(&l.client);
-    let kept: usize = ll.first.trim_start_matches("real").parse().unwrap();
-    let removed = (1..=3).find(|i| *i != kept).unwrap();
+    let removed: usize = ll.first.trim_start_matches("real").parse().unwrap();
     let reals: String = [1, 2, 3, 4]
         .iter()
         .filter(|i| **i != removed)
@@ -738,10 +740,21 @@ fn reload_adds_and_removes_reals_without_breaking_established_connections(worker
         "{spread:?}"
     );
     assert!(spread.contains_key("real4"), "{spread:?}");
+    let s = status_json(&l.lb);
+    let gone = s["vips"][0]["reals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == format!("192.0.2.2{removed}"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(gone["state"], "removed", "{s}");
+    assert_eq!(gone["active_flows"], 1, "{gone}");
+    assert!(lb.log_text().contains("reload removed a real"));
     assert_eq!(
         ll.finish(),
         "OK 21 1",
-        "an established connection to a remaining real broke"
+        "the established connection to the removed real broke"
     );
 
     // An invalid file: nothing changes, the CLI and the log say why.

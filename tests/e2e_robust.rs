@@ -957,6 +957,94 @@ fn soak_with_reloads_flaps_and_drains_keeps_memory_and_mbufs_flat() {
     eprintln!("test took {:?}", t_start.elapsed());
 }
 
+/// wrk keeps 20 keep-alive connections busy through the DR VIP while the
+/// file alternates every 200 ms, for 30 s, between three reals with even
+/// weights and two reals (real3 taken out) with other weights: with
+/// `on_remove = "keep"` (the default) the connections on real3 go on
+/// while it is out, so not one request fails.
+#[test]
+fn reloads_every_200ms_that_remove_and_add_a_real_under_wrk_fail_nothing() {
+    let workers = 1;
+    require_root();
+    let _g = serial();
+    let l = lab(workers);
+    let three = config(&l, 65536, [1, 1, 1], false);
+    let two = config(&l, 65536, [2, 1, 0], false).replacen(
+        "  [[vip.real]]\n  address = \"192.0.2.23\"\n  weight = 0\n",
+        "",
+        1,
+    );
+    assert_ne!(two, three);
+    assert!(!two.contains("192.0.2.23"), "{two}");
+    let mut lb = Ferrolb::start(&l.lb, &three);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    let dir = Scratch::new("wrk");
+    let out = dir.0.join("wrk.txt");
+    let wrk = std::process::Command::new("ip")
+        .args(["netns", "exec", &l.client.name])
+        .args([
+            "wrk",
+            "-t1",
+            "-c20",
+            "-d30s",
+            "--timeout",
+            "3s",
+            "http://192.0.2.100/",
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wrk (package wrk)");
+    let mut wrk = Proc::from_child(wrk);
+    std::thread::sleep(Duration::from_secs(1));
+    let (pid, path) = (lb.pid(), lb.config.clone());
+    let mut reloads = 0u32;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(28) {
+        let text = if reloads.is_multiple_of(2) {
+            &two
+        } else {
+            &three
+        };
+        std::fs::write(&path, text).unwrap();
+        run(&format!("kill -HUP {pid}"));
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        wait_for(Duration::from_secs(15), || wrk
+            .get()
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some()),
+        "wrk did not finish"
+    );
+    let report = std::fs::read_to_string(&out).unwrap_or_default();
+    eprintln!("{reloads} reloads under wrk:\n{report}");
+    assert!(alive(&lb), "{}", lb.log_text());
+    let requests: u64 = report
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(requests > 10_000, "{report}");
+    assert!(
+        !report.contains("Socket errors"),
+        "connections failed:\n{report}"
+    );
+    assert!(!report.contains("Non-2xx"), "{report}");
+    let s = status_json(&l.lb);
+    assert!(
+        s["reloads"].as_u64().unwrap() >= u64::from(reloads) / 2,
+        "{s}"
+    );
+    assert!(s["last_reload_error"].is_null(), "{s}");
+    lb.stop();
+}
+
 fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip(workers: u16) {
     require_root();
     let _g = serial();

@@ -98,7 +98,7 @@ td.state { width: 112px; padding: 0; }
 td.state span { display: block; line-height: 24px; text-align: center; color: #fff; font-weight: 700;
   font-size: 11px; letter-spacing: .8px; text-transform: uppercase; }
 .st-up { background: #2e9d4f; }
-.st-drain, .st-disabled { background: #2f6fd6; }
+.st-drain, .st-disabled, .st-removed { background: #2f6fd6; }
 .st-down { background: #d64545; }
 .st-overloaded { background: #d98e04; }
 .st-unknown { background: #7b8794; }
@@ -143,7 +143,7 @@ tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
   var API = "/api/v1/status";
   var PERIOD_MS = 1000;
   var TIMEOUT_MS = 2500;
-  var STATES = { up: "up", down: "down", drain: "drain", disabled: "disabled", overloaded: "overloaded" };
+  var STATES = { up: "up", down: "down", drain: "drain", disabled: "disabled", overloaded: "overloaded", removed: "removed" };
   var prev = null;      // { t: ms, v: { key: counter } } of the previous sample
   var cur = null;
   var lastOk = null;

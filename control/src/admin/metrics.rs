@@ -268,7 +268,7 @@ pub fn render(s: &Status) -> String {
     );
     for v in &s.vips {
         for r in &v.reals {
-            for st in ["up", "down", "drain", "disabled", "overloaded"] {
+            for st in ["up", "down", "drain", "disabled", "overloaded", "removed"] {
                 let _ = writeln!(
                     o,
                     "ferrolb_real_state{{{},real=\"{}\",real_port=\"{}\",state=\"{st}\"}} {}",

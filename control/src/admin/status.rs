@@ -156,8 +156,9 @@ pub struct RealStatus {
     pub port: u16,
     /// Configured weight.
     pub weight: u32,
-    /// `up`, `down`, `drain`, `disabled` or `overloaded` (at its
-    /// `max_conns`: no new flows): what the data plane does.
+    /// `up`, `down`, `drain`, `disabled`, `overloaded` (at its
+    /// `max_conns`: no new flows) or `removed` (taken out of the file by a
+    /// reload, kept until its flows end): what the data plane does.
     pub state: String,
     /// `max_conns`, if set.
     #[serde(default)]

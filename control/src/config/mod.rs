@@ -396,6 +396,19 @@ pub enum OnDown {
     Keep,
 }
 
+/// `[[vip]] on_remove`: what a reload that takes a real out of the file
+/// does with its established flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnRemove {
+    /// `"keep"` (default, as IPVS keeps connections to a deleted
+    /// destination): the real takes no new flows, its flows stay until
+    /// they end, and it stays in the status (`removed`) until then.
+    #[default]
+    Keep,
+    /// `"reschedule"`: each flow moves to another real on its next packet.
+    Reschedule,
+}
+
 /// `[vip.fallback]`: a "sorry server" that takes new flows only when no
 /// real can. Not scheduled, not health-checked (always up).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,6 +446,8 @@ pub struct VipConf {
     pub reals: Vec<RealConf>,
     /// What a real that goes down does with its established flows.
     pub on_down: OnDown,
+    /// What a reload that removes a real does with its flows.
+    pub on_remove: OnRemove,
     /// The server for new flows when no real is eligible.
     pub fallback: Option<FallbackConf>,
     /// New flows admitted per second per worker (None: unlimited).

@@ -50,6 +50,7 @@ pub(super) struct RawVip {
     #[serde(default)]
     pub(super) real: Vec<RawReal>,
     pub(super) on_down: Option<String>,
+    pub(super) on_remove: Option<String>,
     pub(super) fallback: Option<RawFallback>,
     pub(super) new_flow_rate_limit: Option<i64>,
     pub(super) timeouts: Option<RawTimeouts>,

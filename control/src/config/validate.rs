@@ -534,6 +534,17 @@ pub(super) fn validate_vip(
             OnDown::Reschedule
         }
     };
+    let on_remove = match rv.on_remove.as_deref() {
+        None | Some("keep") => OnRemove::Keep,
+        Some("reschedule") => OnRemove::Reschedule,
+        Some(o) => {
+            errs.at(
+                &p.key("on_remove"),
+                format!("{o:?} is not an on_remove action (keep or reschedule)"),
+            );
+            OnRemove::Keep
+        }
+    };
     let fallback = rv.fallback.as_ref().and_then(|rf| {
         let fp = p.key("fallback");
         let (addr, fport, mac) = validate_server(
@@ -595,6 +606,7 @@ pub(super) fn validate_vip(
         health,
         reals,
         on_down,
+        on_remove,
         fallback,
         new_flow_rate_limit,
         timeouts,

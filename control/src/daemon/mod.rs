@@ -498,11 +498,14 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
     /// reals' states, and publishes it.
     fn republish(&self, s: &mut State) -> Result<(), String> {
         let generation = s.generation + 1;
+        // Reals a reload removed stay, without new flows, for their flows.
+        let with_removed = s.reals.with_removed(&s.cfg);
+        let cfg = with_removed.as_ref().unwrap_or(&s.cfg);
         let sn = crate::snapshot::build(
-            &s.cfg,
+            cfg,
             generation,
             self.dp.macs(),
-            &s.reals.resolver(&s.cfg),
+            &s.reals.resolver(cfg),
             self.owner,
         )?;
         let sn = Arc::new(sn);
@@ -551,9 +554,13 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
                 return Err(CommandError::Tables(e));
             }
         }
+        let old_reals = s.reals.clone();
+        let kept = {
+            let State { cfg, reals, .. } = &mut *s;
+            reals.on_reload(cfg, &new)
+        };
         let old = std::mem::replace(&mut s.cfg.vips, new.vips.clone());
         let old_ha = std::mem::replace(&mut s.cfg.ha, new.ha.clone());
-        let old_reals = s.reals.clone();
         s.reals.retain_configured(&new);
         if let Err(e) = self.republish(&mut s) {
             s.cfg.vips = old;
@@ -582,6 +589,9 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             self.dp.neigh().set_static(ip, MacAddr(mac));
         }
         self.checker.update(health::targets_from_config(&new));
+        for (vip, addr, port) in &kept {
+            tracing::info!(vip = %vip, real = %addr, port, "reload removed a real: it takes no new flows and stays until its flows end (on_remove = \"keep\")");
+        }
         s.reloads += 1;
         s.last_reload_error = None;
         tracing::info!(
@@ -748,12 +758,12 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
     fn check_load(&mut self) {
         let st = Arc::clone(&self.state);
         let mut s = lock(&st);
-        if !s
+        let limited = s
             .cfg
             .vips
             .iter()
-            .any(|v| v.reals.iter().any(|r| r.max_conns.is_some()))
-        {
+            .any(|v| v.reals.iter().any(|r| r.max_conns.is_some()));
+        if !limited && !s.reals.has_removed() {
             return;
         }
         let Some(active) = report::real_active(&s) else {
@@ -761,7 +771,11 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
         };
         let State { cfg, reals, .. } = &mut *s;
         let changes = reals.update_load(cfg, &active);
-        if changes.is_empty() {
+        let gone = reals.forget_drained_removed(&active);
+        for (vip, addr, port) in &gone {
+            tracing::info!(vip = %vip, real = %addr, port, "removed real has no flow left: gone");
+        }
+        if changes.is_empty() && gone.is_empty() {
             return;
         }
         for c in &changes {

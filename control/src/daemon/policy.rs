@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use forwarder::service::RealState;
 
 use crate::admin::{Action, CommandError};
-use crate::config::{Config, HealthKind};
+use crate::config::{Config, HealthKind, OnRemove, RealConf};
 use crate::health;
 
 /// A real: (VIP name, real address, real port).
@@ -25,6 +25,9 @@ pub struct RealStates {
     checks: Vec<health::TargetStatus>,
     /// Reals at their `max_conns` (until below `min_conns`).
     overloaded: HashSet<RealKey>,
+    /// Reals a reload took out of a VIP with `on_remove = "keep"`, kept
+    /// (no new flows) until their last flow ends.
+    removed: HashMap<RealKey, RealConf>,
 }
 
 /// A real that became overloaded (`true`) or took new flows again, with
@@ -67,6 +70,10 @@ impl RealStates {
                 None if checked.contains(vip) => RealState::Down,
                 None => RealState::Up,
             };
+            if self.removed.contains_key(&key) {
+                // Not checked any more: no new flows, its flows go on.
+                return RealState::Drain;
+            }
             match (self.admin.get(&key), health) {
                 (Some(Action::Disable), _) => RealState::Disabled,
                 (_, RealState::Down) => RealState::Down,
@@ -125,6 +132,96 @@ impl RealStates {
         }
         self.overloaded = now;
         changes
+    }
+
+    /// A reload replaces `old` by `new`: reals `new` no longer lists in a
+    /// VIP it keeps, with `on_remove = "keep"`, are kept as removed until
+    /// their flows end; a real listed again, or of a VIP gone or set to
+    /// reschedule, is not. Returns the reals newly kept.
+    pub fn on_reload(&mut self, old: &Config, new: &Config) -> Vec<RealKey> {
+        let listed = |c: &Config| -> HashSet<RealKey> {
+            c.vips
+                .iter()
+                .flat_map(|v| {
+                    v.reals
+                        .iter()
+                        .map(move |r| (v.name.clone(), r.address, r.port))
+                })
+                .collect()
+        };
+        let now_listed = listed(new);
+        let keeps = |name: &str| {
+            new.vips
+                .iter()
+                .any(|v| v.name == name && v.on_remove == OnRemove::Keep)
+        };
+        self.removed
+            .retain(|k, _| !now_listed.contains(k) && keeps(&k.0));
+        let mut added = Vec::new();
+        for v in &old.vips {
+            if !keeps(&v.name) {
+                continue;
+            }
+            for r in &v.reals {
+                let k = (v.name.clone(), r.address, r.port);
+                if !now_listed.contains(&k) && !self.removed.contains_key(&k) {
+                    self.removed.insert(k.clone(), r.clone());
+                    added.push(k);
+                }
+            }
+        }
+        added
+    }
+
+    /// `cfg` with the removed reals still kept appended to their VIPs
+    /// (weight 0: never scheduled), for building the forwarding tables;
+    /// `None` when no real is kept so.
+    pub fn with_removed(&self, cfg: &Config) -> Option<Config> {
+        if self.removed.is_empty() {
+            return None;
+        }
+        let mut c = cfg.clone();
+        for v in &mut c.vips {
+            let mut kept: Vec<&RealConf> = self
+                .removed
+                .iter()
+                .filter(|(k, _)| k.0 == v.name)
+                .map(|(_, r)| r)
+                .collect();
+            kept.sort_by_key(|r| (r.address, r.port));
+            v.reals.extend(kept.into_iter().map(|r| RealConf {
+                weight: 0,
+                max_conns: None,
+                min_conns: None,
+                ..r.clone()
+            }));
+        }
+        Some(c)
+    }
+
+    /// Forgets removed reals that hold no flow any more (`active`, as in
+    /// [`Self::update_load`]); returns them.
+    pub fn forget_drained_removed(&mut self, active: &HashMap<RealKey, u64>) -> Vec<RealKey> {
+        let gone: Vec<RealKey> = self
+            .removed
+            .keys()
+            .filter(|k| active.get(*k).copied().unwrap_or(0) == 0)
+            .cloned()
+            .collect();
+        for k in &gone {
+            self.removed.remove(k);
+        }
+        gone
+    }
+
+    /// Whether a real was taken out of the file and is kept for its flows.
+    pub fn is_removed(&self, key: &RealKey) -> bool {
+        self.removed.contains_key(key)
+    }
+
+    /// Whether any removed real is kept.
+    pub fn has_removed(&self) -> bool {
+        !self.removed.is_empty()
     }
 
     /// Whether a real is at its `max_conns`.
@@ -405,5 +502,51 @@ mode = "dr"
         // A reload that drops the limit ends the overload.
         let ch = rs.update_load(&cfg(CFG), &load(500));
         assert_eq!((ch.len(), rs.is_overloaded(&key)), (0, false));
+    }
+
+    #[test]
+    fn a_removed_real_is_kept_without_new_flows_until_its_flows_end() {
+        let old = cfg(CFG);
+        let new = cfg(&CFG.replace(
+            "  [[vip.real]]\n  address = \"192.0.2.22\"\n  port = 8080\n",
+            "",
+        ));
+        let key = ("web".to_string(), ip("192.0.2.22"), 8080u16);
+        let mut rs = RealStates::default();
+        assert_eq!(rs.on_reload(&old, &new), vec![key.clone()]);
+        assert!(rs.is_removed(&key));
+        // Kept in the tables with weight 0, drained (checks or not).
+        let built = rs.with_removed(&new).unwrap();
+        let web = built.vips.iter().find(|v| v.name == "web").unwrap();
+        let ghost = web
+            .reals
+            .iter()
+            .find(|r| r.address == ip("192.0.2.22"))
+            .unwrap();
+        assert_eq!((ghost.port, ghost.weight), (8080, 0));
+        assert_eq!(rs.resolver(&built)("web", key.1, 8080), RealState::Drain);
+        // While it holds flows it stays; at 0 it goes.
+        let load = |n: u64| HashMap::from([(key.clone(), n)]);
+        assert!(rs.forget_drained_removed(&load(3)).is_empty());
+        assert_eq!(rs.forget_drained_removed(&load(0)), vec![key.clone()]);
+        assert!(rs.with_removed(&new).is_none());
+        // Listed again, or on_remove = "reschedule": not kept.
+        rs.on_reload(&old, &new);
+        rs.on_reload(&new, &old);
+        assert!(!rs.is_removed(&key), "listed again");
+        let resched = cfg(&new_with_reschedule(&CFG.replace(
+            "  [[vip.real]]\n  address = \"192.0.2.22\"\n  port = 8080\n",
+            "",
+        )));
+        assert!(rs.on_reload(&old, &resched).is_empty());
+        assert!(!rs.has_removed());
+    }
+
+    fn new_with_reschedule(text: &str) -> String {
+        text.replacen(
+            "mode = \"nat\"\n",
+            "mode = \"nat\"\non_remove = \"reschedule\"\n",
+            1,
+        )
     }
 }

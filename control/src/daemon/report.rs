@@ -222,7 +222,9 @@ fn vips(s: &State) -> Vec<VipStatus> {
                     address: r.addr.to_string(),
                     port: r.port,
                     weight: r.weight,
-                    state: if r.state == forwarder::service::RealState::Drain
+                    state: if s.reals.is_removed(&key) {
+                        "removed".to_string()
+                    } else if r.state == forwarder::service::RealState::Drain
                         && s.reals.is_overloaded(&key)
                         && s.reals.admin(&key).is_none()
                     {

@@ -192,20 +192,37 @@ fn operator_actions_and_reloads_reach_the_data_plane_and_refusals_change_nothing
             assert!(s.last_reload_error.is_some());
 
             // A valid reload by signal: one real removed; the action on the
-            // remaining real follows it.
+            // remaining real follows it. The removed real stays (no new
+            // flows, on_remove = "keep") until the workers report that it
+            // holds no flow.
             file.write(&CFG.replace("  [[vip.real]]\n  address = \"192.0.2.22\"\n", ""));
             reload.store(true, Ordering::Relaxed);
             eventually("the reload", || status(addr).reloads == 1);
             let s = status(addr);
             assert_eq!((s.generation, s.last_reload_error.clone()), (4, None));
-            assert_eq!(s.vips[0].reals.len(), 1);
+            assert_eq!(s.vips[0].reals.len(), 2);
+            assert_eq!(s.vips[0].reals[1].state, "removed");
+            assert_eq!(s.vips[0].reals[1].weight, 0);
             let last = dp.published.lock().unwrap().last().cloned().unwrap();
-            assert_eq!(states(&last), vec![RealState::Drain]);
+            assert_eq!(states(&last), vec![RealState::Drain, RealState::Drain]);
+            for w in &dp.workers {
+                let mut r = w.services.lock().unwrap();
+                r.generation = 4;
+                r.active = vec![vec![1, 0]];
+            }
+            eventually("the removed real's end", || {
+                status(addr).vips[0].reals.len() == 1
+            });
+            let last = dp.published.lock().unwrap().last().cloned().unwrap();
+            assert_eq!(
+                (last.generation, states(&last)),
+                (5, vec![RealState::Drain])
+            );
 
             let (code, _) = call(addr, "POST", "/api/v1/vips/web/reals/192.0.2.21/enable");
             assert_eq!(code, 200);
             let last = dp.published.lock().unwrap().last().cloned().unwrap();
-            assert_eq!((last.generation, states(&last)), (5, vec![RealState::Up]));
+            assert_eq!((last.generation, states(&last)), (6, vec![RealState::Up]));
 
             // No [ha]: no manual failover; adding [ha] needs a restart,
             // and the reload says so without changing anything.
