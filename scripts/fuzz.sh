@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET=${1:-60}
-TARGETS=${FUZZ_TARGETS:-frame pipeline vrrp config}
+TARGETS=${FUZZ_TARGETS:-frame pipeline vrrp config http}
 export RUSTC_BOOTSTRAP=1
 # The harness is safe Rust: skip AddressSanitizer (twice the speed) and
 # keep debug assertions and overflow checks on.
@@ -37,6 +37,7 @@ for t in $TARGETS; do
         pipeline) max_len=8192 ;;
         vrrp) max_len=4200 ;;
         config) max_len=8192 ;;
+        http) max_len=4096 ;;
         *) echo "fuzz.sh: unknown target $t" >&2; exit 2 ;;
     esac
     mkdir -p "$scratch/$t"

@@ -201,14 +201,44 @@ fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
             Some(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let head = match parse_head(&buf[..head_end], token) {
+        Ok(h) => h,
+        Err(refusal) => return respond(&mut conn, refusal),
+    };
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < head.length {
+        match read_by(&mut conn, &mut chunk, deadline) {
+            None => return,
+            Some(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    body.truncate(head.length);
+    let resp = handler(&head.method, &head.path, &body);
+    respond(&mut conn, resp);
+}
+
+/// A request's head, parsed and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The request target (path and query).
+    pub path: String,
+    /// The body's length (`Content-Length`, 0 without).
+    pub length: usize,
+}
+
+/// Parses the head of a request (up to and including the blank line)
+/// and checks its bearer token when `token` is set; the refusal to send
+/// otherwise (400 bad request line or length, 401 token, 413 too large).
+/// Never panics.
+pub fn parse_head(head: &[u8], token: Option<&str>) -> Result<Head, Response> {
+    let refuse = |code: u16, why: &str| (code, "text/plain", format!("{why}\n").into_bytes());
+    let head = String::from_utf8_lossy(head);
     let mut lines = head.split("\r\n");
     let mut first = lines.next().unwrap_or("").split_whitespace();
     let (Some(method), Some(path)) = (first.next(), first.next()) else {
-        return respond(
-            &mut conn,
-            (400, "text/plain", b"bad request line\n".to_vec()),
-        );
+        return Err(refuse(400, "bad request line"));
     };
     let headers: Vec<(&str, &str)> = lines
         .filter_map(|l| l.split_once(':'))
@@ -225,42 +255,22 @@ fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !same(given.as_bytes(), t.as_bytes()) {
-            return respond(
-                &mut conn,
-                (
-                    401,
-                    "text/plain",
-                    b"missing or wrong bearer token\n".to_vec(),
-                ),
-            );
+            return Err(refuse(401, "missing or wrong bearer token"));
         }
     }
     let length = match header("content-length").map(|v| v.parse::<usize>()) {
         None => 0,
         Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return respond(
-                &mut conn,
-                (400, "text/plain", b"bad Content-Length\n".to_vec()),
-            )
-        }
+        Some(Err(_)) => return Err(refuse(400, "bad Content-Length")),
     };
     if length > MAX_REQUEST {
-        return respond(
-            &mut conn,
-            (413, "text/plain", b"request too large\n".to_vec()),
-        );
+        return Err(refuse(413, "request too large"));
     }
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        match read_by(&mut conn, &mut chunk, deadline) {
-            None => return,
-            Some(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    body.truncate(length);
-    let resp = handler(method, path, &body);
-    respond(&mut conn, resp);
+    Ok(Head {
+        method: method.to_string(),
+        path: path.to_string(),
+        length,
+    })
 }
 
 /// A blocking GET (or POST) for the CLI: returns (status, body).
@@ -304,6 +314,49 @@ pub fn request_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_parse_or_are_refused_with_the_reason() {
+        let ok = parse_head(
+            b"POST /api/v1/reload HTTP/1.1\r\nauthorization: Bearer s3cret\r\nContent-Length: 12\r\n\r\n",
+            Some("s3cret"),
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            Head {
+                method: "POST".into(),
+                path: "/api/v1/reload".into(),
+                length: 12,
+            }
+        );
+        let code =
+            |head: &[u8], token| parse_head(head, token).map(|_| 200).unwrap_or_else(|e| e.0);
+        assert_eq!(code(b"GET / HTTP/1.1\r\n\r\n", None), 200);
+        assert_eq!(code(b"GET / HTTP/1.1\r\n\r\n", Some("s3cret")), 401);
+        assert_eq!(
+            code(
+                b"GET / HTTP/1.1\r\nAuthorization: Bearer s3cre\r\n\r\n",
+                Some("s3cret")
+            ),
+            401
+        );
+        assert_eq!(code(b"GARBAGE\r\n\r\n", None), 400);
+        assert_eq!(code(b"", None), 400);
+        assert_eq!(
+            code(b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", None),
+            400
+        );
+        assert_eq!(
+            code(b"GET / HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", None),
+            413
+        );
+        assert_eq!(
+            code(&[0xff, 0xfe, b' ', b'/', b'\r', b'\n'], None),
+            200,
+            "lossy, never a panic"
+        );
+    }
 
     #[test]
     fn serves_routes_and_bounds_requests() {
