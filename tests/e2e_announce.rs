@@ -48,16 +48,6 @@ fn lab() -> Lab {
     }
 }
 
-fn config(l: &Lab) -> String {
-    announce_node(
-        &format!("fl{}", l.id),
-        "192.0.2.2",
-        None,
-        &["192.0.2.21"],
-        true,
-    )
-}
-
 /// Table 250 of the balancer's namespace, as `ip route` shows it.
 fn table(l: &Lab) -> String {
     l.lb.exec("ip route show table 250")
@@ -84,7 +74,7 @@ fn vips_are_announced_while_they_can_take_new_flows() {
     // route of someone else's in the same table.
     l.lb.exec("ip link set lo up && ip route add 203.0.113.77/32 dev lo table 250 proto 251");
     l.lb.exec("ip route add 203.0.113.78/32 dev lo table 250 proto static");
-    let mut p = Ferrolb::start(&l.lb, &config(&l));
+    let mut p = Ferrolb::start(&l.lb, &announce_lab_node(&l.id));
     p.wait_log("ferrolb running", Duration::from_secs(30));
     p.wait_log(
         "removed routes a previous run left behind",
@@ -171,12 +161,12 @@ fn vips_are_announced_while_they_can_take_new_flows() {
     // kill -9: the route goes with the TAP it points through (the kernel
     // removes it), so a crashed node is withdrawn at once; the next start
     // announces again.
-    let mut p = Ferrolb::start(&l.lb, &config(&l));
+    let mut p = Ferrolb::start(&l.lb, &announce_lab_node(&l.id));
     p.wait_log("ferrolb running", Duration::from_secs(30));
     assert!(route_is(&l, true, Duration::from_secs(5)), "{}", table(&l));
     p.kill9();
     assert!(route_is(&l, false, Duration::from_secs(2)), "{}", table(&l));
-    let mut p = Ferrolb::start(&l.lb, &config(&l));
+    let mut p = Ferrolb::start(&l.lb, &announce_lab_node(&l.id));
     p.wait_log("ferrolb running", Duration::from_secs(30));
     assert!(route_is(&l, true, Duration::from_secs(5)), "{}", table(&l));
     l.p = Some(p);

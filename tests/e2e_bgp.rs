@@ -61,16 +61,6 @@ fn lab() -> Lab {
     }
 }
 
-fn ferrolb_config(l: &Lab) -> String {
-    announce_node(
-        &format!("fl{}", l.id),
-        "192.0.2.2",
-        None,
-        &["192.0.2.21"],
-        true,
-    )
-}
-
 /// The router: learns the VIPs by BGP from the node and installs them in
 /// its kernel (ECMP when several nodes announce).
 fn router_bird(l: &Lab) -> Proc {
@@ -134,7 +124,7 @@ fn router_sees(l: &Lab, want: bool, limit: Duration) -> bool {
 
 /// Runs the drain / real-down / stop sequence against the router.
 fn follow_the_node(mut l: Lab) {
-    let mut p = Ferrolb::start(&l.lb, &ferrolb_config(&l));
+    let mut p = Ferrolb::start(&l.lb, &announce_lab_node(&l.id));
     p.wait_log("ferrolb running", Duration::from_secs(30));
     p.wait_log("announce: VIP announced", Duration::from_secs(5));
     assert!(

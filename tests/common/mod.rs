@@ -660,6 +660,12 @@ pub fn announce_node(
     )
 }
 
+/// The single node of the announce and BGP labs: 192.0.2.2, no gateway,
+/// one checked real 192.0.2.21 ([`announce_node`]).
+pub fn announce_lab_node(id: &str) -> String {
+    announce_node(&format!("fl{id}"), "192.0.2.2", None, &["192.0.2.21"], true)
+}
+
 /// FRR daemons in `ns`, each `(daemon, configuration)`, zebra first:
 /// in the foreground as FRR's user, in a path space of their own (their
 /// sockets in `/var/run/frr/<space>`, removed with the returned
