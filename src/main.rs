@@ -41,6 +41,16 @@ enum Command {
     },
     /// Services, real servers, states, weights, flows and packets.
     Status {
+        /// Print the API's JSON (`GET /api/v1/status`) as it is.
+        #[arg(long, conflicts_with = "rate")]
+        json: bool,
+        /// Connections, packets and bytes per second of each service and
+        /// real (as `ipvsadm -L -n --rate`), measured over --interval.
+        #[arg(long)]
+        rate: bool,
+        /// The interval --rate measures over, in seconds (0.1 to 60).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_interval, requires = "rate")]
+        interval: f64,
         #[command(flatten)]
         api: Api,
     },
@@ -93,6 +103,21 @@ enum Command {
         action: HaArg,
         #[command(flatten)]
         api: Api,
+    },
+    /// Print the shell commands that prepare a Linux real server for a
+    /// VIP (DR/TUN: the VIP on lo, ARP kept quiet, the tunnel device;
+    /// NAT: the default route through the balancer). Pipe into `sh -e`.
+    RealSetup {
+        /// The VIP's name.
+        #[arg(long)]
+        vip: String,
+        /// The real the commands are for, when its VIP's reals differ
+        /// (NAT reals on different subnets).
+        #[arg(long)]
+        real: Option<std::net::IpAddr>,
+        /// The balancer's TOML configuration file.
+        #[arg(long, short, default_value = "/etc/ferrolb/ferrolb.toml")]
+        config: PathBuf,
     },
     /// Re-read the configuration file of the running daemon.
     Reload {
@@ -155,10 +180,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Status { api } => cli_result(
-            control::admin::fetch_status(&api.admin, api.token.as_deref())
-                .map(|s| print!("{}", control::admin::table::render(&s))),
-        ),
+        Command::Status {
+            json,
+            rate,
+            interval,
+            api,
+        } => cli_result(status(&api, json, rate.then_some(interval))),
         Command::Real {
             action,
             vip,
@@ -173,6 +200,12 @@ fn main() -> ExitCode {
             let path = control::admin::real_path(&vip, &real, action);
             cli_result(post(&api, &path))
         }
+        Command::RealSetup { vip, real, config } => cli_result(
+            control::config::load(&config)
+                .map_err(|e| e.to_string())
+                .and_then(|c| control::realsetup::script(&c, &vip, real))
+                .map(|s| print!("{s}")),
+        ),
         Command::Reload { api } => cli_result(post(&api, "/api/v1/reload")),
         Command::Node { action, api } => {
             let action = match action {
@@ -218,7 +251,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// POSTs to the daemon and prints its answer.
+/// `ferrolb status`: the table, the JSON, or the rates over `rate` seconds.
+fn status(api: &Api, json: bool, rate: Option<f64>) -> Result<(), String> {
+    let (admin, token) = (&api.admin, api.token.as_deref());
+    if json {
+        let body = control::admin::fetch_status_json(admin, token)?;
+        println!("{}", body.trim_end());
+        return Ok(());
+    }
+    let first = control::admin::fetch_status(admin, token)?;
+    let Some(secs) = rate else {
+        print!("{}", control::admin::table::render(&first));
+        return Ok(());
+    };
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+    let second = control::admin::fetch_status(admin, token)?;
+    let secs = t0.elapsed().as_secs_f64();
+    print!(
+        "{}",
+        control::admin::table::render_rates(&first, &second, secs)
+    );
+    Ok(())
+}
+
+fn parse_interval(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(s) if (0.1..=60.0).contains(&s) => Ok(s),
+        _ => Err(format!("{v:?} is not a number of seconds from 0.1 to 60")),
+    }
+}
+
 fn parse_prefix(v: &str) -> Result<(std::net::IpAddr, u8), String> {
     control::admin::conns::parse_prefix(v).map_err(|e| e.replace("client=", ""))
 }
@@ -229,6 +292,7 @@ fn conns(api: &Api, req: control::admin::conns::ConnsRequest) -> Result<(), Stri
     Ok(())
 }
 
+/// POSTs to the daemon and prints its answer.
 fn post(api: &Api, path: &str) -> Result<(), String> {
     control::admin::post(&api.admin, api.token.as_deref(), path).map(|msg| println!("{msg}"))
 }

@@ -36,6 +36,12 @@ struct Lab {
 }
 
 fn lab(workers: u16) -> Lab {
+    lab_with(workers, true)
+}
+
+/// The lab; `prepared`: the reals hold the VIPs (else they are plain hosts,
+/// as `ferrolb real-setup` finds them).
+fn lab_with(workers: u16, prepared: bool) -> Lab {
     let id = uid();
     let mut sw = Switch::new(&id);
     let client = Netns::new(&format!("flc{id}"));
@@ -51,7 +57,9 @@ fn lab(workers: u16) -> Lab {
         r.exec(&format!(
             "ip addr add 192.0.2.2{i}/24 dev eth0 && ip addr add 2001:db8::2{i}/64 dev eth0 nodad"
         ));
-        dr_real(&r, "eth0", &["192.0.2.100", "2001:db8::100"]);
+        if prepared {
+            dr_real(&r, "eth0", &["192.0.2.100", "2001:db8::100"]);
+        }
         nginx.push(Nginx::start(&r, &format!("real{i}"), 80));
         reals.push(r);
     }
@@ -166,6 +174,40 @@ fn dr_spreads_requests_answers_arp_alone_follows_weights_and_reports_status(work
         let new_flows: u64 = cols[5].parse().expect("new flows column");
         assert!(packets > 0 && new_flows >= 12, "{line}");
     }
+    // --json: the API's own JSON.
+    let json: serde_json::Value =
+        serde_json::from_str(&l.lb.exec(&format!("{} status --json", ferrolb_bin())))
+            .expect("status --json is JSON");
+    assert_eq!(json["vips"][0]["name"], "web", "{json}");
+    assert!(json["vips"][0]["new_flows"].as_u64() >= Some(90), "{json}");
+    // --rate under a bounded request loop: the VIP and its reals show
+    // connections and packets per second; the idle IPv6 VIP shows none.
+    let load = Proc::spawn(
+        &l.client,
+        "sh",
+        &[
+            "-c",
+            "for i in $(seq 1 600); do curl -s -m 1 -o /dev/null http://192.0.2.100/; done",
+        ],
+    );
+    let rates =
+        l.lb.exec(&format!("{} status --rate --interval 2", ferrolb_bin()));
+    eprintln!("{rates}");
+    let row = |key: &str| -> Vec<u64> {
+        let line = rates
+            .lines()
+            .find(|x| x.contains(key))
+            .unwrap_or_else(|| panic!("{key} not in:\n{rates}"));
+        line.split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    };
+    let web = row("192.0.2.100:80");
+    assert!(web[0] >= 5 && web[1] >= 20, "CPS, InPPS: {web:?}\n{rates}");
+    assert_eq!(row("[2001:db8::100]:80"), [0, 0, 0, 0, 0], "{rates}");
+    let cps: u64 = (1..=3).map(|i| row(&format!("192.0.2.2{i}:80"))[0]).sum();
+    assert!(cps >= 5, "{rates}");
+    drop(load);
 
     // Weights 3:1:0 by reload: the split follows, weight 0 gets nothing.
     std::fs::write(&lb.config, config(&l, [3, 1, 0], false)).unwrap();
@@ -344,6 +386,74 @@ fn tun_sends_ipip_with_the_right_outer_addresses(workers: u16) {
         seen, 3,
         "every real should get IP-in-IP from 192.0.2.2 with the client's packet inside"
     );
+}
+
+/// Plain hosts as reals: requests to the VIPs fail. Each real then runs
+/// the commands `ferrolb real-setup` prints for each VIP (twice: they can be
+/// run again), and both VIPs answer from every real while ARP for the VIP
+/// is still answered by ferrolb alone.
+#[test]
+fn reals_prepared_by_real_setup_serve_the_vips() {
+    require_root();
+    let _g = serial();
+    let l = lab_with(1, false);
+    let dir = Scratch::new("realsetup");
+    let cfg = dir.file("ferrolb.toml", &config(&l, [1, 1, 1], false));
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, [1, 1, 1], false));
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 3, "--max-time 1");
+    assert_eq!(failed, 3, "unprepared reals must not answer: {spread:?}");
+
+    for vip in ["web", "web6"] {
+        let script = run(&format!(
+            "{} real-setup --vip {vip} --config {}",
+            ferrolb_bin(),
+            cfg.display()
+        ));
+        eprintln!("{script}");
+        let file = dir.file(&format!("{vip}.sh"), &script);
+        for r in &l.reals {
+            for _ in 0..2 {
+                r.exec(&format!("sh -e {}", file.display()));
+            }
+        }
+    }
+    let r1 = &l.reals[0];
+    assert_eq!(
+        r1.exec("sysctl -n net.ipv4.conf.all.arp_ignore").trim(),
+        "1"
+    );
+    assert!(r1.exec("ip addr show dev lo").contains("192.0.2.100/32"));
+
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 60, "");
+    eprintln!("after real-setup: {spread:?}");
+    assert_eq!(failed, 0, "{spread:?}");
+    assert_eq!(spread.len(), 3, "every real answers: {spread:?}");
+    let (spread6, failed6) = curl_spread(&l.client, "http://[2001:db8::100]/", 20, "-6");
+    assert_eq!(failed6, 0, "{spread6:?}");
+    assert_eq!(spread6.len(), 2, "{spread6:?}");
+    // The reals stay out of ARP for the VIP.
+    l.client.exec("ip neigh flush dev eth0");
+    let out = l
+        .client
+        .exec("arping -c 3 -W 0.2 -i eth0 192.0.2.100 || true");
+    let replies: Vec<&str> = out.lines().filter(|x| x.contains("bytes from")).collect();
+    assert!(
+        !replies.is_empty() && replies.iter().all(|r| r.contains(&l.port_mac)),
+        "{out}"
+    );
+    // A VIP the file lacks is an error naming the VIPs it has.
+    let (ok, out) = try_run(&format!(
+        "{} real-setup --vip nope --config {}",
+        ferrolb_bin(),
+        cfg.display()
+    ));
+    assert!(
+        !ok && out.contains("no VIP named \"nope\"") && out.contains("web, web6"),
+        "{out}"
+    );
+    lb.stop();
 }
 
 /// The state column of each real of `vip_addr` in `ferrolb status`.

@@ -352,3 +352,38 @@ fn a_vip_udp_timeout_takes_its_flows_out() {
 fn conn_rows(out: &str) -> Vec<String> {
     out.lines().skip(1).map(str::to_string).collect()
 }
+
+/// Reals without a default route cannot answer the clients; the commands
+/// `ferrolb real-setup` prints for the VIP give them the balancer as their
+/// gateway, and requests pass.
+#[test]
+fn nat_reals_prepared_by_real_setup_route_through_the_balancer() {
+    let _g = serial();
+    let l = Lab::start(1);
+    for r in &l.reals {
+        r.exec("ip route del default");
+    }
+    let (spread, failed) = curl_spread(&l.client, "http://198.51.100.100/", 3, "--max-time 1");
+    assert_eq!(
+        failed, 3,
+        "reals without a route back must fail: {spread:?}"
+    );
+    let script = run(&format!(
+        "{} real-setup --vip web --config {}",
+        ferrolb_bin(),
+        l.p.config.display()
+    ));
+    eprintln!("{script}");
+    assert!(
+        script.contains("ip route replace default via 192.0.2.2\n"),
+        "{script}"
+    );
+    let file = l.dir.file("web.sh", &script);
+    for r in &l.reals {
+        r.exec(&format!("sh -e {}", file.display()));
+    }
+    let (spread, failed) = curl_spread(&l.client, "http://198.51.100.100/", 20, "");
+    assert_eq!(failed, 0, "{spread:?}");
+    assert_eq!(spread.len(), 2, "{spread:?}");
+    l.finish();
+}

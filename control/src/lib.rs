@@ -11,6 +11,7 @@
 //! * [`admin`]: the admin API's routes, typed status, metrics text and
 //!   the `ferrolb status` table; [`api`] is its HTTP server and client;
 //!   [`page`] the status page.
+//! * [`realsetup`]: the commands that prepare a Linux real for a VIP.
 //! * [`kernel`]: the kernel side of the exception path (TAP addresses,
 //!   keeping the kernel off af_packet interfaces).
 
@@ -22,5 +23,6 @@ pub mod daemon;
 pub mod health;
 pub mod kernel;
 pub mod page;
+pub mod realsetup;
 pub mod snapshot;
 pub mod vrrp;

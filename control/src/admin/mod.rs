@@ -297,8 +297,9 @@ pub fn post(admin: &str, token: Option<&str>, path: &str) -> Result<String, Stri
     Ok(body.trim().to_string())
 }
 
-/// The daemon's status, read from the admin API at `admin`.
-pub fn fetch_status(admin: &str, token: Option<&str>) -> Result<Status, String> {
+/// The body of `GET /api/v1/status` as the daemon wrote it
+/// (`ferrolb status --json`).
+pub fn fetch_status_json(admin: &str, token: Option<&str>) -> Result<String, String> {
     let (code, body) = crate::api::request_with(admin, token, "GET", "/api/v1/status")?;
     if code != 200 {
         return Err(format!(
@@ -306,6 +307,12 @@ pub fn fetch_status(admin: &str, token: Option<&str>) -> Result<Status, String> 
             body.trim()
         ));
     }
+    Ok(body)
+}
+
+/// The daemon's status, read from the admin API at `admin`.
+pub fn fetch_status(admin: &str, token: Option<&str>) -> Result<Status, String> {
+    let body = fetch_status_json(admin, token)?;
     serde_json::from_str(&body).map_err(|e| {
         format!("the admin API on {admin} answered something that is not a status: {e}")
     })
