@@ -15,6 +15,8 @@ PACKAGES=(
     # tests and demo: namespaces, captures, real servers and clients
     iproute2 iputils-ping arping ethtool tcpdump nginx-light curl python3 procps
     python3-prometheus-client chromium
+    # outbound NAT test: a name server outside and a resolver client
+    dnsmasq-base bind9-dnsutils
     # load under reloads: wrk
     wrk
     # HA interop test: a keepalived VRRPv3 peer

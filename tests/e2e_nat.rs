@@ -8,7 +8,12 @@
 
 mod common;
 
-on_one_and_two_workers!(nat_tcp_with_port_translation, nat_udp, nat_hairpin);
+on_one_and_two_workers!(
+    nat_tcp_with_port_translation,
+    nat_udp,
+    nat_hairpin,
+    reals_reach_the_outside_through_outbound_nat_and_nothing_gets_in,
+);
 
 use std::time::Duration;
 
@@ -62,6 +67,11 @@ struct Lab {
 
 impl Lab {
     fn start(workers: u16) -> Lab {
+        Lab::start_with(workers, "")
+    }
+
+    /// The lab with `extra` appended to ferrolb's configuration.
+    fn start_with(workers: u16, extra: &str) -> Lab {
         require_root();
         let id = uid();
         let mut sw = Switch::new(&id);
@@ -127,7 +137,7 @@ port_name = "wan"
   [[vip.real]]
   address = "192.0.2.22"
   port = 5353
-"#
+{extra}"#
         );
         let config = with_workers(&config, workers);
         let mut p = Ferrolb::start(&lb, &config);
@@ -215,6 +225,122 @@ fn nat_hairpin(workers: u16) {
         body.ends_with("from 192.0.2.2\n"),
         "hairpin flows are source-NATed: {body:?}"
     );
+    l.finish();
+}
+
+const OUTBOUND: &str = r#"
+[[outbound]]
+name = "reals"
+sources = ["192.0.2.0/24"]
+port_name = "wan"
+address = "198.51.100.2"
+"#;
+
+/// A name server's answers for the real's resolver, while it lives: `ip
+/// netns exec` mounts `/etc/netns/NS/resolv.conf` over `/etc/resolv.conf`.
+struct Resolver(std::path::PathBuf);
+
+impl Resolver {
+    fn new(ns: &Netns, server: &str) -> Resolver {
+        let dir = std::path::PathBuf::from(format!("/etc/netns/{}", ns.name));
+        std::fs::create_dir_all(&dir).expect("/etc/netns");
+        std::fs::write(dir.join("resolv.conf"), format!("nameserver {server}\n")).unwrap();
+        Resolver(dir)
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `[[outbound]]`: the reals, whose default gateway is ferrolb, resolve a
+/// name at a DNS server on the client side (dnsmasq) and fetch from a web
+/// server there (nginx), which sees ferrolb's outside address; a client
+/// reaches neither a real's address nor a real through the outbound ports.
+fn reals_reach_the_outside_through_outbound_nat_and_nothing_gets_in(workers: u16) {
+    let _g = serial();
+    let l = Lab::start_with(workers, OUTBOUND);
+    let _web = Nginx::start(&l.client, "outside", 8081);
+    let _dns = Proc::spawn(
+        &l.client,
+        "dnsmasq",
+        &[
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=198.51.100.1",
+            "--address=/outside.test/198.51.100.1",
+            "--pid-file=",
+        ],
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || l
+            .client
+            .try_exec("ss -lun | grep -q 198.51.100.1:53")
+            .0),
+        "dnsmasq did not start"
+    );
+    let mut resolvers = Vec::new();
+    for r in &l.reals {
+        resolvers.push(Resolver::new(r, "198.51.100.1"));
+    }
+    // A name server query from each real (dig, then the system resolver).
+    // The first datagram towards a next hop not yet resolved is dropped
+    // (neigh_miss) while ferrolb asks for its MAC: resolvers retry.
+    for r in &l.reals {
+        let a = r.exec("dig +short +time=1 +tries=3 @198.51.100.1 outside.test");
+        assert_eq!(a.lines().last(), Some("198.51.100.1"), "{a}");
+        let h = r.exec("getent hosts outside.test");
+        assert!(h.starts_with("198.51.100.1"), "{h}");
+    }
+    // Fetches by name: the web server outside sees the balancer's address.
+    for r in &l.reals {
+        let (spread, failed) = curl_spread(r, "http://outside.test:8081/", 15, "");
+        assert_eq!(failed, 0, "{spread:?}\n{}", l.p.log_text());
+        let body = r.exec("curl -s -m 3 http://outside.test:8081/");
+        assert_eq!(
+            body.trim(),
+            "outside from 198.51.100.2",
+            "source NAT to [[outbound]].address"
+        );
+    }
+    // The VIP still works beside it.
+    let (spread, failed) = curl_spread(&l.client, "http://198.51.100.100/", 10, "");
+    assert_eq!(failed, 0, "{spread:?}");
+    // Nothing gets in: a client routing to the reals' network, and one
+    // knocking on the outbound ports of the balancer's address.
+    l.client.exec("ip route add 192.0.2.0/24 via 198.51.100.2");
+    for url in [
+        "http://192.0.2.21:8080/",
+        "http://198.51.100.2:61000/",
+        "http://198.51.100.2:61001/",
+    ] {
+        let (ok, out) = l.client.try_exec(&format!("curl -s -m 2 {url}"));
+        assert!(!ok && !out.contains("real"), "{url} answered: {out}");
+    }
+    let st = status_json(&l.lb);
+    let ob = &st["outbound"];
+    eprintln!("outbound: {ob}");
+    assert!(ob["new_flows"].as_u64() >= Some(2 * 16 + 4), "{ob}");
+    assert!(ob["packets_in"].as_u64() >= Some(2 * 16 * 3), "{ob}");
+    assert!(ob["flows"].as_u64() >= Some(1), "{ob}");
+    assert_eq!(ob["rules"][0]["address"], "198.51.100.2");
+    let table = l.lb.exec(&format!("{} status", ferrolb_bin()));
+    assert!(
+        table.contains("outbound: ") && table.contains("reals 192.0.2.0/24 -> 198.51.100.2 (wan)"),
+        "{table}"
+    );
+    let metrics = l.lb.exec("curl -s -m 3 http://127.0.0.1:9080/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|x| x.starts_with("ferrolb_outbound_new_flows_total ")),
+        "{metrics}"
+    );
+    drop(resolvers);
     l.finish();
 }
 

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use forwarder::packet::MacAddr;
+use forwarder::pipeline::outbound::OutboundRule;
 use forwarder::pipeline::{PortInfo, Snapshot};
 use forwarder::service::{self, Persistence, Real, RealState, ServiceSpec, VipTable};
 use forwarder::sync::SyncSpec;
@@ -179,7 +180,15 @@ pub fn build(
             standby = Some(std::mem::replace(&mut vips, none));
         }
     }
-    let mut snap = Snapshot::new(generation, ports, vips);
+    let mut snap = Snapshot::new(generation, ports, vips).with_outbound(
+        cfg.outbound
+            .iter()
+            .map(|o| OutboundRule {
+                sources: o.sources.iter().map(|c| (c.addr, c.prefix)).collect(),
+                address: o.address,
+            })
+            .collect(),
+    );
     if let Some(t) = standby {
         snap = snap.with_standby(t);
     }

@@ -71,6 +71,25 @@ pub struct WorkerStats {
     pub handoffs_out: AtomicU64,
     /// Frames other workers handed to this one.
     pub handoffs_in: AtomicU64,
+    /// Outbound source NAT (`[[outbound]]`), published with `flows`.
+    pub outbound: OutboundStats,
+}
+
+/// A worker's outbound source-NAT figures.
+#[derive(Default)]
+pub struct OutboundStats {
+    /// Flows held.
+    pub flows: AtomicU64,
+    /// Flows opened.
+    pub new_flows: AtomicU64,
+    /// Frames translated out ...
+    pub packets_out: AtomicU64,
+    /// ... their bytes ...
+    pub bytes_out: AtomicU64,
+    /// ... frames translated back to the reals ...
+    pub packets_in: AtomicU64,
+    /// ... and their bytes.
+    pub bytes_in: AtomicU64,
 }
 
 /// Per-service figures of one worker, for status and metrics.

@@ -522,7 +522,7 @@ impl Worker {
                 since_publish = 0;
                 local.publish(&self.shared.stats);
                 publish_sync(&self.shared.stats, &tables.sync.counters);
-                publish_conn(&self.shared.stats, &tables.conn);
+                publish_conn(&self.shared.stats, &tables);
                 publish_services(&self.shared, &mut tables, &mut report);
             }
             if got == 0 {
@@ -533,7 +533,7 @@ impl Worker {
         }
         local.publish(&self.shared.stats);
         publish_sync(&self.shared.stats, &tables.sync.counters);
-        publish_conn(&self.shared.stats, &tables.conn);
+        publish_conn(&self.shared.stats, &tables);
         publish_services(&self.shared, &mut tables, &mut report);
         0
     }
@@ -834,9 +834,18 @@ fn publish_sync(s: &WorkerStats, c: &SyncCounters) {
         .store(c.config_differs, Ordering::Relaxed);
 }
 
-fn publish_conn(s: &WorkerStats, conn: &crate::conntrack::ConnTable) {
+fn publish_conn(s: &WorkerStats, tables: &Tables) {
+    let conn = &tables.conn;
     let c = conn.counters();
     let r = Ordering::Relaxed;
+    let o = &tables.outbound;
+    let oc = o.counters;
+    s.outbound.flows.store(o.len() as u64, r);
+    s.outbound.new_flows.store(oc.new_flows, r);
+    s.outbound.packets_out.store(oc.packets_out, r);
+    s.outbound.bytes_out.store(oc.bytes_out, r);
+    s.outbound.packets_in.store(oc.packets_in, r);
+    s.outbound.bytes_in.store(oc.bytes_in, r);
     s.flows.store(conn.len() as u64, r);
     s.conn.capacity.store(conn.capacity() as u64, r);
     let half_open = conn.by_state()[crate::conntrack::State::SynRecv as usize];

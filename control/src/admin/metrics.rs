@@ -292,6 +292,45 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(o, "ferrolb_vip_announced{{{}}} {on}", vip_labels(v));
         }
     }
+    if let Some(ob) = &s.outbound {
+        family(
+            &mut o,
+            "ferrolb_outbound_flows",
+            "gauge",
+            "Outbound source-NAT flows held ([[outbound]]).",
+        );
+        let _ = writeln!(o, "ferrolb_outbound_flows {}", ob.flows);
+        for (name, help, v) in [
+            (
+                "ferrolb_outbound_new_flows_total",
+                "Outbound source-NAT flows opened.",
+                ob.new_flows,
+            ),
+            (
+                "ferrolb_outbound_packets_out_total",
+                "Frames the reals sent out, translated to the outbound address.",
+                ob.packets_out,
+            ),
+            (
+                "ferrolb_outbound_bytes_out_total",
+                "Bytes of those frames.",
+                ob.bytes_out,
+            ),
+            (
+                "ferrolb_outbound_packets_in_total",
+                "Answers translated back to the reals.",
+                ob.packets_in,
+            ),
+            (
+                "ferrolb_outbound_bytes_in_total",
+                "Bytes of those answers.",
+                ob.bytes_in,
+            ),
+        ] {
+            family(&mut o, name, "counter", help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+    }
     family(
         &mut o,
         "ferrolb_drops_total",
@@ -481,6 +520,11 @@ mod tests {
             ..WorkerStatus::default()
         });
         s.drops.insert("martian".into(), 12);
+        s.outbound = Some(crate::admin::status::OutboundStatus {
+            flows: 2,
+            packets_in: 17,
+            ..Default::default()
+        });
         s
     }
 
@@ -500,6 +544,8 @@ mod tests {
             "ferrolb_worker_rx_packets_total{worker=\"0\"} 5",
             "ferrolb_worker_handoffs_in_total{worker=\"0\"} 9",
             "ferrolb_conntrack_capacity{worker=\"0\"} 64",
+            "ferrolb_outbound_flows 2",
+            "ferrolb_outbound_packets_in_total 17",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

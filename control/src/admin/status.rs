@@ -45,6 +45,44 @@ pub struct Status {
     /// `[announce]`, if set.
     #[serde(default)]
     pub announce: Option<AnnounceStatus>,
+    /// `[[outbound]]`, if any.
+    #[serde(default)]
+    pub outbound: Option<OutboundStatus>,
+}
+
+/// Outbound source NAT for the reals (`[[outbound]]`), summed over the
+/// workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundStatus {
+    /// The rules, in file order.
+    pub rules: Vec<OutboundRuleStatus>,
+    /// Flows held.
+    pub flows: u64,
+    /// Flows opened.
+    pub new_flows: u64,
+    /// Frames translated from the reals to the outside.
+    pub packets_out: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
+    /// Frames translated back to the reals.
+    pub packets_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// New flows refused for want of a free local port.
+    pub no_port: u64,
+}
+
+/// One `[[outbound]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundRuleStatus {
+    /// `name`.
+    pub name: String,
+    /// `sources`.
+    pub sources: Vec<String>,
+    /// `port_name`.
+    pub port_name: String,
+    /// `address`.
+    pub address: String,
 }
 
 /// What the node announces (`[announce]`).

@@ -111,6 +111,31 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
+    if let Some(ob) = &s.outbound {
+        let rules: Vec<String> = ob
+            .rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} -> {} ({})",
+                    r.name,
+                    r.sources.join(","),
+                    r.address,
+                    r.port_name
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "outbound: {} flow(s), {} opened, {} packet(s) out, {} in, {} refused (no port); {}",
+            ob.flows,
+            ob.new_flows,
+            ob.packets_out,
+            ob.packets_in,
+            ob.no_port,
+            rules.join("; ")
+        );
+    }
     let drops: Vec<String> = s
         .drops
         .iter()

@@ -108,6 +108,22 @@ pub struct Config {
     pub admin: AdminConf,
     /// `[announce]`.
     pub announce: Option<AnnounceConf>,
+    /// `[[outbound]]`: source NAT for the reals' own connections.
+    pub outbound: Vec<OutboundConf>,
+}
+
+/// `[[outbound]]`: connections that sources open to anything but a VIP
+/// leave from `address`, an own address of port `port_name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundConf {
+    /// Its name (default `outboundN`, N its index).
+    pub name: String,
+    /// The inside prefixes it translates.
+    pub sources: Vec<Cidr>,
+    /// The port the address belongs to.
+    pub port_name: String,
+    /// The address connections leave from.
+    pub address: IpAddr,
 }
 
 impl Config {

@@ -13,6 +13,17 @@ pub(super) struct RawConfig {
     pub(super) ha: Option<RawHa>,
     pub(super) admin: Option<RawAdmin>,
     pub(super) announce: Option<RawAnnounce>,
+    #[serde(default)]
+    pub(super) outbound: Vec<RawOutbound>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawOutbound {
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) sources: Vec<String>,
+    pub(super) port_name: Option<String>,
+    pub(super) address: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

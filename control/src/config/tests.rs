@@ -466,6 +466,69 @@ fn announce_loads_with_defaults_and_refuses_the_kernels_tables() {
 }
 
 #[test]
+fn outbound_loads_with_its_address_defaulted_and_refuses_what_cannot_work() {
+    let two_arm = MINIMAL.replace(
+        "addresses = [\"192.0.2.2/24\"]",
+        "addresses = [\"192.0.2.2/24\"]\n\n[[port]]\nname = \"ext\"\ndevice = \"net_af_packet1\"\naddresses = [\"198.51.100.2/24\", \"2001:db8::2/64\"]",
+    );
+    let c = parse(
+        "o.toml",
+        &format!("{two_arm}\n[[outbound]]\nsources = [\"192.0.2.0/24\"]\nport_name = \"ext\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.outbound,
+        [OutboundConf {
+            name: "outbound0".into(),
+            sources: vec!["192.0.2.0/24".parse().unwrap()],
+            port_name: "ext".into(),
+            address: "198.51.100.2".parse().unwrap(),
+        }]
+    );
+    let ob = |body: &str| format!("{two_arm}\n[[outbound]]\n{body}");
+    for (text, key, msg) in [
+        (ob("port_name = \"ext\"\n"), "outbound[0].sources", "at least one"),
+        (
+            ob("sources = [\"192.0.2.0/24\", \"2001:db8:1::/64\"]\nport_name = \"ext\"\n"),
+            "outbound[0].sources[1]",
+            "mixes IPv4 and IPv6",
+        ),
+        (ob("sources = [\"192.0.2.0\"]\nport_name = \"ext\"\n"), "outbound[0].sources[0]", "address/prefix"),
+        (ob("sources = [\"192.0.2.0/24\"]\n"), "outbound[0].port_name", "required"),
+        (ob("sources = [\"192.0.2.0/24\"]\nport_name = \"wan\"\n"), "outbound[0].port_name", "no [[port]] named \"wan\""),
+        (
+            ob("sources = [\"192.0.2.0/24\"]\nport_name = \"ext\"\naddress = \"198.51.100.9\"\n"),
+            "outbound[0].address",
+            "not an address of port \"ext\"",
+        ),
+        (
+            ob("sources = [\"192.0.2.0/24\"]\nport_name = \"ext\"\naddress = \"2001:db8::2\"\n"),
+            "outbound[0].address",
+            "not of the sources' family",
+        ),
+        (
+            ob("sources = [\"192.0.2.0/24\"]\nport_name = \"lan\"\naddress = \"192.0.2.2\"\ncolour = 1\n"),
+            "outbound[0].colour",
+            "unknown key",
+        ),
+        (
+            format!(
+                "{}\n[[outbound]]\nname = \"outbound0\"\nsources = [\"192.0.2.0/25\"]\nport_name = \"ext\"\n",
+                ob("sources = [\"192.0.2.0/24\"]\nport_name = \"ext\"\n")
+            ),
+            "outbound[1].name",
+            "used twice",
+        ),
+    ] {
+        let errs = parse("bad.toml", &text).expect_err(&text).0;
+        assert_eq!(errs.len(), 1, "{text}: {errs:#?}");
+        assert_eq!(errs[0].key, key, "{text}");
+        assert!(errs[0].message.contains(msg), "{}", errs[0]);
+        assert!(errs[0].line.is_some(), "{}", errs[0]);
+    }
+}
+
+#[test]
 fn the_fingerprint_follows_what_picks_reals_and_nothing_else() {
     let two = |a: &str, b: &str| {
         with(&format!(

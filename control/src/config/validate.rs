@@ -369,6 +369,7 @@ pub(super) fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
             drain_time: drain_time?,
         })
     });
+    let outbound = validate_outbound(errs, &root, &raw.outbound, &ports);
     Config {
         dataplane,
         ports,
@@ -376,7 +377,117 @@ pub(super) fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
         ha,
         admin: AdminConf { listen, token },
         announce,
+        outbound,
     }
+}
+
+/// `[[outbound]]`: named once each, sources of one family, leaving from an
+/// own address of the named port.
+fn validate_outbound(
+    errs: &mut Errors<'_>,
+    root: &KeyPath,
+    raw: &[RawOutbound],
+    ports: &[PortConf],
+) -> Vec<OutboundConf> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, ro) in raw.iter().enumerate() {
+        let p = root.key("outbound").idx(i);
+        let before = errs.list.len();
+        let name = ro.name.clone().unwrap_or_else(|| format!("outbound{i}"));
+        if name.is_empty() {
+            errs.at(&p.key("name"), "is empty");
+        } else if !names.insert(name.clone()) {
+            errs.at(
+                &p.key("name"),
+                format!("outbound name {name:?} is used twice"),
+            );
+        }
+        let mut sources = Vec::new();
+        if ro.sources.is_empty() {
+            errs.at(
+                &p.key("sources"),
+                "at least one prefix (\"192.0.2.0/24\") is required",
+            );
+        }
+        for (j, s) in ro.sources.iter().enumerate() {
+            match s.parse::<Cidr>() {
+                Ok(c) => sources.push(c),
+                Err(e) => errs.at(&p.key("sources").idx(j), e),
+            }
+        }
+        let v4 = sources.first().map(|c| c.addr.is_ipv4());
+        if let Some(v4) = v4 {
+            if let Some(j) = sources.iter().position(|c| c.addr.is_ipv4() != v4) {
+                errs.at(
+                    &p.key("sources").idx(j),
+                    "mixes IPv4 and IPv6: use one [[outbound]] per family",
+                );
+            }
+        }
+        let port_name = required(errs, &p.key("port_name"), &ro.port_name)
+            .cloned()
+            .unwrap_or_default();
+        let port = ports.iter().find(|x| x.name == port_name);
+        if port.is_none() && !port_name.is_empty() {
+            errs.at(
+                &p.key("port_name"),
+                format!("there is no [[port]] named {port_name:?}"),
+            );
+        }
+        let address = match (&ro.address, port, v4) {
+            (Some(a), _, _) => ip(errs, &p.key("address"), a),
+            (None, Some(port), Some(v4)) => {
+                let a = port
+                    .addresses
+                    .iter()
+                    .find(|c| c.addr.is_ipv4() == v4)
+                    .map(|c| c.addr);
+                if a.is_none() {
+                    errs.at(
+                        &p.key("address"),
+                        format!(
+                            "port {port_name:?} has no {} address for these sources: add one, or set address",
+                            if v4 { "IPv4" } else { "IPv6" }
+                        ),
+                    );
+                }
+                a
+            }
+            _ => None,
+        };
+        if let (Some(a), Some(port)) = (address, port) {
+            if !port.addresses.iter().any(|c| c.addr == a) {
+                errs.at(
+                    &p.key("address"),
+                    format!(
+                        "{a} is not an address of port {port_name:?}: replies must come back to one of the balancer's own addresses ({})",
+                        port.addresses
+                            .iter()
+                            .map(|c| c.addr.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            } else if v4.is_some_and(|v4| v4 != a.is_ipv4()) {
+                errs.at(
+                    &p.key("address"),
+                    format!("{a} is not of the sources' family"),
+                );
+            }
+        }
+        if errs.list.len() == before {
+            if let Some(address) = address {
+                out.push(OutboundConf {
+                    name,
+                    sources,
+                    port_name,
+                    address,
+                });
+            }
+        }
+    }
+    out
 }
 
 pub(super) fn validate_vip(

@@ -15,8 +15,8 @@ use super::policy::RealKey;
 use super::State;
 use crate::admin::status::{
     AnnounceStatus, CheckStatus, Conntrack, FallbackStatus, HaStatus, Mbufs, Neighbour,
-    Persistence, PlacementStatus, PortStatus, RealStatus, RealTraffic, Status, SyncStatus,
-    VipStatus, VipTraffic, WorkerCounters, WorkerStatus,
+    OutboundRuleStatus, OutboundStatus, Persistence, PlacementStatus, PortStatus, RealStatus,
+    RealTraffic, Status, SyncStatus, VipStatus, VipTraffic, WorkerCounters, WorkerStatus,
 };
 use crate::vrrp::driver::Ha;
 
@@ -395,7 +395,38 @@ pub(super) fn status(s: &State) -> Status {
             drained: a.drained,
             announced: a.announced.iter().map(ToString::to_string).collect(),
         }),
+        outbound: outbound(s, drops[DropReason::OutboundNoPort as usize]),
     }
+}
+
+/// `[[outbound]]`'s rules and figures, summed over the workers.
+fn outbound(s: &State, no_port: u64) -> Option<OutboundStatus> {
+    if s.cfg.outbound.is_empty() {
+        return None;
+    }
+    let sum = |f: fn(&forwarder::stats::OutboundStats) -> &AtomicU64| {
+        s.workers.iter().map(|w| load(f(&w.stats.outbound))).sum()
+    };
+    Some(OutboundStatus {
+        rules: s
+            .cfg
+            .outbound
+            .iter()
+            .map(|o| OutboundRuleStatus {
+                name: o.name.clone(),
+                sources: o.sources.iter().map(ToString::to_string).collect(),
+                port_name: o.port_name.clone(),
+                address: o.address.to_string(),
+            })
+            .collect(),
+        flows: sum(|o| &o.flows),
+        new_flows: sum(|o| &o.new_flows),
+        packets_out: sum(|o| &o.packets_out),
+        bytes_out: sum(|o| &o.bytes_out),
+        packets_in: sum(|o| &o.packets_in),
+        bytes_in: sum(|o| &o.bytes_in),
+        no_port,
+    })
 }
 
 /// What the status shows of the VRRP instance.

@@ -63,6 +63,7 @@ mod icmp;
 pub mod limit;
 mod local;
 mod memo;
+pub mod outbound;
 mod outcome;
 mod plan;
 pub mod rewrite;
@@ -139,6 +140,8 @@ pub struct Tables {
     node_limits: std::sync::Arc<NodeLimits>,
     /// Local ports of source-NAT (hairpin) flows.
     snat: SnatPorts,
+    /// Outbound source-NAT flows (`[[outbound]]`).
+    pub outbound: outbound::OutboundTable,
     /// Next-hop MACs this worker read recently.
     hops: HopCache,
     /// The next hop per target (flat index, see
@@ -226,6 +229,9 @@ impl Tables {
         if own {
             // Replies of hairpin (source-NAT) flows come to our own address.
             if let Some(o) = self.snat_reply(buf, &ip, ctx) {
+                return o;
+            }
+            if let Some(o) = self.outbound_reply(buf, &ip, ctx) {
                 return o;
             }
             if let Some(o) = self.sync_datagram(buf, &ip, ctx) {
@@ -317,13 +323,13 @@ impl Tables {
         };
         let h = self.conn.hash_reply(&key);
         match self.conn.lookup_reply(now, &key, h) {
-            Lookup::Hit(id) => self.reply_to_client(buf, ip, id, flags, ctx),
-            Lookup::Expired(fr) => {
-                self.release_flow(snap, ctx.now_ms, &fr);
-                Outcome::Dropped(DropReason::NotOurs)
-            }
-            Lookup::Miss => Outcome::Dropped(DropReason::NotOurs),
+            Lookup::Hit(id) => return self.reply_to_client(buf, ip, id, flags, ctx),
+            Lookup::Expired(fr) => self.release_flow(snap, ctx.now_ms, &fr),
+            Lookup::Miss => {}
         }
+        // A real's own connection to the outside?
+        self.outbound_forward(buf, ip, sport, dport, flags, ctx)
+            .unwrap_or(Outcome::Dropped(DropReason::NotOurs))
     }
 
     /// Translates a reply of flow `id` (NAT: `real:rport -> client:cport`;

@@ -59,11 +59,13 @@ pub enum DropReason {
     /// A frame for another worker ([`crate::steer`]) found its hand-off
     /// ring full.
     HandoffFull,
+    /// An outbound flow (`[[outbound]]`) found no free local port.
+    OutboundNoPort,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -89,6 +91,7 @@ impl DropReason {
         DropReason::BadTcpFlags,
         DropReason::RateLimited,
         DropReason::HandoffFull,
+        DropReason::OutboundNoPort,
     ];
 
     /// Stable snake_case name, for metrics and logs.
@@ -117,6 +120,7 @@ impl DropReason {
             DropReason::BadTcpFlags => "bad_tcp_flags",
             DropReason::RateLimited => "rate_limited",
             DropReason::HandoffFull => "handoff_full",
+            DropReason::OutboundNoPort => "outbound_no_port",
         }
     }
 }

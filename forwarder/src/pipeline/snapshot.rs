@@ -99,6 +99,8 @@ pub struct Snapshot {
     pub(super) standby: Option<VipTable>,
     /// What the burst path reads, precomputed beside the rest.
     pub(super) plan: Plan,
+    /// `[[outbound]]`: the reals' own connections to the outside.
+    pub outbound: Vec<super::outbound::OutboundRule>,
 }
 
 impl Snapshot {
@@ -112,6 +114,7 @@ impl Snapshot {
             sync: None,
             standby: None,
             plan: Plan::default(),
+            outbound: Vec::new(),
         };
         s.plan = Plan::build(&s.ports, &s.vips);
         s.real_routes = s
@@ -128,6 +131,18 @@ impl Snapshot {
         let r = self.route(sync.peer);
         self.sync = Some((sync, r));
         self
+    }
+
+    /// Sets the outbound source-NAT rules.
+    pub fn with_outbound(mut self, rules: Vec<super::outbound::OutboundRule>) -> Snapshot {
+        self.outbound = rules;
+        self
+    }
+
+    /// The outbound rule covering connections from `src`, if any.
+    #[inline]
+    pub fn outbound_rule(&self, src: IpAddr) -> Option<&super::outbound::OutboundRule> {
+        self.outbound.iter().find(|r| r.covers(src))
     }
 
     /// Sets the services a BACKUP knows but does not balance.

@@ -114,6 +114,10 @@ impl Tables {
                 .collect(),
             frags: FragTable::new(frag::FRAG_CAPACITY, frag::FRAG_TIMEOUT_MS),
             snat: SnatPorts::new(snat_ports),
+            outbound: super::outbound::OutboundTable::new(
+                super::outbound::OUTBOUND_PORTS,
+                super::outbound::Timeouts::default_with(TICK_HZ),
+            ),
             hops: HopCache::default(),
             fast_hops: fast_targets(snap),
             sync: Self::sync_log_for(snap),

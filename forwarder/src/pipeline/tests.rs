@@ -15,6 +15,7 @@ use crate::service::{OnDown, Persistence, Real, RealState, SchedulerKind, Servic
 mod down;
 mod fast;
 mod flows;
+mod outbound;
 mod props;
 mod steer;
 mod sync;

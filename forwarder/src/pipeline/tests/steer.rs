@@ -350,6 +350,63 @@ fn hairpin_replies_follow_their_source_nat_port_to_its_worker() {
     assert_eq!((got.outcome, got.worker), (Outcome::ToKernel, 1));
 }
 
+#[test]
+fn outbound_flows_are_owned_by_the_remote_endpoints_worker_both_ways() {
+    use crate::pipeline::outbound::OutboundRule;
+    let n = 2;
+    let mut node = Node::new(vec![nat_tcp()], n);
+    let s = std::mem::replace(&mut node.snap, snapshot(Vec::new()));
+    node.snap = s.with_outbound(vec![OutboundRule {
+        sources: vec![(IpAddr::V4(v4("192.0.2.0")), 24)],
+        address: IpAddr::V4(v4(LB4)),
+    }]);
+    let mut owners = [0; 2];
+    for k in 0..16u16 {
+        let remote_port = 440 + k;
+        let syn = builder::tcp4(&FrameSpec {
+            src_mac: real_mac(1),
+            ..tcp4(REAL1, 45_000 + k, ROUTER4, remote_port, WireFlags::SYN)
+        });
+        let owner =
+            usize::from(Steer::new(0, n).client_owner_v4(u32::from(v4(ROUTER4)), remote_port));
+        owners[owner] += 1;
+        let got = node.land(&syn, usize::from(k % 2));
+        assert_eq!(
+            (got.outcome, got.worker),
+            (Outcome::Forward { port: 0 }, owner)
+        );
+        let ip = Ipv4Packet::new_checked(&got.frame[14..]).unwrap();
+        assert_eq!(ip.src(), v4(LB4), "leaves from the balancer");
+        let out = got.frame.clone();
+        // The answer lands on either worker and reaches the owner, in the
+        // per-frame and in the burst path.
+        let rep = reply_to(&got.frame, WireFlags(0x12));
+        let back = node.land(&rep, usize::from(k / 2 % 2));
+        assert_eq!(
+            (back.outcome, back.worker),
+            (Outcome::Forward { port: 0 }, owner),
+            "{k}"
+        );
+        let ip = Ipv4Packet::new_checked(&back.frame[14..]).unwrap();
+        assert_eq!((ip.src(), ip.dst()), (v4(ROUTER4), v4(REAL1)));
+        let ack = builder::tcp4(&FrameSpec {
+            src_mac: real_mac(1),
+            ..tcp4(REAL1, 45_000 + k, ROUTER4, remote_port, WireFlags::ACK)
+        });
+        let answer = reply_to(&out, WireFlags::ACK);
+        let got = node.land_burst(&[ack, answer], 1 - owner);
+        for g in &got {
+            assert_eq!((g.outcome, g.worker), (Outcome::Forward { port: 0 }, owner));
+        }
+        let ip = Ipv4Packet::new_checked(&got[1].frame[14..]).unwrap();
+        assert_eq!(ip.dst(), v4(REAL1));
+    }
+    assert!(
+        owners[0] > 0 && owners[1] > 0,
+        "both workers own some: {owners:?}"
+    );
+}
+
 /// A router's "fragmentation needed" to the VIP about the DR reply
 /// `VIP:443 -> client:cport`.
 fn frag_needed_to_vip(cport: u16) -> Vec<u8> {
