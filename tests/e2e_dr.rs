@@ -951,3 +951,75 @@ fn metrics_parse_as_prometheus_text_and_the_api_wants_its_token(workers: u16) {
     assert!(n(&after) >= n(&before) + 20 * 3, "{before} -> {after}");
     assert!(after.trim().ends_with("up,up,up,up,up"), "{after}");
 }
+
+/// `[vip.timeouts] tcp_reset_on_idle`: an idle keep-alive connection
+/// through a DR VIP with a 3 s TCP timeout is reset at both ends once the
+/// balancer forgets it (the client's recv fails with ECONNRESET, the
+/// real's nginx no longer holds it); without the key the same connection
+/// stays open on both.
+#[test]
+fn reset_on_idle_resets_both_ends_of_an_idle_connection() {
+    require_root();
+    let _g = serial();
+    let l = lab(1);
+    let dir = Scratch::new("idle");
+    let client_py = dir.file("idle.py", IDLE_CLIENT);
+    let timeouts = "scheduler = \"maglev\"\n  [vip.timeouts]\n  tcp = \"3s\"\n";
+    let cfg = config(&l, [1, 1, 1], false).replacen(
+        "scheduler = \"maglev\"\n",
+        &format!("{timeouts}  tcp_reset_on_idle = true\n"),
+        1,
+    );
+    let mut lb = Ferrolb::start(&l.lb, &cfg);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    let established = |real: &str| -> usize {
+        let i: usize = real.trim_start_matches("real").parse().expect("real name");
+        l.reals[i - 1]
+            .exec("ss -Htn state established '( sport = :80 )'")
+            .lines()
+            .filter(|x| x.contains("192.0.2.1:"))
+            .count()
+    };
+    let out = l
+        .client
+        .exec(&format!("python3 {} 192.0.2.100 10", client_py.display()));
+    eprintln!("reset on idle: {out}");
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f[0], "RST", "{out}\n{}", lb.log_text());
+    let waited: f64 = f[2].parse().unwrap();
+    // The flow expires 3 s after the last segment; the sweep goes over
+    // the table once a second.
+    assert!((2.5..=5.0).contains(&waited), "reset after {waited} s");
+    assert_eq!(established(f[1]), 0, "the real's end was reset too");
+    let st = status_json(&l.lb);
+    let sent: u64 = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["idle_resets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, 2, "one RST to each end");
+    lb.stop();
+
+    // Without tcp_reset_on_idle: both ends keep the connection.
+    let cfg = config(&l, [1, 1, 1], false).replacen("scheduler = \"maglev\"\n", timeouts, 1);
+    let mut lb = Ferrolb::start(&l.lb, &cfg);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    let c = std::process::Command::new("ip")
+        .args(["netns", "exec", &l.client.name, "python3"])
+        .arg(&client_py)
+        .args(["192.0.2.100", "6"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = Proc::from_child(c);
+    std::thread::sleep(Duration::from_secs(5));
+    let held: usize = (1..=3).map(|i| established(&format!("real{i}"))).sum();
+    assert_eq!(held, 1, "the real still holds the idle connection");
+    let out = c.take().wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.starts_with("TIMEOUT"), "{out}");
+    lb.stop();
+}

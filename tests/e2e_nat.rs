@@ -513,3 +513,52 @@ fn nat_reals_prepared_by_real_setup_route_through_the_balancer() {
     assert_eq!(spread.len(), 2, "{spread:?}");
     l.finish();
 }
+
+/// `tcp_reset_on_idle` on a NAT VIP with two workers: the idle keep-alive
+/// connection is reset at the client and at the real's nginx by the
+/// worker that owns the flow.
+#[test]
+fn reset_on_idle_resets_both_ends_of_an_idle_nat_connection_on_two_workers() {
+    let _g = serial();
+    let idle = r#"
+[[vip]]
+name = "idle"
+address = "198.51.100.101"
+port = 80
+mode = "nat"
+port_name = "wan"
+  [vip.timeouts]
+  tcp = "3s"
+  tcp_reset_on_idle = true
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 8080
+"#;
+    let l = Lab::start_with(2, idle);
+    let py = l.dir.file("idle.py", IDLE_CLIENT);
+    let out = l
+        .client
+        .exec(&format!("python3 {} 198.51.100.101 10", py.display()));
+    eprintln!("reset on idle (NAT): {out}");
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!((f[0], f[1]), ("RST", "real1"), "{out}");
+    let waited: f64 = f[2].parse().unwrap();
+    assert!((2.5..=5.0).contains(&waited), "reset after {waited} s");
+    let held = l.reals[0].exec("ss -Htn state established '( sport = :8080 )'");
+    assert!(
+        !held.contains("198.51.100.1:"),
+        "the real's end was reset too: {held}"
+    );
+    let st = status_json(&l.lb);
+    let sent: u64 = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["idle_resets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, 2, "one RST to each end");
+    // The other VIPs are untouched by it.
+    let (_, failed) = curl_spread(&l.client, "http://198.51.100.100/", 10, "");
+    assert_eq!(failed, 0);
+    l.finish();
+}

@@ -159,6 +159,7 @@ pub fn build(
                     tcp_ms: ms(t.tcp),
                     tcp_fin_ms: ms(t.tcp_fin),
                     udp_ms: ms(t.udp),
+                    reset_on_idle: t.tcp_reset_on_idle,
                 }
             }),
         });

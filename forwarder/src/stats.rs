@@ -73,6 +73,10 @@ pub struct WorkerStats {
     pub handoffs_in: AtomicU64,
     /// Outbound source NAT (`[[outbound]]`), published with `flows`.
     pub outbound: OutboundStats,
+    /// `tcp_reset_on_idle`: RSTs sent to the ends of expired flows ...
+    pub idle_resets: AtomicU64,
+    /// ... and not sent (next hop unknown, no mbuf, queue full).
+    pub idle_resets_unsent: AtomicU64,
 }
 
 /// A worker's outbound source-NAT figures.

@@ -176,6 +176,8 @@ struct Local {
     busy_cycles: u64,
     handoffs_out: u64,
     handoffs_in: u64,
+    idle_resets: u64,
+    idle_resets_unsent: u64,
 }
 
 impl Local {
@@ -196,6 +198,9 @@ impl Local {
         s.busy_cycles.store(self.busy_cycles, Ordering::Relaxed);
         s.handoffs_out.store(self.handoffs_out, Ordering::Relaxed);
         s.handoffs_in.store(self.handoffs_in, Ordering::Relaxed);
+        s.idle_resets.store(self.idle_resets, Ordering::Relaxed);
+        s.idle_resets_unsent
+            .store(self.idle_resets_unsent, Ordering::Relaxed);
     }
 }
 
@@ -487,6 +492,10 @@ impl Worker {
                 let budget = (sweep_per_ms * elapsed).clamp(1, u64::from(u32::MAX)) as u32;
                 tables.sweep(&snap, now_ms, budget);
             }
+            while let Some(r) = tables.resets.pop() {
+                self.send_rst(&snap, r, &mut tx_nic, &mut local, now_ms);
+            }
+            local.idle_resets_unsent += std::mem::take(&mut tables.resets.dropped);
             for ib in &self.sync_in {
                 tables.drain_inbox(&snap, now_ms, ib, INBOX_BUDGET);
             }
@@ -777,6 +786,68 @@ impl Worker {
             );
             push(b, m, local);
         }
+    }
+
+    /// Sends a RST of an expired `tcp_reset_on_idle` flow, if its next
+    /// hop's MAC is known (it was a moment ago: the flow's packets used
+    /// it) and the pool and the TX burst have room.
+    fn send_rst(
+        &self,
+        snap: &Snapshot,
+        r: crate::pipeline::reset::Rst,
+        tx_nic: &mut [Burst],
+        local: &mut Local,
+        now_ms: u64,
+    ) {
+        use crate::pipeline::reset::Rst;
+        let Some(port) = snap.ports.get(usize::from(r.port)) else {
+            return;
+        };
+        let mac = match self.neigh.resolve(r.next_hop, now_ms) {
+            Resolve::Known { mac, .. } => mac,
+            unknown => {
+                // Forgotten since: ask, for the next one.
+                local.idle_resets_unsent += 1;
+                if unknown == Resolve::Request {
+                    if let Some(src) = port.connected(r.next_hop) {
+                        let route = crate::pipeline::Route {
+                            port: r.port,
+                            next_hop: r.next_hop,
+                            src,
+                        };
+                        self.solicit(snap, route, tx_nic, local);
+                    }
+                }
+                return;
+            }
+        };
+        let Some(b) = tx_nic.get_mut(usize::from(r.port)) else {
+            return;
+        };
+        if b.is_full() {
+            flush(
+                &self.ports[usize::from(r.port)].nic,
+                self.queue,
+                b,
+                local,
+                true,
+            );
+        }
+        let Some(mut m) = self.pool.alloc() else {
+            local.idle_resets_unsent += 1;
+            return;
+        };
+        if !m.append(Rst::MAX_LEN) {
+            return;
+        }
+        let Some(n) = r.write(m.data_mut(), port.mac, mac) else {
+            return;
+        };
+        if !m.trim(Rst::MAX_LEN - n) {
+            return;
+        }
+        local.idle_resets += 1;
+        push(b, m, local);
     }
 
     /// Sends an ARP request (IPv4) or neighbour solicitation (IPv6) for

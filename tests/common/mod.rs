@@ -721,3 +721,24 @@ pub fn bird(ns: &Netns, dir: &Scratch, name: &str, conf: &str) -> Proc {
     let sock = dir.0.join(format!("{name}.ctl")).display().to_string();
     Proc::spawn(ns, "bird", &["-f", "-c", &c, "-s", &sock])
 }
+
+/// A client that opens a keep-alive connection, reads one answer, then
+/// waits: prints `RST|EOF|DATA|TIMEOUT <real> <seconds waited>`.
+pub const IDLE_CLIENT: &str = r#"
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 80), timeout=3)
+s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+data = b""
+while not data.endswith(b"\n") or b"\r\n\r\n" not in data:
+    data += s.recv(4096)
+name = data.split(b"\r\n\r\n", 1)[1].split()[0].decode()
+s.settimeout(float(sys.argv[2]))
+t0 = time.time()
+try:
+    got = s.recv(1)
+    print("EOF" if got == b"" else "DATA", name, round(time.time() - t0, 2))
+except ConnectionResetError:
+    print("RST", name, round(time.time() - t0, 2))
+except socket.timeout:
+    print("TIMEOUT", name, round(time.time() - t0, 2))
+"#;

@@ -10,7 +10,7 @@ use super::status::{Conntrack, PortStatus, Status, VipStatus, VipTraffic, Worker
 type Counter = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
 
 /// The worker counters, in exposition order.
-const WORKER_COUNTERS: [Counter; 22] = [
+const WORKER_COUNTERS: [Counter; 24] = [
     ("ferrolb_worker_rx_packets_total", "Frames received from data ports.", |c| c.rx),
     ("ferrolb_worker_tx_packets_total", "Frames sent on data ports.", |c| c.tx),
     ("ferrolb_worker_forwarded_total", "Frames forwarded.", |c| c.forwarded),
@@ -26,6 +26,16 @@ const WORKER_COUNTERS: [Counter; 22] = [
         |c| c.handoffs_out,
     ),
     ("ferrolb_worker_handoffs_in_total", "Frames other workers handed to this one.", |c| c.handoffs_in),
+    (
+        "ferrolb_worker_idle_resets_total",
+        "tcp_reset_on_idle: RSTs sent to the client and the real of expired flows.",
+        |c| c.idle_resets,
+    ),
+    (
+        "ferrolb_worker_idle_resets_unsent_total",
+        "tcp_reset_on_idle: RSTs not sent (next hop unknown, no buffer, queue full).",
+        |c| c.idle_resets_unsent,
+    ),
     ("ferrolb_sync_records_sent_total", "Connection sync: flow records sent to the HA peer.", |c| c.sync_records_sent),
     ("ferrolb_sync_batches_sent_total", "Connection sync: datagrams sent to the HA peer.", |c| c.sync_batches_sent),
     (

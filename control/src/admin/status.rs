@@ -292,6 +292,13 @@ pub struct WorkerCounters {
     /// from ours.
     #[serde(default)]
     pub sync_config_differs: u64,
+    /// `tcp_reset_on_idle`: RSTs sent to the ends of expired flows.
+    #[serde(default)]
+    pub idle_resets: u64,
+    /// `tcp_reset_on_idle`: RSTs not sent (next hop unknown, no buffer,
+    /// queue full).
+    #[serde(default)]
+    pub idle_resets_unsent: u64,
 }
 
 /// One worker.

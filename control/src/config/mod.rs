@@ -482,6 +482,9 @@ pub struct VipTimeouts {
     pub tcp_fin: Option<Duration>,
     /// `udp`: UDP flows (node default 300 s).
     pub udp: Option<Duration>,
+    /// `tcp_reset_on_idle`: an established TCP flow that expires gets a
+    /// RST sent to both ends (default false).
+    pub tcp_reset_on_idle: bool,
 }
 
 /// The longest `[vip.timeouts]` value.

@@ -72,6 +72,7 @@ pub(super) struct RawTimeouts {
     pub(super) tcp: Option<String>,
     pub(super) tcp_fin: Option<String>,
     pub(super) udp: Option<String>,
+    pub(super) tcp_reset_on_idle: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -686,16 +686,32 @@ fn vip_timeouts_load_and_bad_ones_are_named() {
             Some(Duration::from_secs(3))
         )
     );
+    assert!(!t.tcp_reset_on_idle);
     assert!(parse("t.toml", &vip(real)).unwrap().vips[0]
         .timeouts
         .is_none());
+    let c = parse(
+        "t.toml",
+        &vip(&format!("[vip.timeouts]\ntcp_reset_on_idle = true\n{real}")),
+    )
+    .unwrap();
+    assert!(c.vips[0].timeouts.unwrap().tcp_reset_on_idle);
     for (body, key, msg) in [
         ("udp = \"0s\"\n", "vip[0].timeouts.udp", ""),
+        ("tcp_reset_on_idle = \"yes\"\n", "", "invalid type"),
+        (
+            "tcp_reset_on_idle = true\n",
+            "vip[0].timeouts.tcp_reset_on_idle",
+            "TCP VIPs only",
+        ),
         ("tcp = \"169h\"\n", "vip[0].timeouts.tcp", "7 days"),
         ("tcp_fin = \"soon\"\n", "vip[0].timeouts.tcp_fin", ""),
         ("tcp_reset = true\n", "vip[0].timeouts.tcp_reset", ""),
     ] {
-        let text = vip(&format!("[vip.timeouts]\n{body}{real}"));
+        let mut text = vip(&format!("[vip.timeouts]\n{body}{real}"));
+        if msg == "TCP VIPs only" {
+            text = text.replace("port = 80\n", "port = 53\nprotocol = \"udp\"\n");
+        }
         let errs = parse("bad.toml", &text).expect_err(&text).0;
         assert_eq!(errs.len(), 1, "{text}: {errs:#?}");
         assert_eq!(errs[0].key, key, "{text}");

@@ -696,10 +696,23 @@ pub(super) fn validate_vip(
             }
             Some(d)
         };
+        let (tcp, tcp_fin, udp) = (
+            one("tcp", &t.tcp),
+            one("tcp_fin", &t.tcp_fin),
+            one("udp", &t.udp),
+        );
+        let tcp_reset_on_idle = t.tcp_reset_on_idle.unwrap_or(false);
+        if tcp_reset_on_idle && protocol != Protocol::Tcp {
+            errs.at(
+                &tp.key("tcp_reset_on_idle"),
+                "applies to TCP VIPs only (this VIP is UDP)",
+            );
+        }
         VipTimeouts {
-            tcp: one("tcp", &t.tcp),
-            tcp_fin: one("tcp_fin", &t.tcp_fin),
-            udp: one("udp", &t.udp),
+            tcp,
+            tcp_fin,
+            udp,
+            tcp_reset_on_idle,
         }
     });
     if errs.list.len() != before {

@@ -99,6 +99,8 @@ fn worker_counters(w: &WorkerStats) -> WorkerCounters {
         sync_batches_missed: load(&w.sync_batches_missed),
         sync_datagrams_received: load(&w.sync_datagrams_received),
         sync_config_differs: load(&w.sync_config_differs),
+        idle_resets: load(&w.idle_resets),
+        idle_resets_unsent: load(&w.idle_resets_unsent),
     }
 }
 

@@ -249,6 +249,8 @@ pub struct Freed {
     pub state: State,
     /// Why.
     pub reason: FreeReason,
+    /// The head cell it held (free again now).
+    pub id: FlowId,
 }
 
 /// Result of a lookup.
@@ -1038,6 +1040,7 @@ impl ConnTable {
             nat: e.nat(),
             state,
             reason,
+            id: FlowId(s),
         }
     }
 

@@ -49,8 +49,11 @@ impl Tables {
         } else {
             self.conn.lookup(now, &key, h)
         };
+        // The flow's cell, for `tcp_reset_on_idle`'s sequence numbers.
+        let mut flow = None;
         match found {
             Lookup::Hit(id) => {
+                flow = Some(id);
                 let e = self.conn.entry(id);
                 match svc.resolve_target(e.real_hint(), e.real(), e.real_port()) {
                     Some(r) if svc.keeps_flow(r) => {
@@ -75,7 +78,10 @@ impl Tables {
                     }
                 }
             }
-            Lookup::Expired(fr) => self.release_flow(snap, ctx.now_ms, &fr),
+            Lookup::Expired(fr) => {
+                reset::on_expiry(snap, &self.marks, &mut self.resets, &fr);
+                self.release_flow(snap, ctx.now_ms, &fr);
+            }
             Lookup::Miss => {}
         }
         let (real, snat) = match bound {
@@ -163,6 +169,7 @@ impl Tables {
                     }
                     return Outcome::Dropped(DropReason::ConnTableFull);
                 };
+                flow = Some(id);
                 // The group's persistence entry names this real unless the
                 // hairpin rule moved the flow off it.
                 let persisted = scheduled && svc.persistence().is_some() && Some(r) == picked;
@@ -175,15 +182,22 @@ impl Tables {
                 if let Some(rc) = c.reals.get_mut(r.get()) {
                     rc[2] += 1;
                 }
-                // NAT replies go back to the client: learn its MAC now (new
-                // flows only) when it sits on a connected prefix.
-                if nat != Nat::None && in_port.connected(ip.src).is_some() {
+                // NAT replies go back to the client, and so does a
+                // `tcp_reset_on_idle` RST: learn its MAC now (new flows
+                // only) when it sits on a connected prefix.
+                if (nat != Nat::None || svc.reset_on_idle()) && in_port.connected(ip.src).is_some()
+                {
                     let src_mac = EthernetFrame::new_unchecked(buf.data()).src();
                     ctx.neigh.learn(ip.src, src_mac, ctx.now_ms, true);
                 }
                 (r, snat)
             }
         };
+        if let (Some(id), Some(l4), true) = (flow, ip.l4, svc.reset_on_idle()) {
+            if let Some(m) = self.marks.get_mut(id.0 as usize) {
+                reset::note(m, &key, buf.data(), l4, ip.total_len);
+            }
+        }
         // The first fragment of a datagram: its later fragments follow.
         if let Some(fr) = ip.frag.filter(Frag::is_first) {
             let key = FragKey::new(ip.src, ip.dst, ip.proto, fr.ident);

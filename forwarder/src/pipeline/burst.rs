@@ -192,7 +192,14 @@ impl SvcFast {
             part_port,
             id: svc.id(),
             base,
-            targets: u16::try_from(svc.targets().len()).unwrap_or(u16::MAX),
+            // No target for a service whose every packet the general
+            // path must see (`tcp_reset_on_idle` notes sequence numbers):
+            // its plain frames are never plain hits.
+            targets: if svc.reset_on_idle() {
+                0
+            } else {
+                u16::try_from(svc.targets().len()).unwrap_or(u16::MAX)
+            },
             every_port,
             nat: svc.mode() == Mode::Nat,
             tun: svc.mode() == Mode::Tun,

@@ -66,6 +66,7 @@ mod memo;
 pub mod outbound;
 mod outcome;
 mod plan;
+pub mod reset;
 pub mod rewrite;
 mod send;
 mod snapshot;
@@ -142,6 +143,11 @@ pub struct Tables {
     snat: SnatPorts,
     /// Outbound source-NAT flows (`[[outbound]]`).
     pub outbound: outbound::OutboundTable,
+    /// Per connection-table cell: the client's sequence numbers of
+    /// `tcp_reset_on_idle` flows (empty while no service asks).
+    marks: Vec<reset::SeqMark>,
+    /// RSTs for expired `tcp_reset_on_idle` flows, for the worker to send.
+    pub resets: reset::Resets,
     /// Next-hop MACs this worker read recently.
     hops: HopCache,
     /// The next hop per target (flat index, see

@@ -118,6 +118,8 @@ impl Tables {
                 super::outbound::OUTBOUND_PORTS,
                 super::outbound::Timeouts::default_with(TICK_HZ),
             ),
+            marks: Vec::new(),
+            resets: super::reset::Resets::default(),
             hops: HopCache::default(),
             fast_hops: fast_targets(snap),
             sync: Self::sync_log_for(snap),
@@ -126,6 +128,21 @@ impl Tables {
             steer: Steer::single(),
             #[cfg(test)]
             plain_hits: 0,
+        }
+        .with_marks_for(snap)
+    }
+
+    /// Tables whose connection table has room for the sequence numbers of
+    /// `tcp_reset_on_idle` flows, when a service of `snap` asks for them
+    /// (once; kept after).
+    fn with_marks_for(mut self, snap: &Snapshot) -> Tables {
+        self.make_marks(snap);
+        self
+    }
+
+    fn make_marks(&mut self, snap: &Snapshot) {
+        if self.marks.is_empty() && snap.vips.services().iter().any(|s| s.reset_on_idle()) {
+            self.marks = vec![super::reset::SeqMark::default(); self.conn.capacity()];
         }
     }
 
@@ -232,6 +249,7 @@ impl Tables {
     /// the peer again on its next packet.
     pub fn adopt_at(&mut self, old: &Snapshot, new: &Snapshot, now_ms: u64) {
         self.settle_counters();
+        self.make_marks(new);
         let mut active = Vec::with_capacity(new.vips.services().len());
         let mut limits = Vec::with_capacity(new.vips.services().len());
         let mut counters = Vec::with_capacity(new.vips.services().len());
@@ -343,7 +361,9 @@ impl Tables {
     /// Expires idle flows (at most `budget` slots examined).
     pub fn sweep(&mut self, snap: &Snapshot, now_ms: u64, budget: u32) -> u32 {
         let (active, snat, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
+        let (marks, resets) = (&self.marks, &mut self.resets);
         self.conn.sweep(now_ms as u32, budget, |f| {
+            super::reset::on_expiry(snap, marks, resets, f);
             release(snap, active, snat, sync, now_ms, f)
         })
     }

@@ -207,6 +207,9 @@ pub struct ServiceTimeouts {
     pub tcp_fin_ms: Option<u32>,
     /// UDP flows.
     pub udp_ms: Option<u32>,
+    /// An established TCP flow that expires gets a RST sent to both ends
+    /// (`tcp_reset_on_idle`).
+    pub reset_on_idle: bool,
 }
 
 impl ServiceTimeouts {
@@ -335,6 +338,13 @@ impl Service {
             persist_table,
             profile: 0,
         })
+    }
+
+    /// Whether its established TCP flows get a RST to both ends when they
+    /// expire (`tcp_reset_on_idle`).
+    #[inline]
+    pub fn reset_on_idle(&self) -> bool {
+        self.spec.timeouts.is_some_and(|t| t.reset_on_idle)
     }
 
     /// Its flows' timeout profile (see [`VipTable::timeout_profiles`]).

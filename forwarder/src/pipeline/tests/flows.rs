@@ -931,3 +931,134 @@ fn a_services_own_timeouts_apply_to_its_flows_and_follow_a_reload() {
     assert_eq!(expiries(&r), vec![(L4::Tcp, 10_000), (L4::Udp, 60_000)]);
     r.tables.conn.check_invariants();
 }
+
+/// `tcp_reset_on_idle`: an established flow that expires leaves two RSTs
+/// for the worker to send, with the sequence numbers each end expects;
+/// the burst path leaves such a service's packets to the general path,
+/// which notes them; a flow that only half opened, or of a service
+/// without the key, leaves none.
+#[test]
+fn an_idle_flow_of_a_reset_on_idle_service_leaves_a_rst_for_each_end() {
+    use crate::pipeline::reset::Rst;
+    use crate::service::ServiceTimeouts;
+    let with_reset = |mut s: ServiceSpec| {
+        s.timeouts = Some(ServiceTimeouts {
+            tcp_ms: Some(5000),
+            reset_on_idle: true,
+            ..ServiceTimeouts::default()
+        });
+        s
+    };
+    let client = IpAddr::V4(v4(CLIENT4));
+    let vip = IpAddr::V4(v4(VIP4));
+    let real = IpAddr::V4(v4("192.0.2.21"));
+    for mode in [Mode::Dr, Mode::Nat, Mode::Tun] {
+        let rport = if mode == Mode::Nat { 8080 } else { 80 };
+        let mut r = Rig::small(vec![with_reset(svc(
+            1,
+            VIP4,
+            Proto::Tcp,
+            80,
+            mode,
+            reals4(1, rport),
+        ))]);
+        let seg = |seq: u32, ack: u32, flags: WireFlags, payload: &[u8]| {
+            builder::tcp4(&FrameSpec {
+                seq,
+                ack,
+                payload: payload.to_vec(),
+                ..tcp4(CLIENT4, 40000, VIP4, 80, flags)
+            })
+        };
+        r.run(&seg(100, 0, WireFlags::SYN, b""));
+        // The handshake's last ACK and a request, through a whole burst
+        // (the burst path must not keep them from the general path).
+        let mut bufs = vec![
+            TestBuffer::new(&seg(101, 7000, WireFlags::ACK, b"")),
+            TestBuffer::new(&seg(
+                101,
+                7000,
+                WireFlags::ACK | WireFlags::PSH,
+                b"GET / HTTP/1.1\r\n\r\n",
+            )),
+        ];
+        let (out, plain) = r.run_burst(&mut bufs);
+        assert!(
+            matches!(out[1], Outcome::Forward { .. }),
+            "{mode:?}: {:?}",
+            out[1]
+        );
+        assert_eq!(plain, 0, "{mode:?}: no plain hits for this service");
+        // The real answered; the client acknowledged it all.
+        r.run(&seg(119, 7300, WireFlags::ACK, b""));
+        assert!(r.tables.resets.is_empty());
+        r.now += 5001;
+        let snap = &r.snap;
+        r.tables.sweep(snap, r.now, 4096);
+        assert_eq!(r.tables.conn.len(), 0);
+        let mut got = Vec::new();
+        while let Some(x) = r.tables.resets.pop() {
+            got.push(x);
+        }
+        got.sort_by_key(|x| x.dst.1);
+        let to_real = Rst {
+            port: 0,
+            next_hop: real,
+            tunnel: (mode == Mode::Tun).then_some((IpAddr::V4(v4("192.0.2.2")), real)),
+            src: (client, 40000),
+            dst: match mode {
+                Mode::Nat => (real, 8080),
+                _ => (vip, 80),
+            },
+            seq: 119,
+        };
+        let to_client = Rst {
+            port: 0,
+            next_hop: IpAddr::V4(v4("192.0.2.1")),
+            tunnel: None,
+            src: (vip, 80),
+            dst: (client, 40000),
+            seq: 7300,
+        };
+        let mut want = vec![to_real, to_client];
+        want.sort_by_key(|x| x.dst.1);
+        assert_eq!(got, want, "{mode:?}");
+    }
+    // Half open: nothing to reset. Without the key: nothing either.
+    for spec in [
+        with_reset(svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80))),
+        svc(1, VIP4, Proto::Tcp, 80, Mode::Dr, reals4(1, 80)),
+    ] {
+        let reset = spec.timeouts.is_some();
+        let mut r = Rig::small(vec![spec]);
+        r.run(&builder::tcp4(&tcp4(
+            CLIENT4,
+            40001,
+            VIP4,
+            80,
+            WireFlags::SYN,
+        )));
+        r.now += 31_000;
+        let snap = &r.snap;
+        r.tables.sweep(snap, r.now, 4096);
+        assert!(r.tables.resets.is_empty(), "half open, reset {reset}");
+        r.run(&builder::tcp4(&tcp4(
+            CLIENT4,
+            40002,
+            VIP4,
+            80,
+            WireFlags::SYN,
+        )));
+        r.run(&builder::tcp4(&tcp4(
+            CLIENT4,
+            40002,
+            VIP4,
+            80,
+            WireFlags::ACK,
+        )));
+        r.now += 1_000_000;
+        let snap = &r.snap;
+        r.tables.sweep(snap, r.now, 4096);
+        assert_eq!(r.tables.resets.len(), if reset { 2 } else { 0 });
+    }
+}
