@@ -17,6 +17,8 @@ PACKAGES=(
     python3-prometheus-client chromium
     # outbound NAT test: a name server outside and a resolver client
     dnsmasq-base bind9-dnsutils
+    # the Debian package: cargo-deb's dependency scan, its test's unit check and man
+    dpkg-dev systemd man-db
     # load under reloads: wrk
     wrk
     # HA interop test: a keepalived VRRPv3 peer

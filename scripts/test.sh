@@ -19,5 +19,8 @@ cargo test --workspace --all-targets
 echo "== pure-Rust data plane without DPDK (what fuzzers and benches build)"
 cargo test -p forwarder --no-default-features --lib
 
+echo "== the Debian package: build, install, systemd-analyze verify, man, check, remove"
+bash scripts/package-test.sh
+
 echo "== fuzzing: every cargo-fuzz target for 60 s from the checked-in corpus"
 bash scripts/fuzz.sh 60

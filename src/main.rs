@@ -124,6 +124,13 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Write the man pages (DIR/man) and the shell completions
+    /// (DIR/completions) generated from these definitions (packaging).
+    #[command(hide = true)]
+    GenAssets {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 /// How to reach the daemon's admin API.
@@ -238,6 +245,7 @@ fn main() -> ExitCode {
             };
             cli_result(post(&api, &format!("/api/v1/ha/{action}")))
         }
+        Command::GenAssets { dir } => cli_result(gen_assets(&dir)),
         Command::Run { config } => {
             init_logging();
             match run::run(&config) {
@@ -272,6 +280,47 @@ fn status(api: &Api, json: bool, rate: Option<f64>) -> Result<(), String> {
         "{}",
         control::admin::table::render_rates(&first, &second, secs)
     );
+    Ok(())
+}
+
+/// `ferrolb gen-assets DIR`: `ferrolb.1` and `ferrolb-SUBCOMMAND.1` in
+/// DIR/man, bash, zsh and fish completions in DIR/completions.
+fn gen_assets(dir: &std::path::Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    let fail = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let man = dir.join("man");
+    let comp = dir.join("completions");
+    for d in [&man, &comp] {
+        std::fs::create_dir_all(d).map_err(|e| fail(&d.display().to_string(), e))?;
+    }
+    let cmd = Cli::command();
+    let mut pages = vec![("ferrolb".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("ferrolb-{}", sub.get_name());
+        pages.push((
+            name.clone(),
+            sub.clone().display_name(&name).bin_name(&name),
+        ));
+    }
+    for (name, c) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(c.version(VERSION))
+            .render(&mut out)
+            .map_err(|e| fail(&name, e))?;
+        let path = man.join(format!("{name}.1"));
+        std::fs::write(&path, out).map_err(|e| fail(&path.display().to_string(), e))?;
+    }
+    use clap_complete::Shell;
+    for (shell, file) in [
+        (Shell::Bash, "ferrolb.bash"),
+        (Shell::Zsh, "_ferrolb"),
+        (Shell::Fish, "ferrolb.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "ferrolb", &mut out);
+        let path = comp.join(file);
+        std::fs::write(&path, out).map_err(|e| fail(&path.display().to_string(), e))?;
+    }
     Ok(())
 }
 
