@@ -1105,3 +1105,215 @@ fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip(workers: u16) {
     lb.stop();
     eprintln!("test took {:?}", t_start.elapsed());
 }
+
+/// wrk through the DR VIP for `secs` seconds with `conns` keep-alive
+/// connections, its report written to `out`.
+fn wrk(ns: &Netns, out: &std::path::Path, secs: u64, conns: u32) -> Proc {
+    let c = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(["wrk", "-t1", &format!("-c{conns}"), &format!("-d{secs}s")])
+        .args(["--timeout", "3s", "http://192.0.2.100/"])
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wrk (package wrk)");
+    Proc::from_child(c)
+}
+
+/// What a wrk run reported: requests, socket errors (connect, read,
+/// write, timeout) summed, non-2xx answers, and the report itself.
+struct WrkRun {
+    requests: u64,
+    errors: u64,
+    non_2xx: u64,
+    report: String,
+}
+
+fn wrk_wait(mut p: Proc, out: &std::path::Path, limit: Duration) -> WrkRun {
+    assert!(
+        wait_for(limit, || p.get().try_wait().ok().flatten().is_some()),
+        "wrk did not finish"
+    );
+    let report = std::fs::read_to_string(out).unwrap_or_default();
+    let num_after = |key: &str| -> Vec<u64> {
+        report
+            .lines()
+            .find(|l| l.contains(key))
+            .map(|l| {
+                l.replace(',', " ")
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    WrkRun {
+        requests: num_after("requests in").first().copied().unwrap_or(0),
+        errors: num_after("Socket errors").iter().sum(),
+        non_2xx: num_after("Non-2xx").first().copied().unwrap_or(0),
+        report,
+    }
+}
+
+/// Reload files broken mid-write under wrk: cut inside a quoted string,
+/// with an invalid UTF-8 byte, and 100 MB long. Every one is refused
+/// with its reason, the configuration in force keeps serving (not one
+/// failed request), and a valid file is taken afterwards.
+#[test]
+fn broken_reload_files_under_wrk_are_refused_and_fail_nothing() {
+    require_root();
+    let _g = serial();
+    let l = lab(1);
+    let good = config(&l, 65536, [1, 1, 1], false);
+    let mut lb = Ferrolb::start(&l.lb, &good);
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    lb.wait_log("neighbour resolved ip=192.0.2.23", Duration::from_secs(5));
+    let fingerprint = status_json(&l.lb)["fingerprint"].clone();
+    let dir = Scratch::new("broken");
+    // The next file (weights 3:1:1), broken three ways.
+    let next = config(&l, 65536, [3, 1, 1], false);
+    let cut = next.find("\"192.0.2.22\"").unwrap() + 6;
+    let truncated = next[..cut].to_string();
+    let mut bad_utf8 = next.clone().into_bytes();
+    bad_utf8.extend_from_slice(b"\n# written by a \xff\xfe broken tool\n");
+    let big = dir.0.join("big.toml");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        f.write_all(next.as_bytes()).unwrap();
+        let pad = format!("# {}\n", "x".repeat(1021));
+        for _ in 0..100 * 1024 {
+            f.write_all(pad.as_bytes()).unwrap();
+        }
+    }
+    assert!(std::fs::metadata(&big).unwrap().len() >= 100 << 20);
+    let out = dir.0.join("wrk.txt");
+    let w = wrk(&l.client, &out, 20, 20);
+    std::thread::sleep(Duration::from_secs(1));
+    let (pid, path) = (lb.pid(), lb.config.clone());
+    let t0 = Instant::now();
+    let mut sent = [0u32; 3];
+    let mut k = 0usize;
+    while t0.elapsed() < Duration::from_secs(17) {
+        match k % 3 {
+            0 => std::fs::write(&path, &truncated).unwrap(),
+            1 => std::fs::write(&path, &bad_utf8).unwrap(),
+            _ => {
+                std::fs::copy(&big, &path).unwrap();
+            }
+        }
+        run(&format!("kill -HUP {pid}"));
+        sent[k % 3] += 1;
+        k += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let r = wrk_wait(w, &out, Duration::from_secs(15));
+    eprintln!(
+        "{k} broken reloads ({} truncated, {} not UTF-8, {} of 100 MB) under wrk:\n{}",
+        sent[0], sent[1], sent[2], r.report
+    );
+    assert!(alive(&lb), "{}", lb.log_text());
+    assert!(r.requests > 5_000, "{}", r.report);
+    assert_eq!((r.errors, r.non_2xx), (0, 0), "{}", r.report);
+    let log = lb.log_text();
+    let rejected = log.matches("reload rejected").count();
+    assert_eq!(rejected, k, "every broken file refused:\n{log}");
+    assert!(
+        log.contains("not UTF-8") && log.contains("larger than 16 MiB"),
+        "{log}"
+    );
+    let s = status_json(&l.lb);
+    assert_eq!(s["reloads"], 0, "{s}");
+    assert_eq!(
+        s["fingerprint"], fingerprint,
+        "the old configuration serves"
+    );
+    assert!(s["last_reload_error"].as_str().is_some(), "{s}");
+    // A whole file is taken.
+    std::fs::write(&path, &next).unwrap();
+    run(&format!("kill -HUP {pid}"));
+    lb.wait_log("reloaded", Duration::from_secs(5));
+    let s = status_json(&l.lb);
+    assert_eq!(s["vips"][0]["reals"][0]["weight"], 3, "{s}");
+    lb.stop();
+}
+
+/// A real's nginx killed with kill -9 under wrk, then restarted: the real
+/// is taken out within fall × interval (+ one interval and a check's
+/// timeout) of the kill; a second wrk run that starts once it is out
+/// fails nothing, through the restart, after which the real takes new
+/// connections again.
+#[test]
+fn a_real_killed_under_wrk_is_taken_out_within_fall_times_interval_and_comes_back() {
+    require_root();
+    let _g = serial();
+    let mut l = lab(1);
+    let mut lb = Ferrolb::start(&l.lb, &config(&l, 65536, [1, 1, 1], true));
+    lb.wait_log("ferrolb running", Duration::from_secs(30));
+    assert!(
+        wait_for(Duration::from_secs(10), || (0..3)
+            .all(|i| real_state(&l.lb, i) == "up")),
+        "reals did not come up"
+    );
+    let dir = Scratch::new("kill");
+    let out1 = dir.0.join("wrk1.txt");
+    let w1 = wrk(&l.client, &out1, 6, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    let on_real3 = status_json(&l.lb)["vips"][0]["reals"][2]["active_flows"]
+        .as_u64()
+        .unwrap();
+    // kill -9 of every process in real3's namespace: its nginx.
+    let pids = run(&format!("ip netns pids {}", l.reals[2].name));
+    assert!(!pids.trim().is_empty(), "nginx runs in real3");
+    let killed = Instant::now();
+    run(&format!(
+        "kill -9 {}",
+        pids.split_whitespace().collect::<Vec<_>>().join(" ")
+    ));
+    l.nginx[2] = None;
+    assert!(
+        wait_for(Duration::from_secs(5), || real_state(&l.lb, 2) == "down"),
+        "real3 not taken out"
+    );
+    let detect = killed.elapsed();
+    let r1 = wrk_wait(w1, &out1, Duration::from_secs(15));
+    eprintln!(
+        "real3 killed with {on_real3} connection(s) on it; taken out after {detect:?}; \
+         wrk across the kill:\n{}",
+        r1.report
+    );
+    // fall 2 × interval 500 ms, plus the interval the kill fell in, a
+    // check's timeout (300 ms) and the control loop's and the status
+    // reader's own delays (400 ms on this loaded 2-CPU machine).
+    assert!(detect <= Duration::from_millis(1500 + 300 + 400), "{detect:?}");
+    assert_eq!(r1.non_2xx, 0, "{}", r1.report);
+    // Out of the tables: new requests fail nothing, also through the
+    // restart and rise.
+    let out2 = dir.0.join("wrk2.txt");
+    let w2 = wrk(&l.client, &out2, 8, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    l.nginx[2] = Some(Nginx::start(&l.reals[2], "real3", 80));
+    let restarted = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(5), || real_state(&l.lb, 2) == "up"),
+        "real3 did not come back"
+    );
+    let rise = restarted.elapsed();
+    let r2 = wrk_wait(w2, &out2, Duration::from_secs(20));
+    eprintln!(
+        "real3 back {rise:?} after its restart; wrk after the take-out:\n{}",
+        r2.report
+    );
+    assert!(r2.requests > 2_000, "{}", r2.report);
+    assert_eq!((r2.errors, r2.non_2xx), (0, 0), "{}", r2.report);
+    // wrk's keep-alive connections stay where they are; new ones reach
+    // real3 again.
+    let (spread, failed) = curl_spread(&l.client, "http://192.0.2.100/", 45, "");
+    eprintln!("45 new connections after the restart: {spread:?}");
+    assert_eq!(failed, 0, "{spread:?}");
+    assert!(
+        spread.contains_key("real3"),
+        "real3 takes new connections again: {spread:?}"
+    );
+    lb.stop();
+}

@@ -572,16 +572,47 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:9080";
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&file, &text),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file,
+    let whole = |message: String| {
+        Err(ConfigErrors(vec![ConfigError {
+            file: file.clone(),
             line: None,
             key: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }])),
+            message,
+        }]))
+    };
+    // Read at most one byte past the limit: a file caught growing, or a
+    // stray huge one, is refused without being read whole.
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| {
+        use std::io::Read;
+        f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)
+    });
+    if let Err(e) = read {
+        return whole(format!("cannot read the file: {e}"));
+    }
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return whole(format!(
+            "the file is larger than {} MiB, which no configuration needs: refused unread",
+            MAX_CONFIG_BYTES >> 20
+        ));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => parse(&file, &text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            Err(ConfigErrors(vec![ConfigError {
+                file,
+                line: Some(line),
+                key: String::new(),
+                message: format!("the file is not UTF-8 text (an invalid byte at offset {at})"),
+            }]))
+        }
     }
 }
+
+/// The largest configuration file `load` reads (16 MiB).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// Parses and validates configuration text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {

@@ -718,3 +718,28 @@ fn vip_timeouts_load_and_bad_ones_are_named() {
         assert!(errs[0].message.contains(msg), "{}", errs[0]);
     }
 }
+
+#[test]
+fn load_refuses_files_that_are_not_text_or_far_too_large() {
+    let dir = std::env::temp_dir().join(format!("ferrolb-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = dir.join("ok.toml");
+    std::fs::write(&ok, MINIMAL).unwrap();
+    assert!(load(&ok).is_ok());
+    let bad = dir.join("bad.toml");
+    let mut bytes = MINIMAL.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# caf\xe9\n");
+    std::fs::write(&bad, &bytes).unwrap();
+    let e = load(&bad).unwrap_err().0;
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.contains("not UTF-8"), "{}", e[0]);
+    assert_eq!(e[0].line, Some(MINIMAL.lines().count() + 1), "{}", e[0]);
+    let big = dir.join("big.toml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+    let e = load(&big).unwrap_err().0;
+    assert!(e[0].message.contains("larger than 16 MiB"), "{}", e[0]);
+    let e = load(&dir.join("missing.toml")).unwrap_err().0;
+    assert!(e[0].message.contains("cannot read"), "{}", e[0]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
