@@ -1212,3 +1212,114 @@ fn without_sync_the_same_nat_connection_breaks(workers: u16) {
     assert_eq!(r.failed, 1, "the connection should have broken: {r:?}");
     assert!(r.ok < 100, "{r:?}");
 }
+
+/// The NAT pair with connection sync under wrk (10 keep-alive
+/// connections) and a loop of new connections (one every 100 ms), and
+/// `kill -9` of the MASTER: wrk's connections all survive (synced to the
+/// BACKUP; they wait out the takeover), and new connections fail only
+/// between the kill and the takeover (plus one request's timeout).
+#[test]
+fn kill_9_of_the_nat_master_under_wrk_with_sync_fails_only_new_connections_until_the_takeover() {
+    require_root();
+    let _g = serial();
+    let l = nat_lab(1);
+    let mut a = Ferrolb::start(&l.a, &nat_config(&l, "a", 2, 3, 150, true));
+    a.wait_log("ferrolb running", Duration::from_secs(30));
+    a.wait_log(MASTER, Duration::from_secs(6));
+    let mut b = Ferrolb::start(&l.b, &nat_config(&l, "b", 3, 2, 100, true));
+    b.wait_log("VRRP started: BACKUP", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    let dir = Scratch::new("hawrk");
+    let report = dir.0.join("wrk.txt");
+    let wrk = Command::new("ip")
+        .args(["netns", "exec", &l.client.name])
+        .args([
+            "wrk",
+            "-t1",
+            "-c10",
+            "-d16s",
+            "--timeout",
+            "8s",
+            "--latency",
+        ])
+        .arg("http://198.51.100.100/")
+        .stdout(std::fs::File::create(&report).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wrk (package wrk)");
+    let mut wrk = Proc::from_child(wrk);
+    let loop_out = dir.0.join("loop.txt");
+    let script = format!(
+        "for i in $(seq 1 140); do t=$(date +%s.%N); \
+         if curl -s -o /dev/null --connect-timeout 0.5 -m 1 http://198.51.100.100/; \
+         then echo \"$t ok\"; else echo \"$t fail\"; fi; sleep 0.1; done > {}",
+        loop_out.display()
+    );
+    let curls = Command::new("ip")
+        .args(["netns", "exec", &l.client.name, "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("client loop");
+    let curls = Proc::from_child(curls);
+    std::thread::sleep(Duration::from_secs(4));
+    let on_a = status_json(&l.a)["flows"].as_u64().unwrap_or(0);
+    let synced_to_b = status_json(&l.b)["flows"].as_u64().unwrap_or(0);
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let _ = a.signal_and_wait("KILL", Duration::from_secs(5));
+    let took = time_to_log(&mut b, MASTER, Duration::from_millis(4610));
+    assert!(
+        wait_for(Duration::from_secs(20), || wrk
+            .get()
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some()),
+        "wrk did not finish"
+    );
+    let _ = curls.take().wait();
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let lines = std::fs::read_to_string(&loop_out).unwrap_or_default();
+    let fails: Vec<f64> = lines
+        .lines()
+        .filter(|x| x.ends_with(" fail"))
+        .filter_map(|x| x.split_whitespace().next()?.parse().ok())
+        .collect();
+    let oks = lines.lines().filter(|x| x.ends_with(" ok")).count();
+    let window = fails.iter().map(|t| t - killed_at).fold(0.0f64, f64::max);
+    eprintln!(
+        "A held {on_a} flow(s), B had {synced_to_b} synced; B MASTER {took:?} after kill -9 of A; \
+         new connections: {oks} ok, {} failed, the last failure began {window:.2} s after the kill\n{text}",
+        fails.len()
+    );
+    let errors: u64 = text
+        .lines()
+        .find(|x| x.contains("Socket errors"))
+        .map(|x| {
+            x.replace(',', " ")
+                .split_whitespace()
+                .filter_map(|w| w.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    let requests: u64 = text
+        .lines()
+        .find(|x| x.contains("requests in"))
+        .and_then(|x| x.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(requests > 1_000, "{text}");
+    assert_eq!(errors, 0, "wrk's connections broke:\n{text}");
+    assert!(!text.contains("Non-2xx"), "{text}");
+    assert!(synced_to_b >= 10, "wrk's flows synced to B: {synced_to_b}");
+    // New connections: failures start after the kill and stop within the
+    // takeover plus one request's timeout (1 s) and the loop's period.
+    assert!(fails.iter().all(|t| *t >= killed_at - 1.2), "{lines}");
+    assert!(
+        window <= took.as_secs_f64() + 1.2,
+        "failures {window:.2} s after the kill, takeover {took:?}\n{lines}"
+    );
+    assert!(oks >= 80, "{lines}");
+    b.stop();
+}

@@ -1285,7 +1285,10 @@ fn a_real_killed_under_wrk_is_taken_out_within_fall_times_interval_and_comes_bac
     // fall 2 × interval 500 ms, plus the interval the kill fell in, a
     // check's timeout (300 ms) and the control loop's and the status
     // reader's own delays (400 ms on this loaded 2-CPU machine).
-    assert!(detect <= Duration::from_millis(1500 + 300 + 400), "{detect:?}");
+    assert!(
+        detect <= Duration::from_millis(1500 + 300 + 400),
+        "{detect:?}"
+    );
     assert_eq!(r1.non_2xx, 0, "{}", r1.report);
     // Out of the tables: new requests fail nothing, also through the
     // restart and rise.
