@@ -19,6 +19,8 @@ PACKAGES=(
     dnsmasq-base bind9-dnsutils
     # the Debian package: cargo-deb's dependency scan, its test's unit check and man
     dpkg-dev systemd man-db
+    # the admin API over HTTPS test: a throw-away CA
+    openssl
     # load under reloads: wrk
     wrk
     # HA interop test: a keepalived VRRPv3 peer

@@ -142,6 +142,21 @@ struct Api {
     /// Bearer token ([admin].token), also read from FERROLB_TOKEN.
     #[arg(long, env = "FERROLB_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The CA certificate (PEM) that signed the daemon's [admin] tls_cert:
+    /// speak HTTPS and check the daemon's certificate; also read from
+    /// FERROLB_CACERT.
+    #[arg(long, env = "FERROLB_CACERT")]
+    cacert: Option<PathBuf>,
+}
+
+impl Api {
+    fn remote(&self) -> control::api::Remote {
+        control::api::Remote {
+            addr: self.admin.clone(),
+            token: self.token.clone(),
+            cacert: self.cacert.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -261,20 +276,20 @@ fn main() -> ExitCode {
 
 /// `ferrolb status`: the table, the JSON, or the rates over `rate` seconds.
 fn status(api: &Api, json: bool, rate: Option<f64>) -> Result<(), String> {
-    let (admin, token) = (&api.admin, api.token.as_deref());
+    let remote = api.remote();
     if json {
-        let body = control::admin::fetch_status_json(admin, token)?;
+        let body = control::admin::fetch_status_json(&remote)?;
         println!("{}", body.trim_end());
         return Ok(());
     }
-    let first = control::admin::fetch_status(admin, token)?;
+    let first = control::admin::fetch_status(&remote)?;
     let Some(secs) = rate else {
         print!("{}", control::admin::table::render(&first));
         return Ok(());
     };
     let t0 = std::time::Instant::now();
     std::thread::sleep(std::time::Duration::from_secs_f64(secs));
-    let second = control::admin::fetch_status(admin, token)?;
+    let second = control::admin::fetch_status(&remote)?;
     let secs = t0.elapsed().as_secs_f64();
     print!(
         "{}",
@@ -336,14 +351,14 @@ fn parse_prefix(v: &str) -> Result<(std::net::IpAddr, u8), String> {
 }
 
 fn conns(api: &Api, req: control::admin::conns::ConnsRequest) -> Result<(), String> {
-    let all = control::admin::conns::fetch(&api.admin, api.token.as_deref(), req)?;
+    let all = control::admin::conns::fetch(&api.remote(), req)?;
     print!("{}", control::admin::conns::render(&all));
     Ok(())
 }
 
 /// POSTs to the daemon and prints its answer.
 fn post(api: &Api, path: &str) -> Result<(), String> {
-    control::admin::post(&api.admin, api.token.as_deref(), path).map(|msg| println!("{msg}"))
+    control::admin::post(&api.remote(), path).map(|msg| println!("{msg}"))
 }
 
 fn cli_result(r: Result<(), String>) -> ExitCode {

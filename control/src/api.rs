@@ -8,6 +8,14 @@
 //! most, never the API, and costs the data plane nothing.
 //! Routes are served by a [`Handler`]: a function from (method, path,
 //! body) to (status, content type, body).
+//!
+//! With a TLS configuration (`[admin] tls_cert` / `tls_key`) every
+//! connection is TLS (rustls); a client that speaks plain HTTP to it gets a
+//! plain-text 400 that says so, as nginx's 497 does, and a failed
+//! handshake (an unknown CA, a client that gives up) ends that connection
+//! only. The commands' client ([`Remote`]) speaks TLS when given a CA
+//! (`--cacert`), and checks the server's certificate against it and the
+//! address it connects to.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -52,6 +60,16 @@ impl Server {
         token: Option<String>,
         handler: Arc<Handler>,
     ) -> std::io::Result<Server> {
+        Server::start_tls(addr, token, None, handler)
+    }
+
+    /// [`Server::start`], over TLS when `tls` is set.
+    pub fn start_tls(
+        addr: SocketAddr,
+        token: Option<String>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: Arc<Handler>,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -64,9 +82,13 @@ impl Server {
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((conn, _)) => {
-                            spawn_serve(conn, token.clone(), Arc::clone(&handler), &active)
-                        }
+                        Ok((conn, _)) => spawn_serve(
+                            conn,
+                            token.clone(),
+                            tls.clone(),
+                            Arc::clone(&handler),
+                            &active,
+                        ),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(20));
                         }
@@ -112,7 +134,7 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-fn respond(conn: &mut TcpStream, (code, ctype, body): Response) {
+fn respond(conn: &mut impl Write, (code, ctype, body): Response) {
     let head = format!(
         "HTTP/1.1 {code} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         reason(code),
@@ -120,6 +142,7 @@ fn respond(conn: &mut TcpStream, (code, ctype, body): Response) {
     );
     let _ = conn.write_all(head.as_bytes());
     let _ = conn.write_all(&body);
+    let _ = conn.flush();
 }
 
 /// Serves `conn` on a thread of its own, or answers 503 when
@@ -127,6 +150,7 @@ fn respond(conn: &mut TcpStream, (code, ctype, body): Response) {
 fn spawn_serve(
     mut conn: TcpStream,
     token: Option<Arc<str>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     handler: Arc<Handler>,
     active: &Arc<AtomicUsize>,
 ) {
@@ -157,7 +181,13 @@ fn spawn_serve(
     let spawned = std::thread::Builder::new()
         .name("ferrolb-api-conn".into())
         .spawn(move || {
-            serve(c2, token.as_deref(), &*handler);
+            match tls {
+                Some(cfg) => serve_tls(c2, cfg, token.as_deref(), &*handler),
+                None => {
+                    let mut c2 = c2;
+                    serve(&mut c2, token.as_deref(), &*handler);
+                }
+            }
             slot.fetch_sub(1, Ordering::AcqRel);
         });
     if spawned.is_err() {
@@ -166,24 +196,96 @@ fn spawn_serve(
     }
 }
 
+/// A connection the server reads a request from: plain TCP or TLS over
+/// it, with the socket underneath for its timeouts.
+trait Conn: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
 /// Reads once, within [`IO_TIMEOUT`] and what is left of `deadline`.
 /// `None` at end of stream, on error, or when the deadline has passed.
-fn read_by(conn: &mut TcpStream, chunk: &mut [u8], deadline: Instant) -> Option<usize> {
+fn read_by(conn: &mut impl Conn, chunk: &mut [u8], deadline: Instant) -> Option<usize> {
     let left = deadline.checked_duration_since(Instant::now())?;
     if left.is_zero() {
         return None;
     }
-    let _ = conn.set_read_timeout(Some(left.min(IO_TIMEOUT)));
+    let _ = conn.tcp().set_read_timeout(Some(left.min(IO_TIMEOUT)));
     match conn.read(chunk) {
         Ok(0) | Err(_) => None,
         Ok(n) => Some(n),
     }
 }
 
-fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
-    let deadline = Instant::now() + REQUEST_DEADLINE;
+/// Serves one request over TLS. A client that speaks plain HTTP (its
+/// first byte is no TLS handshake record) is told so in plain text; a
+/// handshake that fails ends the connection, logged at debug level.
+fn serve_tls(conn: TcpStream, cfg: Arc<rustls::ServerConfig>, token: Option<&str>, h: &Handler) {
     let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
     let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+    let mut first = [0u8; 1];
+    match conn.peek(&mut first) {
+        Ok(1) if first[0] == 0x16 => {}
+        Ok(1) => {
+            let mut conn = conn;
+            // Take what already arrived, so that closing does not reset
+            // the connection before the client reads the answer.
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+            let mut sink = [0u8; 4096];
+            let _ = conn.read(&mut sink);
+            respond(
+                &mut conn,
+                (
+                    400,
+                    "text/plain",
+                    b"this admin API speaks HTTPS: use https:// (ferrolb commands: --cacert)\n"
+                        .to_vec(),
+                ),
+            );
+            let _ = conn.shutdown(std::net::Shutdown::Write);
+            return;
+        }
+        _ => return,
+    }
+    let peer = conn.peer_addr().ok();
+    let Ok(sc) = rustls::ServerConnection::new(cfg) else {
+        return;
+    };
+    let mut stream = rustls::StreamOwned::new(sc, conn);
+    // The handshake, bounded like a request.
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    while stream.conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let _ = stream.sock.set_read_timeout(Some(left.min(IO_TIMEOUT)));
+        if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+            tracing::debug!(peer = ?peer, error = %e, "admin API: TLS handshake failed");
+            return;
+        }
+    }
+    serve(&mut stream, token, h);
+    stream.conn.send_close_notify();
+    let _ = stream.flush();
+}
+
+fn serve(conn: &mut impl Conn, token: Option<&str>, handler: &Handler) {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let _ = conn.tcp().set_nonblocking(false);
+    let _ = conn.tcp().set_write_timeout(Some(IO_TIMEOUT));
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -191,30 +293,27 @@ fn serve(mut conn: TcpStream, token: Option<&str>, handler: &Handler) {
             break p + 4;
         }
         if buf.len() > MAX_REQUEST {
-            return respond(
-                &mut conn,
-                (413, "text/plain", b"request too large\n".to_vec()),
-            );
+            return respond(conn, (413, "text/plain", b"request too large\n".to_vec()));
         }
-        match read_by(&mut conn, &mut chunk, deadline) {
+        match read_by(conn, &mut chunk, deadline) {
             None => return,
             Some(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
     let head = match parse_head(&buf[..head_end], token) {
         Ok(h) => h,
-        Err(refusal) => return respond(&mut conn, refusal),
+        Err(refusal) => return respond(conn, refusal),
     };
     let mut body = buf[head_end..].to_vec();
     while body.len() < head.length {
-        match read_by(&mut conn, &mut chunk, deadline) {
+        match read_by(conn, &mut chunk, deadline) {
             None => return,
             Some(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
     body.truncate(head.length);
     let resp = handler(&head.method, &head.path, &body);
-    respond(&mut conn, resp);
+    respond(conn, resp);
 }
 
 /// A request's head, parsed and checked.
@@ -285,30 +384,89 @@ pub fn request_with(
     method: &str,
     path: &str,
 ) -> Result<(u16, String), String> {
-    let sock: SocketAddr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not address:port"))?;
-    let mut conn = TcpStream::connect_timeout(&sock, IO_TIMEOUT)
-        .map_err(|e| format!("no ferrolb daemon answering on {addr} ({e}); is `ferrolb run` up, and is --admin right?"))?;
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes())
-        .map_err(|e| format!("sending to {addr}: {e}"))?;
-    let mut out = Vec::new();
-    conn.take(16 * 1024 * 1024)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("reading from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed response")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("malformed status line")?;
-    Ok((code, body.to_string()))
+    Remote {
+        addr: addr.to_string(),
+        token: token.map(str::to_string),
+        cacert: None,
+    }
+    .request(method, path)
+}
+
+/// Where the commands find the daemon's admin API, and how they prove
+/// who they are and check who it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remote {
+    /// `address:port` (`[admin].listen`).
+    pub addr: String,
+    /// Bearer token (`[admin].token`).
+    pub token: Option<String>,
+    /// The CA that signed the daemon's certificate: speak TLS and check
+    /// the certificate against it and against `addr`'s IP address.
+    pub cacert: Option<std::path::PathBuf>,
+}
+
+impl Remote {
+    /// A blocking request: (status, body).
+    pub fn request(&self, method: &str, path: &str) -> Result<(u16, String), String> {
+        let addr = &self.addr;
+        let sock: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not address:port"))?;
+        let tls = match &self.cacert {
+            Some(ca) => Some(crate::tls::client_config(ca)?),
+            None => None,
+        };
+        let conn = TcpStream::connect_timeout(&sock, IO_TIMEOUT)
+            .map_err(|e| format!("no ferrolb daemon answering on {addr} ({e}); is `ferrolb run` up, and is --admin right?"))?;
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+        let mut out = Vec::new();
+        match tls {
+            None => {
+                let mut conn = conn;
+                conn.write_all(req.as_bytes())
+                    .map_err(|e| format!("sending to {addr}: {e}"))?;
+                conn.take(16 * 1024 * 1024)
+                    .read_to_end(&mut out)
+                    .map_err(|e| format!("reading from {addr}: {e}"))?;
+            }
+            Some(cfg) => {
+                let name = rustls_pki_types::ServerName::IpAddress(sock.ip().into());
+                let cc = rustls::ClientConnection::new(cfg, name)
+                    .map_err(|e| format!("TLS with {addr}: {e}"))?;
+                let mut s = rustls::StreamOwned::new(cc, conn);
+                let why = |e: std::io::Error| {
+                    format!(
+                        "TLS with {addr} failed: {e} (is the daemon's [admin] tls_cert signed by --cacert, for this address, and does it speak HTTPS?)"
+                    )
+                };
+                s.write_all(req.as_bytes()).map_err(why)?;
+                let _ = s.flush();
+                let mut limited = (&mut s).take(16 * 1024 * 1024);
+                if let Err(e) = limited.read_to_end(&mut out) {
+                    // A server that closes without close_notify after a
+                    // whole answer is not worth failing over.
+                    if out.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        return Err(why(e));
+                    }
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed response")?;
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or("malformed status line")?;
+        Ok((code, body.to_string()))
+    }
 }
 
 #[cfg(test)]

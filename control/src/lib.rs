@@ -25,4 +25,5 @@ pub mod kernel;
 pub mod page;
 pub mod realsetup;
 pub mod snapshot;
+pub mod tls;
 pub mod vrrp;

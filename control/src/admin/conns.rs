@@ -153,18 +153,15 @@ pub fn query_string(r: &ConnsRequest) -> String {
 
 /// Pages through `GET /api/v1/conns` on `admin` until `req.limit` flows
 /// or the end of the tables (the CLI's side).
-pub fn fetch(
-    admin: &str,
-    token: Option<&str>,
-    mut req: ConnsRequest,
-) -> Result<Vec<ConnStatus>, String> {
+pub fn fetch(api: &crate::api::Remote, mut req: ConnsRequest) -> Result<Vec<ConnStatus>, String> {
+    let admin = &api.addr;
     let want = req.limit;
     let mut all = Vec::new();
     // Bounded: every page but the last moves the cursor on.
     for _ in 0..100_000 {
         req.limit = (want - all.len()).clamp(1, MAX_LIMIT);
         let path = format!("/api/v1/conns?{}", query_string(&req));
-        let (code, body) = crate::api::request_with(admin, token, "GET", &path)?;
+        let (code, body) = api.request("GET", &path)?;
         if code != 200 {
             return Err(body.trim().to_string());
         }

@@ -288,9 +288,9 @@ pub fn real_path(vip: &str, real: &str, action: Action) -> String {
     )
 }
 
-/// POSTs to the daemon at `admin`; its answer, or why it refused.
-pub fn post(admin: &str, token: Option<&str>, path: &str) -> Result<String, String> {
-    let (code, body) = crate::api::request_with(admin, token, "POST", path)?;
+/// POSTs to the daemon at `api`; its answer, or why it refused.
+pub fn post(api: &crate::api::Remote, path: &str) -> Result<String, String> {
+    let (code, body) = api.request("POST", path)?;
     if code != 200 {
         return Err(body.trim().to_string());
     }
@@ -299,22 +299,26 @@ pub fn post(admin: &str, token: Option<&str>, path: &str) -> Result<String, Stri
 
 /// The body of `GET /api/v1/status` as the daemon wrote it
 /// (`ferrolb status --json`).
-pub fn fetch_status_json(admin: &str, token: Option<&str>) -> Result<String, String> {
-    let (code, body) = crate::api::request_with(admin, token, "GET", "/api/v1/status")?;
+pub fn fetch_status_json(api: &crate::api::Remote) -> Result<String, String> {
+    let (code, body) = api.request("GET", "/api/v1/status")?;
     if code != 200 {
         return Err(format!(
-            "the admin API on {admin} answered {code}: {}",
+            "the admin API on {} answered {code}: {}",
+            api.addr,
             body.trim()
         ));
     }
     Ok(body)
 }
 
-/// The daemon's status, read from the admin API at `admin`.
-pub fn fetch_status(admin: &str, token: Option<&str>) -> Result<Status, String> {
-    let body = fetch_status_json(admin, token)?;
+/// The daemon's status, read from the admin API at `api`.
+pub fn fetch_status(api: &crate::api::Remote) -> Result<Status, String> {
+    let body = fetch_status_json(api)?;
     serde_json::from_str(&body).map_err(|e| {
-        format!("the admin API on {admin} answered something that is not a status: {e}")
+        format!(
+            "the admin API on {} answered something that is not a status: {e}",
+            api.addr
+        )
     })
 }
 

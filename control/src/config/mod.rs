@@ -562,6 +562,19 @@ pub struct AdminConf {
     pub listen: SocketAddr,
     /// Bearer token (required for a non-loopback listen address).
     pub token: Option<String>,
+    /// HTTPS (`tls_cert`, `tls_key`; required for a non-loopback listen
+    /// address).
+    pub tls: Option<AdminTls>,
+}
+
+/// `[admin] tls_cert` and `tls_key`: PEM files, relative paths taken from
+/// the configuration file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    /// The server's certificate chain (its own first).
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
 }
 
 /// The default admin listen address.

@@ -334,11 +334,68 @@ pub(super) fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
             DEFAULT_ADMIN.parse().expect("constant parses")
         }
     };
-    if !listen.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
-        errs.at(
-            &admin_path.key("listen"),
-            format!("{listen} is not a loopback address: set [admin].token so the API is not open to the network"),
-        );
+    let tls = raw.admin.as_ref().and_then(|a| {
+        let dir = std::path::Path::new(errs.file)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let path = |v: &str| dir.join(v);
+        match (&a.tls_cert, &a.tls_key) {
+            (None, None) => None,
+            (Some(_), None) => {
+                errs.at(
+                    &admin_path.key("tls_key"),
+                    "is required with tls_cert (the certificate's private key, PEM)",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                errs.at(
+                    &admin_path.key("tls_cert"),
+                    "is required with tls_key (the server's certificate, PEM)",
+                );
+                None
+            }
+            (Some(c), Some(k)) => {
+                let t = AdminTls {
+                    cert: path(c),
+                    key: path(k),
+                };
+                match crate::tls::server_config(&t.cert, &t.key) {
+                    Ok(_) => Some(t),
+                    Err(e) => {
+                        let key = if e.contains(&t.key.display().to_string()) {
+                            "tls_key"
+                        } else {
+                            "tls_cert"
+                        };
+                        errs.at(&admin_path.key(key), e);
+                        None
+                    }
+                }
+            }
+        }
+    });
+    let tls_asked = raw
+        .admin
+        .as_ref()
+        .is_some_and(|a| a.tls_cert.is_some() || a.tls_key.is_some());
+    if !listen.ip().is_loopback() {
+        let no_token = token.as_deref().is_none_or(str::is_empty);
+        let missing = match (no_token, tls_asked) {
+            (true, false) => Some("[admin].token and [admin].tls_cert / tls_key"),
+            (true, true) => Some("[admin].token"),
+            (false, false) => Some("[admin].tls_cert / tls_key"),
+            (false, true) => None,
+        };
+        if let Some(m) = missing {
+            errs.at(
+                &admin_path.key("listen"),
+                format!(
+                    "{listen} is not a loopback address: set {m}, so that the API is neither open to the network nor its token sent in clear"
+                ),
+            );
+        }
     }
     // [announce]
     let announce = raw.announce.as_ref().and_then(|a| {
@@ -375,7 +432,7 @@ pub(super) fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
         ports,
         vips,
         ha,
-        admin: AdminConf { listen, token },
+        admin: AdminConf { listen, token, tls },
         announce,
         outbound,
     }

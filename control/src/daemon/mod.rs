@@ -260,11 +260,28 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
             Arc::new(move |method: &str, path: &str, _body: &[u8]| {
                 admin::route(method, path, &*backend)
             });
-        let api = crate::api::Server::start(cfg.admin.listen, cfg.admin.token.clone(), handler)
-            .map_err(|source| DaemonError::Admin {
-                listen: cfg.admin.listen,
-                source,
-            })?;
+        let tls = match &cfg.admin.tls {
+            Some(t) => Some(crate::tls::server_config(&t.cert, &t.key).map_err(|e| {
+                DaemonError::Admin {
+                    listen: cfg.admin.listen,
+                    source: std::io::Error::other(e),
+                }
+            })?),
+            None => None,
+        };
+        let https = tls.is_some();
+        let api =
+            crate::api::Server::start_tls(cfg.admin.listen, cfg.admin.token.clone(), tls, handler)
+                .map_err(|source| DaemonError::Admin {
+                    listen: cfg.admin.listen,
+                    source,
+                })?;
+        tracing::info!(
+            listen = %cfg.admin.listen,
+            https,
+            token = cfg.admin.token.is_some(),
+            "admin API listening"
+        );
         let ha = match &cfg.ha {
             Some(h) => Some(open_ha(&cfg, h, dp.macs()).map_err(DaemonError::Vrrp)?),
             None => None,
