@@ -88,6 +88,8 @@ h2 { font-size: 12px; text-transform: uppercase; letter-spacing: .8px; color: va
 .stat .k { font-size: 10px; text-transform: uppercase; letter-spacing: .5px; color: var(--muted); }
 .stat .v { font-size: 15px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .stat .r { font-size: 11px; color: var(--muted); font-variant-numeric: tabular-nums; }
+.spark { display: flex; align-items: flex-end; gap: 1px; height: 18px; margin-top: 2px; }
+.spark i { display: block; width: 3px; min-height: 1px; background: var(--muted); }
 table { border-collapse: collapse; width: 100%; }
 th { font-size: 10px; text-transform: uppercase; letter-spacing: .5px; color: var(--muted);
   font-weight: 600; text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line);
@@ -144,6 +146,8 @@ tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
   var PERIOD_MS = 1000;
   var TIMEOUT_MS = 2500;
   var STATES = { up: "up", down: "down", drain: "drain", disabled: "disabled", overloaded: "overloaded", removed: "removed" };
+  var SPARK_N = 40;     // samples a sparkline keeps (one per poll)
+  var spark = {};       // key -> the last SPARK_N rates
   var prev = null;      // { t: ms, v: { key: counter } } of the previous sample
   var cur = null;
   var lastOk = null;
@@ -180,6 +184,25 @@ tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
     if (dt <= 0 || d < 0) return null;
     return d / dt;
   }
+  // A bar sparkline of the rates of `key` (the newest `r` appended): one
+  // bar per poll, heights relative to the largest shown.
+  function sparkline(key, r, title) {
+    var h = spark[key] || (spark[key] = []);
+    if (isNum(r)) { h.push(r); if (h.length > SPARK_N) h.shift(); }
+    var box = el("span", "spark");
+    box.setAttribute("data-key", key);
+    box.setAttribute("data-samples", String(h.length));
+    box.title = title + " over the last " + h.length + " s";
+    var max = 0;
+    h.forEach(function (x) { if (x > max) max = x; });
+    h.forEach(function (x) {
+      var b = el("i");
+      b.style.height = (max > 0 ? Math.round(100 * x / max) : 0) + "%";
+      b.setAttribute("data-v", String(Math.round(x)));
+      box.appendChild(b);
+    });
+    return box;
+  }
   function cell(tr, text, cls) { var td = el("td", cls, text); tr.appendChild(td); return td; }
   function headRow(table, cols) {
     var thead = el("thead"), tr = el("tr");
@@ -198,6 +221,7 @@ tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
     d.appendChild(vv);
     d.appendChild(el("div", "r", r || "\u00a0"));
     parent.appendChild(d);
+    return d;
   }
 
   function renderHeader(s) {
@@ -259,12 +283,15 @@ tr.r-disabled td:not(.state), tr.r-drain td:not(.state) { color: #56606b; }
     var pin = rate(key + "/pin", v.packets_in), bin = rate(key + "/bin", v.bytes_in);
     var pout = rate(key + "/pout", v.packets_out), bout = rate(key + "/bout", v.bytes_out);
     var nf = rate(key + "/nf", v.new_flows);
-    stat(stats, "Packets in", num(v.packets_in), rateStr(pin, " pps"));
+    stat(stats, "Packets in", num(v.packets_in), rateStr(pin, " pps"))
+      .appendChild(sparkline(key + "/pin", pin, "packets in per second"));
     stat(stats, "Bytes in", bytes(v.bytes_in), rateStr(bin === null ? null : bin * 8, " bit/s"), num(v.bytes_in) + " B");
-    stat(stats, "Packets out", num(v.packets_out), rateStr(pout, " pps"));
+    stat(stats, "Packets out", num(v.packets_out), rateStr(pout, " pps"))
+      .appendChild(sparkline(key + "/pout", pout, "packets out per second"));
     stat(stats, "Bytes out", bytes(v.bytes_out), rateStr(bout === null ? null : bout * 8, " bit/s"), num(v.bytes_out) + " B");
     stat(stats, "Active flows", num(v.active_flows), "");
-    stat(stats, "New flows", num(v.new_flows), rateStr(nf, " /s"));
+    stat(stats, "New flows", num(v.new_flows), rateStr(nf, " /s"))
+      .appendChild(sparkline(key + "/nf", nf, "new flows per second"));
     card.appendChild(stats);
 
     var t = el("table");

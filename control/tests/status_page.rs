@@ -231,3 +231,69 @@ fn status_page_renders_live_api_data_in_chromium() {
     );
     assert!(!dom.contains("class=\"st-up\""));
 }
+
+/// Each VIP card draws its packets-in rate as a sparkline that grows by
+/// one bar per poll: with a canned status whose counter climbs faster at
+/// every poll, Chromium's DOM holds a bar per poll after the first, in
+/// rising order, the last one full height.
+#[test]
+fn sparklines_follow_each_vips_rates_live() {
+    use std::sync::atomic::AtomicU64;
+    let polls = Arc::new(AtomicU64::new(0));
+    let p2 = Arc::clone(&polls);
+    let h: Arc<Handler> = Arc::new(move |m: &str, p: &str, _b: &[u8]| match (m, p) {
+        ("GET", "/") => (200, page::CONTENT_TYPE, page::status_page().to_vec()),
+        ("GET", "/api/v1/status") => {
+            let k = p2.fetch_add(1, Ordering::Relaxed);
+            let packets = 1000 * k * (k + 1) / 2;
+            let body = STATUS.replace(
+                "\"packets_in\":174321",
+                &format!("\"packets_in\":{packets}"),
+            );
+            (200, "application/json", body.into_bytes())
+        }
+        _ => (404, "text/plain", b"not found\n".to_vec()),
+    });
+    let srv = Server::start("127.0.0.1:0".parse().unwrap(), None, h).expect("server");
+    let url = format!("http://{}/", srv.addr());
+    let dom = chromium(
+        &url,
+        &[
+            "--dump-dom".to_string(),
+            "--virtual-time-budget=8000".to_string(),
+        ],
+        "spark",
+    );
+    let n = polls.load(Ordering::Relaxed);
+    let key = "data-key=\"vip/web-frontend/192.0.2.100/80/tcp/pin\"";
+    let at = dom
+        .find(key)
+        .unwrap_or_else(|| panic!("no packets-in sparkline after {n} polls:\n{dom}"));
+    let rest = &dom[at..];
+    let span = &rest[..rest.find("</span>").expect("sparkline closed")];
+    let values: Vec<u64> = span
+        .split("data-v=\"")
+        .skip(1)
+        .filter_map(|x| x.split('"').next()?.parse().ok())
+        .collect();
+    let heights: Vec<&str> = span
+        .split("height: ")
+        .skip(1)
+        .filter_map(|x| x.split(';').next())
+        .collect();
+    println!("{n} polls; sparkline rates {values:?}, heights {heights:?}");
+    assert!(values.len() >= 4, "{n} polls, bars {values:?}:\n{span}");
+    // One bar per poll after the first (the last poll may still have been
+    // in flight when the DOM was taken).
+    assert!(
+        values.len() as u64 + 2 >= n,
+        "{n} polls, {} bars",
+        values.len()
+    );
+    assert!(
+        values.windows(2).all(|w| w[0] < w[1]),
+        "rates must rise: {values:?}"
+    );
+    assert_eq!(heights.last(), Some(&"100%"), "{heights:?}");
+    assert!(span.contains(&format!("data-samples=\"{}\"", values.len())));
+}
