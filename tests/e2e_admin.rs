@@ -349,9 +349,14 @@ fn the_admin_api_survives_a_burst_of_malformed_requests() {
     );
     // Random bytes may happen to read as "METHOD PATH": 400 or 404.
     assert!(["400", "404"].contains(&code("garbage").as_str()), "{out}");
+    // A head past 64 KiB: ferrolb's 413, or hyper's 431 when its buffer
+    // limit comes first.
+    assert!(
+        ["413", "431"].contains(&code("huge_head").as_str()),
+        "{out}"
+    );
     for (name, want) in [
         ("binary_zeros", "400"),
-        ("huge_head", "413"),
         ("huge_body", "413"),
         ("bad_length", "400"),
         ("negative_length", "400"),

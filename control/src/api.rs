@@ -1,31 +1,40 @@
-//! The admin HTTP API: a small HTTP/1.1 server on `[admin].listen`.
+//! The admin HTTP API: an HTTP/1.1 server on `[admin].listen` (hyper on a
+//! tokio runtime of its own, on the `ferrolb-api` thread), and the
+//! commands' blocking client ([`Remote`]).
 //!
-//! Requests are bounded: headers and body at most [`MAX_REQUEST`] bytes,
-//! each read within [`IO_TIMEOUT`] and the whole request within
-//! [`REQUEST_DEADLINE`]. At most [`MAX_CONNECTIONS`] are served at once,
-//! each on a short-lived thread; beyond that a client gets 503 at once. A
-//! slow or hostile client therefore holds one slot for a few seconds at
-//! most, never the API, and costs the data plane nothing.
+//! Requests are bounded: the head within [`IO_TIMEOUT`] and at most
+//! [`MAX_REQUEST`] bytes (413 beyond; hyper's own buffer limit answers
+//! 431 to heads past what it will buffer), the body at most
+//! [`MAX_REQUEST`] bytes (413 when `Content-Length` says more) and all of
+//! it within [`REQUEST_DEADLINE`]. One request per connection. At most
+//! [`MAX_CONNECTIONS`] are served at once; beyond that a client gets 503
+//! at once. A slow or hostile client therefore holds one slot for a few
+//! seconds at most, never the API, and costs the data plane nothing.
 //! Routes are served by a [`Handler`]: a function from (method, path,
-//! body) to (status, content type, body).
+//! body) to (status, content type, body), run on tokio's blocking pool (a
+//! flow listing may take a second).
 //!
 //! With a TLS configuration (`[admin] tls_cert` / `tls_key`) every
-//! connection is TLS (rustls); a client that speaks plain HTTP to it gets a
-//! plain-text 400 that says so, as nginx's 497 does, and a failed
-//! handshake (an unknown CA, a client that gives up) ends that connection
-//! only. The commands' client ([`Remote`]) speaks TLS when given a CA
-//! (`--cacert`), and checks the server's certificate against it and the
-//! address it connects to.
+//! connection is TLS (rustls through tokio-rustls); a client that speaks
+//! plain HTTP to it gets a plain-text 400 that says so, as nginx's 497
+//! does, and a failed handshake ends that connection only. The commands'
+//! client ([`Remote`]) speaks TLS when given a CA (`--cacert`), and checks
+//! the server's certificate against it and the address it connects to.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Largest request accepted.
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+
+/// Largest request head, and largest request body, accepted.
 pub const MAX_REQUEST: usize = 64 * 1024;
-/// Time a client has to send its request.
+/// Time a client has to send its request head (and each TLS handshake).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time a client has to send its whole request, however it trickles.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
@@ -51,6 +60,14 @@ pub struct Server {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What every connection of a server shares.
+struct Shared {
+    token: Option<String>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handler: Arc<Handler>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
 impl Server {
     /// Binds `addr` and serves `handler` on a thread of its own. With a
     /// `token`, every request must carry `Authorization: Bearer TOKEN`;
@@ -70,34 +87,47 @@ impl Server {
         tls: Option<Arc<rustls::ServerConfig>>,
         handler: Arc<Handler>,
     ) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(MAX_CONNECTIONS)
+            .build()?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
-        let active = Arc::new(AtomicUsize::new(0));
-        let token: Option<Arc<str>> = token.map(Into::into);
+        let shared = Arc::new(Shared {
+            token,
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
+            handler,
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        });
         let thread = std::thread::Builder::new()
             .name("ferrolb-api".into())
             .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((conn, _)) => spawn_serve(
-                            conn,
-                            token.clone(),
-                            tls.clone(),
-                            Arc::clone(&handler),
-                            &active,
-                        ),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => l,
                         Err(e) => {
-                            tracing::warn!(error = %e, "admin API accept");
-                            std::thread::sleep(Duration::from_millis(100));
+                            tracing::error!(error = %e, "admin API: cannot listen");
+                            return;
+                        }
+                    };
+                    while !s.load(Ordering::Relaxed) {
+                        let accepted =
+                            tokio::time::timeout(Duration::from_millis(100), listener.accept())
+                                .await;
+                        match accepted {
+                            Err(_) => {}
+                            Ok(Ok((conn, _))) => accept(conn, &shared),
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, "admin API accept");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                         }
                     }
-                }
+                });
             })?;
         Ok(Server {
             stop,
@@ -121,199 +151,158 @@ impl Drop for Server {
     }
 }
 
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
+/// A whole response, written by hand (for the cases hyper never sees:
+/// busy, plain HTTP on the TLS port).
+fn raw_response((code, ctype, body): Response) -> Vec<u8> {
+    let reason = match code {
         400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
         503 => "Service Unavailable",
         _ => "Error",
-    }
-}
-
-fn respond(conn: &mut impl Write, (code, ctype, body): Response) {
-    let head = format!(
-        "HTTP/1.1 {code} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        reason(code),
-        body.len()
-    );
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(&body);
-    let _ = conn.flush();
-}
-
-/// Serves `conn` on a thread of its own, or answers 503 when
-/// [`MAX_CONNECTIONS`] are already being served (or no thread can start).
-fn spawn_serve(
-    mut conn: TcpStream,
-    token: Option<Arc<str>>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    handler: Arc<Handler>,
-    active: &Arc<AtomicUsize>,
-) {
-    let busy = |conn: &mut TcpStream| {
-        // Take what already arrived (closing with unread data would reset
-        // the connection before the client reads the answer), never wait.
-        let _ = conn.set_nonblocking(true);
-        let mut sink = [0u8; 4096];
-        for _ in 0..16 {
-            if !matches!(conn.read(&mut sink), Ok(n) if n > 0) {
-                break;
-            }
-        }
-        let _ = conn.set_nonblocking(false);
-        let _ = conn.set_write_timeout(Some(Duration::from_millis(200)));
-        respond(conn, (503, "text/plain", b"busy, try again\n".to_vec()));
-        let _ = conn.shutdown(std::net::Shutdown::Write);
     };
-    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-        active.fetch_sub(1, Ordering::AcqRel);
-        return busy(&mut conn);
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Answers `resp` on a connection hyper does not serve: what already
+/// arrived is read first (closing with unread data would reset the
+/// connection before the client reads the answer), never waited for.
+async fn answer_raw(mut conn: tokio::net::TcpStream, resp: Response) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match conn.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
     }
-    let slot = Arc::clone(active);
-    let Ok(c2) = conn.try_clone() else {
-        active.fetch_sub(1, Ordering::AcqRel);
+    let _ = tokio::time::timeout(
+        Duration::from_millis(200),
+        conn.write_all(&raw_response(resp)),
+    )
+    .await;
+    let _ = conn.shutdown().await;
+}
+
+/// Serves `conn` in a task of its own, or answers 503 when
+/// [`MAX_CONNECTIONS`] are already being served.
+fn accept(conn: tokio::net::TcpStream, shared: &Arc<Shared>) {
+    let Ok(permit) = Arc::clone(&shared.slots).try_acquire_owned() else {
+        tokio::spawn(answer_raw(
+            conn,
+            (503, "text/plain", b"busy, try again\n".to_vec()),
+        ));
         return;
     };
-    let spawned = std::thread::Builder::new()
-        .name("ferrolb-api-conn".into())
-        .spawn(move || {
-            match tls {
-                Some(cfg) => serve_tls(c2, cfg, token.as_deref(), &*handler),
-                None => {
-                    let mut c2 = c2;
-                    serve(&mut c2, token.as_deref(), &*handler);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let _slot = permit;
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        match shared.tls.clone() {
+            None => serve(TokioIo::new(conn), &shared, deadline).await,
+            Some(acceptor) => {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(IO_TIMEOUT, conn.peek(&mut first)).await {
+                    Ok(Ok(1)) if first[0] == 0x16 => {}
+                    Ok(Ok(1)) => {
+                        let msg = b"this admin API speaks HTTPS: use https:// (ferrolb commands: --cacert)\n";
+                        return answer_raw(conn, (400, "text/plain", msg.to_vec())).await;
+                    }
+                    _ => return,
+                }
+                let peer = conn.peer_addr().ok();
+                match tokio::time::timeout(IO_TIMEOUT, acceptor.accept(conn)).await {
+                    Ok(Ok(tls)) => serve(TokioIo::new(tls), &shared, deadline).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = ?peer, error = %e, "admin API: TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(peer = ?peer, "admin API: TLS handshake timed out"),
                 }
             }
-            slot.fetch_sub(1, Ordering::AcqRel);
-        });
-    if spawned.is_err() {
-        active.fetch_sub(1, Ordering::AcqRel);
-        busy(&mut conn);
-    }
-}
-
-/// A connection the server reads a request from: plain TCP or TLS over
-/// it, with the socket underneath for its timeouts.
-trait Conn: Read + Write {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl Conn for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
-impl Conn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        &self.sock
-    }
-}
-
-/// Reads once, within [`IO_TIMEOUT`] and what is left of `deadline`.
-/// `None` at end of stream, on error, or when the deadline has passed.
-fn read_by(conn: &mut impl Conn, chunk: &mut [u8], deadline: Instant) -> Option<usize> {
-    let left = deadline.checked_duration_since(Instant::now())?;
-    if left.is_zero() {
-        return None;
-    }
-    let _ = conn.tcp().set_read_timeout(Some(left.min(IO_TIMEOUT)));
-    match conn.read(chunk) {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(n),
-    }
-}
-
-/// Serves one request over TLS. A client that speaks plain HTTP (its
-/// first byte is no TLS handshake record) is told so in plain text; a
-/// handshake that fails ends the connection, logged at debug level.
-fn serve_tls(conn: TcpStream, cfg: Arc<rustls::ServerConfig>, token: Option<&str>, h: &Handler) {
-    let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
-    let mut first = [0u8; 1];
-    match conn.peek(&mut first) {
-        Ok(1) if first[0] == 0x16 => {}
-        Ok(1) => {
-            let mut conn = conn;
-            // Take what already arrived, so that closing does not reset
-            // the connection before the client reads the answer.
-            let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
-            let mut sink = [0u8; 4096];
-            let _ = conn.read(&mut sink);
-            respond(
-                &mut conn,
-                (
-                    400,
-                    "text/plain",
-                    b"this admin API speaks HTTPS: use https:// (ferrolb commands: --cacert)\n"
-                        .to_vec(),
-                ),
-            );
-            let _ = conn.shutdown(std::net::Shutdown::Write);
-            return;
         }
-        _ => return,
-    }
-    let peer = conn.peer_addr().ok();
-    let Ok(sc) = rustls::ServerConnection::new(cfg) else {
-        return;
+    });
+}
+
+/// One request on `io`, by hyper, within `deadline` for the request.
+async fn serve<I>(io: I, shared: &Arc<Shared>, deadline: tokio::time::Instant)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = {
+        let shared = Arc::clone(shared);
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let shared = Arc::clone(&shared);
+            async move { Ok::<_, std::convert::Infallible>(respond(req, &shared, deadline).await) }
+        })
     };
-    let mut stream = rustls::StreamOwned::new(sc, conn);
-    // The handshake, bounded like a request.
-    let deadline = Instant::now() + REQUEST_DEADLINE;
-    while stream.conn.is_handshaking() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        let _ = stream.sock.set_read_timeout(Some(left.min(IO_TIMEOUT)));
-        if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-            tracing::debug!(peer = ?peer, error = %e, "admin API: TLS handshake failed");
-            return;
-        }
-    }
-    serve(&mut stream, token, h);
-    stream.conn.send_close_notify();
-    let _ = stream.flush();
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(IO_TIMEOUT)
+        .max_buf_size(MAX_REQUEST)
+        .keep_alive(false)
+        .serve_connection(io, svc);
+    // The request by the deadline, then the handler's own time (a flow
+    // listing reads for at most a second) and the answer's.
+    let _ = tokio::time::timeout_at(deadline + Duration::from_secs(5), conn).await;
 }
 
-fn serve(conn: &mut impl Conn, token: Option<&str>, handler: &Handler) {
-    let deadline = Instant::now() + REQUEST_DEADLINE;
-    let _ = conn.tcp().set_nonblocking(false);
-    let _ = conn.tcp().set_write_timeout(Some(IO_TIMEOUT));
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        if buf.len() > MAX_REQUEST {
-            return respond(conn, (413, "text/plain", b"request too large\n".to_vec()));
-        }
-        match read_by(conn, &mut chunk, deadline) {
-            None => return,
-            Some(n) => buf.extend_from_slice(&chunk[..n]),
+/// The answer to `req`: refused by [`admit`], or its body read (bounded
+/// in size and by `deadline`) and handed to the handler.
+async fn respond(
+    req: hyper::Request<Incoming>,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("")))
+        .collect();
+    let token = shared.token.as_deref();
+    let head_len = parts.method.as_str().len()
+        + path.len()
+        + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>();
+    let admitted = if head_len > MAX_REQUEST {
+        Err((413, "text/plain", b"request head too large\n".to_vec()))
+    } else {
+        admit(parts.method.as_str(), &path, headers.iter().copied(), token)
+    };
+    let resp = match admitted {
+        Err(refusal) => refusal,
+        Ok(head) => {
+            let limited = Limited::new(body, MAX_REQUEST);
+            match tokio::time::timeout_at(deadline, limited.collect()).await {
+                Ok(Ok(b)) => {
+                    let body = b.to_bytes();
+                    let h = Arc::clone(&shared.handler);
+                    tokio::task::spawn_blocking(move || h(&head.method, &head.path, &body))
+                        .await
+                        .unwrap_or((500, "text/plain", b"internal error\n".to_vec()))
+                }
+                Ok(Err(_)) => (413, "text/plain", b"request too large\n".to_vec()),
+                Err(_) => (408, "text/plain", b"request not sent in time\n".to_vec()),
+            }
         }
     };
-    let head = match parse_head(&buf[..head_end], token) {
-        Ok(h) => h,
-        Err(refusal) => return respond(conn, refusal),
-    };
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < head.length {
-        match read_by(conn, &mut chunk, deadline) {
-            None => return,
-            Some(n) => body.extend_from_slice(&chunk[..n]),
-        }
+    let (code, ctype, body) = resp;
+    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
-    body.truncate(head.length);
-    let resp = handler(&head.method, &head.path, &body);
-    respond(conn, resp);
+    r
 }
 
 /// A request's head, parsed and checked.
@@ -327,27 +316,22 @@ pub struct Head {
     pub length: usize,
 }
 
-/// Parses the head of a request (up to and including the blank line)
-/// and checks its bearer token when `token` is set; the refusal to send
-/// otherwise (400 bad request line or length, 401 token, 413 too large).
-/// Never panics.
-pub fn parse_head(head: &[u8], token: Option<&str>) -> Result<Head, Response> {
+/// What the server checks of every request before it reads the body: the
+/// bearer token when `token` is set (401, compared in constant time), a
+/// `Content-Length` that is a number (400) and at most [`MAX_REQUEST`]
+/// (413). Never panics.
+pub fn admit<'a>(
+    method: &str,
+    path: &str,
+    headers: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    token: Option<&str>,
+) -> Result<Head, Response> {
     let refuse = |code: u16, why: &str| (code, "text/plain", format!("{why}\n").into_bytes());
-    let head = String::from_utf8_lossy(head);
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split_whitespace();
-    let (Some(method), Some(path)) = (first.next(), first.next()) else {
-        return Err(refuse(400, "bad request line"));
-    };
-    let headers: Vec<(&str, &str)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
     let header = |name: &str| {
         headers
-            .iter()
+            .clone()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v.trim())
     };
     if let Some(t) = token {
         let given = header("authorization")
@@ -370,6 +354,28 @@ pub fn parse_head(head: &[u8], token: Option<&str>) -> Result<Head, Response> {
         path: path.to_string(),
         length,
     })
+}
+
+/// Parses the head of a request (up to and including the blank line) with
+/// httparse, the parser hyper serves with, and checks it as the server
+/// does ([`admit`]); the refusal otherwise (400 for a head that does not
+/// parse, or is not whole). For the fuzzer and tests. Never panics.
+pub fn parse_head(head: &[u8], token: Option<&str>) -> Result<Head, Response> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err((400, "text/plain", b"bad request\n".to_vec())),
+    }
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return Err((400, "text/plain", b"bad request line\n".to_vec()));
+    };
+    let pairs: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .map(|h| (h.name, std::str::from_utf8(h.value).unwrap_or("")))
+        .collect();
+    admit(method, path, pairs.iter().copied(), token)
 }
 
 /// A blocking GET (or POST) for the CLI: returns (status, body).
@@ -472,6 +478,7 @@ impl Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn heads_parse_or_are_refused_with_the_reason() {
@@ -511,9 +518,10 @@ mod tests {
         );
         assert_eq!(
             code(&[0xff, 0xfe, b' ', b'/', b'\r', b'\n'], None),
-            200,
-            "lossy, never a panic"
+            400,
+            "refused, never a panic"
         );
+        assert_eq!(code(b"GET / HTTP/1.1\r\nHost: x", None), 400, "not whole");
     }
 
     #[test]

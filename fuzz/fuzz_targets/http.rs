@@ -1,5 +1,7 @@
-//! The admin API's request head parser (`control::api::parse_head`) and
-//! router (`control::admin::route`) on arbitrary bytes.
+//! The admin API's request checks (`control::api::parse_head`: the head
+//! parsed by httparse, the parser hyper serves with, then the checks the
+//! server makes, `control::api::admit`) and router
+//! (`control::admin::route`) on arbitrary bytes.
 //!
 //! Checks: no panic; a head is accepted or refused with a 4xx; an accepted
 //! one is routed to an answer with a status of 200 to 599 and a bounded
