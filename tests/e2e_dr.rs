@@ -927,9 +927,12 @@ fn metrics_parse_as_prometheus_text_and_the_api_wants_its_token(workers: u16) {
         "{out}"
     );
 
-    // /metrics parses with a real Prometheus parser and moves with traffic.
+    // /metrics parses with the Prometheus project's strict OpenMetrics
+    // parser and moves with traffic.
     let read = || {
-        let py = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+        // The strict OpenMetrics parser first (it refuses a text that
+        // breaks the format), then the samples.
+        let py = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
                   t = sys.stdin.read()\nv = {}\n\
                   for fam in p(t):\n  for s in fam.samples:\n    if s.name == 'ferrolb_vip_packets_in_total' and s.labels['vip'] == 'web': v['in'] = s.value\n    \
                   if s.name == 'ferrolb_real_state' and s.value == 1: v.setdefault('states', []).append(s.labels['state'])\n\

@@ -18,7 +18,7 @@ const DASHBOARD: &str = include_str!(concat!(
     "/../docs/grafana/ferrolb.json"
 ));
 
-/// The metric families `/metrics` declares for a node with everything on.
+/// The metric names `/metrics` writes for a node with everything on.
 fn exported() -> BTreeSet<String> {
     let mut s = Status::default();
     s.vips.push(VipStatus {
@@ -51,10 +51,12 @@ fn exported() -> BTreeSet<String> {
     });
     s.announce = Some(AnnounceStatus::default());
     s.outbound = Some(OutboundStatus::default());
+    // The names the samples carry (a counter's with `_total`), which is
+    // what queries name.
     let text = metrics::render(&s);
     text.lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split(' ').next())
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
         .map(str::to_string)
         .collect()
 }

@@ -1,16 +1,22 @@
-//! `GET /metrics`: the Prometheus text exposition (format 0.0.4) of the
-//! same figures as the status, written from a [`Status`]. Metric names and
-//! labels are the API's contract: extend, never rename.
+//! `GET /metrics`: the OpenMetrics text exposition of the same figures as
+//! the status, built from a [`Status`] into a `prometheus-client` registry
+//! per scrape and written by its encoder (which Prometheus reads as it
+//! reads its own text format). Metric names and labels are the API's
+//! contract: extend, never rename.
 
-use std::fmt::Write as _;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use super::status::{Conntrack, PortStatus, Status, VipStatus, VipTraffic, WorkerCounters};
 
 /// A worker counter: metric name, help, reader.
-type Counter = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
+type WorkerCounter = (&'static str, &'static str, fn(&WorkerCounters) -> u64);
 
 /// The worker counters, in exposition order.
-const WORKER_COUNTERS: [Counter; 24] = [
+const WORKER_COUNTERS: [WorkerCounter; 24] = [
     ("ferrolb_worker_rx_packets_total", "Frames received from data ports.", |c| c.rx),
     ("ferrolb_worker_tx_packets_total", "Frames sent on data ports.", |c| c.tx),
     ("ferrolb_worker_forwarded_total", "Frames forwarded.", |c| c.forwarded),
@@ -225,91 +231,166 @@ const PORT_COUNTERS: [PortCounter; 3] = [
     ),
 ];
 
-/// A label value, escaped.
+/// Label pairs of one sample.
+type Labels = Vec<(String, String)>;
+
+/// Label pairs, their values escaped for the text format (backslash,
+/// double quote, newline): the encoder writes values as it gets them.
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), esc(v)))
+        .collect()
+}
+
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-fn family(o: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// The encoder ends every HELP with a full stop of its own.
+fn help(h: &str) -> &str {
+    h.strip_suffix('.').unwrap_or(h)
 }
 
-fn vip_labels(v: &VipStatus) -> String {
-    format!(
-        "vip=\"{}\",address=\"{}\",protocol=\"{}\",port=\"{}\"",
-        esc(&v.name),
-        v.address,
-        v.protocol,
-        v.port
-    )
+fn vip_labels(v: &VipStatus) -> Labels {
+    labels(&[
+        ("vip", &v.name),
+        ("address", &v.address),
+        ("protocol", &v.protocol),
+        ("port", &v.port.to_string()),
+    ])
 }
 
-/// The exposition text of `s`.
+fn with(mut l: Labels, more: &[(&str, &str)]) -> Labels {
+    l.extend(labels(more));
+    l
+}
+
+/// The registry of one scrape: every family filled from a [`Status`].
+struct Scrape(Registry);
+
+impl Scrape {
+    /// A counter family `name` (which ends in `_total`: the encoder adds
+    /// the suffix to the family's name) with its samples.
+    fn counter(
+        &mut self,
+        name: &str,
+        text: &str,
+        samples: impl IntoIterator<Item = (Labels, u64)>,
+    ) {
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        let samples: Vec<(Labels, u64)> = samples.into_iter().collect();
+        if let [(l, v)] = samples.as_slice() {
+            if l.is_empty() {
+                let c = Counter::<u64>::default();
+                c.inc_by(*v);
+                return self.0.register(base, help(text), c);
+            }
+        }
+        let fam = Family::<Labels, Counter>::default();
+        for (l, v) in samples {
+            fam.get_or_create(&l).inc_by(v);
+        }
+        self.0.register(base, help(text), fam);
+    }
+
+    /// A gauge family with its samples (one without labels: a plain gauge).
+    fn gauge(&mut self, name: &str, text: &str, samples: impl IntoIterator<Item = (Labels, u64)>) {
+        let value = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let samples: Vec<(Labels, u64)> = samples.into_iter().collect();
+        if let [(l, v)] = samples.as_slice() {
+            if l.is_empty() {
+                let g = Gauge::<i64>::default();
+                g.set(value(*v));
+                return self.0.register(name, help(text), g);
+            }
+        }
+        let fam = Family::<Labels, Gauge>::default();
+        for (l, v) in samples {
+            fam.get_or_create(&l).set(value(v));
+        }
+        self.0.register(name, help(text), fam);
+    }
+
+    fn figure(
+        &mut self,
+        kind: &str,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, u64)>,
+    ) {
+        if kind == "counter" {
+            self.counter(name, help, samples)
+        } else {
+            self.gauge(name, help, samples)
+        }
+    }
+}
+
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The exposition text of `s` (OpenMetrics, written by `prometheus-client`).
 pub fn render(s: &Status) -> String {
-    let mut o = String::new();
+    let mut o = Scrape(Registry::default());
     for (name, help, get) in VIP_COUNTERS {
-        family(&mut o, name, "counter", help);
-        for v in &s.vips {
-            let _ = writeln!(o, "{name}{{{}}} {}", vip_labels(v), get(&v.traffic));
-        }
-    }
-    for (name, kind, help, get) in REAL_FIGURES {
-        family(&mut o, name, kind, help);
-        for v in &s.vips {
-            for r in &v.reals {
-                let _ = writeln!(
-                    o,
-                    "{name}{{{},real=\"{}\",real_port=\"{}\"}} {}",
-                    vip_labels(v),
-                    r.address,
-                    r.port,
-                    get(r)
-                );
-            }
-        }
-    }
-    family(
-        &mut o,
-        "ferrolb_real_state",
-        "gauge",
-        "1 for the real's current state (up, down, drain, disabled).",
-    );
-    for v in &s.vips {
-        for r in &v.reals {
-            for st in ["up", "down", "drain", "disabled", "overloaded", "removed"] {
-                let _ = writeln!(
-                    o,
-                    "ferrolb_real_state{{{},real=\"{}\",real_port=\"{}\",state=\"{st}\"}} {}",
-                    vip_labels(v),
-                    r.address,
-                    r.port,
-                    u8::from(r.state == st)
-                );
-            }
-        }
-    }
-    if s.announce.is_some() {
-        family(
-            &mut o,
-            "ferrolb_vip_announced",
-            "gauge",
-            "1 while the VIP's address is announced ([announce]).",
+        o.counter(
+            name,
+            help,
+            s.vips.iter().map(|v| (vip_labels(v), get(&v.traffic))),
         );
-        for v in &s.vips {
-            let on = u8::from(v.announced == Some(true));
-            let _ = writeln!(o, "ferrolb_vip_announced{{{}}} {on}", vip_labels(v));
-        }
+    }
+    let real_labels = |v: &VipStatus, r: &super::status::RealStatus| {
+        with(
+            vip_labels(v),
+            &[("real", &r.address), ("real_port", &r.port.to_string())],
+        )
+    };
+    for (name, kind, help, get) in REAL_FIGURES {
+        o.figure(
+            kind,
+            name,
+            help,
+            s.vips
+                .iter()
+                .flat_map(|v| v.reals.iter().map(move |r| (v, r)))
+                .map(|(v, r)| (real_labels(v, r), get(r))),
+        );
+    }
+    o.gauge(
+        "ferrolb_real_state",
+        "1 for the real's current state (up, down, drain, disabled, overloaded, removed).",
+        s.vips
+            .iter()
+            .flat_map(|v| v.reals.iter().map(move |r| (v, r)))
+            .flat_map(|(v, r)| {
+                ["up", "down", "drain", "disabled", "overloaded", "removed"]
+                    .into_iter()
+                    .map(move |st| {
+                        (
+                            with(real_labels(v, r), &[("state", st)]),
+                            u64::from(r.state == st),
+                        )
+                    })
+            }),
+    );
+    if s.announce.is_some() {
+        o.gauge(
+            "ferrolb_vip_announced",
+            "1 while the VIP's address is announced ([announce]).",
+            s.vips
+                .iter()
+                .map(|v| (vip_labels(v), u64::from(v.announced == Some(true)))),
+        );
     }
     if let Some(ob) = &s.outbound {
-        family(
-            &mut o,
+        o.gauge(
             "ferrolb_outbound_flows",
-            "gauge",
             "Outbound source-NAT flows held ([[outbound]]).",
+            [(Labels::new(), ob.flows)],
         );
-        let _ = writeln!(o, "ferrolb_outbound_flows {}", ob.flows);
         for (name, help, v) in [
             (
                 "ferrolb_outbound_new_flows_total",
@@ -337,96 +418,68 @@ pub fn render(s: &Status) -> String {
                 ob.bytes_in,
             ),
         ] {
-            family(&mut o, name, "counter", help);
-            let _ = writeln!(o, "{name} {v}");
+            o.counter(name, help, [(Labels::new(), v)]);
         }
     }
-    family(
-        &mut o,
+    o.counter(
         "ferrolb_drops_total",
-        "counter",
         "Frames dropped, by reason.",
+        s.drops
+            .iter()
+            .map(|(reason, n)| (labels(&[("reason", reason)]), *n)),
     );
-    for (reason, n) in &s.drops {
-        let _ = writeln!(o, "ferrolb_drops_total{{reason=\"{reason}\"}} {n}");
-    }
-    family(
-        &mut o,
+    o.gauge(
         "ferrolb_flows",
-        "gauge",
         "Flows in all connection tables.",
+        [(Labels::new(), s.flows)],
     );
-    let _ = writeln!(o, "ferrolb_flows {}", s.flows);
-    family(
-        &mut o,
+    o.counter(
         "ferrolb_reloads_total",
-        "counter",
         "Successful reloads.",
+        [(Labels::new(), s.reloads)],
     );
-    let _ = writeln!(o, "ferrolb_reloads_total {}", s.reloads);
-    family(
-        &mut o,
+    o.gauge(
         "ferrolb_config_generation",
-        "gauge",
         "Generation of the forwarding snapshot in force.",
+        [(Labels::new(), s.generation)],
     );
-    let _ = writeln!(o, "ferrolb_config_generation {}", s.generation);
-    family(
-        &mut o,
+    o.gauge(
         "ferrolb_config_fingerprint",
-        "gauge",
         "1, labelled with the service set's fingerprint (nodes of a fleet must agree).",
-    );
-    let _ = writeln!(
-        o,
-        "ferrolb_config_fingerprint{{fingerprint=\"{}\"}} 1",
-        esc(&s.fingerprint)
+        [(labels(&[("fingerprint", &s.fingerprint)]), 1)],
     );
     if let Some(y) = &s.sync {
-        family(
-            &mut o,
+        o.gauge(
             "ferrolb_peer_config_differs",
-            "gauge",
             "1 while the HA peer's service set differs from ours, 0 while it is the same or unknown.",
-        );
-        let _ = writeln!(
-            o,
-            "ferrolb_peer_config_differs {}",
-            u8::from(y.peer_config == "differs")
+            [(Labels::new(), u64::from(y.peer_config == "differs"))],
         );
     }
     if let Some(h) = &s.ha {
-        family(
-            &mut o,
+        let vrid = h.vrid.to_string();
+        o.gauge(
             "ferrolb_vrrp_state",
-            "gauge",
             "1 for the VRRP instance's current state (initialize, backup, master, fault).",
+            ["initialize", "backup", "master", "fault"]
+                .into_iter()
+                .map(|st| {
+                    (
+                        labels(&[("vrid", &vrid), ("state", st)]),
+                        u64::from(h.state == st),
+                    )
+                }),
         );
-        for st in ["initialize", "backup", "master", "fault"] {
-            let _ = writeln!(
-                o,
-                "ferrolb_vrrp_state{{vrid=\"{}\",state=\"{st}\"}} {}",
-                h.vrid,
-                u8::from(h.state == st)
-            );
-        }
-        family(
-            &mut o,
+        o.counter(
             "ferrolb_vrrp_transitions_total",
-            "counter",
             "VRRP state transitions, by the state entered.",
+            [
+                ("master", h.transitions_to_master),
+                ("backup", h.transitions_to_backup),
+                ("fault", h.transitions_to_fault),
+            ]
+            .into_iter()
+            .map(|(to, n)| (labels(&[("vrid", &vrid), ("to", to)]), n)),
         );
-        for (to, n) in [
-            ("master", h.transitions_to_master),
-            ("backup", h.transitions_to_backup),
-            ("fault", h.transitions_to_fault),
-        ] {
-            let _ = writeln!(
-                o,
-                "ferrolb_vrrp_transitions_total{{vrid=\"{}\",to=\"{to}\"}} {n}",
-                h.vrid
-            );
-        }
         for (name, help, n) in [
             (
                 "ferrolb_vrrp_adverts_sent_total",
@@ -444,45 +497,50 @@ pub fn render(s: &Status) -> String {
                 h.adverts_invalid,
             ),
         ] {
-            family(&mut o, name, "counter", help);
-            let _ = writeln!(o, "{name}{{vrid=\"{}\"}} {n}", h.vrid);
+            o.counter(name, help, [(labels(&[("vrid", &vrid)]), n)]);
         }
     }
+    let worker = |w: &super::status::WorkerStatus| labels(&[("worker", &w.worker.to_string())]);
     for (name, help, get) in WORKER_COUNTERS {
-        family(&mut o, name, "counter", help);
-        for w in &s.workers {
-            let _ = writeln!(o, "{name}{{worker=\"{}\"}} {}", w.worker, get(&w.counters));
-        }
+        o.counter(
+            name,
+            help,
+            s.workers.iter().map(|w| (worker(w), get(&w.counters))),
+        );
     }
     for (kind, table) in [("gauge", &CONN_GAUGES[..]), ("counter", &CONN_COUNTERS[..])] {
         for (name, help, get) in table {
-            family(&mut o, name, kind, help);
-            for w in &s.workers {
-                let _ = writeln!(o, "{name}{{worker=\"{}\"}} {}", w.worker, get(&w.conntrack));
-            }
+            o.figure(
+                kind,
+                name,
+                help,
+                s.workers.iter().map(|w| (worker(w), get(&w.conntrack))),
+            );
         }
     }
-    family(
-        &mut o,
+    o.gauge(
         "ferrolb_mbufs_in_use",
-        "gauge",
         "Packet buffers out of the pool (received, queued or in flight).",
+        [(Labels::new(), u64::from(s.mbufs.in_use))],
     );
-    let _ = writeln!(o, "ferrolb_mbufs_in_use {}", s.mbufs.in_use);
-    family(
-        &mut o,
+    o.gauge(
         "ferrolb_mbufs_capacity",
-        "gauge",
         "Packet buffers in the pool.",
+        [(Labels::new(), u64::from(s.mbufs.capacity))],
     );
-    let _ = writeln!(o, "ferrolb_mbufs_capacity {}", s.mbufs.capacity);
     for (name, help, get) in PORT_COUNTERS {
-        family(&mut o, name, "counter", help);
-        for p in &s.ports {
-            let _ = writeln!(o, "{name}{{port=\"{}\"}} {}", esc(&p.name), get(p));
-        }
+        o.counter(
+            name,
+            help,
+            s.ports
+                .iter()
+                .map(|p| (labels(&[("port", &p.name)]), get(p))),
+        );
     }
-    o
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, &o.0);
+    text
 }
 
 #[cfg(test)]
@@ -559,17 +617,34 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
-        // Every sample's family is announced once, before it, with a type.
-        let mut declared = std::collections::HashSet::new();
+        // Every sample's family is announced once, before it, with a type
+        // (OpenMetrics: a counter family's samples add `_total`); the text
+        // ends with `# EOF`.
+        let mut declared = std::collections::HashMap::new();
         for l in text.lines() {
             if let Some(rest) = l.strip_prefix("# TYPE ") {
-                let name = rest.split(' ').next().unwrap();
-                assert!(declared.insert(name.to_string()), "{name} declared twice");
+                let mut w = rest.split(' ');
+                let (name, kind) = (w.next().unwrap(), w.next().unwrap());
+                assert!(
+                    declared
+                        .insert(name.to_string(), kind.to_string())
+                        .is_none(),
+                    "{name} declared twice"
+                );
             } else if !l.starts_with('#') {
                 let name = l.split(['{', ' ']).next().unwrap();
-                assert!(declared.contains(name), "{name} sampled before its TYPE");
+                let family = match name.strip_suffix("_total") {
+                    Some(base) if declared.get(base).is_some_and(|k| k == "counter") => base,
+                    _ => name,
+                };
+                assert!(
+                    declared.contains_key(family),
+                    "{name} sampled before its TYPE"
+                );
             }
         }
+        assert_eq!(text.lines().last(), Some("# EOF"));
+        assert!(!text.contains(".."), "doubled full stops in HELP:\n{text}");
         assert!(
             !text.contains("ferrolb_vrrp_state"),
             "no [ha]: no VRRP families"

@@ -2,7 +2,7 @@
 //!
 //! [`route`] maps a request to a [`Backend`] (the daemon, or a fake in
 //! tests): `GET /` the status page, `GET /api/v1/status` the [`Status`] as
-//! JSON, `GET /metrics` the Prometheus text, `POST /api/v1/reload` and
+//! JSON, `GET /metrics` the OpenMetrics text, `POST /api/v1/reload` and
 //! `POST /api/v1/vips/NAME/reals/ADDR/{drain,enable,disable}` a
 //! [`Command`]. A refused command is a [`CommandError`] whose variant sets
 //! the HTTP status. The HTTP server itself is [`crate::api`].
@@ -202,7 +202,7 @@ pub fn route(method: &str, path: &str, backend: &dyn Backend) -> Response {
         }
         ("GET", ["metrics"]) => {
             let body = metrics::render(&backend.status()).into_bytes();
-            return (200, "text/plain; version=0.0.4", body);
+            return (200, metrics::CONTENT_TYPE, body);
         }
         ("POST", ["api", "v1", "reload"]) => Command::Reload,
         ("POST", ["api", "v1", "node", action]) => match *action {
