@@ -565,3 +565,165 @@ port_name = "wan"
     assert_eq!(failed, 0);
     l.finish();
 }
+
+/// wrk through the NAT VIP (20 connections, 20 s) while, every 200 ms,
+/// ferrolb gets SIGHUP with, in turn: a file that takes real2 out and
+/// weighs real1 3, a file cut mid-write, and the lab's file again. The
+/// valid ones are taken (real2's connections go on while it is out:
+/// `on_remove = "keep"`), the broken ones refused, and not one request
+/// fails.
+#[test]
+fn reloads_and_broken_files_every_200ms_under_wrk_through_the_nat_vip_fail_nothing() {
+    let _g = serial();
+    let l = Lab::start(1);
+    let path = l.p.config.clone();
+    let full = std::fs::read_to_string(&path).unwrap();
+    let real2 = "  [[vip.real]]\n  address = \"192.0.2.22\"\n  port = 8080\n";
+    let real1 = "  [[vip.real]]\n  address = \"192.0.2.21\"\n  port = 8080\n";
+    let one = full
+        .replacen(real2, "", 1)
+        .replacen(real1, &format!("{real1}  weight = 3\n"), 1);
+    assert_ne!(one, full);
+    let cut = full.find("\"192.0.2.22\"").unwrap() + 5;
+    let broken = &full[..cut];
+    let out = l.dir.0.join("wrk.txt");
+    let w = wrk(&l.client, "http://198.51.100.100/", &out, 20, 20);
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = l.p.pid();
+    let t0 = std::time::Instant::now();
+    let (mut valid, mut bad) = (0u32, 0u32);
+    let mut k = 0u32;
+    while t0.elapsed() < Duration::from_secs(18) {
+        match k % 3 {
+            0 => {
+                std::fs::write(&path, &one).unwrap();
+                valid += 1;
+            }
+            1 => {
+                std::fs::write(&path, broken).unwrap();
+                bad += 1;
+            }
+            _ => {
+                std::fs::write(&path, &full).unwrap();
+                valid += 1;
+            }
+        }
+        run(&format!("kill -HUP {pid}"));
+        k += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = wrk_wait(w, &out, Duration::from_secs(15));
+    let log = l.p.log_text();
+    let (taken, refused) = (
+        log.matches("reloaded").count(),
+        log.matches("reload rejected").count(),
+    );
+    eprintln!(
+        "{k} reloads ({valid} valid, {bad} broken) under wrk through the NAT VIP: {taken} taken, {refused} refused\n{}",
+        r.report
+    );
+    assert!(r.requests > 3_000, "{}", r.report);
+    assert_eq!((r.errors, r.non_2xx), (0, 0), "{}", r.report);
+    assert_eq!(refused as u32, bad, "every broken file refused");
+    // Signals that arrive during a reload are merged: most, not all, are
+    // separate reloads.
+    assert!(
+        taken as u32 >= valid / 2,
+        "{taken} of {valid} valid files taken"
+    );
+    std::fs::write(&path, &full).unwrap();
+    l.finish();
+}
+
+/// The pids of the nginx processes in `ns` (master and workers).
+fn nginx_pids(ns: &Netns) -> Vec<String> {
+    run(&format!("ip netns pids {}", ns.name))
+        .split_whitespace()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "nginx")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// A NAT VIP with HTTP checks (500 ms, fall 2, rise 2) under wrk, and
+/// real2's nginx killed with kill -9: real2 is taken out within fall ×
+/// interval (+ one interval and a check's timeout); a second wrk run from
+/// then on, through real2's restart and rise, fails nothing, and new
+/// connections reach real2 again.
+#[test]
+fn a_nat_real_killed_under_wrk_is_taken_out_and_comes_back() {
+    let _g = serial();
+    let checked = r#"
+[[vip]]
+name = "checked"
+address = "198.51.100.102"
+port = 80
+mode = "nat"
+port_name = "wan"
+  [vip.health]
+  type = "http"
+  path = "/"
+  interval = "500ms"
+  timeout = "300ms"
+  rise = 2
+  fall = 2
+  [[vip.real]]
+  address = "192.0.2.21"
+  port = 8080
+  [[vip.real]]
+  address = "192.0.2.22"
+  port = 8080
+"#;
+    let mut l = Lab::start_with(1, checked);
+    let state = |l: &Lab| -> String {
+        status_json(&l.lb)["vips"][2]["reals"][1]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || state(&l) == "up"),
+        "real2 not up"
+    );
+    let url = "http://198.51.100.102/";
+    let out1 = l.dir.0.join("wrk1.txt");
+    let w1 = wrk(&l.client, url, &out1, 6, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    let pids = nginx_pids(&l.reals[1]);
+    assert!(!pids.is_empty(), "nginx runs in real2");
+    let killed = std::time::Instant::now();
+    run(&format!("kill -9 {}", pids.join(" ")));
+    assert!(
+        wait_for(Duration::from_secs(5), || state(&l) == "down"),
+        "real2 not taken out"
+    );
+    let detect = killed.elapsed();
+    let r1 = wrk_wait(w1, &out1, Duration::from_secs(15));
+    eprintln!(
+        "NAT real2 killed; taken out after {detect:?}; wrk across the kill:\n{}",
+        r1.report
+    );
+    assert!(detect <= Duration::from_millis(2200), "{detect:?}");
+    assert_eq!(r1.non_2xx, 0, "{}", r1.report);
+    let out2 = l.dir.0.join("wrk2.txt");
+    let w2 = wrk(&l.client, url, &out2, 8, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    l._nginx[1] = Nginx::start(&l.reals[1], "real2", 8080);
+    assert!(
+        wait_for(Duration::from_secs(5), || state(&l) == "up"),
+        "real2 did not come back"
+    );
+    let r2 = wrk_wait(w2, &out2, Duration::from_secs(20));
+    eprintln!(
+        "wrk after the take-out, through the restart:\n{}",
+        r2.report
+    );
+    assert!(r2.requests > 2_000, "{}", r2.report);
+    assert_eq!((r2.errors, r2.non_2xx), (0, 0), "{}", r2.report);
+    let (spread, failed) = curl_spread(&l.client, url, 30, "");
+    eprintln!("30 new connections after the restart: {spread:?}");
+    assert_eq!(failed, 0, "{spread:?}");
+    assert!(spread.contains_key("real2"), "{spread:?}");
+    l.finish();
+}

@@ -1106,55 +1106,6 @@ fn new_flow_rate_limit_caps_new_flows_of_a_flooded_vip(workers: u16) {
     eprintln!("test took {:?}", t_start.elapsed());
 }
 
-/// wrk through the DR VIP for `secs` seconds with `conns` keep-alive
-/// connections, its report written to `out`.
-fn wrk(ns: &Netns, out: &std::path::Path, secs: u64, conns: u32) -> Proc {
-    let c = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .args(["wrk", "-t1", &format!("-c{conns}"), &format!("-d{secs}s")])
-        .args(["--timeout", "3s", "http://192.0.2.100/"])
-        .stdout(std::fs::File::create(out).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("wrk (package wrk)");
-    Proc::from_child(c)
-}
-
-/// What a wrk run reported: requests, socket errors (connect, read,
-/// write, timeout) summed, non-2xx answers, and the report itself.
-struct WrkRun {
-    requests: u64,
-    errors: u64,
-    non_2xx: u64,
-    report: String,
-}
-
-fn wrk_wait(mut p: Proc, out: &std::path::Path, limit: Duration) -> WrkRun {
-    assert!(
-        wait_for(limit, || p.get().try_wait().ok().flatten().is_some()),
-        "wrk did not finish"
-    );
-    let report = std::fs::read_to_string(out).unwrap_or_default();
-    let num_after = |key: &str| -> Vec<u64> {
-        report
-            .lines()
-            .find(|l| l.contains(key))
-            .map(|l| {
-                l.replace(',', " ")
-                    .split_whitespace()
-                    .filter_map(|w| w.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    WrkRun {
-        requests: num_after("requests in").first().copied().unwrap_or(0),
-        errors: num_after("Socket errors").iter().sum(),
-        non_2xx: num_after("Non-2xx").first().copied().unwrap_or(0),
-        report,
-    }
-}
-
 /// Reload files broken mid-write under wrk: cut inside a quoted string,
 /// with an invalid UTF-8 byte, and 100 MB long. Every one is refused
 /// with its reason, the configuration in force keeps serving (not one
@@ -1188,7 +1139,7 @@ fn broken_reload_files_under_wrk_are_refused_and_fail_nothing() {
     }
     assert!(std::fs::metadata(&big).unwrap().len() >= 100 << 20);
     let out = dir.0.join("wrk.txt");
-    let w = wrk(&l.client, &out, 20, 20);
+    let w = wrk(&l.client, "http://192.0.2.100/", &out, 20, 20);
     std::thread::sleep(Duration::from_secs(1));
     let (pid, path) = (lb.pid(), lb.config.clone());
     let t0 = Instant::now();
@@ -1257,7 +1208,7 @@ fn a_real_killed_under_wrk_is_taken_out_within_fall_times_interval_and_comes_bac
     );
     let dir = Scratch::new("kill");
     let out1 = dir.0.join("wrk1.txt");
-    let w1 = wrk(&l.client, &out1, 6, 20);
+    let w1 = wrk(&l.client, "http://192.0.2.100/", &out1, 6, 20);
     std::thread::sleep(Duration::from_secs(2));
     let on_real3 = status_json(&l.lb)["vips"][0]["reals"][2]["active_flows"]
         .as_u64()
@@ -1293,7 +1244,7 @@ fn a_real_killed_under_wrk_is_taken_out_within_fall_times_interval_and_comes_bac
     // Out of the tables: new requests fail nothing, also through the
     // restart and rise.
     let out2 = dir.0.join("wrk2.txt");
-    let w2 = wrk(&l.client, &out2, 8, 20);
+    let w2 = wrk(&l.client, "http://192.0.2.100/", &out2, 8, 20);
     std::thread::sleep(Duration::from_secs(2));
     l.nginx[2] = Some(Nginx::start(&l.reals[2], "real3", 80));
     let restarted = Instant::now();

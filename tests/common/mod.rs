@@ -742,3 +742,52 @@ except ConnectionResetError:
 except socket.timeout:
     print("TIMEOUT", name, round(time.time() - t0, 2))
 "#;
+
+/// wrk against `url` from `ns` for `secs` seconds with `conns` keep-alive
+/// connections (timeout 3 s), its report written to `out`.
+pub fn wrk(ns: &Netns, url: &str, out: &std::path::Path, secs: u64, conns: u32) -> Proc {
+    let c = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(["wrk", "-t1", &format!("-c{conns}"), &format!("-d{secs}s")])
+        .args(["--timeout", "3s", url])
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wrk (package wrk)");
+    Proc::from_child(c)
+}
+
+/// What a wrk run reported: requests, socket errors (connect, read,
+/// write, timeout) summed, non-2xx answers, and the report itself.
+pub struct WrkRun {
+    pub requests: u64,
+    pub errors: u64,
+    pub non_2xx: u64,
+    pub report: String,
+}
+
+pub fn wrk_wait(mut p: Proc, out: &std::path::Path, limit: Duration) -> WrkRun {
+    assert!(
+        wait_for(limit, || p.get().try_wait().ok().flatten().is_some()),
+        "wrk did not finish"
+    );
+    let report = std::fs::read_to_string(out).unwrap_or_default();
+    let num_after = |key: &str| -> Vec<u64> {
+        report
+            .lines()
+            .find(|l| l.contains(key))
+            .map(|l| {
+                l.replace(',', " ")
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    WrkRun {
+        requests: num_after("requests in").first().copied().unwrap_or(0),
+        errors: num_after("Socket errors").iter().sum(),
+        non_2xx: num_after("Non-2xx").first().copied().unwrap_or(0),
+        report,
+    }
+}
