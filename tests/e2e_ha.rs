@@ -1294,21 +1294,8 @@ fn kill_9_of_the_nat_master_under_wrk_with_sync_fails_only_new_connections_until
          new connections: {oks} ok, {} failed, the last failure began {window:.2} s after the kill\n{text}",
         fails.len()
     );
-    let errors: u64 = text
-        .lines()
-        .find(|x| x.contains("Socket errors"))
-        .map(|x| {
-            x.replace(',', " ")
-                .split_whitespace()
-                .filter_map(|w| w.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    let requests: u64 = text
-        .lines()
-        .find(|x| x.contains("requests in"))
-        .and_then(|x| x.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let run = WrkRun::parse(text.clone());
+    let (requests, errors) = (run.requests, run.errors);
     assert!(requests > 1_000, "{text}");
     assert_eq!(errors, 0, "wrk's connections broke:\n{text}");
     assert!(!text.contains("Non-2xx"), "{text}");

@@ -771,23 +771,43 @@ pub fn wrk_wait(mut p: Proc, out: &std::path::Path, limit: Duration) -> WrkRun {
         wait_for(limit, || p.get().try_wait().ok().flatten().is_some()),
         "wrk did not finish"
     );
-    let report = std::fs::read_to_string(out).unwrap_or_default();
-    let num_after = |key: &str| -> Vec<u64> {
-        report
-            .lines()
-            .find(|l| l.contains(key))
-            .map(|l| {
-                l.replace(',', " ")
-                    .split_whitespace()
-                    .filter_map(|w| w.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    WrkRun {
-        requests: num_after("requests in").first().copied().unwrap_or(0),
-        errors: num_after("Socket errors").iter().sum(),
-        non_2xx: num_after("Non-2xx").first().copied().unwrap_or(0),
-        report,
+    WrkRun::parse(std::fs::read_to_string(out).unwrap_or_default())
+}
+
+impl WrkRun {
+    /// The figures of a wrk report.
+    pub fn parse(report: String) -> WrkRun {
+        let num_after = |key: &str| -> Vec<u64> {
+            report
+                .lines()
+                .find(|l| l.contains(key))
+                .map(|l| {
+                    l.replace(',', " ")
+                        .split_whitespace()
+                        .filter_map(|w| w.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        WrkRun {
+            requests: num_after("requests in").first().copied().unwrap_or(0),
+            errors: num_after("Socket errors").iter().sum(),
+            non_2xx: num_after("Non-2xx").first().copied().unwrap_or(0),
+            report,
+        }
     }
+}
+
+/// `tcp_reset_on_idle` RSTs the workers of the balancer in `ns` have
+/// sent, once their published counters show `want` (they publish a few
+/// times a second; waits at most 3 s).
+pub fn idle_resets_sent(ns: &Netns, want: u64) -> u64 {
+    let sent = || -> u64 {
+        status_json(ns)["workers"]
+            .as_array()
+            .map(|ws| ws.iter().filter_map(|w| w["idle_resets"].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(3), || sent() >= want);
+    sent()
 }
