@@ -422,6 +422,13 @@ impl Remote {
             Some(ca) => Some(crate::tls::client_config(ca)?),
             None => None,
         };
+        // A daemon off loopback speaks HTTPS (the configuration insists):
+        // never put the token on the wire in clear to find that out.
+        if tls.is_none() && self.token.is_some() && !sock.ip().is_loopback() {
+            return Err(format!(
+                "refusing to send the token in clear to {addr}: a daemon off loopback serves HTTPS; pass --cacert (or FERROLB_CACERT) with the CA of its [admin] tls_cert"
+            ));
+        }
         let conn = TcpStream::connect_timeout(&sock, IO_TIMEOUT)
             .map_err(|e| format!("no ferrolb daemon answering on {addr} ({e}); is `ferrolb run` up, and is --admin right?"))?;
         let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
@@ -554,6 +561,10 @@ mod tests {
         assert!(request("127.0.0.1:1", "GET", "/")
             .unwrap_err()
             .contains("no ferrolb daemon"));
+        // A token is never sent in clear off loopback (refused before any
+        // connection is made).
+        let e = request_with("192.0.2.1:9", Some("s3cret"), "GET", "/").unwrap_err();
+        assert!(e.contains("refusing to send the token in clear"), "{e}");
         // A Content-Length that is not a number is a 400.
         let mut c = TcpStream::connect(s.addr()).unwrap();
         c.write_all(b"POST /hello HTTP/1.1\r\nContent-Length: -1\r\n\r\n")

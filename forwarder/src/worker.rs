@@ -490,8 +490,23 @@ impl Worker {
                 let elapsed = now_ms.saturating_sub(swept_ms).min(SWEEP_PERIOD_MS);
                 swept_ms = now_ms;
                 let budget = (sweep_per_ms * elapsed).clamp(1, u64::from(u32::MAX)) as u32;
-                tables.sweep(&snap, now_ms, budget);
+                if tables.resets_wanted() {
+                    // In chunks, sending the RSTs each leaves: the queue
+                    // holds two per cell of a chunk.
+                    let mut left = budget;
+                    while left > 0 {
+                        let n = left.min(crate::pipeline::reset::SWEEP_CHUNK);
+                        tables.sweep(&snap, now_ms, n);
+                        left -= n;
+                        while let Some(r) = tables.resets.pop() {
+                            self.send_rst(&snap, r, &mut tx_nic, &mut local, now_ms);
+                        }
+                    }
+                } else {
+                    tables.sweep(&snap, now_ms, budget);
+                }
             }
+            // RSTs of flows the pass's lookups freed.
             while let Some(r) = tables.resets.pop() {
                 self.send_rst(&snap, r, &mut tx_nic, &mut local, now_ms);
             }
@@ -837,13 +852,11 @@ impl Worker {
             local.idle_resets_unsent += 1;
             return;
         };
-        if !m.append(Rst::MAX_LEN) {
-            return;
-        }
-        let Some(n) = r.write(m.data_mut(), port.mac, mac) else {
-            return;
-        };
-        if !m.trim(Rst::MAX_LEN - n) {
+        let written = m.append(Rst::MAX_LEN)
+            && r.write(m.data_mut(), port.mac, mac)
+                .is_some_and(|n| m.trim(Rst::MAX_LEN - n));
+        if !written {
+            local.idle_resets_unsent += 1;
             return;
         }
         local.idle_resets += 1;

@@ -78,10 +78,7 @@ impl Tables {
                     }
                 }
             }
-            Lookup::Expired(fr) => {
-                reset::on_expiry(snap, &self.marks, &mut self.resets, &fr);
-                self.release_flow(snap, ctx.now_ms, &fr);
-            }
+            Lookup::Expired(fr) => self.release_flow(snap, ctx.now_ms, &fr),
             Lookup::Miss => {}
         }
         let (real, snat) = match bound {
@@ -155,13 +152,13 @@ impl Tables {
                     state: conntrack::State::initial(l4p, flags),
                     profile: svc.profile(),
                 };
-                let (active, pool, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
                 let now_ms = ctx.now_ms;
-                let on_free = |fr: &conntrack::Freed| release(snap, active, pool, sync, now_ms, fr);
+                let (conn, mut freeing) = self.freeing();
+                let on_free = |fr: &conntrack::Freed| freeing.release(snap, now_ms, fr);
                 let inserted = if absent {
-                    self.conn.insert_absent(now, &key, h, &value, on_free)
+                    conn.insert_absent(now, &key, h, &value, on_free)
                 } else {
-                    self.conn.insert(now, &key, h, &value, on_free)
+                    conn.insert(now, &key, h, &value, on_free)
                 };
                 let Ok(id) = inserted else {
                     if let Some(p) = snat {
@@ -355,18 +352,44 @@ impl Tables {
     /// [`release`] on this worker's own counts, port pool and sync log.
     #[inline]
     pub(crate) fn release_flow(&mut self, snap: &Snapshot, now_ms: u64, f: &conntrack::Freed) {
-        release(
-            snap,
-            &mut self.active,
-            &mut self.snat,
-            &mut self.sync,
-            now_ms,
-            f,
-        );
+        self.freeing().1.release(snap, now_ms, f);
+    }
+
+    /// The connection table, and apart from it what a flow it frees gives
+    /// back to ([`Freeing`]).
+    pub(super) fn freeing(&mut self) -> (&mut ConnTable, Freeing<'_>) {
+        (
+            &mut self.conn,
+            Freeing {
+                active: &mut self.active,
+                snat: &mut self.snat,
+                sync: &mut self.sync,
+                marks: &mut self.marks,
+                resets: &mut self.resets,
+            },
+        )
     }
 }
 
-pub(super) fn release(
+/// What a freed flow gives back to: its real's active count, its
+/// source-NAT port, the sync log, and its `tcp_reset_on_idle` notes.
+pub(super) struct Freeing<'a> {
+    active: &'a mut [Vec<u32>],
+    snat: &'a mut SnatPorts,
+    sync: &'a mut SyncLog,
+    marks: &'a mut [reset::SeqMark],
+    resets: &'a mut reset::Resets,
+}
+
+impl Freeing<'_> {
+    /// [`release`], and the RSTs of an idle `tcp_reset_on_idle` flow.
+    pub(super) fn release(&mut self, snap: &Snapshot, now_ms: u64, f: &conntrack::Freed) {
+        reset::on_free(snap, self.marks, self.resets, f);
+        release(snap, self.active, self.snat, self.sync, now_ms, f);
+    }
+}
+
+fn release(
     snap: &Snapshot,
     active: &mut [Vec<u32>],
     snat: &mut SnatPorts,

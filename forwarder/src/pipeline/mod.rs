@@ -87,7 +87,6 @@ use crate::service::{self, Mode, PersistTable, Proto, RealIdx, SchedState, VipTa
 use crate::steer::Steer;
 use crate::sync::{Inbox, Op, Record, SyncLog, SyncSpec};
 
-use balance::*;
 use classify::*;
 use frag::{Frag, FragFwd, FragKey, FragTable, FragValue};
 use limit::{Limit, NodeLimits};
@@ -334,7 +333,7 @@ impl Tables {
             Lookup::Miss => {}
         }
         // A real's own connection to the outside?
-        self.outbound_forward(buf, ip, sport, dport, flags, ctx)
+        self.outbound_forward(buf, ip, port, sport, dport, flags, ctx)
             .unwrap_or(Outcome::Dropped(DropReason::NotOurs))
     }
 

@@ -330,7 +330,11 @@ impl OutboundTable {
     }
 
     /// Looks at up to `n` entries from the sweep cursor, freeing expired
-    /// ones.
+    /// ones (the worker's expiry sweep calls it with a few).
+    pub fn expire(&mut self, now: u32, n: usize) {
+        self.sweep(now, n);
+    }
+
     fn sweep(&mut self, now: u32, n: usize) {
         let len = self.entries.len();
         for _ in 0..n.min(len) {
@@ -396,6 +400,12 @@ impl OutboundTable {
         if let Some(slot) = self.find(f) {
             let e = usize::from(self.index[slot] - 1);
             if !expired(now, self.entries[e].expiry) {
+                // A new connection on the same ports (a SYN) starts with
+                // a clean state: no FIN or RST of the one before.
+                if f.proto == ip_proto::TCP && flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK)
+                {
+                    self.entries[e].state = LIVE;
+                }
                 self.see(e, now, flags, false);
                 return Ok((self.entries[e].local, self.lo + e as u16));
             }
@@ -482,10 +492,12 @@ impl Tables {
     /// A TCP / UDP frame from an inside address to no VIP and no NAT flow:
     /// translated out if an [`OutboundRule`] covers its source; `None`
     /// when none does or the frame opens no flow (it is not ours).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn outbound_forward<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         ip: &IpInfo,
+        in_port: &super::PortInfo,
         sport: u16,
         dport: u16,
         flags: TcpFlags,
@@ -493,6 +505,17 @@ impl Tables {
     ) -> Option<Outcome> {
         let snap = ctx.snap;
         let rule = snap.outbound_rule(ip.src)?;
+        // Only from where the source lives: a frame that claims an inside
+        // source but arrives on another port (spoofed from outside) opens
+        // nothing.
+        let home = snap.route(ip.src)?;
+        if !snap
+            .ports
+            .get(usize::from(home.port))
+            .is_some_and(|p| std::ptr::eq(p, in_port))
+        {
+            return None;
+        }
         if ip.frag.is_some() {
             return Some(Outcome::Dropped(DropReason::Fragment));
         }
@@ -717,6 +740,16 @@ mod tests {
             None
         );
         assert!(o.is_empty());
+        // A new connection on the ports of one that ended with a RST
+        // starts clean: established, it has 900 s, not the RST's 10 s.
+        let g = fwd(6, "203.0.113.80", 443, ip_proto::TCP);
+        let (_, p3) = o.forward(900_000, &g, SYN, local()).unwrap();
+        o.forward(900_001, &g, TcpFlags(TcpFlags::RST), local())
+            .unwrap();
+        assert!(o.forward(900_002, &g, SYN, local()).is_ok());
+        let a3 = ans(g.remote, 443, local(), p3, ip_proto::TCP);
+        o.reply(900_003, &a3, SYNACK).unwrap();
+        assert!(o.reply(1_000_000, &a3, ACK).is_some(), "not the RST's 10 s");
     }
 
     /// Many flows in, then freed in a scattered order: every remaining one

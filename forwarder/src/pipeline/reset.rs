@@ -20,7 +20,7 @@
 //! packets of these services go through the general path, which notes
 //! them; the burst path never decides them itself.
 //!
-//! When the expiry sweep (or a lookup) frees such a flow, the two RSTs
+//! When the expiry sweep (or any lookup or insert) frees such a flow, the two RSTs
 //! are described in the worker's bounded [`Resets`] queue: to the client
 //! `VIP:vport -> client:cport`, to the real as the flow's packets go (DR:
 //! to the VIP at the real's MAC; NAT: to the real's address and port;
@@ -35,7 +35,13 @@ use crate::conntrack::{FreeReason, Freed, State, TcpFlags};
 use crate::packet::checksum;
 
 /// RSTs a worker holds until it sends them (more are dropped, counted).
-pub const RESET_QUEUE: usize = 64;
+/// The worker sweeps [`SWEEP_CHUNK`] cells at a time and sends what they
+/// left before the next chunk: at most two RSTs per cell, so the queue
+/// never overflows from the sweep.
+pub const RESET_QUEUE: usize = 2 * SWEEP_CHUNK as usize;
+
+/// Cells a worker sweeps before it sends the RSTs they left.
+pub const SWEEP_CHUNK: u32 = 128;
 
 /// The client's sequence numbers of one flow, as last seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,7 +88,10 @@ pub(super) fn note(mark: &mut SeqMark, key: &FlowKey, f: &[u8], l4: usize, total
         .wrapping_add(u32::from(flags & TcpFlags::SYN != 0))
         .wrapping_add(u32::from(flags & TcpFlags::FIN != 0));
     let t = tag(key);
-    if mark.tag != t {
+    // A new flow in the cell, or a new connection on the same ports (a
+    // SYN: its sequence numbers start afresh, anywhere).
+    let syn = flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN;
+    if mark.tag != t || syn {
         *mark = SeqMark { tag: t, next, ack };
     } else if after(next, mark.next) {
         mark.next = next;
@@ -250,10 +259,15 @@ impl Resets {
     }
 }
 
-/// For a freed flow `f`: if it expired established, of a service with
-/// `tcp_reset_on_idle`, and its numbers were noted in `marks`, the RSTs
-/// to its client and its real go into `out`.
-pub(super) fn on_expiry(snap: &Snapshot, marks: &[SeqMark], out: &mut Resets, f: &Freed) {
+/// For a freed flow `f` (freed by any path): if it expired established,
+/// of a service with `tcp_reset_on_idle`, and its numbers were noted in
+/// `marks`, the RSTs to its client and its real go into `out`. Its cell's
+/// notes are forgotten either way.
+pub(super) fn on_free(snap: &Snapshot, marks: &mut [SeqMark], out: &mut Resets, f: &Freed) {
+    let Some(slot) = marks.get_mut(f.id.0 as usize) else {
+        return;
+    };
+    let m = std::mem::take(slot);
     if f.reason != FreeReason::Expired || f.state != State::Established || f.key.proto != L4::Tcp {
         return;
     }
@@ -264,9 +278,9 @@ pub(super) fn on_expiry(snap: &Snapshot, marks: &[SeqMark], out: &mut Resets, f:
     if !svc.reset_on_idle() {
         return;
     }
-    let Some(m) = marks.get(f.id.0 as usize).filter(|m| m.tag == tag(&f.key)) else {
+    if m.tag != tag(&f.key) {
         return;
-    };
+    }
     let vip = svc.spec().vip;
     let (client, cport, vport) = (f.key.client, f.key.client_port, f.key.vport);
     if let Some(route) = snap.route(client) {
@@ -415,6 +429,13 @@ mod tests {
         let mut w = SeqMark::default();
         note(&mut w, &key, &seg(u32::MAX - 1, 1, W::ACK, b"abcd"), 34, 44);
         assert_eq!(w.next, 2);
+        // A new connection on the same ports (a SYN, its own initial
+        // sequence number, maybe "before" the old one) starts afresh.
+        let again = seg(50, 0, W::SYN, b"");
+        note(&mut m, &key, &again, 34, 40);
+        assert_eq!((m.next, m.ack), (51, 0));
+        note(&mut m, &key, &seg(51, 9000, W::ACK, b""), 34, 40);
+        assert_eq!((m.next, m.ack), (51, 9000));
         // Another flow in the same cell starts afresh.
         let other = FlowKey {
             client_port: 40001,

@@ -220,9 +220,9 @@ impl Tables {
             state: rec.state,
             profile: svc.profile(),
         };
-        let (active, pool, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
-        let inserted = self.conn.insert(now, &rec.key, h, &value, |fr| {
-            release(snap, active, pool, sync, now_ms, fr)
+        let (conn, mut freeing) = self.freeing();
+        let inserted = conn.insert(now, &rec.key, h, &value, |fr| {
+            freeing.release(snap, now_ms, fr)
         });
         let Ok(id) = inserted else {
             if let Nat::Snat(p) = rec.nat {

@@ -360,11 +360,17 @@ impl Tables {
 
     /// Expires idle flows (at most `budget` slots examined).
     pub fn sweep(&mut self, snap: &Snapshot, now_ms: u64, budget: u32) -> u32 {
-        let (active, snat, sync) = (&mut self.active, &mut self.snat, &mut self.sync);
-        let (marks, resets) = (&self.marks, &mut self.resets);
-        self.conn.sweep(now_ms as u32, budget, |f| {
-            super::reset::on_expiry(snap, marks, resets, f);
-            release(snap, active, snat, sync, now_ms, f)
-        })
+        // The outbound table too, a few entries each time (it holds a few
+        // thousand): expired outbound flows leave within a second.
+        self.outbound.expire(now_ms as u32, 8);
+        let (conn, mut freeing) = self.freeing();
+        conn.sweep(now_ms as u32, budget, |f| freeing.release(snap, now_ms, f))
+    }
+
+    /// Whether a service asks for `tcp_reset_on_idle` (its flows' RSTs
+    /// come out of the sweep: sweep in [`super::reset::SWEEP_CHUNK`]s and
+    /// send them in between).
+    pub fn resets_wanted(&self) -> bool {
+        !self.marks.is_empty()
     }
 }

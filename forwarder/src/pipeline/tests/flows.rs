@@ -1062,3 +1062,53 @@ fn an_idle_flow_of_a_reset_on_idle_service_leaves_a_rst_for_each_end() {
         assert_eq!(r.tables.resets.len(), if reset { 2 } else { 0 });
     }
 }
+
+/// A `tcp_reset_on_idle` NAT flow found expired by its real's reply (not
+/// by the sweep) leaves its two RSTs too; a flow freed otherwise (a RST
+/// from the client) leaves none.
+#[test]
+fn an_idle_flow_freed_by_a_reply_lookup_leaves_its_rsts_too() {
+    use crate::service::ServiceTimeouts;
+    let mut s = svc(1, VIP4, Proto::Tcp, 80, Mode::Nat, reals4(1, 8080));
+    s.timeouts = Some(ServiceTimeouts {
+        tcp_ms: Some(5000),
+        reset_on_idle: true,
+        ..ServiceTimeouts::default()
+    });
+    let mut r = Rig::small(vec![s]);
+    let seg = |flags: WireFlags| {
+        builder::tcp4(&FrameSpec {
+            seq: 100,
+            ack: 7000,
+            ..tcp4(CLIENT4, 40000, VIP4, 80, flags)
+        })
+    };
+    let (_, to_real) = r.run(&seg(WireFlags::SYN));
+    r.run(&seg(WireFlags::ACK));
+    r.now += 6000;
+    // The real's late segment finds the flow expired.
+    let reply = builder::tcp4(&FrameSpec {
+        src_mac: real_mac(1),
+        dst_mac: LB,
+        src: v4("192.0.2.21"),
+        dst: v4(CLIENT4),
+        src_port: 8080,
+        dst_port: 40000,
+        tcp_flags: WireFlags::ACK,
+        ..FrameSpec::default()
+    });
+    assert_eq!(to_real[30..34], v4("192.0.2.21").octets());
+    r.run(&reply);
+    assert_eq!(r.tables.conn.len(), 0);
+    assert_eq!(r.tables.resets.len(), 2, "one RST to each end");
+    // A flow the client resets itself leaves none.
+    while r.tables.resets.pop().is_some() {}
+    let other = |flags: WireFlags| builder::tcp4(&tcp4(CLIENT4, 40001, VIP4, 80, flags));
+    r.run(&other(WireFlags::SYN));
+    r.run(&other(WireFlags::ACK));
+    r.run(&other(WireFlags::RST));
+    r.now += 60_000;
+    let snap = &r.snap;
+    r.tables.sweep(snap, r.now, 4096);
+    assert!(r.tables.resets.is_empty());
+}

@@ -175,3 +175,59 @@ fn nat_replies_are_not_mistaken_for_outbound_connections() {
     );
     assert!(r.tables.outbound.is_empty());
 }
+
+/// A frame that claims an inside source but arrives on the outside port
+/// (spoofed) opens no outbound flow; expired outbound flows leave with the
+/// worker's expiry sweep, without new flows to push them out.
+#[test]
+fn spoofed_inside_sources_open_nothing_and_the_sweep_expires_outbound_flows() {
+    let wan = PortInfo {
+        mac: LB,
+        addrs: vec![(IpAddr::V4(v4("198.51.100.2")), 24)],
+        gateway_v4: None,
+        gateway_v6: None,
+        vips: Vec::new(),
+        mtu: 1500,
+    };
+    let snap = Snapshot::new(
+        1,
+        vec![port_info(), wan],
+        VipTable::build(Vec::new(), 1).unwrap(),
+    )
+    .with_outbound(vec![rule()]);
+    let mut tables = Tables::new(1024, &snap);
+    let neigh = neigh();
+    let mut reqs = NeighRequests::default();
+    let mut on = |tables: &mut Tables, frame: &[u8], port: u16, now: u64| {
+        let mut b = TestBuffer::new(frame);
+        let mut ctx = Ctx {
+            snap: &snap,
+            neigh: &neigh,
+            now_ms: now,
+            requests: &mut reqs,
+            hops: 0,
+        };
+        tables.handle_general(&mut b, port, &mut ctx)
+    };
+    let dns = builder::udp4(&FrameSpec {
+        src_mac: real_mac(1),
+        ..tcp4(REAL, 5000, "203.0.113.53", 53, WireFlags::SYN)
+    });
+    // From outside (port 1): nothing opened.
+    assert_eq!(
+        on(&mut tables, &dns, 1, 1000),
+        Outcome::Dropped(DropReason::NotOurs)
+    );
+    assert!(tables.outbound.is_empty());
+    // From inside (port 0): a flow.
+    assert!(matches!(
+        on(&mut tables, &dns, 0, 1000),
+        Outcome::Forward { .. }
+    ));
+    assert_eq!(tables.outbound.len(), 1);
+    // 31 s later the sweep alone frees it (8 entries a call over 4,536).
+    for _ in 0..600 {
+        tables.sweep(&snap, 32_000, 16);
+    }
+    assert!(tables.outbound.is_empty());
+}

@@ -218,7 +218,7 @@ fn deletes_persistence_and_counters() {
     let fid = m.tables.conn.lookup(m.now as u32, &id, h).hit().unwrap();
     let fr = m.tables.conn.remove(fid).unwrap();
     let (snap, t) = (&m.snap, &mut m.tables);
-    release(snap, &mut t.active, &mut t.snat, &mut t.sync, m.now, &fr);
+    t.release_flow(snap, m.now, &fr);
     for f in drain(&mut m) {
         assert_eq!(b.run(&f).0, Outcome::Consumed);
     }
