@@ -43,10 +43,16 @@ def nat_client(i):
 
 
 def owner(addr, port, workers):
-    """ferrolb's owner worker of a client endpoint (Steer::client_owner_v4)."""
-    x = ((int.from_bytes(addr, "big") << 16) | port) & (2**64 - 1)
-    h = ((x * 0x9E3779B97F4A7C15) & (2**64 - 1)) >> 32
-    return (h * workers) >> 32
+    """ferrolb's owner worker of a client endpoint (Steer::client_owner_v4):
+    the Toeplitz hash under the key 0x6d5a repeated, of the xor of the
+    endpoint's 16-bit words, through one period of the redirection table."""
+    a = int.from_bytes(addr, "big")
+    fold = ((a >> 16) ^ a ^ port) & 0xFFFF
+    pattern, h = 0x6D5A6D5A, 0
+    for j in range(16):
+        if fold & (0x8000 >> j):
+            h ^= ((pattern << j) | (pattern >> (32 - j))) & 0xFFFFFFFF
+    return (h % 64) % workers
 
 
 def tcp_frame(i, src, sport, dst, dport, flags):

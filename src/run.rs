@@ -18,6 +18,7 @@ use forwarder::stats::{Placement, PortStats, WorkerShared};
 
 /// The data-plane description of a configuration.
 fn spec(cfg: &Config) -> DataplaneSpec {
+    let roles = cfg.port_roles();
     DataplaneSpec {
         eal_args: cfg.dataplane.eal_args.clone(),
         workers: cfg.dataplane.workers,
@@ -27,10 +28,12 @@ fn spec(cfg: &Config) -> DataplaneSpec {
         ports: cfg
             .ports
             .iter()
-            .map(|p| PortSpec {
+            .zip(roles)
+            .map(|(p, role)| PortSpec {
                 name: p.name.clone(),
                 device: p.device.clone(),
                 tap_iface: p.tap.clone(),
+                role,
             })
             .collect(),
         static_neigh: cfg
@@ -40,6 +43,7 @@ fn spec(cfg: &Config) -> DataplaneSpec {
             .collect(),
         sync: cfg.ha.as_ref().is_some_and(|h| h.sync_peer.is_some()),
         housekeeping_cpus: cfg.dataplane.housekeeping_cpus.clone(),
+        steering: cfg.dataplane.steering,
     }
 }
 

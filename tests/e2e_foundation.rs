@@ -250,6 +250,16 @@ addresses = ["192.0.2.2/24"]
             ),
             "port \"lan\" (device net_af_packet0) gives at most 1 RX queue(s) but [dataplane].workers = 2 needs one per worker",
         ),
+        (
+            // Steering required, on a port where clients and NAT reals meet.
+            config(
+                r#""--lcores=0@0,1@1,2@0""#,
+                &format!("--vdev=net_af_packet0,iface={vb},qpairs=2"),
+            )
+            .replace("workers = 2", "workers = 2\nsteering = \"nic\"")
+                + "\n[[vip]]\nname = \"web\"\naddress = \"192.0.2.100\"\nport = 80\nmode = \"nat\"\nport_name = \"lan\"\n[[vip.real]]\naddress = \"192.0.2.21\"\nport = 8080\n",
+            "[dataplane].steering = \"nic\" but port lan cannot steer in the NIC: clients and NAT reals share port lan: a NIC hashes one side of the frames per port",
+        ),
     ];
     for (cfg, want) in cases {
         let mut p = Ferrolb::start(&lb, &cfg);

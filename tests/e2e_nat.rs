@@ -160,7 +160,46 @@ port_name = "wan"
     /// handed to their owner; ferrolb stops cleanly.
     fn finish(mut self) {
         check_workers(&self.lb, self.workers, true);
+        self.check_steering();
         self.p.stop();
+    }
+
+    /// Each port says how frames reach their owners: af_packet has no
+    /// RSS (the kernel's fanout spreads whole flows), so the client port
+    /// (wan) and the reals' port (lan) hand over in software, and say why.
+    fn check_steering(&self) {
+        let st = status_json(&self.lb);
+        let steering = |port: &str| {
+            st["ports"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == port))
+                .and_then(|p| p["steering"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (wan, lan) = (steering("wan"), steering("lan"));
+        if self.workers == 1 {
+            assert_eq!((wan.as_str(), lan.as_str()), ("one worker", "one worker"));
+            return;
+        }
+        assert_eq!(
+            wan,
+            "software: net_af_packet0 does not hash IPv4 TCP and UDP frames (RSS)"
+        );
+        assert_eq!(
+            lan,
+            "software: net_af_packet1 does not hash IPv4 TCP and UDP frames (RSS)"
+        );
+        let log = self.p.log_text();
+        assert!(
+            log.contains("port wan: steering software: net_af_packet0 does not hash"),
+            "{log}"
+        );
+        let metrics = self.lb.exec("curl -s http://127.0.0.1:9080/metrics");
+        assert!(
+            metrics.contains("ferrolb_port_steering_nic{port=\"wan\"} 0"),
+            "{metrics}"
+        );
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::conntrack::toeplitz::KEY_LEN as RSS_KEY_LEN;
 use crate::dpdk::{
     self, Eal, HandoffRx, HandoffTx, LcoreId, Mempool, Port, PortConfig, QueueId, RssState,
+    SteerSide, Steering,
 };
 use crate::neigh::NeighTable;
 use crate::packet::MacAddr;
@@ -37,7 +38,11 @@ pub struct PortSpec {
     pub device: String,
     /// Kernel name of its exception TAP.
     pub tap_iface: String,
+    /// Which flows' owners its frames name, for hardware steering.
+    pub role: PortRole,
 }
+
+pub use crate::steer::{PortRole, SteeringMode};
 
 /// Everything the data plane needs to start.
 #[derive(Debug, Clone)]
@@ -63,6 +68,8 @@ pub struct DataplaneSpec {
     /// CPUs for the control plane's threads (health checks, admin API,
     /// VRRP, the control loop); empty: the main lcore's.
     pub housekeeping_cpus: Vec<usize>,
+    /// Hardware steering.
+    pub steering: SteeringMode,
 }
 pub use crate::stats::Placement;
 
@@ -75,6 +82,14 @@ pub enum StartError {
     /// A DPDK call failed.
     #[error(transparent)]
     Dpdk(#[from] dpdk::DpdkError),
+    /// `[dataplane].steering = "nic"` and a port cannot steer.
+    #[error("[dataplane].steering = \"nic\" but port {port} cannot steer in the NIC: {why} (use \"auto\" to hand such frames over in software)")]
+    Steering {
+        /// `[[port]].name`.
+        port: String,
+        /// Why.
+        why: String,
+    },
     /// The lcores EAL enabled do not match the workers.
     #[error("[dataplane].workers = {workers} needs {need} lcores (the main lcore and one per worker) but [dataplane].eal_args enable {have} (-l / --lcores): make them match")]
     Lcores {
@@ -165,6 +180,7 @@ impl Dataplane {
             main_lcore: dpdk::main_lcore().0,
             control_cpus,
             workers,
+            steering: Vec::new(),
         };
         let p = &self.placement;
         tracing::info!(
@@ -223,6 +239,7 @@ impl Dataplane {
             tx_desc: RING_DESC,
             promiscuous: true,
             rss_key: Some(self.rss_key),
+            steer: None,
         };
         for (i, ps) in spec.ports.iter().enumerate() {
             let nic = Port::by_name(&ps.device)?;
@@ -241,7 +258,19 @@ impl Dataplane {
                     workers,
                 });
             }
-            nic.configure(&cfg, &pool)?;
+            let want = match (workers > 1, spec.steering, ps.role) {
+                (false, ..) | (_, SteeringMode::Software, _) => None,
+                (_, _, PortRole::Clients) => Some(SteerSide::Source),
+                (_, _, PortRole::Reals) => Some(SteerSide::Destination),
+                _ => None,
+            };
+            let steering = nic.configure(
+                &PortConfig {
+                    steer: want,
+                    ..cfg.clone()
+                },
+                &pool,
+            )?;
             let mac = nic.mac()?;
             let tap = dpdk::create_vdev(
                 &format!("net_tap{i}"),
@@ -255,13 +284,51 @@ impl Dataplane {
                 &PortConfig {
                     promiscuous: false,
                     rss_key: None,
+                    steer: None,
                     ..cfg.clone()
                 },
                 &pool,
             )?;
             nic.start()?;
             tap.start()?;
-            let rss = nic.rss_key_state(&self.rss_key);
+            let steering = match steering {
+                Steering::Nic(side) => match nic.program_reta(queues) {
+                    Ok(()) => Steering::Nic(side),
+                    Err(why) => Steering::Software(why),
+                },
+                Steering::Off if workers > 1 && ps.role == PortRole::Both => {
+                    Steering::Software(format!(
+                        "clients and NAT reals share port {}: a NIC hashes one side of the frames per port",
+                        ps.name
+                    ))
+                }
+                s => s,
+            };
+            let nic_steers = matches!(steering, Steering::Nic(_));
+            let describe = match &steering {
+                Steering::Nic(side) => format!("nic ({} fields)", side.fields()),
+                Steering::Software(why) => format!("software: {why}"),
+                Steering::Off if workers > 1 && spec.steering == SteeringMode::Software => {
+                    "software ([dataplane].steering)".to_string()
+                }
+                Steering::Off if workers > 1 => "rss (no NAT traffic)".to_string(),
+                Steering::Off => "one worker".to_string(),
+            };
+            tracing::info!("port {}: steering {describe}", ps.name);
+            if let (SteeringMode::Nic, Steering::Software(why)) = (spec.steering, &steering) {
+                return Err(StartError::Steering {
+                    port: ps.name.clone(),
+                    why: why.clone(),
+                });
+            }
+            self.placement.steering.push(describe);
+            // A steering NIC hashes one side with a public key: its hash
+            // is not the connection table's.
+            let rss = if nic_steers {
+                RssState::default()
+            } else {
+                nic.rss_key_state(&self.rss_key)
+            };
             self.rss.push(rss);
             tracing::info!(
                 "port {}: the NIC's RSS hash {} as the connection-table hash",

@@ -73,6 +73,36 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::pipeline::snat::DEFAULT_SNAT_PORTS;
 
+/// What a port carries that the steering cares about: the side of NAT
+/// flows (and outbound NAT flows) whose frames arrive on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortRole {
+    /// No NAT flow's frames: DR, TUN, or nothing. Hashed over whole flows.
+    #[default]
+    Other,
+    /// The clients of NAT services (and the remote hosts of outbound
+    /// NAT): the owner is in the source fields.
+    Clients,
+    /// NAT reals (and the sources of outbound NAT): the owner is in the
+    /// destination fields.
+    Reals,
+    /// Both: no single side of the frame names the owner.
+    Both,
+}
+
+/// `[dataplane].steering`: whether ports steer frames to their owners in
+/// the NIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SteeringMode {
+    /// In the NIC where the device can, in software elsewhere.
+    #[default]
+    Auto,
+    /// In software only (RSS over whole flows, with the random key).
+    Software,
+    /// In the NIC, on every port with NAT traffic, or refuse to start.
+    Nic,
+}
+
 /// Most workers a node runs (a worker index fits the hand-off tag).
 pub const MAX_WORKERS: u16 = 64;
 
@@ -86,6 +116,9 @@ pub struct Steer {
     snat_hi: u16,
     /// Ports per worker's share (the last takes the rest).
     snat_span: u16,
+    /// The owner of each low 6 bits of a client endpoint's hash: one
+    /// period of the NIC's redirection table ([`Steer::reta`]).
+    owners: [u8; RETA_PERIOD],
 }
 
 impl Default for Steer {
@@ -115,7 +148,14 @@ impl Steer {
     const fn with_snat(me: u16, workers: u16, lo: u16, hi: u16) -> Steer {
         let ports = (hi - lo) as u32 + 1;
         let span = ports / workers as u32;
+        let mut owners = [0u8; RETA_PERIOD];
+        let mut i = 0;
+        while i < RETA_PERIOD {
+            owners[i] = (i % workers as usize) as u8;
+            i += 1;
+        }
         Steer {
+            owners,
             me,
             workers,
             snat_lo: lo,
@@ -159,11 +199,12 @@ impl Steer {
     }
 
     /// The owner of the flows of IPv4 client `addr:port` (NAT flows, in
-    /// both directions). One multiply: the high half of the product mixes
-    /// every input bit, and Lemire's reduction maps it onto the workers.
+    /// both directions): what a NIC steering with [`STEER_KEY`] and
+    /// [`Steer::reta`] computes for the client endpoint ([`nic_hash`]).
     #[inline(always)]
     pub fn client_owner_v4(&self, addr: u32, port: u16) -> u16 {
-        owner_of((u64::from(addr) << 16) | u64::from(port), self.workers)
+        let fold = (addr >> 16) ^ addr ^ u32::from(port);
+        self.reta_owner(word_hash(fold as u16))
     }
 
     /// [`Self::client_owner_v4`] for any address (the same value for an
@@ -172,12 +213,24 @@ impl Steer {
     pub fn client_owner(&self, addr: IpAddr, port: u16) -> u16 {
         match addr {
             IpAddr::V4(a) => self.client_owner_v4(u32::from(a), port),
-            IpAddr::V6(a) => {
-                let x = u128::from(a);
-                let folded = ((x >> 64) as u64).wrapping_mul(K_MIX) ^ x as u64;
-                owner_of(folded ^ (u64::from(port) << 48), self.workers)
-            }
+            IpAddr::V6(a) => self.reta_owner(word_hash(fold_v6(u128::from(a)) ^ port)),
         }
+    }
+
+    /// The worker the redirection table names for a hash.
+    #[inline(always)]
+    fn reta_owner(&self, hash: u32) -> u16 {
+        u16::from(self.owners[hash as usize % RETA_PERIOD])
+    }
+
+    /// The redirection table a NIC is given for `queues` queues (one per
+    /// worker) so that it steers as [`Self::client_owner`] does: entry
+    /// `i` names queue `(i % 64) % queues`. `size` must be a multiple of
+    /// 64 (every Intel NIC's is: 128, 512, 2,048); the NIC indexes it
+    /// with the low bits of the hash, so that only the low 6 bits count.
+    pub fn reta(size: usize, queues: u16) -> Vec<u16> {
+        let q = usize::from(queues.max(1));
+        (0..size).map(|i| (i % RETA_PERIOD % q) as u16).collect()
     }
 
     /// The owner of `addr:port`'s flows if it is another worker and the
@@ -231,12 +284,90 @@ impl Steer {
     }
 }
 
-const K_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Entries of the redirection table after which it repeats
+/// ([`Steer::reta`]).
+pub const RETA_PERIOD: usize = 64;
 
+/// The 16-bit pattern of [`STEER_KEY`].
+const STEER_WORD: u16 = 0x6d5a;
+
+/// The RSS key ferrolb programs into a NIC that steers by one side of
+/// the flow: the 16-bit word `0x6d5a` repeated (52 bytes, the longest an
+/// Intel NIC takes; shorter keys are its first bytes).
+///
+/// With a key that repeats every 16 bits, the Toeplitz window of an input
+/// bit depends only on the bit's position modulo 16, so the hash of any
+/// input is the hash of the xor of its 16-bit words ([`nic_hash`]). Two
+/// things follow. A NIC that hashes the source fields only and one that
+/// hashes the destination fields only give the same hash for the same
+/// address and port, whether they pack the chosen fields or leave the
+/// others zero: every field starts on a 16-bit boundary. And the hash
+/// cannot be the connection table's (it ignores the other side, and its
+/// key is public), which keeps its own random key.
+pub const STEER_KEY: [u8; 52] = {
+    let mut k = [0u8; 52];
+    let mut i = 0;
+    while i < 52 {
+        k[i] = (STEER_WORD >> (8 * (1 - i % 2))) as u8;
+        i += 1;
+    }
+    k
+};
+
+/// The Toeplitz hash under [`STEER_KEY`] of a 16-bit word that starts on
+/// a 16-bit boundary: for each set bit, most significant first, the key's
+/// 32-bit window at that bit.
+const fn word_hash_slow(w: u16) -> u32 {
+    let pattern = ((STEER_WORD as u32) << 16) | STEER_WORD as u32;
+    let mut h = 0u32;
+    let mut j = 0;
+    while j < 16 {
+        if w & (0x8000 >> j) != 0 {
+            h ^= pattern.rotate_left(j);
+        }
+        j += 1;
+    }
+    h
+}
+
+/// [`word_hash_slow`] of every byte value in the high and in the low
+/// byte of a word.
+const WORD_TABLES: [[u32; 256]; 2] = {
+    let mut t = [[0u32; 256]; 2];
+    let mut b = 0;
+    while b < 256 {
+        t[0][b] = word_hash_slow((b as u16) << 8);
+        t[1][b] = word_hash_slow(b as u16);
+        b += 1;
+    }
+    t
+};
+
+/// [`word_hash_slow`] by two lookups (the hash is linear).
 #[inline(always)]
-fn owner_of(x: u64, workers: u16) -> u16 {
-    let h = x.wrapping_mul(K_MIX) >> 32;
-    ((h * u64::from(workers)) >> 32) as u16
+fn word_hash(w: u16) -> u32 {
+    WORD_TABLES[0][usize::from(w >> 8)] ^ WORD_TABLES[1][usize::from(w & 0xff)]
+}
+
+/// The xor of an IPv6 address's eight 16-bit words.
+#[inline(always)]
+fn fold_v6(x: u128) -> u16 {
+    let x = (x >> 64) as u64 ^ x as u64;
+    let x = (x >> 32) as u32 ^ x as u32;
+    ((x >> 16) ^ x) as u16
+}
+
+/// The hash a NIC programmed with [`STEER_KEY`] computes over the address
+/// and port of one side of a TCP or UDP frame (that side's fields only,
+/// packed or in their places).
+pub fn nic_hash(addr: IpAddr, port: u16) -> u32 {
+    match addr {
+        IpAddr::V4(a) => {
+            let a = u32::from(a);
+            word_hash(((a >> 16) ^ a) as u16 ^ port)
+        }
+        IpAddr::V6(a) => word_hash(fold_v6(u128::from(a)) ^ port),
+    }
 }
 
 /// Frames (or anything a pair of words can name) from one worker to
@@ -405,6 +536,99 @@ mod tests {
         }
         assert_eq!(s.snat_range(), DEFAULT_SNAT_PORTS);
         assert_eq!(s.probe_next(0), None);
+    }
+
+    /// The Toeplitz hash by its definition (bit by bit) under the first
+    /// 40 bytes of [`STEER_KEY`].
+    fn toeplitz(input: &[u8]) -> u32 {
+        let key: [u8; crate::conntrack::toeplitz::KEY_LEN] = std::array::from_fn(|i| STEER_KEY[i]);
+        crate::conntrack::Toeplitz::new(key).hash(input)
+    }
+
+    fn endpoints() -> Vec<(IpAddr, u16)> {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..400)
+            .map(|i| {
+                let r = next();
+                let addr = if i % 2 == 0 {
+                    IpAddr::V4(Ipv4Addr::from(r as u32))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from((u128::from(r) << 64) | u128::from(next())))
+                };
+                (addr, (r >> 40) as u16)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_nic_hash_is_toeplitz_of_either_side_packed_or_in_place() {
+        for (addr, port) in endpoints() {
+            let a = match addr {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            let zero = vec![0u8; a.len()];
+            let p = port.to_be_bytes();
+            let packed = [&a[..], &p].concat();
+            let as_source = [&a[..], &zero, &p, &[0, 0]].concat();
+            let as_destination = [&zero[..], &a, &[0, 0], &p].concat();
+            let h = nic_hash(addr, port);
+            assert_eq!(h, toeplitz(&packed), "{addr}:{port} packed");
+            assert_eq!(h, toeplitz(&as_source), "{addr}:{port} as the source");
+            assert_eq!(
+                h,
+                toeplitz(&as_destination),
+                "{addr}:{port} as the destination"
+            );
+        }
+    }
+
+    #[test]
+    fn the_owner_is_the_worker_the_nic_redirection_table_names() {
+        for workers in [1u16, 2, 3, 4, 5, 8, 64] {
+            let s = Steer::new(0, workers);
+            for size in [64usize, 128, 512, 2048] {
+                let reta = Steer::reta(size, workers);
+                for (addr, port) in endpoints() {
+                    let h = nic_hash(addr, port) as usize;
+                    assert_eq!(s.client_owner(addr, port), reta[h & (size - 1)]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_bench_capture_writer_computes_the_same_owners() {
+        // scripts/mkpcap.py's owner() of 203.0.113.1:40000..40010, two
+        // workers (its natmix captures put each reply on the other one).
+        let s = Steer::new(0, 2);
+        let owners: Vec<u16> = (40_000..40_010)
+            .map(|p| s.client_owner_v4(0xcb00_7101, p))
+            .collect();
+        assert_eq!(owners, [0, 1, 0, 1, 1, 0, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn the_low_six_bits_of_the_nic_hash_cover_every_table_entry_alike() {
+        let mut seen = [0u32; RETA_PERIOD];
+        for w in 0..=u16::MAX {
+            seen[word_hash(w) as usize % RETA_PERIOD] += 1;
+            assert_eq!(word_hash(w), word_hash_slow(w));
+        }
+        assert!(seen.iter().all(|&n| n == 1024), "{seen:?}");
+        // One client's consecutive ports go round the workers.
+        let s = Steer::new(0, 4);
+        let mut per = [0u32; 4];
+        for p in 40_000u16..40_256 {
+            per[usize::from(s.client_owner_v4(0xcb00_7101, p))] += 1;
+        }
+        assert!(per.iter().all(|&n| n == 64), "{per:?}");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use forwarder::buffer::PacketBuf;
-use forwarder::dpdk::{self, Burst, Eal, Mempool, Port, PortConfig, QueueId, BURST_SIZE};
+use forwarder::dpdk::{
+    self, Burst, Eal, Mempool, Port, PortConfig, QueueId, SteerSide, Steering, BURST_SIZE,
+};
 
 struct Env {
     _eal: Eal,
@@ -193,6 +195,55 @@ fn rss_key_is_programmed_where_the_device_takes_it() {
     p.stop().expect("stop");
     // A device without RSS (net_ring): nothing to reuse, no error.
     assert!(!e.ring.rss_key_state(&key).v4_with_key);
+    drop(e);
+}
+
+#[test]
+fn steering_falls_back_with_a_reason_and_the_redirection_table_reads_back() {
+    let e = env();
+    let p = Port::by_name("net_null1").expect("net_null1");
+    // net_null hashes every type over whole flows but offers no
+    // one-side-only modifier: configured as without steering, saying why.
+    let two = PortConfig {
+        rx_queues: 2,
+        tx_queues: 2,
+        steer: Some(SteerSide::Source),
+        ..PortConfig::default()
+    };
+    match p
+        .configure(&two, &e.pool)
+        .expect("configure with two queues")
+    {
+        Steering::Software(why) => assert!(
+            why.contains("net_null1 does not offer RSS on source fields only"),
+            "{why}"
+        ),
+        other => panic!("net_null1 cannot steer: {other:?}"),
+    }
+    p.start().expect("start");
+    // Its redirection table (128 entries) takes the steering layout and
+    // reads it back: the queue of a hash is the owner's.
+    p.program_reta(2)
+        .expect("net_null1 takes the redirection table");
+    p.stop().expect("stop");
+    // Without steering asked for, nothing is said.
+    let plain = PortConfig { steer: None, ..two };
+    assert_eq!(
+        p.configure(&plain, &e.pool).expect("configure"),
+        Steering::Off
+    );
+    // One queue: nothing to steer.
+    let one = PortConfig {
+        steer: Some(SteerSide::Destination),
+        ..PortConfig::default()
+    };
+    assert_eq!(
+        p.configure(&one, &e.pool).expect("configure"),
+        Steering::Off
+    );
+    // A device without RSS or a redirection table (net_ring).
+    let why = e.ring.program_reta(1).unwrap_err();
+    assert!(why.contains("net_ring0"), "{why}");
     drop(e);
 }
 

@@ -537,6 +537,14 @@ pub fn render(s: &Status) -> String {
                 .map(|p| (labels(&[("port", &p.name)]), get(p))),
         );
     }
+    o.gauge(
+        "ferrolb_port_steering_nic",
+        "1 where the port's NIC hashes one side of the frames so that they land on the worker that owns them; 0 where such frames are handed over in software.",
+        s.ports.iter().map(|p| {
+            let nic = p.steering.starts_with("nic");
+            (labels(&[("port", &p.name)]), u64::from(nic))
+        }),
+    );
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &o.0);

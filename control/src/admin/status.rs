@@ -376,6 +376,11 @@ pub struct Mbufs {
 pub struct PortStatus {
     /// `[[port]].name`.
     pub name: String,
+    /// How frames reach the worker that owns them: `nic (source
+    /// fields)`, `nic (destination fields)`, `software: why`, `rss (no
+    /// NAT traffic)` or `one worker`.
+    #[serde(default)]
+    pub steering: String,
     /// Frames received.
     pub rx_packets: u64,
     /// Frames sent.

@@ -42,6 +42,7 @@ mod locate;
 mod raw;
 mod validate;
 
+pub use forwarder::steer::{PortRole, SteeringMode};
 use locate::{Errors, Locator};
 use raw::RawConfig;
 use validate::{ignored_path, validate};
@@ -197,6 +198,8 @@ pub struct Dataplane {
     pub mbufs: Option<u32>,
     /// CPUs for the control plane's threads; empty: the main lcore's.
     pub housekeeping_cpus: Vec<usize>,
+    /// Whether ports steer frames to their owner workers in the NIC.
+    pub steering: SteeringMode,
 }
 
 /// An address with a prefix length, e.g. `192.0.2.2/24`.
@@ -504,6 +507,63 @@ impl Config {
             }
         }
         out
+    }
+
+    /// Per `[[port]]`, in order: which side of NAT flows (services and
+    /// outbound) arrives on it. Clients arrive on a NAT VIP's `port_name`
+    /// and remote hosts' answers on an `[[outbound]]`'s; NAT reals and
+    /// fallbacks on the port whose prefix holds them (else the first
+    /// with a gateway of their family), outbound sources on the port
+    /// whose prefix holds them.
+    pub fn port_roles(&self) -> Vec<PortRole> {
+        let mut clients = vec![false; self.ports.len()];
+        let mut reals = vec![false; self.ports.len()];
+        let by_name = |n: &str| self.ports.iter().position(|p| p.name == n);
+        let reaching = |a: IpAddr| {
+            self.ports
+                .iter()
+                .position(|p| p.addresses.iter().any(|c| c.contains(a)))
+                .or_else(|| {
+                    self.ports
+                        .iter()
+                        .position(|p| p.gateway.is_some_and(|g| g.is_ipv4() == a.is_ipv4()))
+                })
+        };
+        for v in self.vips.iter().filter(|v| v.mode == Mode::Nat) {
+            if let Some(i) = by_name(&v.port_name) {
+                clients[i] = true;
+            }
+            let servers = v.reals.iter().map(|r| r.address);
+            for a in servers.chain(v.fallback.iter().map(|f| f.address)) {
+                if let Some(i) = reaching(a) {
+                    reals[i] = true;
+                }
+            }
+        }
+        for o in &self.outbound {
+            if let Some(i) = by_name(&o.port_name) {
+                clients[i] = true;
+            }
+            for src in &o.sources {
+                if let Some(i) = self
+                    .ports
+                    .iter()
+                    .position(|p| p.addresses.iter().any(|c| c.contains(src.addr)))
+                {
+                    reals[i] = true;
+                }
+            }
+        }
+        clients
+            .into_iter()
+            .zip(reals)
+            .map(|r| match r {
+                (true, true) => PortRole::Both,
+                (true, false) => PortRole::Clients,
+                (false, true) => PortRole::Reals,
+                (false, false) => PortRole::Other,
+            })
+            .collect()
     }
 }
 

@@ -35,6 +35,7 @@ pub(super) struct RawDataplane {
     pub(super) idle_sleep: Option<String>,
     pub(super) mbufs: Option<i64>,
     pub(super) housekeeping_cpus: Option<Vec<i64>>,
+    pub(super) steering: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -165,6 +165,7 @@ fn broken_configs_name_every_problem_with_line_and_key() {
             vec![(3, "dataplane.housekeeping_cpus", "named twice"), (3, "dataplane.housekeeping_cpus", "out of range")],
         ),
         ("huge idle sleep", MINIMAL.replace("eal_args", "idle_sleep = \"1s\"\neal_args"), vec![(3, "dataplane.idle_sleep", "10ms")]),
+        ("unknown steering", MINIMAL.replace("eal_args", "steering = \"rss\"\neal_args"), vec![(3, "dataplane.steering", "\"rss\" is not a steering mode (auto, software or nic)")]),
         (
             "duplicate port names",
             with("[[port]]\nname = \"lan\"\ndevice = \"x\"\naddresses = [\"198.51.100.2/24\"]\n"),
@@ -742,4 +743,55 @@ fn load_refuses_files_that_are_not_text_or_far_too_large() {
     let e = load(&dir.join("missing.toml")).unwrap_err().0;
     assert!(e[0].message.contains("cannot read"), "{}", e[0]);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn steering_loads_and_each_port_knows_which_side_of_nat_flows_it_carries() {
+    assert_eq!(
+        parse("m.toml", MINIMAL).unwrap().dataplane.steering,
+        SteeringMode::Auto
+    );
+    for (word, mode) in [
+        ("auto", SteeringMode::Auto),
+        ("software", SteeringMode::Software),
+        ("nic", SteeringMode::Nic),
+    ] {
+        let text = MINIMAL.replace("eal_args", &format!("steering = \"{word}\"\neal_args"));
+        assert_eq!(parse("m.toml", &text).unwrap().dataplane.steering, mode);
+    }
+    // Three ports: clients, reals (connected), and a third reached by its
+    // gateway; a NAT VIP on lan with reals on dmz and beyond wan's gateway.
+    let three = MINIMAL.replace(
+        "addresses = [\"192.0.2.2/24\"]",
+        "addresses = [\"192.0.2.2/24\"]\n\n[[port]]\nname = \"dmz\"\ndevice = \"net_af_packet1\"\naddresses = [\"198.51.100.2/24\"]\n\n[[port]]\nname = \"wan\"\ndevice = \"net_af_packet2\"\naddresses = [\"203.0.113.2/24\"]\ngateway = \"203.0.113.1\"",
+    );
+    let nat = |reals: &[&str]| {
+        let mut v = String::from("\n[[vip]]\nname = \"web\"\naddress = \"192.0.2.100\"\nport = 80\nmode = \"nat\"\nport_name = \"lan\"\n");
+        for r in reals {
+            v.push_str(&format!("[[vip.real]]\naddress = \"{r}\"\nport = 8080\n"));
+        }
+        v
+    };
+    let roles = |text: &str| parse("r.toml", text).unwrap().port_roles();
+    use PortRole::*;
+    assert_eq!(
+        roles(&format!("{three}{}", nat(&["198.51.100.21"]))),
+        [Clients, Reals, Other]
+    );
+    assert_eq!(
+        roles(&format!("{three}{}", nat(&["198.51.100.21", "10.1.2.3"]))),
+        [Clients, Reals, Reals]
+    );
+    // One arm: clients and reals on lan.
+    assert_eq!(
+        roles(&format!("{three}{}", nat(&["192.0.2.21"]))),
+        [Both, Other, Other]
+    );
+    // DR services steer nothing.
+    let dr = "\n[[vip]]\nname = \"d\"\naddress = \"192.0.2.101\"\nport = 80\nport_name = \"lan\"\n[[vip.real]]\naddress = \"192.0.2.31\"\n";
+    assert_eq!(roles(&format!("{three}{dr}")), [Other, Other, Other]);
+    // Outbound: the sources' port carries them out, the address's port
+    // carries the answers in.
+    let ob = "\n[[outbound]]\nsources = [\"198.51.100.0/24\"]\nport_name = \"wan\"\n";
+    assert_eq!(roles(&format!("{three}{ob}")), [Other, Reals, Clients]);
 }

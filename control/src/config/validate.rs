@@ -176,7 +176,20 @@ pub(super) fn validate(raw: RawConfig, errs: &mut Errors<'_>) -> Config {
             }
         }
     }
+    let steering = match rdp.steering.as_deref() {
+        None | Some("auto") => SteeringMode::Auto,
+        Some("software") => SteeringMode::Software,
+        Some("nic") => SteeringMode::Nic,
+        Some(o) => {
+            errs.at(
+                &dp_path.key("steering"),
+                format!("{o:?} is not a steering mode (auto, software or nic)"),
+            );
+            SteeringMode::Auto
+        }
+    };
     let dataplane = Dataplane {
+        steering,
         eal_args: rdp.eal_args,
         workers,
         conn_table_capacity,

@@ -370,8 +370,10 @@ pub(super) fn status(s: &State) -> Status {
         ports: s
             .ports
             .iter()
-            .map(|(name, p)| PortStatus {
+            .enumerate()
+            .map(|(i, (name, p))| PortStatus {
                 name: name.clone(),
+                steering: s.placement.steering.get(i).cloned().unwrap_or_default(),
                 rx_packets: p.rx_packets,
                 tx_packets: p.tx_packets,
                 rx_missed: p.rx_missed,

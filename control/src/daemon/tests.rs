@@ -49,6 +49,7 @@ impl Dataplane for FakeDp {
             main_lcore: 0,
             control_cpus: vec![0],
             workers: vec![(1, Some(1)), (2, Some(0))],
+            steering: vec!["software: net_af_packet0 does not offer RSS on source fields only (L3_SRC_ONLY, L4_SRC_ONLY)".into()],
         }
     }
 }

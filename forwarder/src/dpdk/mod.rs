@@ -25,7 +25,10 @@ pub use lcore::{
 };
 pub use mbuf::{Burst, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
-pub use port::{create_vdev, LinkStatus, Port, PortConfig, PortStats, RssState};
+pub use port::{
+    create_vdev, steer_types, LinkStatus, Port, PortConfig, PortStats, RssState, SteerSide,
+    Steering,
+};
 
 use std::ffi::CStr;
 use std::fmt;

@@ -17,6 +17,10 @@ const RSS_IPV6: u64 = 1 << 8;
 const RSS_FRAG_IPV6: u64 = 1 << 9;
 const RSS_NONFRAG_IPV6_TCP: u64 = 1 << 10;
 const RSS_NONFRAG_IPV6_UDP: u64 = 1 << 11;
+const RSS_L3_SRC_ONLY: u64 = 1 << 63;
+const RSS_L3_DST_ONLY: u64 = 1 << 62;
+const RSS_L4_SRC_ONLY: u64 = 1 << 61;
+const RSS_L4_DST_ONLY: u64 = 1 << 60;
 /// What ports hash on (as far as the device can): addresses, and ports
 /// of TCP and UDP frames that are not fragments.
 const RSS_TYPES: u64 = RSS_IPV4
@@ -47,6 +51,85 @@ pub struct PortConfig {
     /// ([`crate::conntrack::toeplitz`]). With a key, RSS is on even with
     /// one RX queue (for the hash, not the spreading).
     pub rss_key: Option<[u8; RSS_KEY_LEN]>,
+    /// With several RX queues: hash one side of each frame only, with
+    /// [`crate::steer::STEER_KEY`], so that the queue a frame lands on is
+    /// its owner ([`crate::steer`], hardware steering). Takes the place
+    /// of `rss_key` where the device can; see [`Port::configure`].
+    pub steer: Option<SteerSide>,
+}
+
+/// Which fields of a frame a steering port's NIC hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerSide {
+    /// Source address and port: a port that faces the clients of NAT
+    /// services (and the remote hosts of outbound NAT).
+    Source,
+    /// Destination address and port: a port that faces NAT reals (and
+    /// the sources of outbound NAT).
+    Destination,
+}
+
+impl SteerSide {
+    /// The RSS modifiers that restrict the hash to this side.
+    fn bits(self) -> u64 {
+        match self {
+            SteerSide::Source => RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY,
+            SteerSide::Destination => RSS_L3_DST_ONLY | RSS_L4_DST_ONLY,
+        }
+    }
+
+    /// `source` or `destination`.
+    pub fn fields(self) -> &'static str {
+        match self {
+            SteerSide::Source => "source",
+            SteerSide::Destination => "destination",
+        }
+    }
+
+    fn names(self) -> &'static str {
+        match self {
+            SteerSide::Source => "L3_SRC_ONLY, L4_SRC_ONLY",
+            SteerSide::Destination => "L3_DST_ONLY, L4_DST_ONLY",
+        }
+    }
+}
+
+/// How a configured port spreads frames over its queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Steering {
+    /// Not asked for (one queue, or a port without NAT traffic): RSS
+    /// over whole flows, or nothing.
+    Off,
+    /// The NIC hashes this side with the steering key; the redirection
+    /// table is still to be written ([`Port::program_reta`]).
+    Nic(SteerSide),
+    /// Asked for, not possible on this device: why. Frames that land on
+    /// another worker than their owner are handed over in software.
+    Software(String),
+}
+
+/// The RSS types a device with `offloads` (its `flow_type_rss_offloads`)
+/// and a redirection table of `reta_size` entries is asked for to steer
+/// by `side`, or why it cannot.
+pub fn steer_types(offloads: u64, reta_size: u16, side: SteerSide) -> Result<u64, String> {
+    let base = RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP;
+    if offloads & base != base {
+        return Err("does not hash IPv4 TCP and UDP frames (RSS)".into());
+    }
+    if offloads & side.bits() != side.bits() {
+        return Err(format!(
+            "does not offer RSS on {} fields only ({})",
+            side.fields(),
+            side.names()
+        ));
+    }
+    if reta_size == 0 || usize::from(reta_size) % crate::steer::RETA_PERIOD != 0 {
+        return Err(format!(
+            "has a redirection table of {reta_size} entries (steering needs a multiple of {})",
+            crate::steer::RETA_PERIOD
+        ));
+    }
+    Ok((RSS_TYPES & offloads) | side.bits())
 }
 
 /// Bytes of [`PortConfig::rss_key`].
@@ -92,6 +175,7 @@ impl Default for PortConfig {
             tx_desc: 1024,
             promiscuous: true,
             rss_key: None,
+            steer: None,
         }
     }
 }
@@ -149,10 +233,13 @@ impl Port {
 
     /// Configures the queues (RSS across RX queues when more than one, or
     /// with [`PortConfig::rss_key`]) and sets them up with `pool`; the
-    /// port is left stopped. A device that refuses the key is configured
+    /// port is left stopped. With [`PortConfig::steer`] and several
+    /// queues, the device is asked to hash that side only with the
+    /// steering key; one that cannot is configured as without it, and the
+    /// result says why. A device that refuses the key is configured
     /// without it (logged); [`Port::rss_key_state`], once the port has
     /// started, says what it hashes with.
-    pub fn configure(&self, cfg: &PortConfig, pool: &Mempool) -> Result<(), DpdkError> {
+    pub fn configure(&self, cfg: &PortConfig, pool: &Mempool) -> Result<Steering, DpdkError> {
         let p = self.id.0;
         let mut info = dpdk_sys::rte_eth_dev_info::default();
         // SAFETY: info is a valid out-pointer; the port id was validated.
@@ -160,39 +247,70 @@ impl Port {
         if rc != 0 {
             return Err(DpdkError::new(format!("get info of {}", self.name), rc));
         }
-        let want = RSS_TYPES;
+        let mut steering = Steering::Off;
+        let mut steer = None;
+        if let (Some(side), true) = (cfg.steer, cfg.rx_queues > 1) {
+            match steer_types(info.flow_type_rss_offloads, info.reta_size, side) {
+                Ok(types) => steer = Some((side, types)),
+                Err(why) => steering = Steering::Software(format!("{} {why}", self.name)),
+            }
+        }
         let keyed = cfg.rss_key.is_some() && rss_keyable(&info);
-        let mut conf = dpdk_sys::rte_eth_conf::default();
-        if cfg.rx_queues > 1 || keyed {
-            conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
-            conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
+        let port_conf = |steer: Option<u64>, keyed: bool| {
+            let mut conf = dpdk_sys::rte_eth_conf::default();
+            if cfg.rx_queues > 1 || keyed {
+                conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_hf = RSS_TYPES & info.flow_type_rss_offloads;
+            }
+            let key = match (steer, cfg.rss_key) {
+                (Some(types), _) => {
+                    conf.rx_adv_conf.rss_conf.rss_hf = types;
+                    Some(std::array::from_fn(|i| {
+                        crate::steer::STEER_KEY[i % crate::steer::STEER_KEY.len()]
+                    }))
+                }
+                (None, Some(k)) if keyed => Some(padded_key(&k)),
+                _ => None,
+            };
+            if let Some(key) = key {
+                // DPDK keeps the pointer, and some PMDs read the key only
+                // when the port starts: the bytes must outlive this call.
+                // 64 bytes per configuration, for the life of the process.
+                let key: &'static mut [u8; 64] = Box::leak(Box::new(key));
+                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = key_size(&info);
+            }
+            conf
+        };
+        let configure = |conf: &dpdk_sys::rte_eth_conf| {
+            // SAFETY: conf is a valid, initialised rte_eth_conf; its key
+            // pointer (if any) points to bytes that live forever.
+            unsafe { dpdk_sys::rte_eth_dev_configure(p, cfg.rx_queues, cfg.tx_queues, conf) }
+        };
+        let mut rc = -1;
+        if let Some((side, types)) = steer {
+            rc = configure(&port_conf(Some(types), false));
+            steering = if rc == 0 {
+                Steering::Nic(side)
+            } else {
+                Steering::Software(format!(
+                    "{} refused to hash {} fields only ({})",
+                    self.name,
+                    side.fields(),
+                    DpdkError::new("configure", rc)
+                ))
+            };
         }
-        if let (true, Some(k)) = (keyed, cfg.rss_key) {
-            // DPDK keeps the pointer, and some PMDs read the key only when
-            // the port starts: the bytes must outlive this call. 64 bytes
-            // per configured port, for the life of the process.
-            let key: &'static mut [u8; 64] = Box::leak(Box::new(padded_key(&k)));
-            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
-            conf.rx_adv_conf.rss_conf.rss_key_len = key_size(&info);
+        if rc != 0 {
+            rc = configure(&port_conf(None, keyed));
         }
-        // SAFETY: conf is a valid, initialised rte_eth_conf; its key
-        // pointer (if any) points to bytes that live forever.
-        let mut rc =
-            unsafe { dpdk_sys::rte_eth_dev_configure(p, cfg.rx_queues, cfg.tx_queues, &conf) };
         if rc != 0 && keyed {
             tracing::warn!(
                 "{}: refused RSS key ({}); configured without it",
                 self.name,
                 DpdkError::new("configure", rc)
             );
-            conf.rx_adv_conf.rss_conf.rss_key = std::ptr::null_mut();
-            conf.rx_adv_conf.rss_conf.rss_key_len = 0;
-            if cfg.rx_queues <= 1 {
-                conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_NONE;
-                conf.rx_adv_conf.rss_conf.rss_hf = 0;
-            }
-            // SAFETY: as above, without a key.
-            rc = unsafe { dpdk_sys::rte_eth_dev_configure(p, cfg.rx_queues, cfg.tx_queues, &conf) };
+            rc = configure(&port_conf(None, false));
         }
         if rc != 0 {
             return Err(DpdkError::new(
@@ -245,7 +363,74 @@ impl Port {
             // support it; that is not an error for us.
             let _ = unsafe { dpdk_sys::rte_eth_promiscuous_enable(p) };
         }
-        Ok(())
+        Ok(steering)
+    }
+
+    /// Writes the redirection table that makes the NIC's queue for a hash
+    /// the worker [`crate::steer::Steer::client_owner`] names for it
+    /// ([`crate::steer::Steer::reta`], `queues` queues), and reads it back;
+    /// the error says why the table is not as written.
+    pub fn program_reta(&self, queues: u16) -> Result<(), String> {
+        let p = self.id.0;
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: info is a valid out-pointer; the port id was validated.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_info_get(p, &mut info) };
+        if rc != 0 {
+            return Err(format!("{}: {}", self.name, DpdkError::new("get info", rc)));
+        }
+        let size = usize::from(info.reta_size);
+        const GROUP: usize = dpdk_sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+        if size == 0 || size % crate::steer::RETA_PERIOD != 0 {
+            return Err(format!(
+                "{} has a redirection table of {size} entries",
+                self.name
+            ));
+        }
+        let want = crate::steer::Steer::reta(size, queues);
+        let mut groups: Vec<dpdk_sys::rte_eth_rss_reta_entry64> = want
+            .chunks(GROUP)
+            .map(|c| {
+                let mut g = dpdk_sys::rte_eth_rss_reta_entry64 {
+                    mask: u64::MAX,
+                    reta: [0; GROUP],
+                };
+                g.reta[..c.len()].copy_from_slice(c);
+                g
+            })
+            .collect();
+        // SAFETY: `groups` holds size / 64 groups of 64 entries, every
+        // mask bit set, which is what a table of `size` entries takes.
+        let rc = unsafe {
+            dpdk_sys::rte_eth_dev_rss_reta_update(p, groups.as_mut_ptr(), info.reta_size)
+        };
+        if rc != 0 {
+            return Err(format!(
+                "{} refused the redirection table ({})",
+                self.name,
+                DpdkError::new("reta update", rc)
+            ));
+        }
+        for g in &mut groups {
+            g.reta = [u16::MAX; GROUP];
+        }
+        // SAFETY: as above; the PMD fills the entries the masks name.
+        let rc =
+            unsafe { dpdk_sys::rte_eth_dev_rss_reta_query(p, groups.as_mut_ptr(), info.reta_size) };
+        if rc != 0 {
+            return Err(format!(
+                "{}: {}",
+                self.name,
+                DpdkError::new("read the redirection table back", rc)
+            ));
+        }
+        let got: Vec<u16> = groups.iter().flat_map(|g| g.reta).collect();
+        match got.iter().zip(&want).position(|(g, w)| g != w) {
+            None => Ok(()),
+            Some(i) => Err(format!(
+                "{}'s redirection table reads back {} at entry {i}, not {}",
+                self.name, got[i], want[i]
+            )),
+        }
     }
 
     /// The most RX queues the device offers.
@@ -440,4 +625,49 @@ pub fn create_vdev(name: &str, args: &str) -> Result<Port, DpdkError> {
         return Err(DpdkError::new(format!("create vdev {name} ({args})"), rc));
     }
     Port::by_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V4: u64 = RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP;
+
+    #[test]
+    fn steering_asks_for_one_side_of_what_the_device_hashes() {
+        let all = RSS_TYPES | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY;
+        assert_eq!(
+            steer_types(all, 512, SteerSide::Source),
+            Ok(RSS_TYPES | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY)
+        );
+        assert_eq!(
+            steer_types(
+                V4 | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY,
+                128,
+                SteerSide::Destination
+            ),
+            Ok(V4 | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY)
+        );
+    }
+
+    #[test]
+    fn steering_names_what_the_device_lacks() {
+        let e = steer_types(0, 0, SteerSide::Source).unwrap_err();
+        assert!(e.contains("does not hash IPv4 TCP and UDP"), "{e}");
+        let e = steer_types(RSS_TYPES, 512, SteerSide::Source).unwrap_err();
+        assert!(
+            e.contains("source fields only (L3_SRC_ONLY, L4_SRC_ONLY)"),
+            "{e}"
+        );
+        let src_only = V4 | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY;
+        let e = steer_types(src_only, 512, SteerSide::Destination).unwrap_err();
+        assert!(e.contains("destination fields only"), "{e}");
+        let e = steer_types(src_only, 0, SteerSide::Source).unwrap_err();
+        assert!(e.contains("redirection table of 0 entries"), "{e}");
+        let e = steer_types(src_only, 96, SteerSide::Source).unwrap_err();
+        assert!(
+            e.contains("96 entries (steering needs a multiple of 64)"),
+            "{e}"
+        );
+    }
 }
