@@ -59,13 +59,34 @@
 //!
 //! # Hardware steering
 //!
-//! Where a NIC can hash the client-facing port on source fields only and
-//! the real-facing port on destination fields only (Intel's
-//! `L3_SRC_ONLY` / `L4_SRC_ONLY` RSS types), both directions of a NAT flow
-//! could reach the same queue without a hand-off, if the owner function
-//! were the NIC's (the Toeplitz hash of the client endpoint through the
-//! redirection table). That is not programmed yet: the software path
-//! above is what runs, on every NIC and virtual device.
+//! The owner of a NAT flow is the queue a NIC would pick for the client
+//! endpoint if it hashed that endpoint alone: the Toeplitz hash under
+//! [`STEER_KEY`] (`0x6d5a` repeated) of the client's address and port,
+//! looked up in a redirection table whose entry `i` names worker
+//! `(i % 64) % workers` ([`Steer::reta`]). With that key the hash is the
+//! same whether the NIC hashes the source or the destination fields, and
+//! whether it packs them or leaves the other side's as zeros
+//! ([`STEER_KEY`]). So where NAT clients and NAT reals arrive on different
+//! ports (the two-arm layout), the data plane asks the client-facing port
+//! to hash on source fields only (`L3_SRC_ONLY | L4_SRC_ONLY`) and the
+//! real-facing port on destination fields only, programs the redirection
+//! table and reads it back ([`crate::dpdk::Port::configure`],
+//! [`crate::dpdk::Port::program_reta`]): a request and its reply then
+//! reach the owner's queue with no hand-off. Outbound NAT follows the same
+//! rule with the remote endpoint: the sources' port hashes destinations,
+//! the outside port sources.
+//!
+//! The software path above stays in place and runs on every frame the
+//! NIC did not steer: a port whose device lacks one-sided RSS (every
+//! virtual device, the 82599), a port where clients and reals meet (one
+//! arm: the NIC hashes one side per port), non-TCP/UDP frames. It
+//! computes the same owner, so a mix of steering and non-steering ports is
+//! still correct. `[dataplane].steering` chooses: `auto` (steer where the
+//! device can, say why not elsewhere), `software` (never ask the NIC), or
+//! `nic` (refuse to start where a port with NAT traffic cannot steer).
+//! Ports without NAT traffic keep RSS over whole flows with the random
+//! key, whose hash the connection table reuses; a steering port's hash is
+//! not reusable (one side, a public key) and the table hashes in software.
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
