@@ -255,6 +255,7 @@ for q in 0 1; do
     python3 scripts/mkpcap.py est 4096 "$W/est4k-q$q.pcap" "$q/2"
     python3 scripts/mkpcap.py syn 262144 "$W/syn-q$q.pcap" "$q/2"
     python3 scripts/mkpcap.py natmix 4096 "$W/natmix-q$q.pcap" "$q/2"
+    python3 scripts/mkpcap.py natsteer 4096 "$W/natsteer-q$q.pcap" "$q/2"
 done
 python3 scripts/mkpcap.py natmix 4096 "$W/natmix.pcap"
 ls -la "$W"/*.pcap | awk '{print "   ", $5, $9}'
@@ -284,6 +285,7 @@ IO4X2=$(testpmd io "$W/est4k-q0.pcap,$W/est4k-q1.pcap" "$M4" "$M4M" 2)
 read -r DR4X2 DR4X2C _ < <(best_of 2 ferrolb dr "$W/est4k-q0.pcap,$W/est4k-q1.pcap" 65536 "$M4" "$M4M" 2)
 read -r MIX1 MIX1C _ MIX1H < <(best_of 2 ferrolb nat "$W/natmix.pcap" 65536 "$M8" "$M8M" 1 1)
 read -r MIX2 MIX2C _ MIX2H < <(best_of 2 ferrolb nat "$W/natmix-q0.pcap,$W/natmix-q1.pcap" 65536 "$M8" "$M8M" 2 1)
+read -r MIX2S MIX2SC _ MIX2SH < <(best_of 2 ferrolb nat "$W/natsteer-q0.pcap,$W/natsteer-q1.pcap" 65536 "$M8" "$M8M" 2 1)
 read -r SYNX2 SYNX2C SYNX2R _ < <(best_of 2 ferrolb dr "$W/syn-q0.pcap,$W/syn-q1.pcap" 65536 "$MS" "$MSM" 2)
 
 echo
@@ -310,6 +312,7 @@ row2 "testpmd io, 2 cores, 4,096 flows" "$IO4X2" "$(ratio "$IO4X2" "$IO4")" "-" 
 row2 "ferrolb DR, 4,096 flows" "$DR4X2" "$(ratio "$DR4X2" "$DR4")" "$DR4X2C" "0"
 row2 "ferrolb NAT mix, 1 worker (requests + replies)" "$MIX1" "1.00" "$MIX1C" "$MIX1H"
 row2 "ferrolb NAT mix, replies on the other worker" "$MIX2" "$(ratio "$MIX2" "$MIX1")" "$MIX2C" "$MIX2H"
+row2 "ferrolb NAT mix, as a steering NIC delivers it" "$MIX2S" "$(ratio "$MIX2S" "$MIX1")" "$MIX2SC" "$MIX2SH"
 row2 "ferrolb DR, SYNs from new clients (new/s)" "$SYNX2 ($SYNX2R)" "$(ratio "$SYNX2" "$SYN")" "$SYNX2C" "-"
 # The hand-off's cost: the extra cycles of the two-worker run per frame
 # handed over.

@@ -5,6 +5,9 @@
   mkpcap.py syn    N OUT [K/P]   N unique clients sending a SYN, one frame each
   mkpcap.py natmix N OUT [Q/W]   N NAT flows: each a request (client -> VIP)
                                  and its reply (real 192.0.2.21:8080 -> client)
+  mkpcap.py natsteer N OUT Q/W   the same flows, as a NIC that steers delivers
+                                 them: queue Q gets requests and replies of
+                                 the flows worker Q owns
 
 Clients come from 198.51.100.0/24 and 203.0.113.0/24 with ports
 1024-65535; the VIP is 192.0.2.100:80. Checksums are correct.
@@ -14,7 +17,9 @@ multi-worker run. For natmix, Q/W writes what lands on queue Q of W
 workers when replies land on the wrong worker: the requests of the flows
 worker Q owns and the replies of the flows worker Q+1 owns (ferrolb's
 owner function of the client endpoint, forwarder/src/steer.rs), so that
-every reply is handed to another worker. natmix clients are
+every reply is handed to another worker. natsteer writes what lands on
+queue Q when the NICs hash the client side only (hardware steering):
+both directions of the flows worker Q owns. natmix clients are
 203.0.113.1-250 (connected to the bench's client port: the balancer
 learns their MACs from the requests and sends the replies back to them).
 """
@@ -78,9 +83,10 @@ def frames(kind, n, part):
     for i in range(n):
         client, cport = nat_client(i)
         o = owner(client, cport, p)
+        reply_on = o if kind == "natsteer" else (o + p - 1) % p
         if p == 1 or o == k:
             yield tcp_frame(i, client, cport, vip, 80, 0x10)
-        if p == 1 or o == (k + 1) % p:
+        if p == 1 or reply_on == k:
             yield tcp_frame(i, real, 8080, client, cport, 0x10)
 
 
@@ -90,8 +96,8 @@ def main():
     if len(sys.argv) > 4:
         k, p = sys.argv[4].split("/")
         part = (int(k), int(p))
-    if kind not in ("est", "syn", "natmix"):
-        sys.exit(f"mkpcap.py: unknown kind {kind!r} (est, syn, natmix)")
+    if kind not in ("est", "syn", "natmix", "natsteer"):
+        sys.exit(f"mkpcap.py: unknown kind {kind!r} (est, syn, natmix, natsteer)")
     with open(out, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         rec = struct.Struct("<IIII")
