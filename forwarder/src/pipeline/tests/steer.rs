@@ -670,3 +670,90 @@ proptest! {
         }
     }
 }
+
+/// The queue a NIC that steers puts an IPv4 TCP or UDP `frame` on: the
+/// Toeplitz hash by its definition, under the steering key, of the
+/// frame's addresses and ports with the other side's left as zeros (a NIC
+/// that keeps the fields in place), through a 512-entry redirection
+/// table written as [`Steer::reta`] says.
+fn nic_queue(frame: &[u8], by_source: bool, workers: u16) -> usize {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let l4 = &frame[14 + ip.header_len()..];
+    let mut input = [0u8; 12];
+    if by_source {
+        input[0..4].copy_from_slice(&ip.src().octets());
+        input[8..10].copy_from_slice(&l4[0..2]);
+    } else {
+        input[4..8].copy_from_slice(&ip.dst().octets());
+        input[10..12].copy_from_slice(&l4[2..4]);
+    }
+    let key: [u8; crate::conntrack::toeplitz::KEY_LEN] =
+        std::array::from_fn(|i| crate::steer::STEER_KEY[i]);
+    let h = crate::conntrack::Toeplitz::new(key).hash(&input) as usize;
+    usize::from(Steer::reta(512, workers)[h & 511])
+}
+
+#[test]
+fn where_the_nics_steer_by_one_side_no_nat_frame_is_handed_over() {
+    use crate::pipeline::outbound::OutboundRule;
+    for n in [2u16, 3, 4] {
+        let mut node = Node::new(vec![nat_tcp(), nat_udp()], n);
+        let s = std::mem::replace(&mut node.snap, snapshot(Vec::new()));
+        node.snap = s.with_outbound(vec![OutboundRule {
+            sources: vec![(IpAddr::V4(v4("192.0.2.0")), 24)],
+            address: IpAddr::V4(v4(LB4)),
+        }]);
+        let mut one = Rig::small(vec![nat_tcp(), nat_udp()]);
+        let mut queues = vec![0u32; usize::from(n)];
+        for k in 0..48u16 {
+            let client = ["198.51.100.10", "198.51.100.77", "203.0.113.5"][usize::from(k % 3)];
+            let cport = 33_000 + k * 131;
+            for req in [
+                builder::tcp4(&tcp4(client, cport, VIP4, 80, WireFlags::SYN)),
+                builder::udp4(&FrameSpec {
+                    payload: b"q".to_vec(),
+                    ..tcp4(client, cport, VIP4, 53, WireFlags::NONE)
+                }),
+            ] {
+                // The client port hashes source fields ...
+                let q = nic_queue(&req, true, n);
+                queues[q] += 1;
+                let got = node.land(&req, q);
+                let (o, want) = one.run(&req);
+                assert_eq!(
+                    (got.outcome, &got.frame, got.hops),
+                    (o, &want, 0),
+                    "n={n} {k}"
+                );
+                // ... the reals' port destination fields: the reply
+                // reaches the same worker.
+                let rep = reply_to(&want, WireFlags(0x12));
+                let got = node.land(&rep, nic_queue(&rep, false, n));
+                let (o, want) = one.run(&rep);
+                assert_eq!(o, Outcome::Forward { port: 0 });
+                assert_eq!(
+                    (got.outcome, &got.frame, got.hops),
+                    (o, &want, 0),
+                    "n={n} {k}"
+                );
+                assert_eq!(got.worker, q);
+            }
+            // Outbound NAT: a real's connection hashed on destination
+            // fields where it arrives, the answer on source fields.
+            let syn = builder::tcp4(&FrameSpec {
+                src_mac: real_mac(1),
+                ..tcp4(REAL1, 45_000 + k, ROUTER4, 440 + k, WireFlags::SYN)
+            });
+            let got = node.land(&syn, nic_queue(&syn, false, n));
+            assert_eq!((got.outcome, got.hops), (Outcome::Forward { port: 0 }, 0));
+            let answer = reply_to(&got.frame, WireFlags(0x12));
+            let back = node.land(&answer, nic_queue(&answer, true, n));
+            assert_eq!((back.outcome, back.hops), (Outcome::Forward { port: 0 }, 0));
+            assert_eq!(back.worker, got.worker);
+        }
+        assert!(
+            queues.iter().all(|&c| c > 0),
+            "every queue used: {queues:?}"
+        );
+    }
+}
