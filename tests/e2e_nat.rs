@@ -195,6 +195,11 @@ port_name = "wan"
             log.contains("port wan: steering software: net_af_packet0 does not hash"),
             "{log}"
         );
+        let text = self.lb.exec(&format!("{} status", ferrolb_bin()));
+        assert!(
+            text.contains("port lan: steering software: net_af_packet1 does not hash IPv4 TCP and UDP frames (RSS)"),
+            "{text}"
+        );
         let metrics = self.lb.exec("curl -s http://127.0.0.1:9080/metrics");
         assert!(
             metrics.contains("ferrolb_port_steering_nic{port=\"wan\"} 0"),

@@ -110,6 +110,9 @@ pub fn render(s: &Status) -> String {
                 100.0 * busy as f64 / polls as f64,
             );
         }
+        for p in s.ports.iter().filter(|p| !p.steering.is_empty()) {
+            let _ = writeln!(o, "port {}: steering {}", p.name, p.steering);
+        }
     }
     if let Some(ob) = &s.outbound {
         let rules: Vec<String> = ob

@@ -561,6 +561,11 @@ impl<'a, D: Dataplane> Daemon<'a, D> {
                 "reload: [dataplane], [[port]] and [announce] changes take effect at the next restart"
             );
         }
+        if s.cfg.dataplane.workers > 1 && new.port_roles() != s.cfg.port_roles() {
+            tracing::warn!(
+                "reload: the ports that carry NAT clients and NAT reals changed; the NICs' steering is set at start, so until a restart such frames may be handed between workers in software"
+            );
+        }
         // [ha]: what a running router can change, it changes now.
         let ha_changed = new.ha != s.cfg.ha;
         if let (Some(h), Some(nh)) = (self.ha.as_mut(), new.ha.as_ref()) {
