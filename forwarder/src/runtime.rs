@@ -296,7 +296,11 @@ impl Dataplane {
                     Ok(()) => Steering::Nic(side),
                     Err(why) => Steering::Software(why),
                 },
-                Steering::Off if workers > 1 && ps.role == PortRole::Both => {
+                Steering::Off
+                    if workers > 1
+                        && ps.role == PortRole::Both
+                        && spec.steering != SteeringMode::Software =>
+                {
                     Steering::Software(format!(
                         "clients and NAT reals share port {}: a NIC hashes one side of the frames per port",
                         ps.name
