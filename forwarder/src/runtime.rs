@@ -325,7 +325,7 @@ impl Dataplane {
                     why: why.clone(),
                 });
             }
-            self.placement.steering.push(describe);
+            self.placement.steering.push((ps.name.clone(), describe));
             // A steering NIC hashes one side with a public key: its hash
             // is not the connection table's.
             let rss = if nic_steers {

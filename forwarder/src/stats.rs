@@ -152,9 +152,9 @@ pub struct Placement {
     pub control_cpus: Vec<usize>,
     /// Per worker: its lcore and the CPU it runs on.
     pub workers: Vec<(u32, Option<usize>)>,
-    /// Per data port: how frames reach their owners (`nic (source
-    /// fields)`, `software: why`, ...).
-    pub steering: Vec<String>,
+    /// Per data port, by `[[port]].name`: how frames reach their owners
+    /// (`nic (source fields)`, `software: why`, ...).
+    pub steering: Vec<(String, String)>,
 }
 
 impl Placement {

@@ -512,13 +512,15 @@ impl Config {
     /// Per `[[port]]`, in order: which side of NAT flows (services and
     /// outbound) arrives on it. Clients arrive on a NAT VIP's `port_name`
     /// and remote hosts' answers on an `[[outbound]]`'s; NAT reals and
-    /// fallbacks on the port whose prefix holds them (else the first
-    /// with a gateway of their family), outbound sources on the port
-    /// whose prefix holds them.
+    /// fallbacks, and outbound sources, on the port that routes to them
+    /// (its prefix holds them, else the first with a gateway of their
+    /// family). A reals' port that is also any VIP's `port_name` carries
+    /// both: requests to a VIP hashed on destination fields would all
+    /// land on one queue.
     pub fn port_roles(&self) -> Vec<PortRole> {
-        let mut clients = vec![false; self.ports.len()];
-        let mut reals = vec![false; self.ports.len()];
-        let by_name = |n: &str| self.ports.iter().position(|p| p.name == n);
+        let n = self.ports.len();
+        let (mut clients, mut reals, mut vips) = (vec![false; n], vec![false; n], vec![false; n]);
+        let by_name = |name: &str| self.ports.iter().position(|p| p.name == name);
         let reaching = |a: IpAddr| {
             self.ports
                 .iter()
@@ -529,9 +531,13 @@ impl Config {
                         .position(|p| p.gateway.is_some_and(|g| g.is_ipv4() == a.is_ipv4()))
                 })
         };
-        for v in self.vips.iter().filter(|v| v.mode == Mode::Nat) {
+        for v in &self.vips {
             if let Some(i) = by_name(&v.port_name) {
-                clients[i] = true;
+                vips[i] = true;
+                clients[i] |= v.mode == Mode::Nat;
+            }
+            if v.mode != Mode::Nat {
+                continue;
             }
             let servers = v.reals.iter().map(|r| r.address);
             for a in servers.chain(v.fallback.iter().map(|f| f.address)) {
@@ -545,23 +551,17 @@ impl Config {
                 clients[i] = true;
             }
             for src in &o.sources {
-                if let Some(i) = self
-                    .ports
-                    .iter()
-                    .position(|p| p.addresses.iter().any(|c| c.contains(src.addr)))
-                {
+                if let Some(i) = reaching(src.addr) {
                     reals[i] = true;
                 }
             }
         }
-        clients
-            .into_iter()
-            .zip(reals)
-            .map(|r| match r {
-                (true, true) => PortRole::Both,
-                (true, false) => PortRole::Clients,
-                (false, true) => PortRole::Reals,
-                (false, false) => PortRole::Other,
+        (0..n)
+            .map(|i| match (clients[i], reals[i], vips[i]) {
+                (_, true, true) | (true, true, _) => PortRole::Both,
+                (true, false, _) => PortRole::Clients,
+                (false, true, false) => PortRole::Reals,
+                (false, false, _) => PortRole::Other,
             })
             .collect()
     }

@@ -787,11 +787,21 @@ fn steering_loads_and_each_port_knows_which_side_of_nat_flows_it_carries() {
         roles(&format!("{three}{}", nat(&["192.0.2.21"]))),
         [Both, Other, Other]
     );
-    // DR services steer nothing.
+    // DR services steer nothing ...
     let dr = "\n[[vip]]\nname = \"d\"\naddress = \"192.0.2.101\"\nport = 80\nport_name = \"lan\"\n[[vip.real]]\naddress = \"192.0.2.31\"\n";
     assert_eq!(roles(&format!("{three}{dr}")), [Other, Other, Other]);
+    // ... but a port where NAT reals live and a VIP is served hashes
+    // whole flows (requests to the VIP would share one queue otherwise).
+    let dr_on_dmz = "\n[[vip]]\nname = \"d\"\naddress = \"198.51.100.101\"\nport = 80\nport_name = \"dmz\"\n[[vip.real]]\naddress = \"198.51.100.31\"\n";
+    assert_eq!(
+        roles(&format!("{three}{}{dr_on_dmz}", nat(&["198.51.100.21"]))),
+        [Clients, Both, Other]
+    );
     // Outbound: the sources' port carries them out, the address's port
     // carries the answers in.
     let ob = "\n[[outbound]]\nsources = [\"198.51.100.0/24\"]\nport_name = \"wan\"\n";
     assert_eq!(roles(&format!("{three}{ob}")), [Other, Reals, Clients]);
+    // Sources beyond a gateway: the port of that gateway.
+    let routed = "\n[[outbound]]\nsources = [\"10.9.0.0/16\"]\nport_name = \"lan\"\n";
+    assert_eq!(roles(&format!("{three}{routed}")), [Clients, Other, Reals]);
 }

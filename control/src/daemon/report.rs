@@ -370,10 +370,15 @@ pub(super) fn status(s: &State) -> Status {
         ports: s
             .ports
             .iter()
-            .enumerate()
-            .map(|(i, (name, p))| PortStatus {
+            .map(|(name, p)| PortStatus {
                 name: name.clone(),
-                steering: s.placement.steering.get(i).cloned().unwrap_or_default(),
+                steering: s
+                    .placement
+                    .steering
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, how)| how.clone())
+                    .unwrap_or_default(),
                 rx_packets: p.rx_packets,
                 tx_packets: p.tx_packets,
                 rx_missed: p.rx_missed,

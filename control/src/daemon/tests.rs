@@ -49,7 +49,10 @@ impl Dataplane for FakeDp {
             main_lcore: 0,
             control_cpus: vec![0],
             workers: vec![(1, Some(1)), (2, Some(0))],
-            steering: vec!["software: net_af_packet0 does not offer RSS on source fields only (L3_SRC_ONLY, L4_SRC_ONLY)".into()],
+            steering: vec![(
+                "lan".into(),
+                "software: net_af_packet0 does not hash IPv4 TCP and UDP frames (RSS)".into(),
+            )],
         }
     }
 }
@@ -162,6 +165,12 @@ fn operator_actions_and_reloads_reach_the_data_plane_and_refusals_change_nothing
             assert_eq!(s.workers[1].cpu, Some(0));
             assert_eq!(s.placement.workers_sharing_control_cpus, vec![2]);
             assert_eq!(s.mbufs.capacity, 100);
+            // Each port's steering, found by its name.
+            let lan = s.ports.iter().find(|p| p.name == "lan").expect("port lan");
+            assert_eq!(
+                lan.steering,
+                "software: net_af_packet0 does not hash IPv4 TCP and UDP frames (RSS)"
+            );
 
             // Drain one real: a new generation with that real draining.
             let (code, body) = call(addr, "POST", "/api/v1/vips/web/reals/192.0.2.21/drain");

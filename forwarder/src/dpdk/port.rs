@@ -111,7 +111,12 @@ pub enum Steering {
 /// The RSS types a device with `offloads` (its `flow_type_rss_offloads`)
 /// and a redirection table of `reta_size` entries is asked for to steer
 /// by `side`, or why it cannot.
-pub fn steer_types(offloads: u64, reta_size: u16, side: SteerSide) -> Result<u64, String> {
+pub fn steer_types(
+    offloads: u64,
+    reta_size: u16,
+    key_size: u8,
+    side: SteerSide,
+) -> Result<u64, String> {
     let base = RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP;
     if offloads & base != base {
         return Err("does not hash IPv4 TCP and UDP frames (RSS)".into());
@@ -121,6 +126,11 @@ pub fn steer_types(offloads: u64, reta_size: u16, side: SteerSide) -> Result<u64
             "does not offer RSS on {} fields only ({})",
             side.fields(),
             side.names()
+        ));
+    }
+    if !(40..=64).contains(&key_size) {
+        return Err(format!(
+            "takes an RSS key of {key_size} bytes (steering needs 40 to 64)"
         ));
     }
     if reta_size == 0 || usize::from(reta_size) % crate::steer::RETA_PERIOD != 0 {
@@ -250,7 +260,12 @@ impl Port {
         let mut steering = Steering::Off;
         let mut steer = None;
         if let (Some(side), true) = (cfg.steer, cfg.rx_queues > 1) {
-            match steer_types(info.flow_type_rss_offloads, info.reta_size, side) {
+            match steer_types(
+                info.flow_type_rss_offloads,
+                info.reta_size,
+                key_size(&info),
+                side,
+            ) {
                 Ok(types) => steer = Some((side, types)),
                 Err(why) => steering = Steering::Software(format!("{} {why}", self.name)),
             }
@@ -378,14 +393,15 @@ impl Port {
         if rc != 0 {
             return Err(format!("{}: {}", self.name, DpdkError::new("get info", rc)));
         }
-        let size = usize::from(info.reta_size);
         const GROUP: usize = dpdk_sys::RTE_ETH_RETA_GROUP_SIZE as usize;
-        if size == 0 || size % crate::steer::RETA_PERIOD != 0 {
-            return Err(format!(
-                "{} has a redirection table of {size} entries",
-                self.name
-            ));
-        }
+        // Some PMDs shrink the table to the queue count once configured
+        // (a power of two below 64) and grow it again on a larger update:
+        // such a table is written with 64 entries.
+        let size = match usize::from(info.reta_size) {
+            n if n > 0 && n % crate::steer::RETA_PERIOD == 0 => n,
+            _ => crate::steer::RETA_PERIOD,
+        };
+        let len = size as u16;
         let want = crate::steer::Steer::reta(size, queues);
         let mut groups: Vec<dpdk_sys::rte_eth_rss_reta_entry64> = want
             .chunks(GROUP)
@@ -399,10 +415,9 @@ impl Port {
             })
             .collect();
         // SAFETY: `groups` holds size / 64 groups of 64 entries, every
-        // mask bit set, which is what a table of `size` entries takes.
-        let rc = unsafe {
-            dpdk_sys::rte_eth_dev_rss_reta_update(p, groups.as_mut_ptr(), info.reta_size)
-        };
+        // mask bit set, which is what a table of `size` (= `len`) entries
+        // takes.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_rss_reta_update(p, groups.as_mut_ptr(), len) };
         if rc != 0 {
             return Err(format!(
                 "{} refused the redirection table ({})",
@@ -469,7 +484,12 @@ impl Port {
             // SAFETY: valid port id; the key buffer holds 64 bytes, at
             // least rss_key_len, which the PMD fills.
             let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(p, &mut conf) };
-            rc == 0 && conf.rss_hf & types == types && got[..len] == want[..len]
+            // Both sides hashed (not what a steering configuration left).
+            let one_side = RSS_L3_SRC_ONLY | RSS_L3_DST_ONLY | RSS_L4_SRC_ONLY | RSS_L4_DST_ONLY;
+            rc == 0
+                && conf.rss_hf & types == types
+                && conf.rss_hf & one_side == 0
+                && got[..len] == want[..len]
         };
         if read() {
             return RssState { v4_with_key: true };
@@ -637,13 +657,14 @@ mod tests {
     fn steering_asks_for_one_side_of_what_the_device_hashes() {
         let all = RSS_TYPES | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY;
         assert_eq!(
-            steer_types(all, 512, SteerSide::Source),
+            steer_types(all, 512, 52, SteerSide::Source),
             Ok(RSS_TYPES | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY)
         );
         assert_eq!(
             steer_types(
                 V4 | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY,
                 128,
+                40,
                 SteerSide::Destination
             ),
             Ok(V4 | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY)
@@ -652,22 +673,26 @@ mod tests {
 
     #[test]
     fn steering_names_what_the_device_lacks() {
-        let e = steer_types(0, 0, SteerSide::Source).unwrap_err();
+        let e = steer_types(0, 0, 40, SteerSide::Source).unwrap_err();
         assert!(e.contains("does not hash IPv4 TCP and UDP"), "{e}");
-        let e = steer_types(RSS_TYPES, 512, SteerSide::Source).unwrap_err();
+        let e = steer_types(RSS_TYPES, 512, 40, SteerSide::Source).unwrap_err();
         assert!(
             e.contains("source fields only (L3_SRC_ONLY, L4_SRC_ONLY)"),
             "{e}"
         );
         let src_only = V4 | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY;
-        let e = steer_types(src_only, 512, SteerSide::Destination).unwrap_err();
+        let e = steer_types(src_only, 512, 40, SteerSide::Destination).unwrap_err();
         assert!(e.contains("destination fields only"), "{e}");
-        let e = steer_types(src_only, 0, SteerSide::Source).unwrap_err();
+        let e = steer_types(src_only, 0, 40, SteerSide::Source).unwrap_err();
         assert!(e.contains("redirection table of 0 entries"), "{e}");
-        let e = steer_types(src_only, 96, SteerSide::Source).unwrap_err();
+        let e = steer_types(src_only, 96, 40, SteerSide::Source).unwrap_err();
         assert!(
             e.contains("96 entries (steering needs a multiple of 64)"),
             "{e}"
         );
+        for k in [16u8, 39, 65] {
+            let e = steer_types(src_only, 512, k, SteerSide::Source).unwrap_err();
+            assert!(e.contains(&format!("RSS key of {k} bytes")), "{e}");
+        }
     }
 }
