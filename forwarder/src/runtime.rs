@@ -296,6 +296,15 @@ impl Dataplane {
                     Ok(()) => Steering::Nic(side),
                     Err(why) => Steering::Software(why),
                 },
+                Steering::NicFlowRules(side) => {
+                    match nic
+                        .program_reta(queues)
+                        .and_then(|()| nic.steer_by_flow_rules(side))
+                    {
+                        Ok(_) => Steering::NicFlowRules(side),
+                        Err(why) => Steering::Software(why),
+                    }
+                }
                 Steering::Off
                     if workers > 1
                         && ps.role == PortRole::Both
@@ -308,9 +317,12 @@ impl Dataplane {
                 }
                 s => s,
             };
-            let nic_steers = matches!(steering, Steering::Nic(_));
+            let nic_steers = matches!(steering, Steering::Nic(_) | Steering::NicFlowRules(_));
             let describe = match &steering {
                 Steering::Nic(side) => format!("nic ({} fields)", side.fields()),
+                Steering::NicFlowRules(side) => {
+                    format!("nic ({} fields, by flow rules)", side.fields())
+                }
                 Steering::Software(why) => format!("software: {why}"),
                 Steering::Off if workers > 1 && spec.steering == SteeringMode::Software => {
                     "software ([dataplane].steering)".to_string()

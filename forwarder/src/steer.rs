@@ -72,13 +72,18 @@
 //! real-facing port on destination fields only, programs the redirection
 //! table and reads it back ([`crate::dpdk::Port::configure`],
 //! [`crate::dpdk::Port::program_reta`]): a request and its reply then
-//! reach the owner's queue with no hand-off. Outbound NAT follows the same
+//! reach the owner's queue with no hand-off. A device that lists the
+//! one-side modifiers among its RSS offloads gets them as the port's
+//! setting; one that offers them only through `rte_flow` (Intel's X710 and
+//! E810 drivers) hashes whole flows as the port's setting, narrowed by a
+//! flow rule per IPv4 / IPv6 TCP / UDP pattern
+//! ([`crate::dpdk::Port::steer_by_flow_rules`]). Outbound NAT follows the same
 //! rule with the remote endpoint: the sources' port hashes destinations,
 //! the outside port sources.
 //!
 //! The software path above stays in place and runs on every frame the
-//! NIC did not steer: a port whose device lacks one-sided RSS (every
-//! virtual device, the 82599), a port where clients and reals meet (one
+//! NIC did not steer: a port whose device lacks one-sided RSS (the
+//! virtual devices, the 82599), a port where clients and reals meet (one
 //! arm: the NIC hashes one side per port), non-TCP/UDP frames. It
 //! computes the same owner, so a mix of steering and non-steering ports is
 //! still correct. `[dataplane].steering` chooses: `auto` (steer where the

@@ -202,29 +202,32 @@ fn rss_key_is_programmed_where_the_device_takes_it() {
 fn steering_falls_back_with_a_reason_and_the_redirection_table_reads_back() {
     let e = env();
     let p = Port::by_name("net_null1").expect("net_null1");
-    // net_null hashes every type over whole flows but offers no
-    // one-side-only modifier: configured as without steering, saying why.
+    // net_null hashes every type over whole flows, with a key of ours and
+    // a 128-entry redirection table, but lists no one-side modifier: it
+    // is configured for flow rules that would narrow the hash ...
     let two = PortConfig {
         rx_queues: 2,
         tx_queues: 2,
         steer: Some(SteerSide::Source),
         ..PortConfig::default()
     };
-    match p
+    let got = p
         .configure(&two, &e.pool)
-        .expect("configure with two queues")
-    {
-        Steering::Software(why) => assert!(
-            why.contains("net_null1 does not offer RSS on source fields only"),
-            "{why}"
-        ),
-        other => panic!("net_null1 cannot steer: {other:?}"),
-    }
+        .expect("configure with two queues");
+    assert_eq!(got, Steering::NicFlowRules(SteerSide::Source));
     p.start().expect("start");
-    // Its redirection table (128 entries) takes the steering layout and
-    // reads it back: the queue of a hash is the owner's.
+    // ... its redirection table takes the steering layout and reads it
+    // back: the queue of a hash is the owner's ...
     p.program_reta(2)
         .expect("net_null1 takes the redirection table");
+    // ... and it has no flow rules: the reason names the rule and the
+    // device's answer.
+    let why = p.steer_by_flow_rules(SteerSide::Source).unwrap_err();
+    eprintln!("{why}");
+    assert!(
+        why.starts_with("net_null1 refused the flow rule that hashes IPv4 TCP frames on source fields only, L3_SRC_ONLY, L4_SRC_ONLY (rte_flow"),
+        "{why}"
+    );
     p.stop().expect("stop");
     // Without steering asked for, nothing is said.
     let plain = PortConfig { steer: None, ..two };

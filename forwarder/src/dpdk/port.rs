@@ -103,30 +103,41 @@ pub enum Steering {
     /// The NIC hashes this side with the steering key; the redirection
     /// table is still to be written ([`Port::program_reta`]).
     Nic(SteerSide),
+    /// The NIC hashes whole flows with the steering key; the redirection
+    /// table and the flow rules that narrow the hash to this side are
+    /// still to be written ([`Port::program_reta`],
+    /// [`Port::steer_by_flow_rules`]).
+    NicFlowRules(SteerSide),
     /// Asked for, not possible on this device: why. Frames that land on
     /// another worker than their owner are handed over in software.
     Software(String),
 }
 
-/// The RSS types a device with `offloads` (its `flow_type_rss_offloads`)
-/// and a redirection table of `reta_size` entries is asked for to steer
-/// by `side`, or why it cannot.
+/// How a device is asked to hash one side of the frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerBy {
+    /// As the port's RSS setting: these types, with the one-side
+    /// modifiers (the device lists them among its RSS offloads).
+    Port(u64),
+    /// The port's RSS over whole flows (these types), narrowed to one
+    /// side by flow rules ([`Port::steer_by_flow_rules`]): devices that
+    /// offer one-side hashing only through `rte_flow` (Intel's X710 and
+    /// E810 families).
+    FlowRules(u64),
+}
+
+/// How a device with `offloads` (its `flow_type_rss_offloads`), a
+/// redirection table of `reta_size` entries and an RSS key of `key_size`
+/// bytes is asked to steer by `side`, or why it cannot.
 pub fn steer_types(
     offloads: u64,
     reta_size: u16,
     key_size: u8,
     side: SteerSide,
-) -> Result<u64, String> {
+) -> Result<SteerBy, String> {
     let base = RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP;
     if offloads & base != base {
         return Err("does not hash IPv4 TCP and UDP frames (RSS)".into());
-    }
-    if offloads & side.bits() != side.bits() {
-        return Err(format!(
-            "does not offer RSS on {} fields only ({})",
-            side.fields(),
-            side.names()
-        ));
     }
     if !(40..=64).contains(&key_size) {
         return Err(format!(
@@ -139,7 +150,12 @@ pub fn steer_types(
             crate::steer::RETA_PERIOD
         ));
     }
-    Ok((RSS_TYPES & offloads) | side.bits())
+    let types = RSS_TYPES & offloads;
+    if offloads & side.bits() == side.bits() {
+        Ok(SteerBy::Port(types | side.bits()))
+    } else {
+        Ok(SteerBy::FlowRules(types))
+    }
 }
 
 /// Bytes of [`PortConfig::rss_key`].
@@ -266,7 +282,7 @@ impl Port {
                 key_size(&info),
                 side,
             ) {
-                Ok(types) => steer = Some((side, types)),
+                Ok(by) => steer = Some((side, by)),
                 Err(why) => steering = Steering::Software(format!("{} {why}", self.name)),
             }
         }
@@ -303,17 +319,22 @@ impl Port {
             unsafe { dpdk_sys::rte_eth_dev_configure(p, cfg.rx_queues, cfg.tx_queues, conf) }
         };
         let mut rc = -1;
-        if let Some((side, types)) = steer {
+        if let Some((side, by)) = steer {
+            let types = match by {
+                SteerBy::Port(t) | SteerBy::FlowRules(t) => t,
+            };
             rc = configure(&port_conf(Some(types), false));
-            steering = if rc == 0 {
-                Steering::Nic(side)
-            } else {
+            steering = if rc != 0 {
                 Steering::Software(format!(
                     "{} refused to hash {} fields only ({})",
                     self.name,
                     side.fields(),
                     DpdkError::new("configure", rc)
                 ))
+            } else if let SteerBy::FlowRules(_) = by {
+                Steering::NicFlowRules(side)
+            } else {
+                Steering::Nic(side)
             };
         }
         if rc != 0 {
@@ -513,6 +534,130 @@ impl Port {
         RssState { v4_with_key: ok }
     }
 
+    /// Installs the flow rules that narrow the port's RSS (over whole
+    /// flows, with the steering key) to `side`'s address and port, for
+    /// IPv4 TCP and UDP and, where the port hashes them, IPv6: an
+    /// `rte_flow` RSS action per pattern that sets only the types, so the
+    /// port's key and redirection table stay in use. Each rule is
+    /// validated, then created; on any refusal the rules already made are
+    /// flushed and the error names the rule and the device's reason.
+    pub fn steer_by_flow_rules(&self, side: SteerSide) -> Result<usize, String> {
+        use dpdk_sys::*;
+        let p = self.id.0;
+        let mut info = rte_eth_dev_info::default();
+        // SAFETY: info is a valid out-pointer; the port id was validated.
+        let rc = unsafe { rte_eth_dev_info_get(p, &mut info) };
+        if rc != 0 {
+            return Err(format!("{}: {}", self.name, DpdkError::new("get info", rc)));
+        }
+        let rules = [
+            (
+                "IPv4 TCP",
+                rte_flow_item_type_RTE_FLOW_ITEM_TYPE_IPV4,
+                rte_flow_item_type_RTE_FLOW_ITEM_TYPE_TCP,
+                RSS_NONFRAG_IPV4_TCP,
+            ),
+            (
+                "IPv4 UDP",
+                rte_flow_item_type_RTE_FLOW_ITEM_TYPE_IPV4,
+                rte_flow_item_type_RTE_FLOW_ITEM_TYPE_UDP,
+                RSS_NONFRAG_IPV4_UDP,
+            ),
+            (
+                "IPv6 TCP",
+                rte_flow_item_type_RTE_FLOW_ITEM_TYPE_IPV6,
+                rte_flow_item_type_RTE_FLOW_ITEM_TYPE_TCP,
+                RSS_NONFRAG_IPV6_TCP,
+            ),
+            (
+                "IPv6 UDP",
+                rte_flow_item_type_RTE_FLOW_ITEM_TYPE_IPV6,
+                rte_flow_item_type_RTE_FLOW_ITEM_TYPE_UDP,
+                RSS_NONFRAG_IPV6_UDP,
+            ),
+        ];
+        let item = |t: rte_flow_item_type| rte_flow_item {
+            type_: t,
+            spec: std::ptr::null(),
+            last: std::ptr::null(),
+            mask: std::ptr::null(),
+        };
+        let mut attr = rte_flow_attr::default();
+        attr.set_ingress(1);
+        let mut made = 0;
+        for (what, l3, l4, ty) in rules {
+            if info.flow_type_rss_offloads & ty == 0 {
+                continue;
+            }
+            let pattern = [
+                item(rte_flow_item_type_RTE_FLOW_ITEM_TYPE_ETH),
+                item(l3),
+                item(l4),
+                item(rte_flow_item_type_RTE_FLOW_ITEM_TYPE_END),
+            ];
+            let rss = rte_flow_action_rss {
+                func: rte_eth_hash_function_RTE_ETH_HASH_FUNCTION_DEFAULT,
+                level: 0,
+                types: ty | side.bits(),
+                key_len: 0,
+                queue_num: 0,
+                key: std::ptr::null(),
+                queue: std::ptr::null(),
+            };
+            let actions = [
+                rte_flow_action {
+                    type_: rte_flow_action_type_RTE_FLOW_ACTION_TYPE_RSS,
+                    conf: (&rss as *const rte_flow_action_rss).cast(),
+                },
+                rte_flow_action {
+                    type_: rte_flow_action_type_RTE_FLOW_ACTION_TYPE_END,
+                    conf: std::ptr::null(),
+                },
+            ];
+            // SAFETY: an all-zero rte_flow_error is its documented empty
+            // state (no cause, no message).
+            let mut err: rte_flow_error = unsafe { std::mem::zeroed() };
+            // SAFETY: attr, pattern (END-terminated) and actions
+            // (END-terminated, the RSS conf alive for the call) are valid
+            // for the call; err is a valid out-pointer.
+            let mut rc = unsafe {
+                rte_flow_validate(p, &attr, pattern.as_ptr(), actions.as_ptr(), &mut err)
+            };
+            let mut flow = std::ptr::null_mut();
+            if rc == 0 {
+                // SAFETY: as above; DPDK copies what it keeps.
+                flow = unsafe {
+                    rte_flow_create(p, &attr, pattern.as_ptr(), actions.as_ptr(), &mut err)
+                };
+                if flow.is_null() {
+                    rc = -super::rte_errno();
+                }
+            }
+            if flow.is_null() {
+                let message = if err.message.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: a non-null message is a NUL-terminated
+                    // static string of the PMD's.
+                    let m = unsafe { std::ffi::CStr::from_ptr(err.message) };
+                    format!(": {}", m.to_string_lossy())
+                };
+                // SAFETY: err is a valid out-pointer; flushing a port
+                // with no rules (or without flow support) is harmless.
+                unsafe { rte_flow_flush(p, &mut err) };
+                return Err(format!(
+                    "{} refused the flow rule that hashes {what} frames on {} fields only, {} ({}{message})",
+                    self.name,
+                    side.fields(),
+                    side.names(),
+                    DpdkError::new("rte_flow", rc)
+                ));
+            }
+            made += 1;
+        }
+        Ok(made)
+    }
+
     /// Starts the port.
     pub fn start(&self) -> Result<(), DpdkError> {
         // SAFETY: configured port (otherwise DPDK returns an error).
@@ -525,6 +670,13 @@ impl Port {
 
     /// Stops the port (no more rx/tx on it afterwards).
     pub fn stop(&self) -> Result<(), DpdkError> {
+        // SAFETY: an all-zero rte_flow_error is its empty state; flushing
+        // a port without rules or flow support only returns an error,
+        // which does not matter here.
+        unsafe {
+            let mut err: dpdk_sys::rte_flow_error = std::mem::zeroed();
+            dpdk_sys::rte_flow_flush(self.id.0, &mut err);
+        }
         // SAFETY: valid port id; callers stopped the workers polling it.
         let rc = unsafe { dpdk_sys::rte_eth_dev_stop(self.id.0) };
         if rc != 0 {
@@ -658,7 +810,7 @@ mod tests {
         let all = RSS_TYPES | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY;
         assert_eq!(
             steer_types(all, 512, 52, SteerSide::Source),
-            Ok(RSS_TYPES | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY)
+            Ok(SteerBy::Port(RSS_TYPES | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY))
         );
         assert_eq!(
             steer_types(
@@ -667,7 +819,13 @@ mod tests {
                 40,
                 SteerSide::Destination
             ),
-            Ok(V4 | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY)
+            Ok(SteerBy::Port(V4 | RSS_L3_DST_ONLY | RSS_L4_DST_ONLY))
+        );
+        // Without the modifiers among the port's offloads: whole flows,
+        // narrowed by flow rules.
+        assert_eq!(
+            steer_types(RSS_TYPES, 512, 52, SteerSide::Source),
+            Ok(SteerBy::FlowRules(RSS_TYPES))
         );
     }
 
@@ -675,14 +833,7 @@ mod tests {
     fn steering_names_what_the_device_lacks() {
         let e = steer_types(0, 0, 40, SteerSide::Source).unwrap_err();
         assert!(e.contains("does not hash IPv4 TCP and UDP"), "{e}");
-        let e = steer_types(RSS_TYPES, 512, 40, SteerSide::Source).unwrap_err();
-        assert!(
-            e.contains("source fields only (L3_SRC_ONLY, L4_SRC_ONLY)"),
-            "{e}"
-        );
         let src_only = V4 | RSS_L3_SRC_ONLY | RSS_L4_SRC_ONLY;
-        let e = steer_types(src_only, 512, 40, SteerSide::Destination).unwrap_err();
-        assert!(e.contains("destination fields only"), "{e}");
         let e = steer_types(src_only, 0, 40, SteerSide::Source).unwrap_err();
         assert!(e.contains("redirection table of 0 entries"), "{e}");
         let e = steer_types(src_only, 96, 40, SteerSide::Source).unwrap_err();
