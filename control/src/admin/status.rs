@@ -377,8 +377,8 @@ pub struct PortStatus {
     /// `[[port]].name`.
     pub name: String,
     /// How frames reach the worker that owns them: `nic (source
-    /// fields)`, `nic (destination fields)`, `software: why`, `rss (no
-    /// NAT traffic)` or `one worker`.
+    /// fields)`, `nic (destination fields)` (either with `, by flow
+    /// rules`), `software: why`, `rss (no NAT traffic)` or `one worker`.
     #[serde(default)]
     pub steering: String,
     /// Frames received.
