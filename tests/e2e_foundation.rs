@@ -258,7 +258,7 @@ addresses = ["192.0.2.2/24"]
             )
             .replace("workers = 2", "workers = 2\nsteering = \"nic\"")
                 + "\n[[vip]]\nname = \"web\"\naddress = \"192.0.2.100\"\nport = 80\nmode = \"nat\"\nport_name = \"lan\"\n[[vip.real]]\naddress = \"192.0.2.21\"\nport = 8080\n",
-            "[dataplane].steering = \"nic\" but port lan cannot steer in the NIC: clients and NAT reals share port lan: a NIC hashes one side of the frames per port",
+            "[dataplane].steering = \"nic\" but port lan cannot steer in the NIC: requests to VIPs and NAT reals' frames share port lan: a NIC hashes one side of the frames per port",
         ),
     ];
     for (cfg, want) in cases {

@@ -136,6 +136,56 @@ pub struct Dataplane {
     eal: Option<Eal>,
 }
 
+/// After the port started: writes what a steering configuration still
+/// needs (the redirection table, the flow rules), or says why the port
+/// steers in software (also where clients and reals share it).
+fn finish_steering(
+    nic: &Port,
+    steering: Steering,
+    ps: &PortSpec,
+    spec: &DataplaneSpec,
+    queues: u16,
+) -> Steering {
+    match steering {
+        Steering::Nic(side) => match nic.program_reta(queues) {
+            Ok(()) => Steering::Nic(side),
+            Err(why) => Steering::Software(why),
+        },
+        Steering::NicFlowRules(side) => {
+            let rules = || nic.steer_by_flow_rules(side).map(|_| ());
+            match nic.program_reta(queues).and_then(|()| rules()) {
+                Ok(()) => Steering::NicFlowRules(side),
+                Err(why) => Steering::Software(why),
+            }
+        }
+        Steering::Off
+            if queues > 1
+                && ps.role == PortRole::Both
+                && spec.steering != SteeringMode::Software =>
+        {
+            Steering::Software(format!(
+                "requests to VIPs and NAT reals' frames share port {}: a NIC hashes one side of the frames per port",
+                ps.name
+            ))
+        }
+        s => s,
+    }
+}
+
+/// How a port's frames reach their owners, as the log and the status say.
+fn describe_steering(steering: &Steering, spec: &DataplaneSpec) -> String {
+    match steering {
+        Steering::Nic(side) => format!("nic ({} fields)", side.fields()),
+        Steering::NicFlowRules(side) => format!("nic ({} fields, by flow rules)", side.fields()),
+        Steering::Software(why) => format!("software: {why}"),
+        Steering::Off if spec.workers > 1 && spec.steering == SteeringMode::Software => {
+            "software ([dataplane].steering)".to_string()
+        }
+        Steering::Off if spec.workers > 1 => "rss (no NAT traffic)".to_string(),
+        Steering::Off => "one worker".to_string(),
+    }
+}
+
 impl Dataplane {
     /// Initialises EAL and brings up the ports (not yet the workers: the
     /// first snapshot needs the ports' MACs, see [`Dataplane::run`]).
@@ -291,45 +341,9 @@ impl Dataplane {
             )?;
             nic.start()?;
             tap.start()?;
-            let steering = match steering {
-                Steering::Nic(side) => match nic.program_reta(queues) {
-                    Ok(()) => Steering::Nic(side),
-                    Err(why) => Steering::Software(why),
-                },
-                Steering::NicFlowRules(side) => {
-                    match nic
-                        .program_reta(queues)
-                        .and_then(|()| nic.steer_by_flow_rules(side))
-                    {
-                        Ok(_) => Steering::NicFlowRules(side),
-                        Err(why) => Steering::Software(why),
-                    }
-                }
-                Steering::Off
-                    if workers > 1
-                        && ps.role == PortRole::Both
-                        && spec.steering != SteeringMode::Software =>
-                {
-                    Steering::Software(format!(
-                        "clients and NAT reals share port {}: a NIC hashes one side of the frames per port",
-                        ps.name
-                    ))
-                }
-                s => s,
-            };
+            let steering = finish_steering(&nic, steering, ps, spec, queues);
             let nic_steers = matches!(steering, Steering::Nic(_) | Steering::NicFlowRules(_));
-            let describe = match &steering {
-                Steering::Nic(side) => format!("nic ({} fields)", side.fields()),
-                Steering::NicFlowRules(side) => {
-                    format!("nic ({} fields, by flow rules)", side.fields())
-                }
-                Steering::Software(why) => format!("software: {why}"),
-                Steering::Off if workers > 1 && spec.steering == SteeringMode::Software => {
-                    "software ([dataplane].steering)".to_string()
-                }
-                Steering::Off if workers > 1 => "rss (no NAT traffic)".to_string(),
-                Steering::Off => "one worker".to_string(),
-            };
+            let describe = describe_steering(&steering, spec);
             tracing::info!("port {}: steering {describe}", ps.name);
             if let (SteeringMode::Nic, Steering::Software(why)) = (spec.steering, &steering) {
                 return Err(StartError::Steering {
