@@ -315,7 +315,8 @@ impl Port {
         };
         let configure = |conf: &dpdk_sys::rte_eth_conf| {
             // SAFETY: conf is a valid, initialised rte_eth_conf; its key
-            // pointer (if any) points to bytes that live forever.
+            // pointer (if any) points to 64 bytes that live forever, and
+            // its key length is at most 64 (rss_keyable, steer_types).
             unsafe { dpdk_sys::rte_eth_dev_configure(p, cfg.rx_queues, cfg.tx_queues, conf) }
         };
         let mut rc = -1;
